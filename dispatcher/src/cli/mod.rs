@@ -1,0 +1,106 @@
+//! The `rainlogs` subcommands. Each lives in its own module; this one only parses
+//! arguments, loads configuration once and hands over.
+
+mod probe;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rainlogs_shared::config::{ConfigSource, DatabaseConfig};
+use tokio::sync::watch;
+
+use crate::app::{App, DEFAULT_QUEUE};
+
+#[derive(Debug, Parser)]
+#[command(name = "rainlogs", version, about = "Cloudflare log archive: operator CLI")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending database migrations.
+    Migrate,
+    /// Check configuration and that Postgres, Redis and S3 answer.
+    Check,
+    /// Run the dispatcher with every function in-process until SIGINT/SIGTERM.
+    Run {
+        /// Queues to consume, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = DEFAULT_QUEUE)]
+        queues: Vec<String>,
+    },
+    /// Enqueue end-to-end probes and wait for a running dispatcher to complete them.
+    Probe(probe::ProbeArgs),
+    /// Walking-skeleton demo: migrate, start a dispatcher in-process, send probes
+    /// through Redis → dispatcher → upload function → Garage + Postgres, and report.
+    Demo(probe::ProbeArgs),
+}
+
+/// Runs one parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let src = ConfigSource::from_env()?;
+    match cli.command {
+        Command::Migrate => {
+            let db = DatabaseConfig::from_source(&src)?;
+            let pool = rainlogs_shared::db::connect(&db).await?;
+            rainlogs_shared::db::migrate(&pool).await?;
+            println!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check => {
+            App::connect(&src).await?;
+            println!("postgres, redis and s3 answer; configuration is valid");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { queues } => {
+            let app = App::connect(&src).await?;
+            rainlogs_shared::db::migrate(&app.pool).await?;
+            let (tx, rx) = watch::channel(false);
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!("shutdown requested; finishing the task in hand");
+                let _ = tx.send(true);
+            });
+            tracing::info!(?queues, "dispatcher running");
+            app.worker(queues).run(rx).await.context("dispatcher")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Probe(args) => {
+            let app = App::connect(&src).await?;
+            probe::probe(&app, &args).await
+        }
+        Command::Demo(args) => {
+            let app = App::connect(&src).await?;
+            rainlogs_shared::db::migrate(&app.pool).await?;
+            let (tx, rx) = watch::channel(false);
+            let worker = app.worker(vec![args.queue.clone()]);
+            let handle = tokio::spawn(async move { worker.run(rx).await });
+            let result = probe::probe(&app, &args).await;
+            let _ = tx.send(true);
+            tokio::time::timeout(Duration::from_secs(30), handle)
+                .await
+                .context("dispatcher did not stop within 30 s")?
+                .context("dispatcher task panicked")?
+                .context("dispatcher")?;
+            result
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

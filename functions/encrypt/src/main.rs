@@ -1,0 +1,9 @@
+//! The encrypt function binary: a Lambda function under `AWS_LAMBDA_RUNTIME_API`, or a
+//! one-shot run over an event file (or stdin) for local debugging.
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    rainlogs_shared::function::run_binary(|| async { Ok(rainlogs_encrypt::EncryptFunction::new()) }).await
+}

@@ -1,0 +1,15 @@
+//! The upload function binary: a Lambda function under `AWS_LAMBDA_RUNTIME_API`, or a
+//! one-shot run over an event file (or stdin) for local debugging.
+
+use std::process::ExitCode;
+
+use rainlogs_shared::config::ConfigSource;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    rainlogs_shared::function::run_binary(|| async {
+        let src = ConfigSource::from_env()?;
+        rainlogs_upload::UploadFunction::from_config(&src).await
+    })
+    .await
+}

@@ -1,0 +1,210 @@
+//! Test harness: real Postgres, Redis and Garage, isolated per test.
+//!
+//! Endpoints come from the `RAINLOGS_*` variables or the env file written by
+//! `infra/local/stack.sh env` (found by walking up from the crate). With the
+//! `containers` feature and no endpoints configured, testcontainers starts the three
+//! services instead (see [`containers`]).
+//!
+//! Every [`TestEnv`] gets its own database (created fresh and migrated), its own Redis
+//! key prefix and its own object-key prefix in the bucket, so tests run in parallel
+//! without seeing each other.
+
+#[cfg(feature = "containers")]
+pub mod containers;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use rainlogs_dispatcher::app::App;
+use rainlogs_shared::config::{ConfigSource, DatabaseConfig, RedisConfig, S3Config};
+use secrecy::ExposeSecret;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+use uuid::Uuid;
+
+/// Prefix of every per-test database name; `infra/test.sh` drops leftovers.
+pub const TEST_DB_PREFIX: &str = "rl_test_";
+
+/// Base configuration for tests: the environment / env file, or containers.
+pub async fn base_source() -> ConfigSource {
+    let src = ConfigSource::from_env().expect("env file readable");
+    if src.get(DatabaseConfig::URL).is_some() {
+        return src;
+    }
+    #[cfg(feature = "containers")]
+    if let Some(src) = containers::start_if_docker().await {
+        return src;
+    }
+    panic!(
+        "no test services configured: run `bash infra/local/stack.sh up` (writes .rainlogs/env), \
+         set RAINLOGS_* variables, or build with --features containers where Docker runs"
+    );
+}
+
+/// One test's isolated slice of the real services.
+pub struct TestEnv {
+    pub id: String,
+    pub src: ConfigSource,
+    pub app: App,
+    db_name: String,
+    admin_url: String,
+}
+
+impl TestEnv {
+    /// A fresh database (migrated), Redis prefix and bucket prefix.
+    pub async fn new() -> Self {
+        Self::with_migrations(true).await
+    }
+
+    /// Like [`TestEnv::new`], optionally leaving the database empty (migration tests).
+    pub async fn with_migrations(migrate: bool) -> Self {
+        let base = base_source().await;
+        let id = Uuid::new_v4().simple().to_string();
+        let admin_url = base
+            .get(DatabaseConfig::URL)
+            .expect("database url")
+            .to_owned();
+        let db_name = format!("{TEST_DB_PREFIX}{id}");
+        let admin = admin_options(&admin_url);
+        let mut conn = admin.connect().await.expect("connect to postgres as admin");
+        sqlx::query(&format!("CREATE DATABASE \"{db_name}\""))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        conn.close().await.ok();
+
+        let mut src = base.clone();
+        src.set(DatabaseConfig::URL, with_database(&admin_url, &db_name));
+        src.set(RedisConfig::KEY_PREFIX, format!("rltest:{id}"));
+        src.set(S3Config::KEY_PREFIX, format!("tests/{id}/"));
+        src.set(DatabaseConfig::MAX_CONNECTIONS, "5");
+        let app = App::connect(&src).await.expect("connect test services");
+        if migrate {
+            rainlogs_shared::db::migrate(&app.pool)
+                .await
+                .expect("migrate test database");
+        }
+        Self {
+            id,
+            src,
+            app,
+            db_name,
+            admin_url,
+        }
+    }
+
+    pub fn database_name(&self) -> &str {
+        &self.db_name
+    }
+
+    /// The per-test database URL.
+    pub fn database_url(&self) -> String {
+        DatabaseConfig::from_source(&self.src)
+            .expect("valid")
+            .url
+            .expose_secret()
+            .to_owned()
+    }
+
+    /// Drops the database, the Redis keys and the objects this test made.
+    pub async fn teardown(self) {
+        let TestEnv {
+            app,
+            db_name,
+            admin_url,
+            src,
+            ..
+        } = self;
+        app.pool.close().await;
+        let prefix = RedisConfig::from_source(&src).unwrap().key_prefix;
+        if let Ok(client) = redis::Client::open(
+            RedisConfig::from_source(&src)
+                .unwrap()
+                .url
+                .expose_secret()
+                .to_owned(),
+        ) {
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{prefix}:*"))
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+                }
+            }
+        }
+        if let Ok(objects) = app.store.list_all("").await {
+            let keys: Vec<String> = objects.into_iter().map(|o| o.key).collect();
+            for chunk in keys.chunks(1000) {
+                let _ = app.store.delete_many(chunk).await;
+            }
+        }
+        if let Ok(mut conn) = admin_options(&admin_url).connect().await {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"))
+                .execute(&mut conn)
+                .await;
+        }
+    }
+}
+
+fn admin_options(url: &str) -> PgConnectOptions {
+    url.parse::<PgConnectOptions>()
+        .expect("valid postgres url")
+        .disable_statement_logging()
+}
+
+/// The same URL pointing at another database.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let path_start = base[scheme_end..]
+        .find('/')
+        .map(|i| i + scheme_end)
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{db}", &base[..path_start]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// Polls `check` until it yields `Some`, failing the test at `deadline`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn swaps_database_name() {
+        assert_eq!(
+            with_database("postgres://u@127.0.0.1:5432/postgres", "x"),
+            "postgres://u@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u@h:1?sslmode=disable", "x"),
+            "postgres://u@h:1/x?sslmode=disable"
+        );
+    }
+}

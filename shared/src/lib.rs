@@ -1,0 +1,20 @@
+//! The common library of Rainlogs: what every stage, the dispatcher and the CLI share.
+//!
+//! - [`config`]: typed configuration from `RAINLOGS_*` variables and the env file;
+//! - [`error`]: the retryable/permanent classification every failure carries;
+//! - [`task`]: the versioned task envelope moving through Redis to the functions;
+//! - [`function`]: the handler trait and the runner behind every function binary;
+//! - [`db`], [`storage`], [`redis_client`]: Postgres, S3 (Garage) and Redis access;
+//! - [`telemetry`]: logging.
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod function;
+pub mod redis_client;
+pub mod storage;
+pub mod task;
+pub mod telemetry;
+
+pub use error::{ErrorClass, TaskError};
+pub use task::{HandlerOutput, TaskEnvelope, TaskSpec};

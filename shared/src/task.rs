@@ -1,0 +1,272 @@
+//! The task envelope: the one message format that travels through Redis to a function.
+//!
+//! Documented in docs/TASKS.md. An envelope is versioned JSON; the function that serves
+//! it is named by the first dotted segment of its `kind` (`upload.probe` → `upload`).
+//! A function's event *is* the envelope, so a handler sees the same input whether the
+//! dispatcher calls it in-process, through the runtime shim or through Lambda Invoke.
+//! Handlers hand work on by returning follow-up [`TaskSpec`]s; the dispatcher enqueues
+//! them, so functions never need a Redis connection of their own.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::TaskError;
+
+/// The envelope version this build writes and reads.
+pub const ENVELOPE_VERSION: u32 = 1;
+/// Attempts a task gets unless its spec says otherwise.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 25;
+
+/// Task kinds the pipeline knows. Kept in one place so dispatcher and functions agree.
+pub mod kinds {
+    /// End-to-end health probe: writes a marker object to the bucket and a row to Postgres.
+    pub const UPLOAD_PROBE: &str = "upload.probe";
+}
+
+/// A task as stored in the queue and passed to a function.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskEnvelope {
+    /// Envelope format version, [`ENVELOPE_VERSION`].
+    pub v: u32,
+    pub id: Uuid,
+    pub queue: String,
+    pub kind: String,
+    #[serde(default)]
+    pub payload: serde_json::Value,
+    /// 1 on the first delivery.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub enqueued_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    pub trace_id: String,
+}
+
+/// Why raw bytes are not a usable envelope. Always permanent: dead-letter with this reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("envelope is not valid JSON for version {ENVELOPE_VERSION}: {0}")]
+    Malformed(String),
+    #[error("envelope version {found} is not supported (this build reads {ENVELOPE_VERSION})")]
+    UnsupportedVersion { found: u32 },
+    #[error("envelope field {field} is invalid: {reason}")]
+    InvalidField {
+        field: &'static str,
+        reason: String,
+    },
+}
+
+impl From<EnvelopeError> for TaskError {
+    fn from(e: EnvelopeError) -> Self {
+        TaskError::permanent("envelope.invalid", e.to_string())
+    }
+}
+
+impl TaskEnvelope {
+    /// A fresh envelope for `spec`, first attempt, enqueued now.
+    pub fn new(spec: TaskSpec, now: DateTime<Utc>) -> Self {
+        Self {
+            v: ENVELOPE_VERSION,
+            id: Uuid::now_v7(),
+            queue: spec.queue,
+            kind: spec.kind,
+            payload: spec.payload,
+            attempt: 1,
+            max_attempts: spec.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
+            enqueued_at: now,
+            not_before: spec.not_before,
+            idempotency_key: spec.idempotency_key,
+            trace_id: spec
+                .trace_id
+                .unwrap_or_else(|| Uuid::new_v4().simple().to_string()),
+        }
+    }
+
+    /// Parses and checks an envelope from queue bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        // Read the version first so a future format is reported as such, not as garbage.
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            v: Option<u32>,
+        }
+        let probe: VersionOnly = serde_json::from_slice(bytes)
+            .map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        match probe.v {
+            Some(ENVELOPE_VERSION) => {}
+            Some(found) => return Err(EnvelopeError::UnsupportedVersion { found }),
+            None => return Err(EnvelopeError::Malformed("missing field `v`".into())),
+        }
+        let env: TaskEnvelope =
+            serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        env.validate()?;
+        Ok(env)
+    }
+
+    fn validate(&self) -> Result<(), EnvelopeError> {
+        let invalid = |field, reason: &str| {
+            Err(EnvelopeError::InvalidField {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if !valid_name(&self.queue) {
+            return invalid("queue", "must be 1-64 chars of a-z, 0-9, '-', '_'");
+        }
+        if self.function().is_none() {
+            return invalid("kind", "must look like `function.action`");
+        }
+        if self.max_attempts == 0 {
+            return invalid("max_attempts", "must be at least 1");
+        }
+        if self.attempt == 0 {
+            return invalid("attempt", "starts at 1");
+        }
+        if let Some(key) = &self.idempotency_key {
+            if key.is_empty() || key.len() > 512 {
+                return invalid("idempotency_key", "must be 1-512 bytes");
+            }
+        }
+        Ok(())
+    }
+
+    /// The function serving this kind: its first dotted segment.
+    pub fn function(&self) -> Option<&str> {
+        let (function, action) = self.kind.split_once('.')?;
+        (valid_name(function) && !action.is_empty()).then_some(function)
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("an envelope always serialises")
+    }
+
+    /// Decodes the payload into the handler's typed event.
+    pub fn payload_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, TaskError> {
+        serde_json::from_value(self.payload.clone()).map_err(|e| {
+            TaskError::permanent(
+                "event.invalid",
+                format!("task {} ({}): payload does not parse: {e}", self.id, self.kind),
+            )
+        })
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// A request to enqueue a task (what producers and handlers hand to the dispatcher).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub queue: String,
+    pub kind: String,
+    #[serde(default)]
+    pub payload: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+}
+
+impl TaskSpec {
+    pub fn new(queue: impl Into<String>, kind: impl Into<String>, payload: serde_json::Value) -> Self {
+        Self {
+            queue: queue.into(),
+            kind: kind.into(),
+            payload,
+            max_attempts: None,
+            not_before: None,
+            idempotency_key: None,
+            trace_id: None,
+        }
+    }
+
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+}
+
+/// What a function returns on success.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HandlerOutput {
+    /// A small, secret-free summary of what was done (for logs and the CLI).
+    #[serde(default)]
+    pub result: serde_json::Value,
+    /// Follow-up tasks for the dispatcher to enqueue once this one is acknowledged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next: Vec<TaskSpec>,
+}
+
+impl HandlerOutput {
+    pub fn done(result: serde_json::Value) -> Self {
+        Self {
+            result,
+            next: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> TaskEnvelope {
+        TaskEnvelope::new(
+            TaskSpec::new("default", kinds::UPLOAD_PROBE, serde_json::json!({"note": "x"})),
+            Utc::now(),
+        )
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let env = sample();
+        assert_eq!(TaskEnvelope::parse(&env.to_json()).unwrap(), env);
+        assert_eq!(env.function(), Some("upload"));
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        assert!(matches!(
+            TaskEnvelope::parse(b"{not json"),
+            Err(EnvelopeError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn future_version_is_reported_as_unsupported() {
+        let mut json: serde_json::Value = serde_json::from_slice(&sample().to_json()).unwrap();
+        json["v"] = 9.into();
+        let err = TaskEnvelope::parse(json.to_string().as_bytes()).unwrap_err();
+        assert_eq!(err, EnvelopeError::UnsupportedVersion { found: 9 });
+    }
+
+    #[test]
+    fn kind_without_function_is_invalid() {
+        let mut env = sample();
+        env.kind = "noaction".into();
+        let err = TaskEnvelope::parse(&env.to_json()).unwrap_err();
+        assert!(matches!(err, EnvelopeError::InvalidField { field: "kind", .. }));
+    }
+
+    #[test]
+    fn payload_mismatch_is_a_permanent_event_error() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Needs {
+            zone: String,
+        }
+        let err = sample().payload_as::<Needs>().unwrap_err();
+        assert!(!err.is_retryable());
+        assert_eq!(err.code, "event.invalid");
+    }
+}
