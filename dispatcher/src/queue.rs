@@ -155,16 +155,18 @@ impl Queue {
     /// Takes the oldest ready task into `active`, waiting up to `wait` for one.
     pub async fn reserve(&self, queue: &str, wait: Duration) -> Result<Option<Delivery>, QueueError> {
         let mut conn = self.conn.clone();
-        let raw: Option<Vec<u8>> = conn
-            .blmove(
-                self.keys.ready(queue),
-                self.keys.active(queue),
-                redis::Direction::Right,
-                redis::Direction::Left,
-                wait.as_secs_f64(),
-            )
-            .await
-            .map_err(Self::err(queue, "BLMOVE ready→active"))?;
+        let (ready, active) = (self.keys.ready(queue), self.keys.active(queue));
+        let (right, left) = (redis::Direction::Right, redis::Direction::Left);
+        // BLMOVE with a zero timeout blocks forever: a zero wait must not block at all.
+        let raw: Option<Vec<u8>> = if wait.is_zero() {
+            conn.lmove(ready, active, right, left)
+                .await
+                .map_err(Self::err(queue, "LMOVE ready→active"))?
+        } else {
+            conn.blmove(ready, active, right, left, wait.as_secs_f64())
+                .await
+                .map_err(Self::err(queue, "BLMOVE ready→active"))?
+        };
         Ok(raw.map(|raw| Delivery {
             queue: queue.to_owned(),
             envelope: TaskEnvelope::parse(&raw),

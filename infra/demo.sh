@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Quick start, command 1: bring up the local stack (installing what is missing) and run
+# the main job — today the walking-skeleton flow: probes travel Redis → dispatcher →
+# upload function → Garage + Postgres and are verified from outside.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash infra/local/stack.sh up
+cargo build --quiet --bin rainlogs
+"${CARGO_TARGET_DIR:-target}/debug/rainlogs" demo "$@"

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Quick start, command 2: bring up the local stack and run the whole test suite —
+# formatting, lints, and every unit and integration test against real Postgres,
+# Redis and Garage. Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash infra/local/stack.sh up
+# Queries are checked at compile time against the committed .sqlx/ data, not a live DB.
+export SQLX_OFFLINE=true
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+# Leftover per-test databases from interrupted runs.
+source <(bash infra/local/stack.sh env)
+psql "${RAINLOGS_DATABASE_URL%/*}/postgres" -qtAc \
+  "SELECT datname FROM pg_database WHERE datname LIKE 'rl\_test\_%'" |
+  while read -r db; do psql "${RAINLOGS_DATABASE_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null; done
+cargo test --workspace --no-fail-fast
