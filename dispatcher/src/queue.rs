@@ -90,7 +90,10 @@ impl Queue {
         &self.keys
     }
 
-    fn err<'a>(queue: &'a str, op: &'static str) -> impl FnOnce(redis::RedisError) -> QueueError + 'a {
+    fn err<'a>(
+        queue: &'a str,
+        op: &'static str,
+    ) -> impl FnOnce(redis::RedisError) -> QueueError + 'a {
         move |source| QueueError {
             queue: queue.to_owned(),
             op,
@@ -111,7 +114,11 @@ impl Queue {
         let q = &envelope.queue;
         match envelope.not_before.filter(|t| *t > Utc::now()) {
             Some(at) => conn
-                .zadd::<_, _, _, ()>(self.keys.delayed(q), envelope.to_json(), at.timestamp_millis())
+                .zadd::<_, _, _, ()>(
+                    self.keys.delayed(q),
+                    envelope.to_json(),
+                    at.timestamp_millis(),
+                )
                 .await
                 .map_err(Self::err(q, "ZADD delayed")),
             None => conn
@@ -153,7 +160,11 @@ impl Queue {
     }
 
     /// Takes the oldest ready task into `active`, waiting up to `wait` for one.
-    pub async fn reserve(&self, queue: &str, wait: Duration) -> Result<Option<Delivery>, QueueError> {
+    pub async fn reserve(
+        &self,
+        queue: &str,
+        wait: Duration,
+    ) -> Result<Option<Delivery>, QueueError> {
         let mut conn = self.conn.clone();
         let (ready, active) = (self.keys.ready(queue), self.keys.active(queue));
         let (right, left) = (redis::Direction::Right, redis::Direction::Left);
@@ -204,7 +215,11 @@ impl Queue {
         next.not_before = Some(due);
         let mut pipe = redis::pipe();
         pipe.atomic()
-            .zadd(self.keys.delayed(&delivery.queue), next.to_json(), due.timestamp_millis())
+            .zadd(
+                self.keys.delayed(&delivery.queue),
+                next.to_json(),
+                due.timestamp_millis(),
+            )
             .ignore()
             .lrem(self.keys.active(&delivery.queue), 1, &delivery.raw)
             .ignore();
@@ -215,7 +230,11 @@ impl Queue {
     }
 
     /// Moves a delivery to the dead letter list with its reason.
-    pub async fn dead_letter(&self, delivery: &Delivery, error: TaskError) -> Result<(), QueueError> {
+    pub async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        error: TaskError,
+    ) -> Result<(), QueueError> {
         let letter = DeadLetter {
             raw: String::from_utf8_lossy(&delivery.raw).into_owned(),
             error,

@@ -111,11 +111,17 @@ impl Worker {
                 let event = serde_json::to_value(&envelope).expect("envelopes serialise");
                 self.invoker.invoke(function, event).await
             }
-            None => Err(TaskError::permanent("envelope.invalid", "kind names no function")),
+            None => Err(TaskError::permanent(
+                "envelope.invalid",
+                "kind names no function",
+            )),
         };
         let result = result.and_then(|value| {
             serde_json::from_value::<HandlerOutput>(value).map_err(|e| {
-                TaskError::permanent("output.invalid", format!("function output does not parse: {e}"))
+                TaskError::permanent(
+                    "output.invalid",
+                    format!("function output does not parse: {e}"),
+                )
             })
         });
         match result {
@@ -125,7 +131,8 @@ impl Worker {
                     .next
                     .into_iter()
                     .map(|mut spec| {
-                        spec.trace_id.get_or_insert_with(|| envelope.trace_id.clone());
+                        spec.trace_id
+                            .get_or_insert_with(|| envelope.trace_id.clone());
                         TaskEnvelope::new(spec, now)
                     })
                     .collect();

@@ -142,9 +142,11 @@ impl TestEnv {
             }
         }
         if let Ok(mut conn) = admin_options(&admin_url).connect().await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"))
-                .execute(&mut conn)
-                .await;
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS \"{db_name}\" WITH (FORCE)"
+            ))
+            .execute(&mut conn)
+            .await;
         }
     }
 }

@@ -99,7 +99,10 @@ impl ConfigSource {
         V: Into<String>,
     {
         Self {
-            values: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            values: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
             file: None,
         }
     }
@@ -142,10 +145,13 @@ impl ConfigSource {
     {
         match self.get(var) {
             None => Ok(default),
-            Some(raw) => raw.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
-                var: var.to_owned(),
-                reason: format!("{e} (got {raw:?})"),
-            }),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|e: T::Err| ConfigError::Invalid {
+                    var: var.to_owned(),
+                    reason: format!("{e} (got {raw:?})"),
+                }),
         }
     }
 
@@ -208,7 +214,10 @@ fn parse_url(var: &str, raw: &str, schemes: &[&str]) -> Result<String, ConfigErr
         Some(s) if schemes.contains(&s) => Ok(raw.to_owned()),
         _ => Err(ConfigError::Invalid {
             var: var.to_owned(),
-            reason: format!("expected a URL starting with {}://", schemes.join(":// or ")),
+            reason: format!(
+                "expected a URL starting with {}://",
+                schemes.join(":// or ")
+            ),
         }),
     }
 }
@@ -251,7 +260,8 @@ impl DatabaseConfig {
         Ok(Self {
             url: SecretString::from(url),
             max_connections,
-            connect_timeout: src.duration_ms_or(Self::CONNECT_TIMEOUT_MS, Duration::from_secs(5))?,
+            connect_timeout: src
+                .duration_ms_or(Self::CONNECT_TIMEOUT_MS, Duration::from_secs(5))?,
         })
     }
 }
@@ -460,7 +470,10 @@ mod tests {
             redact_url("postgres://bob:hunter2@db:5432/x"),
             "postgres://bob:***@db:5432/x"
         );
-        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 
     #[test]

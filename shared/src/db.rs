@@ -6,10 +6,10 @@
 //! forward-only (docs/MIGRATIONS.md): a released migration is never edited, a change
 //! is a new migration.
 
+use secrecy::ExposeSecret;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
-use secrecy::ExposeSecret;
 use std::str::FromStr;
 
 use crate::config::{redact_url, DatabaseConfig};
@@ -37,7 +37,9 @@ impl Classify for DbError {
     fn class(&self) -> ErrorClass {
         match self {
             DbError::Unreachable { .. } => ErrorClass::Retryable,
-            DbError::Query { retryable: true, .. } => ErrorClass::Retryable,
+            DbError::Query {
+                retryable: true, ..
+            } => ErrorClass::Retryable,
             _ => ErrorClass::Permanent,
         }
     }

@@ -83,10 +83,7 @@ impl TaskError {
         match error_type.split_once('.') {
             Some(("Permanent", code)) => Self::permanent(code, error_message),
             Some(("Retryable", code)) => Self::retryable(code, error_message),
-            _ => Self::retryable(
-                "function.crashed",
-                format!("{error_type}: {error_message}"),
-            ),
+            _ => Self::retryable("function.crashed", format!("{error_type}: {error_message}")),
         }
     }
 

@@ -82,7 +82,12 @@ where
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         let handler = service_fn(move |event: LambdaEvent<serde_json::Value>| {
             let function = Arc::clone(&function);
-            async move { function.invoke_json(event.payload).await.map_err(LambdaError) }
+            async move {
+                function
+                    .invoke_json(event.payload)
+                    .await
+                    .map_err(LambdaError)
+            }
         });
         return match lambda_runtime::run(handler).await {
             Ok(()) => ExitCode::SUCCESS,

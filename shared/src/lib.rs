@@ -1,11 +1,11 @@
 //! The common library of Rainlogs: what every stage, the dispatcher and the CLI share.
 //!
-//! - [`config`]: typed configuration from `RAINLOGS_*` variables and the env file;
-//! - [`error`]: the retryable/permanent classification every failure carries;
-//! - [`task`]: the versioned task envelope moving through Redis to the functions;
-//! - [`function`]: the handler trait and the runner behind every function binary;
-//! - [`db`], [`storage`], [`redis_client`]: Postgres, S3 (Garage) and Redis access;
-//! - [`telemetry`]: logging.
+//! - [`config`] — typed configuration from `RAINLOGS_*` variables and the env file;
+//! - [`error`] — the retryable/permanent classification every failure carries;
+//! - [`task`] — the versioned task envelope moving through Redis to the functions;
+//! - [`function`] — the handler trait and the runner behind every function binary;
+//! - [`db`], [`storage`], [`redis_client`] — Postgres, S3 (Garage) and Redis access;
+//! - [`telemetry`] — logging.
 
 pub mod config;
 pub mod db;

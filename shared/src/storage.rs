@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
-use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::config::{
+    Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
@@ -63,7 +65,9 @@ impl Classify for StorageError {
     fn class(&self) -> ErrorClass {
         match self {
             StorageError::Unreachable { .. } | StorageError::Body { .. } => ErrorClass::Retryable,
-            StorageError::Service { retryable: true, .. } => ErrorClass::Retryable,
+            StorageError::Service {
+                retryable: true, ..
+            } => ErrorClass::Retryable,
             _ => ErrorClass::Permanent,
         }
     }
@@ -189,18 +193,27 @@ impl ObjectStore {
                     (_, "NoSuchKey") | (404, "NotFound") | (404, "") => {
                         StorageError::NotFound { op, key }
                     }
-                    (403, _) | (_, "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch") => {
+                    (403, _)
+                    | (_, "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch") => {
                         StorageError::AccessDenied {
                             op,
                             key,
-                            code: if code.is_empty() { status.to_string() } else { code },
+                            code: if code.is_empty() {
+                                status.to_string()
+                            } else {
+                                code
+                            },
                         }
                     }
                     _ => StorageError::Service {
                         op,
                         key,
                         reason: err.message().unwrap_or("no message").to_owned(),
-                        code: if code.is_empty() { status.to_string() } else { code },
+                        code: if code.is_empty() {
+                            status.to_string()
+                        } else {
+                            code
+                        },
                         retryable: status >= 500 || status == 429,
                     },
                 }

@@ -54,10 +54,7 @@ pub enum EnvelopeError {
     #[error("envelope version {found} is not supported (this build reads {ENVELOPE_VERSION})")]
     UnsupportedVersion { found: u32 },
     #[error("envelope field {field} is invalid: {reason}")]
-    InvalidField {
-        field: &'static str,
-        reason: String,
-    },
+    InvalidField { field: &'static str, reason: String },
 }
 
 impl From<EnvelopeError> for TaskError {
@@ -93,8 +90,8 @@ impl TaskEnvelope {
         struct VersionOnly {
             v: Option<u32>,
         }
-        let probe: VersionOnly = serde_json::from_slice(bytes)
-            .map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        let probe: VersionOnly =
+            serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
         match probe.v {
             Some(ENVELOPE_VERSION) => {}
             Some(found) => return Err(EnvelopeError::UnsupportedVersion { found }),
@@ -148,7 +145,10 @@ impl TaskEnvelope {
         serde_json::from_value(self.payload.clone()).map_err(|e| {
             TaskError::permanent(
                 "event.invalid",
-                format!("task {} ({}): payload does not parse: {e}", self.id, self.kind),
+                format!(
+                    "task {} ({}): payload does not parse: {e}",
+                    self.id, self.kind
+                ),
             )
         })
     }
@@ -178,7 +178,11 @@ pub struct TaskSpec {
 }
 
 impl TaskSpec {
-    pub fn new(queue: impl Into<String>, kind: impl Into<String>, payload: serde_json::Value) -> Self {
+    pub fn new(
+        queue: impl Into<String>,
+        kind: impl Into<String>,
+        payload: serde_json::Value,
+    ) -> Self {
         Self {
             queue: queue.into(),
             kind: kind.into(),
@@ -222,7 +226,11 @@ mod tests {
 
     fn sample() -> TaskEnvelope {
         TaskEnvelope::new(
-            TaskSpec::new("default", kinds::UPLOAD_PROBE, serde_json::json!({"note": "x"})),
+            TaskSpec::new(
+                "default",
+                kinds::UPLOAD_PROBE,
+                serde_json::json!({"note": "x"}),
+            ),
             Utc::now(),
         )
     }
@@ -255,7 +263,10 @@ mod tests {
         let mut env = sample();
         env.kind = "noaction".into();
         let err = TaskEnvelope::parse(&env.to_json()).unwrap_err();
-        assert!(matches!(err, EnvelopeError::InvalidField { field: "kind", .. }));
+        assert!(matches!(
+            err,
+            EnvelopeError::InvalidField { field: "kind", .. }
+        ));
     }
 
     #[test]

@@ -14,7 +14,11 @@ use tokio::sync::watch;
 use crate::app::{App, DEFAULT_QUEUE};
 
 #[derive(Debug, Parser)]
-#[command(name = "rainlogs", version, about = "Cloudflare log archive: operator CLI")]
+#[command(
+    name = "rainlogs",
+    version,
+    about = "Cloudflare log archive: operator CLI"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -1,0 +1,74 @@
+//! Redis through the project's own client and queue: a value round trip and a task
+//! that goes in, comes out intact and leaves nothing behind once acknowledged.
+
+use std::time::Duration;
+
+use rainlogs_integration_tests::TestEnv;
+use rainlogs_shared::config::RedisConfig;
+use rainlogs_shared::task::TaskSpec;
+use redis::AsyncCommands;
+
+#[tokio::test]
+async fn value_round_trip_under_the_test_prefix() {
+    let env = TestEnv::new().await;
+    let cfg = RedisConfig::from_source(&env.src).unwrap();
+    let mut conn = rainlogs_shared::redis_client::connect(&cfg).await.unwrap();
+    let key = format!("{}:roundtrip", cfg.key_prefix);
+    let _: () = conn.set_ex(&key, "hello", 60).await.unwrap();
+    let back: String = conn.get(&key).await.unwrap();
+    assert_eq!(back, "hello");
+    let _: () = conn.del(&key).await.unwrap();
+    let gone: Option<String> = conn.get(&key).await.unwrap();
+    assert_eq!(gone, None);
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn a_task_comes_out_as_it_went_in_and_ack_clears_it() {
+    let env = TestEnv::new().await;
+    let queue = &env.app.queue;
+    let spec = TaskSpec::new(
+        "rt",
+        "upload.probe",
+        serde_json::json!({"note": "round trip"}),
+    )
+    .idempotency_key("rt-1");
+    let sent = queue.enqueue(spec).await.unwrap();
+    let depth = queue.depth("rt").await.unwrap();
+    assert_eq!((depth.ready, depth.active), (1, 0));
+
+    let delivery = queue
+        .reserve("rt", Duration::from_secs(1))
+        .await
+        .unwrap()
+        .expect("the task is delivered");
+    assert_eq!(delivery.envelope.as_ref().unwrap(), &sent);
+    let depth = queue.depth("rt").await.unwrap();
+    assert_eq!(
+        (depth.ready, depth.active),
+        (0, 1),
+        "taken tasks stay visible as active"
+    );
+
+    queue.ack(&delivery, &[]).await.unwrap();
+    let depth = queue.depth("rt").await.unwrap();
+    assert_eq!((depth.ready, depth.active, depth.dead), (0, 0, 0));
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn unreachable_redis_is_a_clear_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let src = rainlogs_shared::config::ConfigSource::from_pairs([(
+        RedisConfig::URL,
+        format!("redis://127.0.0.1:{port}/0"),
+    )]);
+    let err = rainlogs_shared::redis_client::connect(&RedisConfig::from_source(&src).unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(err.starts_with("redis: cannot connect"), "{err}");
+}
