@@ -15,3 +15,5 @@ psql "${RAINLOGS_DATABASE_URL%/*}/postgres" -qtAc \
   "SELECT datname FROM pg_database WHERE datname LIKE 'rl\_test\_%'" |
   while read -r db; do psql "${RAINLOGS_DATABASE_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null; done
 cargo test --workspace --no-fail-fast
+# The stack script itself: idempotent up, crash recovery, down/up keeping data.
+bash infra/local/selftest.sh

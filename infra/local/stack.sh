@@ -4,7 +4,12 @@
 #   bash infra/local/stack.sh up       start what is missing, wait until all answer, write the env file
 #   bash infra/local/stack.sh down     stop only what `up` started
 #   bash infra/local/stack.sh status   show each service and who runs it
-#   bash infra/local/stack.sh env      print the endpoints as shell exports (and write the env file)
+#   bash infra/local/stack.sh env      print the endpoints as shell exports
+#
+# Settings (all optional): RAINLOGS_DATABASE_URL or RAINLOGS_PG_SERVER_URL, RAINLOGS_REDIS_URL,
+# RAINLOGS_S3_BUCKET, RAINLOGS_GARAGE_{S3,RPC,ADMIN}_PORT, RAINLOGS_GARAGE_EXTERNAL=1 (use a
+# Garage someone else runs), RAINLOGS_STATE_DIR (default .rainlogs/), RAINLOGS_CACHE_DIR
+# (default ~/.cache/rainlogs, where the Garage binary is built once).
 #
 # Every step is safe to repeat. Postgres and Redis: a configured URL that answers is used
 # as it is; otherwise a private instance is started under .rainlogs/ (installing the
@@ -209,6 +214,12 @@ EOF
 }
 
 garage_up() {
+  if [[ "${RAINLOGS_GARAGE_EXTERNAL:-}" == 1 ]]; then
+    # Someone else runs Garage (compose, a shared node): only check it serves the bucket.
+    wait_until "external garage at 127.0.0.1:$GARAGE_S3_PORT" 30 s3_answers
+    log "garage: using external node on 127.0.0.1:$GARAGE_S3_PORT"
+    return
+  fi
   garage_install
   garage_config
   if ! pid_alive "$RUN/garage.pid"; then
