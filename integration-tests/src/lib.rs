@@ -93,6 +93,36 @@ impl TestEnv {
         }
     }
 
+    /// Inserts a tenant and one zone of it; returns the zone id.
+    pub async fn insert_zone(
+        &self,
+        cadence_seconds: i32,
+        backfill_from: chrono::DateTime<chrono::Utc>,
+    ) -> Uuid {
+        let tenant = Uuid::new_v4();
+        let zone = Uuid::new_v4();
+        sqlx::query("INSERT INTO tenants (id, name) VALUES ($1, $2)")
+            .bind(tenant)
+            .bind(format!("tenant-{tenant}"))
+            .execute(&self.app.pool)
+            .await
+            .expect("insert tenant");
+        sqlx::query(
+            "INSERT INTO zones (id, tenant_id, cf_zone_id, name, cadence_seconds, backfill_from)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(zone)
+        .bind(tenant)
+        .bind(zone.simple().to_string())
+        .bind(format!("zone-{zone}.example"))
+        .bind(cadence_seconds)
+        .bind(backfill_from)
+        .execute(&self.app.pool)
+        .await
+        .expect("insert zone");
+        zone
+    }
+
     pub fn database_name(&self) -> &str {
         &self.db_name
     }

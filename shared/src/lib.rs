@@ -4,13 +4,16 @@
 //! - [`error`] — the retryable/permanent classification every failure carries;
 //! - [`task`] — the versioned task envelope moving through Redis to the functions;
 //! - [`function`] — the handler trait and the runner behind every function binary;
+//! - [`ledger`], [`chain`] — the window ledger and the per-zone hash chain;
 //! - [`db`], [`storage`], [`redis_client`] — Postgres, S3 (Garage) and Redis access;
 //! - [`telemetry`] — logging.
 
+pub mod chain;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod function;
+pub mod ledger;
 pub mod redis_client;
 pub mod storage;
 pub mod task;

@@ -1,0 +1,222 @@
+//! The window ledger and the hash chain against real Postgres: planning is idempotent
+//! and bounded by Logpull's limits, state changes are conditional, stuck windows are
+//! found, and concurrent appends never fork a zone's chain.
+
+use std::time::Duration;
+
+use chrono::{TimeDelta, TimeZone, Utc};
+use rainlogs_integration_tests::TestEnv;
+use rainlogs_shared::chain::{self, genesis_hash, link_hash, LinkContent, LinkInput};
+use rainlogs_shared::ledger::{self, WindowState};
+
+#[tokio::test]
+async fn planning_covers_backfill_to_the_logpull_horizon_once() {
+    let env = TestEnv::new().await;
+    let now = Utc.with_ymd_and_hms(2026, 11, 30, 10, 0, 30).unwrap();
+    let zone = env.insert_zone(60, now - TimeDelta::minutes(30)).await;
+
+    let added = ledger::plan_zone(&env.app.pool, zone, now).await.unwrap();
+    // 09:30 .. 09:59 start times; the window ending 10:00 is not a minute old at 10:00:30.
+    assert_eq!(added, 29);
+    let again = ledger::plan_zone(&env.app.pool, zone, now).await.unwrap();
+    assert_eq!(again, 0, "planning twice adds nothing");
+
+    let windows = ledger::windows_between(&env.app.pool, zone, now - TimeDelta::hours(1), now)
+        .await
+        .unwrap();
+    assert_eq!(windows.len(), 29);
+    assert_eq!(
+        windows[0].start_at,
+        Utc.with_ymd_and_hms(2026, 11, 30, 9, 30, 0).unwrap()
+    );
+    assert_eq!(
+        windows[28].end_at,
+        Utc.with_ymd_and_hms(2026, 11, 30, 9, 59, 0).unwrap()
+    );
+    for pair in windows.windows(2) {
+        assert_eq!(pair[0].end_at, pair[1].start_at, "no gap, no overlap");
+    }
+    assert!(windows.iter().all(|w| w.state == WindowState::Planned));
+
+    let later = ledger::plan_zone(&env.app.pool, zone, now + TimeDelta::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(later, 5, "later planning continues from the last window");
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn planning_never_reaches_past_logpulls_seven_days() {
+    let env = TestEnv::new().await;
+    let now = Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap();
+    let zone = env.insert_zone(3600, now - TimeDelta::days(30)).await;
+    ledger::plan_zone(&env.app.pool, zone, now).await.unwrap();
+    let windows = ledger::windows_between(&env.app.pool, zone, now - TimeDelta::days(60), now)
+        .await
+        .unwrap();
+    assert!(
+        windows[0].start_at > now - TimeDelta::days(7),
+        "{:?}",
+        windows[0]
+    );
+    assert_eq!(windows.len(), 7 * 24 - 2);
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn a_paused_zone_plans_nothing() {
+    let env = TestEnv::new().await;
+    let now = Utc::now();
+    let zone = env.insert_zone(60, now - TimeDelta::minutes(10)).await;
+    sqlx::query("UPDATE zones SET paused = true WHERE id = $1")
+        .bind(zone)
+        .execute(&env.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger::plan_zone(&env.app.pool, zone, now).await.unwrap(),
+        0
+    );
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn transitions_only_move_from_the_expected_state_and_count_attempts() {
+    let env = TestEnv::new().await;
+    let now = Utc::now();
+    let zone = env.insert_zone(60, now - TimeDelta::minutes(3)).await;
+    ledger::plan_zone(&env.app.pool, zone, now).await.unwrap();
+    let w = &ledger::windows_between(&env.app.pool, zone, now - TimeDelta::hours(1), now)
+        .await
+        .unwrap()[0];
+    let pool = &env.app.pool;
+    use WindowState::*;
+    assert!(ledger::transition(pool, w.id, &[Planned], Fetching, None)
+        .await
+        .unwrap());
+    assert!(
+        !ledger::transition(pool, w.id, &[Planned], Fetching, None)
+            .await
+            .unwrap(),
+        "a replayed message cannot move it again"
+    );
+    assert!(
+        ledger::transition(pool, w.id, &[Fetching], Planned, Some("cloudflare 503"))
+            .await
+            .unwrap()
+    );
+    assert!(ledger::transition(pool, w.id, &[Planned], Fetching, None)
+        .await
+        .unwrap());
+    let after = &ledger::windows_between(pool, zone, w.start_at, w.end_at)
+        .await
+        .unwrap()[0];
+    assert_eq!(after.attempts, 2);
+    assert_eq!(after.state, Fetching);
+    assert_eq!(after.last_error, None);
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn windows_stuck_in_flight_are_found_by_age() {
+    let env = TestEnv::new().await;
+    let now = Utc::now();
+    let zone = env.insert_zone(60, now - TimeDelta::minutes(4)).await;
+    ledger::plan_zone(&env.app.pool, zone, now).await.unwrap();
+    let windows = ledger::windows_between(&env.app.pool, zone, now - TimeDelta::hours(1), now)
+        .await
+        .unwrap();
+    assert!(windows.len() >= 2);
+    // One window has sat in `fetching` for an hour; the others are fresh.
+    sqlx::query("UPDATE windows SET state = 'fetching', state_since = now() - interval '1 hour' WHERE id = $1")
+        .bind(windows[0].id)
+        .execute(&env.app.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE windows SET state = 'archived', state_since = now() - interval '1 hour' WHERE id = $1")
+        .bind(windows[1].id)
+        .execute(&env.app.pool)
+        .await
+        .unwrap();
+    let stuck = ledger::stuck(&env.app.pool, Duration::from_secs(600), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        stuck.iter().map(|w| w.id).collect::<Vec<_>>(),
+        vec![windows[0].id]
+    );
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn concurrent_appends_build_one_unforked_chain_and_replays_return_the_same_link() {
+    let env = TestEnv::new().await;
+    let now = Utc::now();
+    let zone = env.insert_zone(60, now - TimeDelta::minutes(25)).await;
+    ledger::plan_zone(&env.app.pool, zone, now).await.unwrap();
+    let windows = ledger::windows_between(&env.app.pool, zone, now - TimeDelta::hours(1), now)
+        .await
+        .unwrap();
+    assert!(windows.len() >= 20);
+
+    let input_for = |w: &ledger::Window, i: usize| LinkInput {
+        zone_id: zone,
+        window_start: w.start_at,
+        window_end: w.end_at,
+        content: if i % 3 == 0 {
+            LinkContent::Empty
+        } else {
+            LinkContent::Archived {
+                object_sha256: [i as u8; 32],
+                plaintext_sha256: [i as u8 ^ 0xff; 32],
+                record_count: i as u64 * 10,
+            }
+        },
+    };
+    // Every window appended twice, all at once: 40 racing transactions.
+    let mut tasks = Vec::new();
+    for (i, w) in windows.iter().take(20).enumerate() {
+        for _ in 0..2 {
+            let pool = env.app.pool.clone();
+            let (id, input) = (w.id, input_for(w, i));
+            tasks.push(tokio::spawn(async move {
+                let mut tx = pool.begin().await.unwrap();
+                let link = chain::append(&mut tx, id, &input).await.unwrap();
+                tx.commit().await.unwrap();
+                link
+            }));
+        }
+    }
+    let mut links = Vec::new();
+    for t in tasks {
+        links.push(t.await.unwrap());
+    }
+    // Replays got the very same link.
+    for pair in links.chunks(2) {
+        assert_eq!(pair[0], pair[1]);
+    }
+
+    let rows: Vec<(i64, i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+        "SELECT seq, window_id, prev_hash, link_hash FROM chain_links WHERE zone_id = $1 ORDER BY seq",
+    )
+    .bind(zone)
+    .fetch_all(&env.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 20, "one link per window");
+    let mut prev = genesis_hash(zone);
+    for (expected_seq, (seq, window_id, prev_hash, hash)) in rows.into_iter().enumerate() {
+        assert_eq!(seq, expected_seq as i64, "sequence numbers are contiguous");
+        assert_eq!(
+            prev_hash,
+            prev.to_vec(),
+            "link {seq} follows link {}",
+            seq - 1
+        );
+        let i = windows.iter().position(|w| w.id == window_id).unwrap();
+        let recomputed = link_hash(&input_for(&windows[i], i), seq as u64, &prev);
+        assert_eq!(hash, recomputed.to_vec(), "link {seq} verifies");
+        prev = recomputed;
+    }
+    env.teardown().await;
+}
