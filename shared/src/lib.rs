@@ -5,13 +5,16 @@
 //! - [`task`]: the versioned task envelope moving through Redis to the functions;
 //! - [`function`]: the handler trait and the runner behind every function binary;
 //! - [`db`], [`storage`], [`redis_client`]: Postgres, S3 (Garage) and Redis access;
-//! - [`telemetry`]: logging.
+//! - [`sealed`] and [`kms`]: the sealed archive format and the key-management contract;
+//! - [`telemetry`] sets up logging.
 
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod function;
+pub mod kms;
 pub mod redis_client;
+pub mod sealed;
 pub mod storage;
 pub mod task;
 pub mod telemetry;
