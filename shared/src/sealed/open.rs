@@ -320,7 +320,7 @@ impl<R: Read> Opener<R> {
     }
 
     /// Copies the whole plaintext to `out`; returns what was verified.
-    pub fn copy_to<W: Write>(mut self, out: &mut W) -> Result<OpenSummary, SealError> {
+    pub fn copy_to<W: Write + ?Sized>(mut self, out: &mut W) -> Result<OpenSummary, SealError> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = self.read_typed(&mut buf)?;
