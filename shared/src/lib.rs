@@ -6,6 +6,7 @@
 //! - [`function`] — the handler trait and the runner behind every function binary;
 //! - [`ledger`], [`chain`] — the window ledger and the per-zone hash chain;
 //! - [`db`], [`storage`], [`redis_client`] — Postgres, S3 (Garage) and Redis access;
+//! - [`sealed`], [`kms`] — the sealed archive format and the key-management contract;
 //! - [`telemetry`] — logging.
 
 pub mod chain;
@@ -13,8 +14,10 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod function;
+pub mod kms;
 pub mod ledger;
 pub mod redis_client;
+pub mod sealed;
 pub mod storage;
 pub mod task;
 pub mod telemetry;

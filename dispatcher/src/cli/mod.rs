@@ -1,6 +1,8 @@
 //! The `rainlogs` subcommands. Each lives in its own module; this one only parses
 //! arguments, loads configuration once and hands over.
 
+pub mod decrypt;
+pub mod kms;
 mod probe;
 
 use std::process::ExitCode;
@@ -41,6 +43,13 @@ pub enum Command {
     /// Walking-skeleton demo: migrate, start a dispatcher in-process, send probes
     /// through Redis → dispatcher → upload function → Garage + Postgres, and report.
     Demo(probe::ProbeArgs),
+    /// Key management: status, rotation, shredding, key export.
+    Kms {
+        #[command(subcommand)]
+        command: kms::KmsCommand,
+    },
+    /// Open a sealed object offline and write its NDJSON to stdout.
+    Decrypt(decrypt::DecryptArgs),
 }
 
 /// Runs one parsed command.
@@ -91,6 +100,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("dispatcher")?;
             result
         }
+        Command::Kms { command } => kms::run(&src, command).await,
+        Command::Decrypt(args) => decrypt::run(&src, &args).await,
     }
 }
 

@@ -1,0 +1,553 @@
+//! The kms itself: tenant keys in Postgres wrapped under the master keyring, the
+//! [`Kms`] operations every stage calls, and the admin operations (rotate, shred).
+//!
+//! Every operation, successful or not, writes one `audit_events` row: operation,
+//! tenant, zone, key version, actor, result — never key material.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rainlogs_shared::error::Classify;
+use rainlogs_shared::kms::{
+    secret_blob_version, GeneratedDataKey, KeyError, Kms, SealContext, SecretBinding, SecretKey,
+    TenantKey,
+};
+use serde::Serialize;
+use serde_json::json;
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::keyring::MasterKeyring;
+
+/// Audit operation names (the `operation` column).
+pub mod ops {
+    pub const GENERATE_DATA_KEY: &str = "generate_data_key";
+    pub const DECRYPT_DATA_KEY: &str = "decrypt_data_key";
+    pub const ENCRYPT_SECRET: &str = "encrypt_secret";
+    pub const DECRYPT_SECRET: &str = "decrypt_secret";
+    pub const ROTATE_MASTER: &str = "rotate_master";
+    pub const ROTATE_TENANT: &str = "rotate_tenant";
+    pub const SHRED_TENANT: &str = "shred_tenant";
+    pub const EXPORT_TENANT_KEY: &str = "export_tenant_key";
+}
+
+fn db(op: &'static str) -> impl Fn(sqlx::Error) -> KeyError {
+    move |e| {
+        let retryable = matches!(
+            rainlogs_shared::db::DbError::query(op, e),
+            rainlogs_shared::db::DbError::Query {
+                retryable: true,
+                ..
+            }
+        );
+        KeyError::Backend {
+            reason: format!("postgres: {op} failed"),
+            retryable,
+        }
+    }
+}
+
+/// One row of `tenant_keys`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TenantKeyRow {
+    pub tenant_id: Uuid,
+    pub version: u32,
+    pub master_version: u32,
+    pub state: String,
+}
+
+/// What `rainlogs kms status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct KmsStatus {
+    pub master_versions: Vec<u32>,
+    pub active_master_version: u32,
+    /// (master version, state, count) over all tenant keys.
+    pub tenant_keys: Vec<(u32, String, i64)>,
+    /// Tenant keys wrapped under a master version not in the keyring.
+    pub unreadable_tenant_keys: i64,
+}
+
+/// What a rotation did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RotateMasterReport {
+    pub to_master_version: u32,
+    pub rewrapped: u64,
+}
+
+/// The Postgres-backed kms. Cheap to clone.
+#[derive(Clone)]
+pub struct KmsService {
+    pool: PgPool,
+    keyring: Arc<MasterKeyring>,
+    actor: String,
+}
+
+impl std::fmt::Debug for KmsService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KmsService")
+            .field("keyring", &self.keyring)
+            .field("actor", &self.actor)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Audit {
+    op: &'static str,
+    tenant: Option<Uuid>,
+    zone: Option<Uuid>,
+    version: Option<u32>,
+    detail: serde_json::Value,
+}
+
+impl Audit {
+    fn new(op: &'static str) -> Self {
+        Self {
+            op,
+            tenant: None,
+            zone: None,
+            version: None,
+            detail: json!({}),
+        }
+    }
+    fn tenant(mut self, t: Uuid) -> Self {
+        self.tenant = Some(t);
+        self
+    }
+    fn zone(mut self, z: Uuid) -> Self {
+        self.zone = Some(z);
+        self
+    }
+}
+
+impl KmsService {
+    pub fn new(pool: PgPool, keyring: MasterKeyring, actor: impl Into<String>) -> Self {
+        Self {
+            pool,
+            keyring: Arc::new(keyring),
+            actor: actor.into(),
+        }
+    }
+
+    /// The same kms acting for someone else (audit `actor`).
+    pub fn with_actor(&self, actor: impl Into<String>) -> Self {
+        Self {
+            actor: actor.into(),
+            ..self.clone()
+        }
+    }
+
+    pub fn keyring(&self) -> &MasterKeyring {
+        &self.keyring
+    }
+
+    /// Writes the audit row for `result`; an audit failure fails the operation (an
+    /// unaudited key operation must not happen silently).
+    async fn audited<T>(
+        &self,
+        mut audit: Audit,
+        result: Result<(T, Option<u32>), KeyError>,
+    ) -> Result<T, KeyError> {
+        let outcome = match &result {
+            Ok((_, version)) => {
+                audit.version = audit.version.or(*version);
+                "ok".to_owned()
+            }
+            Err(e) => {
+                if let KeyError::UnknownKeyVersion { version, .. }
+                | KeyError::Shredded { version, .. }
+                | KeyError::Unwrap { version, .. } = e
+                {
+                    audit.version = Some(*version);
+                }
+                if let serde_json::Value::Object(m) = &mut audit.detail {
+                    m.insert("error".into(), json!(e.to_string()));
+                }
+                e.code().to_owned()
+            }
+        };
+        sqlx::query(
+            "INSERT INTO audit_events (actor, operation, tenant_id, zone_id, key_version, result, detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&self.actor)
+        .bind(audit.op)
+        .bind(audit.tenant)
+        .bind(audit.zone)
+        .bind(audit.version.map(|v| v as i32))
+        .bind(&outcome)
+        .bind(&audit.detail)
+        .execute(&self.pool)
+        .await
+        .map_err(db("write audit event"))?;
+        result.map(|(v, _)| v)
+    }
+
+    /// The tenant's active key, creating version 1 on first use. A tenant whose keys
+    /// were all shredded gets no new key: it was erased.
+    async fn active_key(&self, tenant: Uuid) -> Result<TenantKey, KeyError> {
+        let row: Option<(i32, i32, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT version, master_version, wrapped_key FROM tenant_keys
+             WHERE tenant_id = $1 AND state = 'active'",
+        )
+        .bind(tenant)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("read active tenant key"))?;
+        match row {
+            Some((version, master, Some(wrapped))) => {
+                self.keyring
+                    .unwrap(tenant, version as u32, master as u32, &wrapped)
+            }
+            Some((version, _, None)) => Err(KeyError::Shredded {
+                tenant,
+                version: version as u32,
+            }),
+            None => {
+                let mut tx = self.begin().await?;
+                let key = self.rotate_in(&mut tx, tenant, true).await?;
+                tx.commit().await.map_err(db("commit first tenant key"))?;
+                Ok(key)
+            }
+        }
+    }
+
+    async fn key_version(&self, tenant: Uuid, version: u32) -> Result<TenantKey, KeyError> {
+        let row: Option<(i32, Option<Vec<u8>>, String)> = sqlx::query_as(
+            "SELECT master_version, wrapped_key, state::text FROM tenant_keys
+             WHERE tenant_id = $1 AND version = $2",
+        )
+        .bind(tenant)
+        .bind(version as i32)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("read tenant key"))?;
+        match row {
+            Some((master, Some(wrapped), _)) => {
+                self.keyring
+                    .unwrap(tenant, version, master as u32, &wrapped)
+            }
+            Some((_, None, _)) => Err(KeyError::Shredded { tenant, version }),
+            None => {
+                let any: Option<(i32,)> =
+                    sqlx::query_as("SELECT 1 FROM tenant_keys WHERE tenant_id = $1 LIMIT 1")
+                        .bind(tenant)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db("read tenant keys"))?;
+                Err(match any {
+                    Some(_) => KeyError::UnknownKeyVersion { tenant, version },
+                    None => KeyError::UnknownTenant { tenant },
+                })
+            }
+        }
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>, KeyError> {
+        self.pool.begin().await.map_err(db("begin"))
+    }
+
+    /// Locks the tenant (so two rotations cannot race) and makes a new active version.
+    /// With `only_if_none`, returns the existing active key if one appeared meanwhile.
+    async fn rotate_in(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        tenant: Uuid,
+        only_if_none: bool,
+    ) -> Result<TenantKey, KeyError> {
+        let exists: Option<(Uuid,)> =
+            sqlx::query_as("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
+                .bind(tenant)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(db("lock tenant"))?;
+        if exists.is_none() {
+            return Err(KeyError::UnknownTenant { tenant });
+        }
+        let rows: Vec<(i32, i32, Option<Vec<u8>>, String)> = sqlx::query_as(
+            "SELECT version, master_version, wrapped_key, state::text FROM tenant_keys
+             WHERE tenant_id = $1 ORDER BY version",
+        )
+        .bind(tenant)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db("read tenant keys"))?;
+        if let Some((version, _, _, _)) = rows.iter().find(|r| r.3 == "shredded") {
+            return Err(KeyError::Shredded {
+                tenant,
+                version: *version as u32,
+            });
+        }
+        if only_if_none {
+            if let Some((version, master, Some(wrapped), _)) = rows.iter().find(|r| r.3 == "active")
+            {
+                return self
+                    .keyring
+                    .unwrap(tenant, *version as u32, *master as u32, wrapped);
+            }
+        }
+        let next = rows.last().map_or(1, |r| r.0 as u32 + 1);
+        let key = TenantKey::new(tenant, next, SecretKey::random());
+        let master = self.keyring.active_version();
+        let wrapped = self.keyring.wrap(&key, master)?;
+        sqlx::query(
+            "UPDATE tenant_keys SET state = 'retired' WHERE tenant_id = $1 AND state = 'active'",
+        )
+        .bind(tenant)
+        .execute(&mut **tx)
+        .await
+        .map_err(db("retire tenant key"))?;
+        sqlx::query(
+            "INSERT INTO tenant_keys (tenant_id, version, master_version, wrapped_key, state)
+             VALUES ($1, $2, $3, $4, 'active')",
+        )
+        .bind(tenant)
+        .bind(next as i32)
+        .bind(master as i32)
+        .bind(&wrapped)
+        .execute(&mut **tx)
+        .await
+        .map_err(db("insert tenant key"))?;
+        Ok(key)
+    }
+
+    /// RotateTenant: a new key version for new objects; older versions stay readable.
+    pub async fn rotate_tenant(&self, tenant: Uuid) -> Result<u32, KeyError> {
+        let result = async {
+            let mut tx = self.begin().await?;
+            let key = self.rotate_in(&mut tx, tenant, false).await?;
+            tx.commit().await.map_err(db("commit tenant rotation"))?;
+            Ok((key.version, Some(key.version)))
+        }
+        .await;
+        self.audited(Audit::new(ops::ROTATE_TENANT).tenant(tenant), result)
+            .await
+    }
+
+    /// RotateMaster: re-wraps every live tenant key under the active master version.
+    /// No object is rewritten. Needs the old master versions still in the keyring.
+    pub async fn rotate_master(&self) -> Result<RotateMasterReport, KeyError> {
+        let to = self.keyring.active_version();
+        let result = async {
+            let mut tx = self.begin().await?;
+            let rows: Vec<(Uuid, i32, i32, Vec<u8>)> = sqlx::query_as(
+                "SELECT tenant_id, version, master_version, wrapped_key FROM tenant_keys
+                 WHERE wrapped_key IS NOT NULL AND master_version <> $1
+                 ORDER BY tenant_id, version FOR UPDATE",
+            )
+            .bind(to as i32)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("read tenant keys to rewrap"))?;
+            let mut rewrapped = 0u64;
+            for (tenant, version, master, wrapped) in rows {
+                let key = self
+                    .keyring
+                    .unwrap(tenant, version as u32, master as u32, &wrapped)?;
+                let new = self.keyring.wrap(&key, to)?;
+                sqlx::query(
+                    "UPDATE tenant_keys SET wrapped_key = $3, master_version = $4
+                     WHERE tenant_id = $1 AND version = $2",
+                )
+                .bind(tenant)
+                .bind(version)
+                .bind(&new)
+                .bind(to as i32)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("rewrap tenant key"))?;
+                rewrapped += 1;
+            }
+            tx.commit().await.map_err(db("commit master rotation"))?;
+            Ok((
+                RotateMasterReport {
+                    to_master_version: to,
+                    rewrapped,
+                },
+                None,
+            ))
+        }
+        .await;
+        let mut audit = Audit::new(ops::ROTATE_MASTER);
+        audit.detail = json!({ "to_master_version": to });
+        if let Ok((r, _)) = &result {
+            audit.detail["rewrapped"] = json!(r.rewrapped);
+        }
+        self.audited(audit, result).await
+    }
+
+    /// ShredTenant: destroys every key version of the tenant. Every object and secret
+    /// under them, wherever copies live, becomes unreadable. Irreversible.
+    pub async fn shred_tenant(&self, tenant: Uuid) -> Result<u64, KeyError> {
+        let result = async {
+            let mut tx = self.begin().await?;
+            let exists: Option<(Uuid,)> =
+                sqlx::query_as("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
+                    .bind(tenant)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db("lock tenant"))?;
+            if exists.is_none() {
+                return Err(KeyError::UnknownTenant { tenant });
+            }
+            let done = sqlx::query(
+                "UPDATE tenant_keys SET state = 'shredded', wrapped_key = NULL, shredded_at = now()
+                 WHERE tenant_id = $1 AND state <> 'shredded'",
+            )
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("shred tenant keys"))?
+            .rows_affected();
+            tx.commit().await.map_err(db("commit shred"))?;
+            Ok((done, None))
+        }
+        .await;
+        let mut audit = Audit::new(ops::SHRED_TENANT).tenant(tenant);
+        if let Ok((n, _)) = &result {
+            audit.detail = json!({ "versions_shredded": n });
+        }
+        self.audited(audit, result).await
+    }
+
+    /// A tenant key in the clear, for an offline key file. Audited like any operation.
+    pub async fn export_tenant_key(
+        &self,
+        tenant: Uuid,
+        version: u32,
+    ) -> Result<TenantKey, KeyError> {
+        let result = self
+            .key_version(tenant, version)
+            .await
+            .map(|k| (k, Some(version)));
+        self.audited(Audit::new(ops::EXPORT_TENANT_KEY).tenant(tenant), result)
+            .await
+    }
+
+    /// Key versions of one tenant, or of all.
+    pub async fn tenant_keys(&self, tenant: Option<Uuid>) -> Result<Vec<TenantKeyRow>, KeyError> {
+        let rows: Vec<(Uuid, i32, i32, String)> = sqlx::query_as(
+            "SELECT tenant_id, version, master_version, state::text FROM tenant_keys
+             WHERE $1::uuid IS NULL OR tenant_id = $1 ORDER BY tenant_id, version",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("list tenant keys"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(tenant_id, version, master, state)| TenantKeyRow {
+                tenant_id,
+                version: version as u32,
+                master_version: master as u32,
+                state,
+            })
+            .collect())
+    }
+
+    pub async fn status(&self) -> Result<KmsStatus, KeyError> {
+        let rows: Vec<(i32, String, i64)> = sqlx::query_as(
+            "SELECT master_version, state::text, count(*) FROM tenant_keys
+             GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("count tenant keys"))?;
+        let versions = self.keyring.versions();
+        let unreadable = rows
+            .iter()
+            .filter(|(m, s, _)| s != "shredded" && !versions.contains(&(*m as u32)))
+            .map(|r| r.2)
+            .sum();
+        Ok(KmsStatus {
+            master_versions: versions,
+            active_master_version: self.keyring.active_version(),
+            tenant_keys: rows.into_iter().map(|(m, s, n)| (m as u32, s, n)).collect(),
+            unreadable_tenant_keys: unreadable,
+        })
+    }
+}
+
+fn context_detail(ctx: &SealContext) -> serde_json::Value {
+    json!({
+        "window_start": ctx.window_start.to_rfc3339(),
+        "window_end": ctx.window_end.to_rfc3339(),
+    })
+}
+
+#[async_trait]
+impl Kms for KmsService {
+    async fn generate_data_key(&self, ctx: &SealContext) -> Result<GeneratedDataKey, KeyError> {
+        let result = self.active_key(ctx.tenant).await.map(|tk| {
+            let key = SecretKey::random();
+            let wrapped = tk.wrap_data_key(ctx, &key);
+            let v = tk.version;
+            (
+                GeneratedDataKey {
+                    key,
+                    wrapped,
+                    tenant_key_version: v,
+                },
+                Some(v),
+            )
+        });
+        let mut audit = Audit::new(ops::GENERATE_DATA_KEY)
+            .tenant(ctx.tenant)
+            .zone(ctx.zone);
+        audit.detail = context_detail(ctx);
+        self.audited(audit, result).await
+    }
+
+    async fn decrypt_data_key(
+        &self,
+        ctx: &SealContext,
+        version: u32,
+        wrapped: &[u8],
+    ) -> Result<SecretKey, KeyError> {
+        let result = async {
+            let tk = self.key_version(ctx.tenant, version).await?;
+            Ok((tk.unwrap_data_key(ctx, wrapped)?, Some(version)))
+        }
+        .await;
+        let mut audit = Audit::new(ops::DECRYPT_DATA_KEY)
+            .tenant(ctx.tenant)
+            .zone(ctx.zone);
+        audit.detail = context_detail(ctx);
+        self.audited(audit, result).await
+    }
+
+    async fn encrypt_secret(
+        &self,
+        binding: &SecretBinding,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, KeyError> {
+        let result = async {
+            let tk = self.active_key(binding.tenant).await?;
+            Ok((tk.encrypt_secret(binding, plaintext)?, Some(tk.version)))
+        }
+        .await;
+        let mut audit = Audit::new(ops::ENCRYPT_SECRET)
+            .tenant(binding.tenant)
+            .zone(binding.zone);
+        audit.detail = json!({ "purpose": binding.purpose });
+        self.audited(audit, result).await
+    }
+
+    async fn decrypt_secret(
+        &self,
+        binding: &SecretBinding,
+        blob: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        let result = async {
+            let version = secret_blob_version(blob)?;
+            let tk = self.key_version(binding.tenant, version).await?;
+            Ok((tk.decrypt_secret(binding, blob)?, Some(version)))
+        }
+        .await;
+        let mut audit = Audit::new(ops::DECRYPT_SECRET)
+            .tenant(binding.tenant)
+            .zone(binding.zone);
+        audit.detail = json!({ "purpose": binding.purpose });
+        self.audited(audit, result).await
+    }
+}
