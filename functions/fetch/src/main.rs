@@ -5,5 +5,6 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    rainlogs_shared::function::run_binary(|| async { Ok(rainlogs_fetch::FetchFunction::new()) }).await
+    rainlogs_shared::function::run_binary(|| async { Ok(rainlogs_fetch::FetchFunction::new()) })
+        .await
 }
