@@ -4,6 +4,10 @@
 //! Walking skeleton: the function is wired (library handler, Lambda binary, dispatcher
 //! registration) but serves no task kind yet, so every task is refused with a permanent
 //! `kind.unsupported` error rather than a pretended success.
+//!
+//! [`logpull`] is the Cloudflare Logpull client the stage will use.
+
+pub mod logpull;
 
 use async_trait::async_trait;
 use rainlogs_shared::function::Function;
