@@ -503,3 +503,40 @@ fn header_parser_accepts_what_the_sealer_writes() {
     assert_eq!(header.context, context());
     assert_eq!(&header.as_bytes()[..], &object[..HEADER_LEN]);
 }
+
+/// A reader that fails after `ok` bytes, like a dropped connection.
+struct Flaky<'a> {
+    data: &'a [u8],
+    ok: usize,
+}
+
+impl Read for Flaky<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.ok == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "reset",
+            ));
+        }
+        let n = buf.len().min(self.ok).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        self.ok -= n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn source_read_failures_are_retryable_io_errors_not_corruption() {
+    use rainlogs_shared::error::{Classify, ErrorClass};
+    let tk = tenant_key(1);
+    let object = seal(&tk, &incompressible(5000, 9), 256);
+    let reader = Flaky {
+        data: &object,
+        ok: HEADER_LEN + 600,
+    };
+    let opener = open_with_tenant_key(reader, &tk, None).unwrap();
+    let err = opener.copy_to(&mut Vec::new()).unwrap_err();
+    assert!(matches!(err, SealError::Io { .. }), "{err:?}");
+    assert_eq!(err.class(), ErrorClass::Retryable);
+}

@@ -80,10 +80,13 @@ impl SealError {
 
     /// Wraps this error for a `Read`/`Write` boundary; [`SealError::from_io`] undoes it.
     pub fn into_io(self) -> io::Error {
-        match self {
-            SealError::Io { source, .. } => source,
-            other => io::Error::new(io::ErrorKind::InvalidData, other),
-        }
+        // I/O failures keep their kind (a retrying caller may look at it) but stay
+        // wrapped, so they are not mistaken for zstd errors on the way back.
+        let kind = match &self {
+            SealError::Io { source, .. } => source.kind(),
+            _ => io::ErrorKind::InvalidData,
+        };
+        io::Error::new(kind, self)
     }
 }
 

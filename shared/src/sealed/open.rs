@@ -262,12 +262,13 @@ impl<R: Read> Opener<R> {
             return Ok(0);
         }
         let n = self.decoder.read(buf).map_err(|e| {
-            match SealError::from_io(e, "open") {
-                // Anything that is not ours came from zstd itself.
-                SealError::Io { source, .. } => SealError::Decompress {
-                    reason: source.to_string(),
-                },
-                other => other,
+            if e.get_ref().is_some_and(|inner| inner.is::<SealError>()) {
+                SealError::from_io(e, "open")
+            } else {
+                // Not ours, so it came from zstd itself.
+                SealError::Decompress {
+                    reason: e.to_string(),
+                }
             }
         })?;
         if n > 0 {

@@ -28,7 +28,10 @@ use crate::kms::{GeneratedDataKey, WRAPPED_KEY_LEN};
 /// Plaintext handed to the hash thread per message.
 const BATCH: usize = 256 * 1024;
 /// Batches kept for reuse once the hash thread is done with them.
-const SPARE_BATCHES: usize = 4;
+const SPARE_BATCHES: usize = 10;
+/// Batches queued for the hash thread: slack so a briefly descheduled hash thread does
+/// not stall compression (8 × 256 KiB).
+const HASH_QUEUE: usize = 8;
 
 /// What to seal under.
 pub struct SealParams<'a> {
@@ -115,7 +118,7 @@ struct HashWorker {
 
 impl HashWorker {
     fn spawn() -> Result<Self, SealError> {
-        let (tx, rx) = sync_channel::<Arc<Vec<u8>>>(2);
+        let (tx, rx) = sync_channel::<Arc<Vec<u8>>>(HASH_QUEUE);
         let handle = std::thread::Builder::new()
             .name("rainlogs-seal-hash".into())
             .spawn(move || {
