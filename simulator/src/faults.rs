@@ -28,6 +28,9 @@ pub enum Fault {
     /// Line `line` (1-based) is replaced by a cut-off JSON object; the body stays
     /// complete and well-framed, so only line checking can catch it.
     MalformedLine { line: u64 },
+    /// Headers and `after_bytes` bytes of the (encoded) body, then nothing for
+    /// `stall_ms` before the rest follows: a stalled transfer.
+    StallMidBody { after_bytes: u64, stall_ms: u64 },
     /// The response (status and headers) is held back this long.
     SlowFirstByte { delay_ms: u64 },
     /// 403 with Cloudflare's authentication error, whatever the credentials.
@@ -122,9 +125,13 @@ impl FaultRule {
             "reset" => Fault::ResetMidBody { after_bytes: num(32 * 1024)? },
             "truncate" => Fault::Truncated { after_bytes: num(32 * 1024)? },
             "malformed" => Fault::MalformedLine { line: num(1)? },
+            "stall" => Fault::StallMidBody {
+                after_bytes: 32 * 1024,
+                stall_ms: num(10_000)?,
+            },
             "slow" => Fault::SlowFirstByte { delay_ms: num(2000)? },
             "bad-token" => Fault::BadToken,
-            other => return Err(format!("fault {s:?}: unknown kind {other:?} (429, 5xx, reset, truncate, malformed, slow, bad-token)")),
+            other => return Err(format!("fault {s:?}: unknown kind {other:?} (429, 5xx, reset, truncate, malformed, stall, slow, bad-token)")),
         };
         let mut rule = FaultRule {
             zone: None,

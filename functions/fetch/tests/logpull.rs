@@ -681,3 +681,35 @@ async fn the_simulator_finds_a_record_again_by_its_ray_id() {
     let unauthorised = http.get(&url).send().await.expect("rayids");
     assert_eq!(unauthorised.status(), 403);
 }
+
+#[tokio::test]
+async fn a_stalled_body_times_out_retryably() {
+    let sim = sim_with(2000).await;
+    sim.faults().add(
+        FaultRule::zone(
+            ZONE,
+            Fault::StallMidBody {
+                after_bytes: 50_000,
+                stall_ms: 10_000,
+            },
+        )
+        .times(1),
+    );
+    let impatient = LogpullConfig {
+        idle_timeout: Duration::from_millis(300),
+        ..config(&sim)
+    };
+    let c = LogpullClient::new(impatient, &Credentials::token(TOKEN)).expect("client");
+    let err = fetch(&c, &request()).await.expect_err("stalled");
+    assert!(
+        matches!(
+            err,
+            LogpullError::Timeout {
+                phase: "body data",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.class(), ErrorClass::Retryable);
+}
