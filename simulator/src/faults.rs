@@ -28,6 +28,9 @@ pub enum Fault {
     /// Line `line` (1-based) is replaced by a cut-off JSON object; the body stays
     /// complete and well-framed, so only line checking can catch it.
     MalformedLine { line: u64 },
+    /// Headers and `after_bytes` bytes of the (encoded) body, then nothing for
+    /// `stall_ms` before the rest follows: a stalled transfer.
+    StallMidBody { after_bytes: u64, stall_ms: u64 },
     /// The response (status and headers) is held back this long.
     SlowFirstByte { delay_ms: u64 },
     /// 403 with Cloudflare's authentication error, whatever the credentials.
@@ -95,7 +98,8 @@ impl FaultRule {
         }
     }
 
-    /// Parses the command-line form: `kind[:arg][,zone=Z][,times=N]`, e.g.
+    /// Parses the command-line form: `kind[:arg][,zone=Z][,times=N][,window=FROM-TO]`
+    /// (FROM and TO in unix seconds, `[FROM, TO)`), e.g.
     /// `429:5,zone=abc,times=2`, `500`, `reset:65536`, `truncate:32768`, `malformed:10`,
     /// `slow:3000`, `bad-token,zone=abc`.
     pub fn parse_cli(s: &str) -> Result<Self, String> {
@@ -121,9 +125,13 @@ impl FaultRule {
             "reset" => Fault::ResetMidBody { after_bytes: num(32 * 1024)? },
             "truncate" => Fault::Truncated { after_bytes: num(32 * 1024)? },
             "malformed" => Fault::MalformedLine { line: num(1)? },
+            "stall" => Fault::StallMidBody {
+                after_bytes: 32 * 1024,
+                stall_ms: num(10_000)?,
+            },
             "slow" => Fault::SlowFirstByte { delay_ms: num(2000)? },
             "bad-token" => Fault::BadToken,
-            other => return Err(format!("fault {s:?}: unknown kind {other:?} (429, 5xx, reset, truncate, malformed, slow, bad-token)")),
+            other => return Err(format!("fault {s:?}: unknown kind {other:?} (429, 5xx, reset, truncate, malformed, stall, slow, bad-token)")),
         };
         let mut rule = FaultRule {
             zone: None,
@@ -140,9 +148,21 @@ impl FaultRule {
                             .map_err(|_| format!("fault {s:?}: times={n:?} is not a number"))?,
                     )
                 }
+                Some(("window", w)) => {
+                    let bad =
+                        || format!("fault {s:?}: window={w:?} must be FROM-TO in unix seconds");
+                    let secs = |x: &str| {
+                        x.parse::<i64>()
+                            .ok()
+                            .and_then(|v| v.checked_mul(1_000_000_000))
+                            .ok_or_else(bad)
+                    };
+                    let (from, to) = w.split_once('-').ok_or_else(bad)?;
+                    rule.window_ns = Some((secs(from)?, secs(to)?));
+                }
                 _ => {
                     return Err(format!(
-                        "fault {s:?}: unknown option {part:?} (zone=, times=)"
+                        "fault {s:?}: unknown option {part:?} (zone=, times=, window=)"
                     ))
                 }
             }
@@ -234,6 +254,9 @@ mod tests {
             FaultRule::parse_cli("502").map(|r| r.fault),
             Ok(Fault::ServerError { status: 502 })
         );
+        let w = FaultRule::parse_cli("truncate,window=60-120").expect("parses");
+        assert_eq!(w.window_ns, Some((60_000_000_000, 120_000_000_000)));
+        assert!(FaultRule::parse_cli("500,window=60").is_err());
         assert!(FaultRule::parse_cli("explode").is_err());
         assert!(FaultRule::parse_cli("reset:x").is_err());
     }

@@ -39,8 +39,8 @@ struct Args {
     /// Accepted legacy key pair EMAIL:KEY (X-Auth-Email / X-Auth-Key). Repeatable.
     #[arg(long = "api-key", value_name = "EMAIL:KEY")]
     api_keys: Vec<String>,
-    /// A fault: kind[:arg][,zone=Z][,times=N]; kinds 429[:retry_after_secs], 500|502|503|504,
-    /// reset[:after_bytes], truncate[:after_bytes], malformed[:line], slow[:delay_ms], bad-token.
+    /// A fault: kind[:arg][,zone=Z][,times=N][,window=FROM-TO unix secs]; kinds 429[:retry_after_secs], 500|502|503|504,
+    /// reset[:after_bytes], truncate[:after_bytes], malformed[:line], stall[:ms], slow[:delay_ms], bad-token.
     #[arg(long = "fault")]
     faults: Vec<String>,
     /// gzip level (0-9) for clients sending Accept-Encoding: gzip.

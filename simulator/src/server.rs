@@ -322,6 +322,7 @@ async fn received(
         fault,
         line: 0,
         sent: 0,
+        stalled: false,
         chunk_size: state.chunk_size,
         state: Progress::Streaming,
     };
@@ -337,6 +338,19 @@ async fn received(
                 )),
                 p,
             ));
+        }
+        if let (
+            Some(Fault::StallMidBody {
+                after_bytes,
+                stall_ms,
+            }),
+            false,
+        ) = (&p.fault, p.stalled)
+        {
+            if p.sent >= *after_bytes {
+                p.stalled = true;
+                tokio::time::sleep(Duration::from_millis(*stall_ms)).await;
+            }
         }
         let item = p.next_chunk()?;
         Some((Ok::<Bytes, std::io::Error>(item), p))
@@ -484,6 +498,8 @@ struct BodyProducer {
     line: u64,
     /// Encoded bytes handed to the server so far.
     sent: u64,
+    /// Whether a `StallMidBody` fault has already paused this body.
+    stalled: bool,
     chunk_size: usize,
     state: Progress,
 }

@@ -645,3 +645,71 @@ async fn sub_minute_windows_cover_the_minute_exactly() {
     }
     assert_eq!(all, parts);
 }
+
+#[tokio::test]
+async fn the_simulator_finds_a_record_again_by_its_ray_id() {
+    let sim = sim_with(30).await;
+    let req = request().fields(["RayID", "ClientIP", "EdgeEndTimestamp"]);
+    let (out, _) = fetch(&client(&sim), &req).await.expect("window");
+    let line = out.split(|&b| b == b'\n').nth(4).expect("fifth line");
+    let v: serde_json::Value = serde_json::from_slice(line).expect("json");
+    let ray = v["RayID"].as_str().expect("ray id");
+    let url = format!(
+        "{}/client/v4/zones/{ZONE}/logs/rayids/{ray}?fields=RayID,ClientIP,EdgeEndTimestamp",
+        sim.base_url()
+    );
+    let http = reqwest::Client::new();
+    let resp = http
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("rayids");
+    assert_eq!(resp.status(), 200);
+    let body = resp.bytes().await.expect("body");
+    assert_eq!(&body[..body.len() - 1], line);
+    let missing = http
+        .get(format!(
+            "{}/client/v4/zones/{ZONE}/logs/rayids/00000000deadbeef",
+            sim.base_url()
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("rayids");
+    assert_eq!(missing.status(), 404);
+    let unauthorised = http.get(&url).send().await.expect("rayids");
+    assert_eq!(unauthorised.status(), 403);
+}
+
+#[tokio::test]
+async fn a_stalled_body_times_out_retryably() {
+    let sim = sim_with(2000).await;
+    sim.faults().add(
+        FaultRule::zone(
+            ZONE,
+            Fault::StallMidBody {
+                after_bytes: 50_000,
+                stall_ms: 10_000,
+            },
+        )
+        .times(1),
+    );
+    let impatient = LogpullConfig {
+        idle_timeout: Duration::from_millis(300),
+        ..config(&sim)
+    };
+    let c = LogpullClient::new(impatient, &Credentials::token(TOKEN)).expect("client");
+    let err = fetch(&c, &request()).await.expect_err("stalled");
+    assert!(
+        matches!(
+            err,
+            LogpullError::Timeout {
+                phase: "body data",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.class(), ErrorClass::Retryable);
+}
