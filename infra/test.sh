@@ -17,5 +17,11 @@ psql "${RAINLOGS_DATABASE_URL%/*}/postgres" -qtAc \
   "SELECT datname FROM pg_database WHERE datname LIKE 'rl\_test\_%'" |
   while read -r db; do psql "${RAINLOGS_DATABASE_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null; done
 cargo test --workspace --no-fail-fast
+# The fuzz targets (a separate crate, run with cargo-fuzz on nightly: docs/FORMAT.md) build.
+cargo build --quiet --manifest-path fuzz/Cargo.toml
+# An independent decryptor written from docs/FORMAT.md alone opens every test vector.
+python3 -c 'import cryptography' 2>/dev/null || python3 -m pip install --quiet cryptography
+command -v zstd >/dev/null || { apt-get update -qq && apt-get install -y -qq zstd >/dev/null; }
+python3 docs/tools/sealed_decrypt.py --check-vectors shared/tests/vectors
 # The stack script itself: idempotent up, crash recovery, down/up keeping data.
 bash infra/local/selftest.sh

@@ -271,6 +271,9 @@ garage_down() {
 # ---------------------------------------------------------------- commands
 write_env() {
   mkdir -p "$STATE"
+  # A development master keyring for the kms, made once and kept (losing it makes every
+  # object sealed locally unreadable — which is the point of a KMS).
+  [[ -s "$STATE/master_keys" ]] || (umask 077; printf '1:%s\n' "$(openssl rand -hex 32)" > "$STATE/master_keys")
   (umask 077; cat > "$ENV_FILE.tmp" <<EOF
 # Written by infra/local/stack.sh; read by the rainlogs binaries and tests.
 RAINLOGS_DATABASE_URL='$PG_URL'
@@ -281,6 +284,7 @@ RAINLOGS_S3_BUCKET='$BUCKET'
 RAINLOGS_S3_ACCESS_KEY_ID='$DEV_KEY_ID'
 RAINLOGS_S3_SECRET_ACCESS_KEY='$DEV_KEY_SECRET'
 RAINLOGS_S3_FORCE_PATH_STYLE='true'
+RAINLOGS_MASTER_KEYS_FILE='$STATE/master_keys'
 EOF
   )
   mv "$ENV_FILE.tmp" "$ENV_FILE"

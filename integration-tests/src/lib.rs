@@ -74,6 +74,9 @@ impl TestEnv {
         conn.close().await.ok();
 
         let mut src = base.clone();
+        // Each test chooses its own master keyring; the stack's development one is not theirs.
+        src.remove("RAINLOGS_MASTER_KEYS");
+        src.remove("RAINLOGS_MASTER_KEYS_FILE");
         src.set(DatabaseConfig::URL, with_database(&admin_url, &db_name));
         src.set(RedisConfig::KEY_PREFIX, format!("rltest:{id}"));
         src.set(S3Config::KEY_PREFIX, format!("tests/{id}/"));

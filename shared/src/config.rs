@@ -112,6 +112,11 @@ impl ConfigSource {
         self.values.insert(key.into(), value.into());
     }
 
+    /// Unsets one value.
+    pub fn remove(&mut self, key: &str) {
+        self.values.remove(key);
+    }
+
     /// The env file the values were read from, if any.
     pub fn env_file(&self) -> Option<&Path> {
         self.file.as_deref()
