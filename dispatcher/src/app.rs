@@ -9,7 +9,8 @@ use rainlogs_shared::config::{ConfigSource, DatabaseConfig, RedisConfig, S3Confi
 use rainlogs_shared::storage::ObjectStore;
 use sqlx::PgPool;
 
-use crate::invoker::InProcess;
+use crate::config::{DispatcherConfig, InvokerConfig};
+use crate::invoker::{InProcess, Invoker};
 use crate::queue::Queue;
 use crate::worker::Worker;
 
@@ -32,12 +33,13 @@ impl App {
         let s3 = S3Config::from_source(src)?;
         let pool = rainlogs_shared::db::connect(&db).await?;
         let conn = rainlogs_shared::redis_client::connect(&redis).await?;
+        let client = redis::Client::open(secrecy::ExposeSecret::expose_secret(&redis.url))?;
         let store = ObjectStore::connect(&s3).await;
         store.check().await?;
         Ok(Self {
             pool,
             store,
-            queue: Queue::new(conn, redis.key_prefix),
+            queue: Queue::new(conn, redis.key_prefix).with_client(client),
         })
     }
 
@@ -61,5 +63,23 @@ impl App {
             Arc::new(self.in_process_functions()),
             queues,
         )
+    }
+
+    /// The invoker the configuration asks for. Shim children stop when `shutdown` fires.
+    pub async fn invoker(
+        &self,
+        cfg: &InvokerConfig,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<Arc<dyn Invoker>> {
+        Ok(match cfg {
+            InvokerConfig::InProcess => Arc::new(self.in_process_functions()),
+            InvokerConfig::Shim(shim) => Arc::new(crate::shim::Shim::start(shim, shutdown).await?),
+            InvokerConfig::Remote(remote) => Arc::new(crate::remote::Remote::new(remote)),
+        })
+    }
+
+    /// A worker with the given settings and invoker.
+    pub fn worker_with(&self, cfg: DispatcherConfig, invoker: Arc<dyn Invoker>) -> Worker {
+        Worker::with_config(self.queue.clone(), invoker, cfg)
     }
 }
