@@ -218,7 +218,11 @@ if ids then
   end
   if #z > 0 then redis.call('ZADD', k(q, 'active'), unpack(z)) end
 end
-if redis.call('LLEN', ready) > 0 then out[3] = '1' end
+if redis.call('LLEN', ready) > 0 then
+  out[3] = '1'
+  -- Work remains: wake another idle dispatcher to share it.
+  wake(q)
+end
 return out
 ";
 
@@ -407,6 +411,20 @@ impl Delivery {
             id,
             lease,
             raw,
+        }
+    }
+
+    /// Just the lease (queue, id, token), without the body: enough to hand the task
+    /// back or extend its lease, and cheap to keep for every running task.
+    pub fn lease_only(&self) -> Delivery {
+        Delivery {
+            queue: self.queue.clone(),
+            id: self.id.clone(),
+            lease: self.lease.clone(),
+            raw: Vec::new(),
+            envelope: Err(EnvelopeError::Malformed(
+                "body not kept with the lease".into(),
+            )),
         }
     }
 
@@ -728,7 +746,7 @@ impl Queue {
                     }
                 }
                 Settlement::Retry { envelope, due } => {
-                    inv.arg(envelope.to_json()).arg(due.timestamp_millis());
+                    inv.arg(envelope.to_json()).arg(due_ms(*due));
                 }
                 Settlement::Dead(letter) => {
                     let json = serde_json::to_vec(letter).unwrap_or_else(|e| {
@@ -991,8 +1009,15 @@ impl Queue {
     }
 }
 
+/// A due time in whole milliseconds, rounded up: Redis compares milliseconds, and a
+/// task must never start before its `not_before`, not even by a fraction of one.
+fn due_ms(t: DateTime<Utc>) -> i64 {
+    let extra = i64::from(t.timestamp_subsec_nanos() % 1_000_000 != 0);
+    t.timestamp_millis() + extra
+}
+
 fn push_task_args(inv: &mut redis::ScriptInvocation<'_>, env: &TaskEnvelope) {
-    let due = env.not_before.map(|t| t.timestamp_millis()).unwrap_or(0);
+    let due = env.not_before.map(due_ms).unwrap_or(0);
     inv.arg(&env.queue)
         .arg(env.id.to_string())
         .arg(env.to_json())

@@ -78,7 +78,9 @@ struct InFlight {
 // Settles are the hot path and travel unboxed; the rare Close is the small one.
 #[allow(clippy::large_enum_variant)]
 enum SettleMsg {
-    Settle(Settle),
+    /// A finished task, with its concurrency permit: released only once settled, so
+    /// running plus unsettled tasks stay within the queue's limit (bounded memory).
+    Settle(Settle, Option<OwnedSemaphorePermit>),
     /// Flush what is queued, then stop.
     Close(oneshot::Sender<()>),
 }
@@ -222,10 +224,13 @@ impl Worker {
             );
         }
         for delivery in leftovers {
-            let _ = settle_tx.send(SettleMsg::Settle(Settle {
-                delivery,
-                settlement: Settlement::Requeue,
-            }));
+            let _ = settle_tx.send(SettleMsg::Settle(
+                Settle {
+                    delivery,
+                    settlement: Settlement::Requeue,
+                },
+                None,
+            ));
         }
         let (done_tx, done_rx) = oneshot::channel();
         let _ = settle_tx.send(SettleMsg::Close(done_tx));
@@ -279,10 +284,13 @@ async fn fetch_loop(
                 Ok(permit) => start(&shared, delivery, permit, &settle_tx),
                 // Cannot happen (only this loop takes permits), but never drop a task.
                 Err(_) => {
-                    let _ = settle_tx.send(SettleMsg::Settle(Settle {
-                        delivery,
-                        settlement: Settlement::Requeue,
-                    }));
+                    let _ = settle_tx.send(SettleMsg::Settle(
+                        Settle {
+                            delivery,
+                            settlement: Settlement::Requeue,
+                        },
+                        None,
+                    ));
                 }
             }
         }
@@ -332,16 +340,15 @@ fn start(
         InFlight {
             queue,
             abort: None,
-            delivery: delivery.clone(),
+            delivery: delivery.lease_only(),
         },
     );
     let task_shared = Arc::clone(shared);
     let tx = settle_tx.clone();
     let handle = tokio::spawn(async move {
         let settle = execute(&task_shared, delivery).await;
-        drop(permit);
         gauge.dec();
-        let _ = tx.send(SettleMsg::Settle(settle));
+        let _ = tx.send(SettleMsg::Settle(settle, Some(permit)));
     });
     if let Some(entry) = shared.in_flight().get_mut(&lease) {
         entry.abort = Some(handle.abort_handle());
@@ -478,14 +485,21 @@ async fn settler(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<SettleMsg>
     let mut closing: Option<oneshot::Sender<()>> = None;
     while closing.is_none() {
         let mut batch = Vec::new();
+        let mut permits = Vec::new();
         match rx.recv().await {
             None => break,
             Some(SettleMsg::Close(done)) => closing = Some(done),
-            Some(SettleMsg::Settle(s)) => batch.push(s),
+            Some(SettleMsg::Settle(s, p)) => {
+                batch.push(s);
+                permits.push(p);
+            }
         }
         while batch.len() < shared.cfg.batch && closing.is_none() {
             match rx.try_recv() {
-                Ok(SettleMsg::Settle(s)) => batch.push(s),
+                Ok(SettleMsg::Settle(s, p)) => {
+                    batch.push(s);
+                    permits.push(p);
+                }
                 Ok(SettleMsg::Close(done)) => closing = Some(done),
                 Err(_) => break,
             }
@@ -536,6 +550,7 @@ async fn settler(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<SettleMsg>
             map.remove(&item.delivery.lease);
         }
         drop(map);
+        drop(permits);
         shared.drained.notify_waiters();
     }
     if let Some(done) = closing {
@@ -618,10 +633,13 @@ async fn reaper(
                         None,
                     )),
                 };
-                let _ = settle_tx.send(SettleMsg::Settle(Settle {
-                    delivery,
-                    settlement,
-                }));
+                let _ = settle_tx.send(SettleMsg::Settle(
+                    Settle {
+                        delivery,
+                        settlement,
+                    },
+                    None,
+                ));
             }
         }
     }

@@ -601,7 +601,8 @@ async fn a_stale_holder_cannot_settle_a_task_that_was_redelivered() {
         delivery: reaped[0].clone(),
         settlement: Settlement::Retry {
             envelope: retry,
-            due: Utc::now(),
+            // Already due: straight back to ready.
+            due: Utc::now() - chrono::Duration::seconds(1),
         },
     };
     assert_eq!(r.queue.settle(&[fresh]).await.unwrap(), vec![true]);

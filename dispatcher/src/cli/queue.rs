@@ -27,6 +27,10 @@ pub enum QueueCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also read a dispatcher's metrics endpoint (e.g. http://127.0.0.1:9464/metrics)
+        /// and print its in-flight tasks and enqueue-to-start latency.
+        #[arg(long)]
+        from: Option<String>,
     },
     /// List a queue's dead letters, newest first.
     List {
@@ -68,7 +72,7 @@ async fn connect(src: &ConfigSource) -> anyhow::Result<Queue> {
 pub(crate) async fn run(src: &ConfigSource, args: QueueArgs) -> anyhow::Result<ExitCode> {
     let queue = connect(src).await?;
     match args.command {
-        QueueCommand::Stats { queues, json } => {
+        QueueCommand::Stats { queues, json, from } => {
             let names = if queues.is_empty() {
                 queue.known_queues().await?
             } else {
@@ -82,6 +86,10 @@ pub(crate) async fn run(src: &ConfigSource, args: QueueArgs) -> anyhow::Result<E
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
                 print!("{}", stats_table(&all));
+            }
+            if let Some(url) = from {
+                let text = fetch_text(&url).await?;
+                print!("{}", process_view(&text));
             }
         }
         QueueCommand::List { queue: q, limit } => {
@@ -225,5 +233,99 @@ pub fn stats_table(all: &[QueueStats]) -> String {
         "(counters are cluster-wide since the queue was created; at {}; latency histograms: GET /metrics on a dispatcher)",
         Utc::now().format("%H:%M:%SZ")
     );
+    out
+}
+
+/// GETs a metrics endpoint over plain HTTP.
+async fn fetch_text(url: &str) -> anyhow::Result<String> {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let uri: hyper::Uri = url
+        .parse()
+        .with_context(|| format!("--from {url:?} is not a URL"))?;
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(10), client.get(uri))
+        .await
+        .with_context(|| format!("{url}: no answer within 10 s"))?
+        .with_context(|| format!("GET {url}"))?;
+    if !resp.status().is_success() {
+        anyhow::bail!("GET {url}: HTTP {}", resp.status());
+    }
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .with_context(|| format!("GET {url}: body"))?;
+    Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
+}
+
+/// In-flight tasks and latency quantiles (bucket upper bounds) per queue, from the
+/// Prometheus text of one dispatcher.
+pub fn process_view(text: &str) -> String {
+    use std::collections::BTreeMap;
+    use std::fmt::Write;
+    let label = |line: &str, name: &str| -> Option<String> {
+        let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+        let end = line[start..].find('"')? + start;
+        Some(line[start..end].to_owned())
+    };
+    let value = |line: &str| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+    let mut in_flight: BTreeMap<String, f64> = BTreeMap::new();
+    let mut buckets: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for line in text.lines() {
+        if line.starts_with("rainlogs_tasks_in_flight{") {
+            if let (Some(q), Some(v)) = (label(line, "queue"), value(line)) {
+                in_flight.insert(q, v);
+            }
+        } else if line.starts_with("rainlogs_task_start_latency_seconds_bucket{") {
+            let le = label(line, "le").and_then(|l| {
+                if l == "+Inf" {
+                    Some(f64::INFINITY)
+                } else {
+                    l.parse().ok()
+                }
+            });
+            if let (Some(q), Some(le), Some(v)) = (label(line, "queue"), le, value(line)) {
+                buckets.entry(q).or_default().push((le, v));
+            }
+        }
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<16} {:>9} {:>10} {:>12} {:>12}",
+        "QUEUE", "IN-FLIGHT", "STARTED", "P50 <=", "P99 <="
+    );
+    let quantile = |b: &[(f64, f64)], q: f64| -> String {
+        let total = b.last().map(|x| x.1).unwrap_or(0.0);
+        if total == 0.0 {
+            return "-".into();
+        }
+        b.iter()
+            .find(|(_, c)| *c >= q * total)
+            .map(|(le, _)| {
+                if le.is_infinite() {
+                    "+Inf".into()
+                } else {
+                    format!("{:.1} ms", le * 1000.0)
+                }
+            })
+            .unwrap_or_else(|| "-".into())
+    };
+    let queues: std::collections::BTreeSet<&String> =
+        in_flight.keys().chain(buckets.keys()).collect();
+    for q in queues {
+        let mut b = buckets.get(q).cloned().unwrap_or_default();
+        b.sort_by(|x, y| x.0.total_cmp(&y.0));
+        let _ = writeln!(
+            out,
+            "{:<16} {:>9} {:>10} {:>12} {:>12}",
+            q,
+            in_flight.get(q).copied().unwrap_or(0.0),
+            b.last().map(|x| x.1).unwrap_or(0.0),
+            quantile(&b, 0.5),
+            quantile(&b, 0.99)
+        );
+    }
     out
 }
