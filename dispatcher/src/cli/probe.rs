@@ -120,7 +120,11 @@ pub(crate) async fn probe(app: &App, args: &ProbeArgs) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-async fn dead_probe(app: &App, queue: &str, pending: &[Uuid]) -> anyhow::Result<Option<(Uuid, String)>> {
+async fn dead_probe(
+    app: &App,
+    queue: &str,
+    pending: &[Uuid],
+) -> anyhow::Result<Option<(Uuid, String)>> {
     let letters = app.queue.dead_letters(queue).await?;
     for letter in letters {
         if let Ok(env) = serde_json::from_str::<rainlogs_shared::TaskEnvelope>(&letter.raw) {
