@@ -3,13 +3,15 @@
 //! Kept in one place so `main` stays short and tests build the very same thing
 //! against their own database, key prefix and bucket prefix.
 
+use rainlogs_kms::MasterKeyring;
 use std::sync::Arc;
 
 use rainlogs_shared::config::{ConfigSource, DatabaseConfig, RedisConfig, S3Config};
 use rainlogs_shared::storage::ObjectStore;
 use sqlx::PgPool;
 
-use crate::invoker::InProcess;
+use crate::config::{DispatcherConfig, InvokerConfig};
+use crate::invoker::{InProcess, Invoker};
 use crate::queue::Queue;
 use crate::worker::Worker;
 
@@ -22,6 +24,8 @@ pub struct App {
     pub pool: PgPool,
     pub store: ObjectStore,
     pub queue: Queue,
+    /// The key service, when a master keyring is configured (`RAINLOGS_MASTER_KEYS[_FILE]`).
+    pub kms: Option<rainlogs_kms::KmsService>,
 }
 
 impl App {
@@ -32,12 +36,27 @@ impl App {
         let s3 = S3Config::from_source(src)?;
         let pool = rainlogs_shared::db::connect(&db).await?;
         let conn = rainlogs_shared::redis_client::connect(&redis).await?;
+        let client = redis::Client::open(secrecy::ExposeSecret::expose_secret(&redis.url))?;
         let store = ObjectStore::connect(&s3).await;
         store.check().await?;
+        let keyring_configured = [MasterKeyring::KEYS, MasterKeyring::KEYS_FILE]
+            .iter()
+            .any(|var| src.get(var).is_some());
+        let kms = if keyring_configured {
+            let keyring = MasterKeyring::from_source(src)?;
+            Some(rainlogs_kms::KmsService::new(
+                pool.clone(),
+                keyring,
+                "dispatcher",
+            ))
+        } else {
+            None
+        };
         Ok(Self {
             pool,
             store,
-            queue: Queue::new(conn, redis.key_prefix),
+            kms,
+            queue: Queue::new(conn, redis.key_prefix).with_client(client),
         })
     }
 
@@ -51,7 +70,10 @@ impl App {
                 self.store.clone(),
             ))
             .with(rainlogs_prune::PruneFunction::new())
-            .with(rainlogs_kms::KmsFunction::new())
+            .with(match &self.kms {
+                Some(service) => rainlogs_kms::KmsFunction::with_service(service.clone()),
+                None => rainlogs_kms::KmsFunction::new(),
+            })
     }
 
     /// A worker over `queues` with the in-process invoker.
@@ -61,5 +83,23 @@ impl App {
             Arc::new(self.in_process_functions()),
             queues,
         )
+    }
+
+    /// The invoker the configuration asks for. Shim children stop when `shutdown` fires.
+    pub async fn invoker(
+        &self,
+        cfg: &InvokerConfig,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<Arc<dyn Invoker>> {
+        Ok(match cfg {
+            InvokerConfig::InProcess => Arc::new(self.in_process_functions()),
+            InvokerConfig::Shim(shim) => Arc::new(crate::shim::Shim::start(shim, shutdown).await?),
+            InvokerConfig::Remote(remote) => Arc::new(crate::remote::Remote::new(remote)),
+        })
+    }
+
+    /// A worker with the given settings and invoker.
+    pub fn worker_with(&self, cfg: DispatcherConfig, invoker: Arc<dyn Invoker>) -> Worker {
+        Worker::with_config(self.queue.clone(), invoker, cfg)
     }
 }

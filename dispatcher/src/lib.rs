@@ -1,13 +1,21 @@
 //! The Rainlogs dispatcher and operator tooling.
 //!
-//! - [`queue`] — the task queue on Redis (ready, active, delayed, dead);
-//! - [`worker`] — the loop that takes tasks, invokes functions and settles outcomes;
-//! - [`invoker`] — how a task reaches a function (in-process today);
-//! - [`app`] — wiring from configuration to running services;
-//! - [`cli`] — the `rainlogs` subcommands.
+//! - [`queue`]: the task queue on Redis (ready, active, delayed, dead; Lua scripts);
+//! - [`worker`]: the loop that takes tasks in batches, invokes functions, heartbeats
+//!   leases, reaps expired ones and settles outcomes;
+//! - [`schedule`]: cron schedules firing once per period across dispatchers;
+//! - [`invoker`]: how a task reaches a function (in-process, runtime shim, remote);
+//! - [`config`]: dispatcher settings; [`metrics`]: Prometheus metrics;
+//! - [`app`]: wiring from configuration to running services;
+//! - [`cli`]: the `rainlogs` subcommands.
 
 pub mod app;
 pub mod cli;
+pub mod config;
 pub mod invoker;
+pub mod metrics;
 pub mod queue;
+pub mod remote;
+pub mod schedule;
+pub mod shim;
 pub mod worker;

@@ -1,12 +1,26 @@
-//! The task queue on Redis.
+//! The task queue on Redis: lists and sorted sets driven by Lua scripts.
 //!
-//! Walking-skeleton version: per queue a `ready` list, an `active` list that holds
-//! what workers took (moved atomically with BLMOVE, so a taken task is never only in
-//! a worker's memory), a `delayed` sorted set for retries, and a `dead` list. Leases,
-//! heartbeats, dedup, schedules and multi-dispatcher recovery come with the dispatcher
-//! issue; Postgres remains the truth for pipeline work, so Redis may lose messages
-//! without losing windows.
+//! Every state change is one Lua script, so a task is always in exactly one place
+//! (ready, delayed, active, dead) and several dispatchers can share a queue without
+//! locks. Scripts take and settle tasks *in batches* (one round trip for hundreds of
+//! tasks), which is what makes the dispatcher fast. docs/QUEUE.md explains the layout
+//! and why lists + Lua were chosen over Streams; in short, per queue:
+//!
+//! - `tasks`   hash   id → envelope bytes (the one copy of each pending task);
+//! - `ready`   list   ids, pushed left, popped right (FIFO);
+//! - `delayed` zset   id → due time (retries, not-before);
+//! - `active`  zset   `id|token` → lease deadline; the token fences a settle or
+//!   heartbeat from a holder whose lease already moved to someone else;
+//! - `dead`    hash   id → [`DeadLetter`] JSON, with `dead_idx` zset id → time;
+//! - `unique`  hash   idempotency key → id, while the task is pending or active;
+//! - `stats`   hash   cluster-wide counters; `wake` list: a token for idle waiters.
+//!
+//! Times inside scripts come from the Redis server clock (`TIME`), so leases and
+//! delays mean the same for every dispatcher whatever their clocks say.
+//! Postgres remains the truth for pipeline work: Redis may lose messages without
+//! losing windows (DESIGN.md, invariant 1).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -15,6 +29,7 @@ use rainlogs_shared::TaskError;
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 /// A queue operation failed in Redis itself (always retryable: Redis is transport).
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +39,27 @@ pub struct QueueError {
     pub op: &'static str,
     #[source]
     pub source: redis::RedisError,
+}
+
+impl From<QueueError> for TaskError {
+    fn from(e: QueueError) -> Self {
+        TaskError::retryable("queue.unavailable", e.to_string())
+    }
+}
+
+/// An operator request about a single task that cannot be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("queue {queue}: no dead letter {id}")]
+    NoSuchDeadLetter { queue: String, id: String },
+    #[error("queue {queue}: dead letter {id} cannot be re-driven: {reason}")]
+    NotRedrivable {
+        queue: String,
+        id: String,
+        reason: String,
+    },
 }
 
 /// Redis key names for one deployment prefix.
@@ -39,51 +75,460 @@ impl Keys {
         }
     }
 
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+    fn q(&self, queue: &str, part: &str) -> String {
+        format!("{}:q:{queue}:{part}", self.prefix)
+    }
+    pub fn tasks(&self, queue: &str) -> String {
+        self.q(queue, "tasks")
+    }
     pub fn ready(&self, queue: &str) -> String {
-        format!("{}:q:{queue}:ready", self.prefix)
+        self.q(queue, "ready")
     }
     pub fn active(&self, queue: &str) -> String {
-        format!("{}:q:{queue}:active", self.prefix)
+        self.q(queue, "active")
     }
     pub fn delayed(&self, queue: &str) -> String {
-        format!("{}:q:{queue}:delayed", self.prefix)
+        self.q(queue, "delayed")
     }
     pub fn dead(&self, queue: &str) -> String {
-        format!("{}:q:{queue}:dead", self.prefix)
+        self.q(queue, "dead")
+    }
+    pub fn dead_index(&self, queue: &str) -> String {
+        self.q(queue, "dead_idx")
+    }
+    pub fn unique(&self, queue: &str) -> String {
+        self.q(queue, "unique")
+    }
+    pub fn stats(&self, queue: &str) -> String {
+        self.q(queue, "stats")
+    }
+    pub fn wake(&self, queue: &str) -> String {
+        self.q(queue, "wake")
+    }
+    pub fn queues(&self) -> String {
+        format!("{}:queues", self.prefix)
+    }
+    pub fn paused(&self) -> String {
+        format!("{}:paused", self.prefix)
+    }
+    pub fn schedules(&self) -> String {
+        format!("{}:schedules", self.prefix)
     }
 }
 
-/// One task taken from a queue: the raw bytes (to remove it from `active` exactly)
-/// and the parsed envelope, or why it does not parse.
+/// Lua shared by the scripts: key names, the server clock and the one enqueue path.
+/// Keys are built inside the scripts from the prefix (follow-up tasks may go to any
+/// queue), which ties the design to a single Redis node; see docs/QUEUE.md.
+const LUA_COMMON: &str = r"
+local P = ARGV[1]
+local function k(q, part) return P .. ':q:' .. q .. ':' .. part end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local woken = {}
+local function wake(q)
+  if not woken[q] then
+    woken[q] = true
+    redis.call('LPUSH', k(q, 'wake'), '1')
+    redis.call('LTRIM', k(q, 'wake'), 0, 0)
+  end
+end
+-- Returns the id of the pending task holding `ukey`, or false once enqueued.
+local function enqueue(q, id, body, due, ukey, now)
+  if ukey ~= '' then
+    local holder = redis.call('HGET', k(q, 'unique'), ukey)
+    if holder and redis.call('HEXISTS', k(q, 'tasks'), holder) == 1 then
+      return holder
+    end
+    redis.call('HSET', k(q, 'unique'), ukey, id)
+  end
+  redis.call('SADD', P .. ':queues', q)
+  redis.call('HSET', k(q, 'tasks'), id, body)
+  if due > now then
+    redis.call('ZADD', k(q, 'delayed'), due, id)
+  else
+    redis.call('LPUSH', k(q, 'ready'), id)
+    wake(q)
+  end
+  redis.call('HINCRBY', k(q, 'stats'), 'enqueued', 1)
+  return false
+end
+local function release_unique(q, id, ukey)
+  if ukey ~= '' and redis.call('HGET', k(q, 'unique'), ukey) == id then
+    redis.call('HDEL', k(q, 'unique'), ukey)
+  end
+end
+";
+
+/// ARGV: prefix, then (queue, id, body, due_ms, unique_key)*. Returns per task the id
+/// of the pending duplicate, or '' when enqueued.
+const LUA_ENQUEUE: &str = r"
+local now = now_ms()
+local out = {}
+local i = 2
+while i <= #ARGV do
+  local holder = enqueue(ARGV[i], ARGV[i+1], ARGV[i+2], tonumber(ARGV[i+3]), ARGV[i+4], now)
+  out[#out+1] = holder or ''
+  i = i + 5
+end
+return out
+";
+
+/// ARGV: prefix, queue, max, lease_ms. Promotes due delayed tasks, then moves up to
+/// `max` ready tasks into `active` under fresh lease tokens.
+/// Returns {status, next_due_ms, more, (member, body)*}; status 'paused' or 'ok'.
+const LUA_RESERVE: &str = r"
+local q = ARGV[2]
+local max = tonumber(ARGV[3])
+local lease = tonumber(ARGV[4])
+local now = now_ms()
+local delayed = k(q, 'delayed')
+local ready = k(q, 'ready')
+local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)
+if #due > 0 then
+  redis.call('ZREM', delayed, unpack(due))
+  redis.call('LPUSH', ready, unpack(due))
+end
+local nxt = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+local next_due = '-1'
+if #nxt > 0 then next_due = nxt[2] end
+if redis.call('SISMEMBER', P .. ':paused', q) == 1 then
+  return {'paused', next_due, '0'}
+end
+local out = {'ok', next_due, '0'}
+if max < 1 then return out end
+local ids = redis.call('RPOP', ready, max)
+if ids then
+  local bodies = redis.call('HMGET', k(q, 'tasks'), unpack(ids))
+  local seq = redis.call('INCR', P .. ':seq')
+  local z = {}
+  for i, id in ipairs(ids) do
+    local body = bodies[i]
+    if body then
+      local member = id .. '|' .. seq .. '.' .. i
+      z[#z+1] = now + lease
+      z[#z+1] = member
+      out[#out+1] = member
+      out[#out+1] = body
+    end
+  end
+  if #z > 0 then redis.call('ZADD', k(q, 'active'), unpack(z)) end
+end
+if redis.call('LLEN', ready) > 0 then
+  out[3] = '1'
+  -- Work remains: wake another idle dispatcher to share it.
+  wake(q)
+end
+return out
+";
+
+/// ARGV: prefix, queue, lease_ms, max. Takes over up to `max` tasks whose lease ran
+/// out (their holder died or hung) under a fresh token for this caller, which then
+/// settles them as failed attempts. Returns (member, body)*.
+const LUA_REAP: &str = r"
+local q = ARGV[2]
+local lease = tonumber(ARGV[3])
+local now = now_ms()
+local active = k(q, 'active')
+local expired = redis.call('ZRANGEBYSCORE', active, '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+local out = {}
+if #expired == 0 then return out end
+local seq = redis.call('INCR', P .. ':seq')
+for i, member in ipairs(expired) do
+  redis.call('ZREM', active, member)
+  local id = string.match(member, '^(.*)|')
+  local body = id and redis.call('HGET', k(q, 'tasks'), id)
+  if body then
+    local fresh = id .. '|r' .. seq .. '.' .. i
+    redis.call('ZADD', active, now + lease, fresh)
+    out[#out+1] = fresh
+    out[#out+1] = body
+  end
+end
+return out
+";
+
+/// ARGV: prefix, lease_ms, (queue, member)*. Extends leases still held; returns per
+/// member 1 if extended, 0 if the lease was lost.
+const LUA_HEARTBEAT: &str = r"
+local deadline = now_ms() + tonumber(ARGV[2])
+local out = {}
+local i = 3
+while i <= #ARGV do
+  out[#out+1] = redis.call('ZADD', k(ARGV[i], 'active'), 'XX', 'CH', deadline, ARGV[i+1])
+  i = i + 2
+end
+return out
+";
+
+/// ARGV: prefix, then operations, each `op, queue, member, id, ...`:
+///   ack     ukey, n, (queue, id, body, due, ukey)*n   – done; enqueue follow-ups
+///   retry   body, due                                 – another attempt later
+///   dead    ukey, letter                              – to the dead letters
+///   requeue                                           – hand back untouched
+/// Each applies only if the caller still holds the lease (`member` in active).
+/// Returns per operation 1 (applied) or 0 (lease lost: someone else owns the task).
+const LUA_SETTLE: &str = r"
+local now = now_ms()
+local out = {}
+local i = 2
+while i <= #ARGV do
+  local op, q, member, id = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
+  i = i + 4
+  local held = redis.call('ZREM', k(q, 'active'), member) == 1
+  if op == 'ack' then
+    local ukey, n = ARGV[i], tonumber(ARGV[i+1])
+    i = i + 2
+    if held then
+      redis.call('HDEL', k(q, 'tasks'), id)
+      release_unique(q, id, ukey)
+      redis.call('HINCRBY', k(q, 'stats'), 'processed', 1)
+    end
+    for _ = 1, n do
+      if held then
+        enqueue(ARGV[i], ARGV[i+1], ARGV[i+2], tonumber(ARGV[i+3]), ARGV[i+4], now)
+      end
+      i = i + 5
+    end
+  elseif op == 'retry' then
+    local body, due = ARGV[i], tonumber(ARGV[i+1])
+    i = i + 2
+    if held then
+      redis.call('HSET', k(q, 'tasks'), id, body)
+      if due > now then
+        redis.call('ZADD', k(q, 'delayed'), due, id)
+      else
+        redis.call('LPUSH', k(q, 'ready'), id)
+        wake(q)
+      end
+      redis.call('HINCRBY', k(q, 'stats'), 'failed', 1)
+      redis.call('HINCRBY', k(q, 'stats'), 'retried', 1)
+    end
+  elseif op == 'dead' then
+    local ukey, letter = ARGV[i], ARGV[i+1]
+    i = i + 2
+    if held then
+      redis.call('HDEL', k(q, 'tasks'), id)
+      release_unique(q, id, ukey)
+      redis.call('HSET', k(q, 'dead'), id, letter)
+      redis.call('ZADD', k(q, 'dead_idx'), now, id)
+      redis.call('HINCRBY', k(q, 'stats'), 'failed', 1)
+      redis.call('HINCRBY', k(q, 'stats'), 'dead', 1)
+    end
+  elseif op == 'requeue' then
+    if held then
+      redis.call('RPUSH', k(q, 'ready'), id)
+      wake(q)
+    end
+  else
+    return redis.error_reply('settle: unknown operation ' .. tostring(op))
+  end
+  out[#out+1] = held and 1 or 0
+end
+return out
+";
+
+/// ARGV: prefix, queue, id, body, ukey. Moves a dead letter back to ready (unless
+/// its idempotency key is held by another pending task). Returns '' or the holder,
+/// or 'missing' when there is no such dead letter.
+const LUA_REDRIVE: &str = r"
+local q, id = ARGV[2], ARGV[3]
+if redis.call('HEXISTS', k(q, 'dead'), id) == 0 then return 'missing' end
+local holder = enqueue(q, id, ARGV[4], 0, ARGV[5], now_ms())
+if holder then return holder end
+redis.call('HDEL', k(q, 'dead'), id)
+redis.call('ZREM', k(q, 'dead_idx'), id)
+return ''
+";
+
+/// ARGV: prefix, name, fire_ms, then one task as for enqueue. Enqueues a periodic
+/// task only if this period has not fired yet (on any dispatcher). Returns 1 if fired.
+const LUA_FIRE: &str = r"
+local last = tonumber(redis.call('HGET', P .. ':schedules', ARGV[2]) or '0')
+local at = tonumber(ARGV[3])
+if at <= last then return 0 end
+redis.call('HSET', P .. ':schedules', ARGV[2], at)
+enqueue(ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], now_ms())
+return 1
+";
+
+fn script(body: &str) -> redis::Script {
+    redis::Script::new(&format!("{LUA_COMMON}\n{body}"))
+}
+
+/// The compiled scripts (their SHA1s are computed once; Redis caches the bodies).
+struct Scripts {
+    enqueue: redis::Script,
+    reserve: redis::Script,
+    reap: redis::Script,
+    heartbeat: redis::Script,
+    settle: redis::Script,
+    redrive: redis::Script,
+    fire: redis::Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            enqueue: script(LUA_ENQUEUE),
+            reserve: script(LUA_RESERVE),
+            reap: script(LUA_REAP),
+            heartbeat: script(LUA_HEARTBEAT),
+            settle: script(LUA_SETTLE),
+            redrive: script(LUA_REDRIVE),
+            fire: script(LUA_FIRE),
+        }
+    }
+}
+
+/// One task taken from a queue under a lease.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub queue: String,
+    /// The task id as stored in the queue (the envelope's id when it parses).
+    pub id: String,
+    /// The lease: `id|token`. Only the holder of this exact member may settle it.
+    pub lease: String,
+    /// The stored bytes (verbatim, so a poison message stays inspectable).
     pub raw: Vec<u8>,
     pub envelope: Result<TaskEnvelope, EnvelopeError>,
 }
 
-/// A dead-lettered task with its last error.
+impl Delivery {
+    fn new(queue: &str, lease: Vec<u8>, raw: Vec<u8>) -> Self {
+        let lease = String::from_utf8_lossy(&lease).into_owned();
+        let id = lease
+            .rsplit_once('|')
+            .map(|(id, _)| id.to_owned())
+            .unwrap_or_else(|| lease.clone());
+        Self {
+            queue: queue.to_owned(),
+            envelope: TaskEnvelope::parse(&raw),
+            id,
+            lease,
+            raw,
+        }
+    }
+
+    /// Just the lease (queue, id, token), without the body: enough to hand the task
+    /// back or extend its lease, and cheap to keep for every running task.
+    pub fn lease_only(&self) -> Delivery {
+        Delivery {
+            queue: self.queue.clone(),
+            id: self.id.clone(),
+            lease: self.lease.clone(),
+            raw: Vec::new(),
+            envelope: Err(EnvelopeError::Malformed(
+                "body not kept with the lease".into(),
+            )),
+        }
+    }
+
+    /// The idempotency key to release when this task ends ('' when none).
+    fn unique_key(&self) -> &str {
+        self.envelope
+            .as_ref()
+            .ok()
+            .and_then(|e| e.idempotency_key.as_deref())
+            .unwrap_or("")
+    }
+}
+
+/// A batch reserved from one queue.
+#[derive(Debug, Default)]
+pub struct Reserved {
+    pub paused: bool,
+    /// When the earliest delayed task falls due (server clock, ms), if any.
+    pub next_due_ms: Option<i64>,
+    /// More ready tasks remain after this batch.
+    pub more: bool,
+    pub deliveries: Vec<Delivery>,
+}
+
+/// A dead-lettered task with its last error, attempts and times.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeadLetter {
+    /// The task id in the queue.
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub queue: String,
     /// The envelope as it was delivered (verbatim, so a poison message stays inspectable).
     pub raw: String,
+    /// The error of the last attempt.
     pub error: TaskError,
+    /// Attempts made (0 when the envelope never parsed).
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enqueued_at: Option<DateTime<Utc>>,
+    /// When the last attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<DateTime<Utc>>,
     pub dead_at: DateTime<Utc>,
+}
+
+/// How a delivery ends, as handed to [`Queue::settle`].
+#[derive(Debug, Clone)]
+pub enum Settlement {
+    /// Done; `next` are follow-up tasks enqueued in the same script.
+    Ack { next: Vec<TaskEnvelope> },
+    /// Another attempt: `envelope` (attempt already incremented) due at `due`.
+    Retry {
+        envelope: TaskEnvelope,
+        due: DateTime<Utc>,
+    },
+    /// To the dead letters.
+    Dead(DeadLetter),
+    /// Handed back untouched to the front of the queue (shutdown).
+    Requeue,
+}
+
+/// A settle request: which delivery, and how it ends.
+#[derive(Debug, Clone)]
+pub struct Settle {
+    pub delivery: Delivery,
+    pub settlement: Settlement,
+}
+
+/// What enqueueing did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Enqueued {
+    New(TaskEnvelope),
+    /// A pending or active task already holds the idempotency key.
+    Duplicate {
+        existing: Uuid,
+    },
 }
 
 /// A handle on the queues of one deployment (cheap to clone).
 #[derive(Clone)]
 pub struct Queue {
     conn: ConnectionManager,
+    /// For blocking waits, which need a connection of their own.
+    client: Option<redis::Client>,
     keys: Keys,
+    scripts: std::sync::Arc<Scripts>,
 }
 
 impl Queue {
     pub fn new(conn: ConnectionManager, prefix: impl Into<String>) -> Self {
         Self {
             conn,
+            client: None,
             keys: Keys::new(prefix),
+            scripts: std::sync::Arc::new(Scripts::new()),
         }
+    }
+
+    /// Lets idle workers block on Redis for new work instead of polling.
+    pub fn with_client(mut self, client: redis::Client) -> Self {
+        self.client = Some(client);
+        self
     }
 
     pub fn keys(&self) -> &Keys {
@@ -101,191 +546,483 @@ impl Queue {
         }
     }
 
-    /// Enqueues a new task; returns its envelope.
+    /// Enqueues a new task; returns its envelope, or — when a pending task holds the
+    /// same idempotency key — that task's stored envelope.
     pub async fn enqueue(&self, spec: TaskSpec) -> Result<TaskEnvelope, QueueError> {
+        let queue = spec.queue.clone();
+        match self.enqueue_checked(spec).await? {
+            Enqueued::New(env) => Ok(env),
+            Enqueued::Duplicate { existing } => {
+                let mut conn = self.conn.clone();
+                let raw: Option<Vec<u8>> = conn
+                    .hget(self.keys.tasks(&queue), existing.to_string())
+                    .await
+                    .map_err(Self::err(&queue, "HGET task"))?;
+                raw.and_then(|r| TaskEnvelope::parse(&r).ok())
+                    .ok_or_else(|| QueueError {
+                        queue: queue.clone(),
+                        op: "enqueue",
+                        source: redis::RedisError::from((
+                            redis::ErrorKind::Client,
+                            "duplicate task vanished while reading it; enqueue again",
+                        )),
+                    })
+            }
+        }
+    }
+
+    /// Enqueues a new task and says whether it was a duplicate.
+    pub async fn enqueue_checked(&self, spec: TaskSpec) -> Result<Enqueued, QueueError> {
         let envelope = TaskEnvelope::new(spec, Utc::now());
-        self.push(&envelope).await?;
-        Ok(envelope)
+        let mut out = self.push_many(std::slice::from_ref(&envelope)).await?;
+        Ok(out.pop().unwrap_or(Enqueued::New(envelope)))
+    }
+
+    /// Enqueues many tasks in one round trip (producers, benchmarks).
+    pub async fn enqueue_many(&self, specs: Vec<TaskSpec>) -> Result<Vec<Enqueued>, QueueError> {
+        let now = Utc::now();
+        let envelopes: Vec<TaskEnvelope> = specs
+            .into_iter()
+            .map(|s| TaskEnvelope::new(s, now))
+            .collect();
+        self.push_many(&envelopes).await
     }
 
     /// Pushes an envelope as it is: ready now, or delayed until `not_before`.
-    pub async fn push(&self, envelope: &TaskEnvelope) -> Result<(), QueueError> {
-        let mut conn = self.conn.clone();
-        let q = &envelope.queue;
-        match envelope.not_before.filter(|t| *t > Utc::now()) {
-            Some(at) => conn
-                .zadd::<_, _, _, ()>(
-                    self.keys.delayed(q),
-                    envelope.to_json(),
-                    at.timestamp_millis(),
-                )
-                .await
-                .map_err(Self::err(q, "ZADD delayed")),
-            None => conn
-                .lpush::<_, _, ()>(self.keys.ready(q), envelope.to_json())
-                .await
-                .map_err(Self::err(q, "LPUSH ready")),
+    pub async fn push(&self, envelope: &TaskEnvelope) -> Result<Enqueued, QueueError> {
+        let mut out = self.push_many(std::slice::from_ref(envelope)).await?;
+        Ok(out.pop().unwrap_or_else(|| Enqueued::New(envelope.clone())))
+    }
+
+    /// Pushes envelopes as they are, in one script call.
+    pub async fn push_many(&self, envelopes: &[TaskEnvelope]) -> Result<Vec<Enqueued>, QueueError> {
+        let Some(first) = envelopes.first() else {
+            return Ok(Vec::new());
+        };
+        let mut inv = self.scripts.enqueue.prepare_invoke();
+        inv.arg(self.keys.prefix());
+        for env in envelopes {
+            push_task_args(&mut inv, env);
         }
-    }
-
-    /// Pushes raw bytes onto a queue's ready list (tests and tools injecting messages).
-    pub async fn push_raw(&self, queue: &str, raw: &[u8]) -> Result<(), QueueError> {
         let mut conn = self.conn.clone();
-        conn.lpush::<_, _, ()>(self.keys.ready(queue), raw)
-            .await
-            .map_err(Self::err(queue, "LPUSH ready"))
-    }
-
-    /// Moves delayed tasks whose time has come to the ready list.
-    pub async fn promote_due(&self, queue: &str) -> Result<usize, QueueError> {
-        // One script, so a task is never in both places nor in neither.
-        let script = redis::Script::new(
-            r"
-            local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
-            for _, raw in ipairs(due) do
-                redis.call('ZREM', KEYS[1], raw)
-                redis.call('LPUSH', KEYS[2], raw)
-            end
-            return #due
-            ",
-        );
-        let mut conn = self.conn.clone();
-        script
-            .key(self.keys.delayed(queue))
-            .key(self.keys.ready(queue))
-            .arg(Utc::now().timestamp_millis())
+        let holders: Vec<String> = inv
             .invoke_async(&mut conn)
             .await
-            .map_err(Self::err(queue, "promote delayed"))
+            .map_err(Self::err(&first.queue, "enqueue"))?;
+        Ok(envelopes
+            .iter()
+            .zip(holders)
+            .map(|(env, holder)| match Uuid::parse_str(&holder) {
+                Ok(existing) => Enqueued::Duplicate { existing },
+                Err(_) => Enqueued::New(env.clone()),
+            })
+            .collect())
     }
 
-    /// Takes the oldest ready task into `active`, waiting up to `wait` for one.
+    /// Pushes raw bytes as a ready task (tests and tools injecting messages); returns
+    /// the id it is stored under.
+    pub async fn push_raw(&self, queue: &str, raw: &[u8]) -> Result<String, QueueError> {
+        let id = Uuid::now_v7().to_string();
+        let mut inv = self.scripts.enqueue.prepare_invoke();
+        inv.arg(self.keys.prefix())
+            .arg(queue)
+            .arg(&id)
+            .arg(raw)
+            .arg(0)
+            .arg("");
+        let mut conn = self.conn.clone();
+        inv.invoke_async::<Vec<String>>(&mut conn)
+            .await
+            .map_err(Self::err(queue, "push raw"))?;
+        Ok(id)
+    }
+
+    /// Takes up to `max` ready tasks (promoting due delayed ones first) under a lease.
     pub async fn reserve(
         &self,
         queue: &str,
-        wait: Duration,
-    ) -> Result<Option<Delivery>, QueueError> {
+        max: usize,
+        lease: Duration,
+    ) -> Result<Reserved, QueueError> {
+        let mut inv = self.scripts.reserve.prepare_invoke();
+        inv.arg(self.keys.prefix())
+            .arg(queue)
+            .arg(max)
+            .arg(lease.as_millis() as u64);
         let mut conn = self.conn.clone();
-        let (ready, active) = (self.keys.ready(queue), self.keys.active(queue));
-        let (right, left) = (redis::Direction::Right, redis::Direction::Left);
-        // BLMOVE with a zero timeout blocks forever: a zero wait must not block at all.
-        let raw: Option<Vec<u8>> = if wait.is_zero() {
-            conn.lmove(ready, active, right, left)
-                .await
-                .map_err(Self::err(queue, "LMOVE ready→active"))?
-        } else {
-            conn.blmove(ready, active, right, left, wait.as_secs_f64())
-                .await
-                .map_err(Self::err(queue, "BLMOVE ready→active"))?
-        };
-        Ok(raw.map(|raw| Delivery {
-            queue: queue.to_owned(),
-            envelope: TaskEnvelope::parse(&raw),
-            raw,
-        }))
-    }
-
-    /// Completes a delivery and enqueues its follow-ups in one transaction, so a
-    /// completed task never loses the work it handed on.
-    pub async fn ack(&self, delivery: &Delivery, next: &[TaskEnvelope]) -> Result<(), QueueError> {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for envelope in next {
-            pipe.lpush(self.keys.ready(&envelope.queue), envelope.to_json())
-                .ignore();
+        let reply: Vec<Vec<u8>> = inv
+            .invoke_async(&mut conn)
+            .await
+            .map_err(Self::err(queue, "reserve"))?;
+        let mut it = reply.into_iter();
+        let status = it.next().unwrap_or_default();
+        let next_due_ms = it
+            .next()
+            .and_then(|b| String::from_utf8_lossy(&b).parse::<f64>().ok())
+            .filter(|v| *v >= 0.0)
+            .map(|v| v as i64);
+        let more = it.next().is_some_and(|b| b == b"1");
+        let mut deliveries = Vec::new();
+        while let (Some(member), Some(body)) = (it.next(), it.next()) {
+            deliveries.push(Delivery::new(queue, member, body));
         }
-        pipe.lrem(self.keys.active(&delivery.queue), 1, &delivery.raw)
-            .ignore();
-        let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn)
-            .await
-            .map_err(Self::err(&delivery.queue, "ack"))
+        Ok(Reserved {
+            paused: status == b"paused",
+            next_due_ms,
+            more,
+            deliveries,
+        })
     }
 
-    /// Puts a failed delivery back for another attempt after `delay`.
-    pub async fn retry(
+    /// Takes over up to `max` tasks whose lease expired, under a fresh lease.
+    pub async fn reap(
         &self,
-        delivery: &Delivery,
-        envelope: &TaskEnvelope,
-        delay: Duration,
-    ) -> Result<(), QueueError> {
-        let mut next = envelope.clone();
-        next.attempt += 1;
-        let due = Utc::now() + chrono::Duration::milliseconds(delay.as_millis() as i64);
-        next.not_before = Some(due);
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .zadd(
-                self.keys.delayed(&delivery.queue),
-                next.to_json(),
-                due.timestamp_millis(),
-            )
-            .ignore()
-            .lrem(self.keys.active(&delivery.queue), 1, &delivery.raw)
-            .ignore();
+        queue: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let mut inv = self.scripts.reap.prepare_invoke();
+        inv.arg(self.keys.prefix())
+            .arg(queue)
+            .arg(lease.as_millis() as u64)
+            .arg(max);
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn)
+        let reply: Vec<Vec<u8>> = inv
+            .invoke_async(&mut conn)
             .await
-            .map_err(Self::err(&delivery.queue, "retry"))
+            .map_err(Self::err(queue, "reap"))?;
+        let mut it = reply.into_iter();
+        let mut out = Vec::new();
+        while let (Some(member), Some(body)) = (it.next(), it.next()) {
+            out.push(Delivery::new(queue, member, body));
+        }
+        Ok(out)
     }
 
-    /// Moves a delivery to the dead letter list with its reason.
-    pub async fn dead_letter(
+    /// Extends the leases of `(queue, lease)` pairs; returns which are still held.
+    pub async fn heartbeat(
         &self,
-        delivery: &Delivery,
-        error: TaskError,
-    ) -> Result<(), QueueError> {
-        let letter = DeadLetter {
-            raw: String::from_utf8_lossy(&delivery.raw).into_owned(),
-            error,
-            dead_at: Utc::now(),
+        leases: &[(String, String)],
+        lease: Duration,
+    ) -> Result<Vec<bool>, QueueError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = self.scripts.heartbeat.prepare_invoke();
+        inv.arg(self.keys.prefix()).arg(lease.as_millis() as u64);
+        for (queue, member) in leases {
+            inv.arg(queue).arg(member);
+        }
+        let mut conn = self.conn.clone();
+        let held: Vec<i64> = inv
+            .invoke_async(&mut conn)
+            .await
+            .map_err(Self::err(&leases[0].0, "heartbeat"))?;
+        Ok(held.into_iter().map(|h| h == 1).collect())
+    }
+
+    /// Settles a batch of deliveries in one script; returns per item whether the lease
+    /// was still held (false: the task had been handed to someone else; nothing done).
+    pub async fn settle(&self, batch: &[Settle]) -> Result<Vec<bool>, QueueError> {
+        let Some(first) = batch.first() else {
+            return Ok(Vec::new());
         };
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .lpush(
-                self.keys.dead(&delivery.queue),
-                serde_json::to_vec(&letter).expect("dead letters serialise"),
-            )
-            .ignore()
-            .lrem(self.keys.active(&delivery.queue), 1, &delivery.raw)
-            .ignore();
+        let mut inv = self.scripts.settle.prepare_invoke();
+        inv.arg(self.keys.prefix());
+        for item in batch {
+            let d = &item.delivery;
+            let op = match &item.settlement {
+                Settlement::Ack { .. } => "ack",
+                Settlement::Retry { .. } => "retry",
+                Settlement::Dead(_) => "dead",
+                Settlement::Requeue => "requeue",
+            };
+            inv.arg(op).arg(&d.queue).arg(&d.lease).arg(&d.id);
+            match &item.settlement {
+                Settlement::Ack { next } => {
+                    inv.arg(d.unique_key()).arg(next.len());
+                    for env in next {
+                        push_task_args(&mut inv, env);
+                    }
+                }
+                Settlement::Retry { envelope, due } => {
+                    inv.arg(envelope.to_json()).arg(due_ms(*due));
+                }
+                Settlement::Dead(letter) => {
+                    let json = serde_json::to_vec(letter).unwrap_or_else(|e| {
+                        // A DeadLetter is plain data; this cannot fail, but never panic.
+                        format!("{{\"serialise_error\":{:?}}}", e.to_string()).into_bytes()
+                    });
+                    inv.arg(d.unique_key()).arg(json);
+                }
+                Settlement::Requeue => {}
+            }
+        }
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn)
+        let held: Vec<i64> = inv
+            .invoke_async(&mut conn)
             .await
-            .map_err(Self::err(&delivery.queue, "dead-letter"))
+            .map_err(Self::err(&first.delivery.queue, "settle"))?;
+        Ok(held.into_iter().map(|h| h == 1).collect())
+    }
+
+    /// Fires schedule `name` for the period starting at `at` with `envelope`, unless
+    /// some dispatcher already fired that period. Returns whether this call fired it.
+    pub async fn fire_schedule(
+        &self,
+        name: &str,
+        at: DateTime<Utc>,
+        envelope: &TaskEnvelope,
+    ) -> Result<bool, QueueError> {
+        let mut inv = self.scripts.fire.prepare_invoke();
+        inv.arg(self.keys.prefix())
+            .arg(name)
+            .arg(at.timestamp_millis());
+        push_task_args(&mut inv, envelope);
+        let mut conn = self.conn.clone();
+        let fired: i64 = inv
+            .invoke_async(&mut conn)
+            .await
+            .map_err(Self::err(&envelope.queue, "fire schedule"))?;
+        Ok(fired == 1)
+    }
+
+    /// Blocks up to `wait` for an enqueue signal on `queue` (idle workers only).
+    /// Returns at once without a blocking client (then the caller polls).
+    pub async fn wait_for_work(
+        &self,
+        conn: &mut Option<redis::aio::MultiplexedConnection>,
+        queue: &str,
+        wait: Duration,
+    ) -> Result<(), QueueError> {
+        let Some(client) = &self.client else {
+            tokio::time::sleep(wait.min(Duration::from_millis(50))).await;
+            return Ok(());
+        };
+        if conn.is_none() {
+            // Its own TCP connection: a blocking command stalls everything queued behind it.
+            let cfg = redis::AsyncConnectionConfig::new()
+                .set_response_timeout(Some(wait + Duration::from_secs(5)));
+            *conn = Some(
+                client
+                    .get_multiplexed_async_connection_with_config(&cfg)
+                    .await
+                    .map_err(Self::err(queue, "connect for blocking wait"))?,
+            );
+        }
+        let Some(c) = conn.as_mut() else {
+            return Ok(());
+        };
+        let secs = wait.as_secs_f64().max(0.001);
+        let res: Result<Option<(String, String)>, _> = c.blpop(self.keys.wake(queue), secs).await;
+        if let Err(e) = res {
+            *conn = None;
+            return Err(Self::err(queue, "BLPOP wake")(e));
+        }
+        Ok(())
+    }
+
+    /// The dead letters of a queue, newest first (at most `limit`, 0 = all).
+    pub async fn dead_letters_limit(
+        &self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
+        let mut conn = self.conn.clone();
+        let stop = if limit == 0 { -1 } else { limit as isize - 1 };
+        let ids: Vec<String> = conn
+            .zrevrange(self.keys.dead_index(queue), 0, stop)
+            .await
+            .map_err(Self::err(queue, "ZREVRANGE dead"))?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raw: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+            .arg(self.keys.dead(queue))
+            .arg(&ids)
+            .query_async(&mut conn)
+            .await
+            .map_err(Self::err(queue, "HMGET dead"))?;
+        Ok(raw
+            .into_iter()
+            .flatten()
+            .filter_map(|r| serde_json::from_slice(&r).ok())
+            .collect())
     }
 
     /// The dead letters of a queue, newest first.
     pub async fn dead_letters(&self, queue: &str) -> Result<Vec<DeadLetter>, QueueError> {
-        let mut conn = self.conn.clone();
-        let raw: Vec<Vec<u8>> = conn
-            .lrange(self.keys.dead(queue), 0, -1)
-            .await
-            .map_err(Self::err(queue, "LRANGE dead"))?;
-        Ok(raw
-            .iter()
-            .filter_map(|r| serde_json::from_slice(r).ok())
-            .collect())
+        self.dead_letters_limit(queue, 0).await
     }
 
-    /// Number of tasks ready, active, delayed and dead.
-    pub async fn depth(&self, queue: &str) -> Result<QueueDepth, QueueError> {
+    /// One dead letter by task id.
+    pub async fn dead_letter(
+        &self,
+        queue: &str,
+        id: &str,
+    ) -> Result<Option<DeadLetter>, QueueError> {
         let mut conn = self.conn.clone();
-        let (ready, active, delayed, dead): (u64, u64, u64, u64) = redis::pipe()
-            .llen(self.keys.ready(queue))
-            .llen(self.keys.active(queue))
-            .zcard(self.keys.delayed(queue))
-            .llen(self.keys.dead(queue))
+        let raw: Option<Vec<u8>> = conn
+            .hget(self.keys.dead(queue), id)
+            .await
+            .map_err(Self::err(queue, "HGET dead"))?;
+        Ok(raw.and_then(|r| serde_json::from_slice(&r).ok()))
+    }
+
+    /// Re-drives a dead letter: a fresh first attempt, same id. Fails when the
+    /// envelope never parsed or another pending task holds its idempotency key.
+    pub async fn redrive(&self, queue: &str, id: &str) -> Result<TaskEnvelope, AdminError> {
+        let letter =
+            self.dead_letter(queue, id)
+                .await?
+                .ok_or_else(|| AdminError::NoSuchDeadLetter {
+                    queue: queue.to_owned(),
+                    id: id.to_owned(),
+                })?;
+        let not_redrivable = |reason: String| AdminError::NotRedrivable {
+            queue: queue.to_owned(),
+            id: id.to_owned(),
+            reason,
+        };
+        let mut env = TaskEnvelope::parse(letter.raw.as_bytes())
+            .map_err(|e| not_redrivable(e.to_string()))?;
+        env.attempt = 1;
+        env.not_before = None;
+        let mut inv = self.scripts.redrive.prepare_invoke();
+        inv.arg(self.keys.prefix())
+            .arg(queue)
+            .arg(id)
+            .arg(env.to_json())
+            .arg(env.idempotency_key.as_deref().unwrap_or(""));
+        let mut conn = self.conn.clone();
+        let holder: String = inv
+            .invoke_async(&mut conn)
+            .await
+            .map_err(Self::err(queue, "redrive"))?;
+        match holder.as_str() {
+            "" => Ok(env),
+            "missing" => Err(AdminError::NoSuchDeadLetter {
+                queue: queue.to_owned(),
+                id: id.to_owned(),
+            }),
+            other => Err(not_redrivable(format!(
+                "pending task {other} holds its idempotency key"
+            ))),
+        }
+    }
+
+    /// Deletes dead letters: the given ids, or all when `ids` is empty. Returns how many.
+    pub async fn purge_dead(&self, queue: &str, ids: &[String]) -> Result<u64, QueueError> {
+        let mut conn = self.conn.clone();
+        if ids.is_empty() {
+            let n: u64 = conn
+                .hlen(self.keys.dead(queue))
+                .await
+                .map_err(Self::err(queue, "HLEN dead"))?;
+            redis::pipe()
+                .atomic()
+                .del(self.keys.dead(queue))
+                .del(self.keys.dead_index(queue))
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(Self::err(queue, "purge dead"))?;
+            return Ok(n);
+        }
+        let (n, _): (u64, u64) = redis::pipe()
+            .atomic()
+            .hdel(self.keys.dead(queue), ids)
+            .zrem(self.keys.dead_index(queue), ids)
             .query_async(&mut conn)
             .await
-            .map_err(Self::err(queue, "depth"))?;
-        Ok(QueueDepth {
-            ready,
-            active,
-            delayed,
-            dead,
+            .map_err(Self::err(queue, "purge dead"))?;
+        Ok(n)
+    }
+
+    /// Stops (or resumes) handing out tasks of `queue` to every dispatcher.
+    pub async fn set_paused(&self, queue: &str, paused: bool) -> Result<(), QueueError> {
+        let mut conn = self.conn.clone();
+        let r: Result<(), _> = if paused {
+            redis::pipe()
+                .sadd(self.keys.paused(), queue)
+                .sadd(self.keys.queues(), queue)
+                .query_async(&mut conn)
+                .await
+        } else {
+            conn.srem(self.keys.paused(), queue).await
+        };
+        r.map_err(Self::err(queue, "pause/resume"))
+    }
+
+    /// Every queue that ever had a task or was paused.
+    pub async fn known_queues(&self) -> Result<Vec<String>, QueueError> {
+        let mut conn = self.conn.clone();
+        let mut queues: Vec<String> = conn
+            .smembers(self.keys.queues())
+            .await
+            .map_err(Self::err("*", "SMEMBERS queues"))?;
+        queues.sort();
+        Ok(queues)
+    }
+
+    /// Counts of tasks in each state of one queue.
+    pub async fn depth(&self, queue: &str) -> Result<QueueDepth, QueueError> {
+        Ok(self.stats(queue).await?.depth)
+    }
+
+    /// Depth, pause state and the cluster-wide counters of one queue.
+    pub async fn stats(&self, queue: &str) -> Result<QueueStats, QueueError> {
+        let mut conn = self.conn.clone();
+        #[allow(clippy::type_complexity)]
+        let (ready, active, delayed, dead, paused, counters): (
+            u64,
+            u64,
+            u64,
+            u64,
+            bool,
+            BTreeMap<String, u64>,
+        ) = redis::pipe()
+            .llen(self.keys.ready(queue))
+            .zcard(self.keys.active(queue))
+            .zcard(self.keys.delayed(queue))
+            .hlen(self.keys.dead(queue))
+            .sismember(self.keys.paused(), queue)
+            .hgetall(self.keys.stats(queue))
+            .query_async(&mut conn)
+            .await
+            .map_err(Self::err(queue, "stats"))?;
+        let c = |name: &str| counters.get(name).copied().unwrap_or(0);
+        Ok(QueueStats {
+            queue: queue.to_owned(),
+            paused,
+            depth: QueueDepth {
+                ready,
+                active,
+                delayed,
+                dead,
+            },
+            enqueued: c("enqueued"),
+            processed: c("processed"),
+            failed: c("failed"),
+            retried: c("retried"),
+            dead_lettered: c("dead"),
         })
     }
+}
+
+/// A due time in whole milliseconds, rounded up: Redis compares milliseconds, and a
+/// task must never start before its `not_before`, not even by a fraction of one.
+fn due_ms(t: DateTime<Utc>) -> i64 {
+    let extra = i64::from(t.timestamp_subsec_nanos() % 1_000_000 != 0);
+    t.timestamp_millis() + extra
+}
+
+fn push_task_args(inv: &mut redis::ScriptInvocation<'_>, env: &TaskEnvelope) {
+    let due = env.not_before.map(due_ms).unwrap_or(0);
+    inv.arg(&env.queue)
+        .arg(env.id.to_string())
+        .arg(env.to_json())
+        .arg(due)
+        .arg(env.idempotency_key.as_deref().unwrap_or(""));
 }
 
 /// Counts of tasks in each state of one queue.
@@ -295,4 +1032,17 @@ pub struct QueueDepth {
     pub active: u64,
     pub delayed: u64,
     pub dead: u64,
+}
+
+/// A queue's state and its cluster-wide counters (every dispatcher adds to them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueStats {
+    pub queue: String,
+    pub paused: bool,
+    pub depth: QueueDepth,
+    pub enqueued: u64,
+    pub processed: u64,
+    pub failed: u64,
+    pub retried: u64,
+    pub dead_lettered: u64,
 }

@@ -1,17 +1,33 @@
-//! The dispatch loop: take a task, invoke its function, then acknowledge, retry or
-//! dead-letter it according to the outcome.
+//! The dispatch loop: reserve tasks in batches, run them concurrently through an
+//! invoker, and settle the outcomes (ack, retry, dead-letter) in batches.
+//!
+//! One [`Worker::run`] drives, per queue, a fetch loop bounded by that queue's
+//! concurrency limit, plus four helpers shared by all queues:
+//! - the *settler* turns finished tasks into one settle script call per batch;
+//! - the *heartbeat* extends the leases of every task still running;
+//! - the *reaper* takes over tasks whose holder stopped heartbeating (a dead or hung
+//!   process) and settles them as failed attempts, so they are retried or dead-lettered;
+//! - the *scheduler* fires cron schedules.
+//!
+//! Shutdown (the watch channel turning true) stops reserving, lets running tasks
+//! finish until the grace deadline, then hands the rest back to the front of their
+//! queue, flushes the settler and returns.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
 use rainlogs_shared::task::{HandlerOutput, TaskEnvelope};
 use rainlogs_shared::TaskError;
 use rand::Rng;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::AbortHandle;
 
+use crate::config::{DispatcherConfig, QueueLimit};
 use crate::invoker::Invoker;
-use crate::queue::{Delivery, Queue, QueueError};
+use crate::metrics::Metrics;
+use crate::queue::{DeadLetter, Delivery, Queue, QueueError, Settle, Settlement};
 
 /// Retry timing: exponential backoff with full jitter, capped.
 #[derive(Debug, Clone, Copy)]
@@ -30,42 +46,93 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// Delay before attempt `attempt + 1`: uniform in [0, min(cap, base·2^(attempt-1))].
+    /// The largest delay after failed attempt `attempt`: min(cap, base·2^(attempt-1)).
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        self.base
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(30)))
+            .min(self.cap)
+    }
+
+    /// Delay before attempt `attempt + 1`: uniform in [0, ceiling(attempt)] ("full
+    /// jitter"), so retries of many tasks failing together spread out.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(30)));
-        let ceiling = exp.min(self.cap);
+        let ceiling = self.ceiling(attempt);
         let ms = rand::thread_rng().gen_range(0..=ceiling.as_millis() as u64);
         Duration::from_millis(ms)
     }
+
+    /// The delay for a failed attempt: the jittered backoff, but never shorter than
+    /// the handler's Retry-After hint.
+    pub fn delay_with_hint(&self, attempt: u32, hint: Option<Duration>) -> Duration {
+        self.delay(attempt).max(hint.unwrap_or_default())
+    }
 }
 
-/// What happened to one delivery (for logs, metrics and tests).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    Done(serde_json::Value),
-    Retrying { attempt: u32, delay: Duration },
-    Dead(TaskError),
+/// A task this process holds a lease on.
+struct InFlight {
+    queue: String,
+    abort: Option<AbortHandle>,
+    delivery: Delivery,
+}
+
+// Settles are the hot path and travel unboxed; the rare Close is the small one.
+#[allow(clippy::large_enum_variant)]
+enum SettleMsg {
+    /// A finished task, with its concurrency permit: released only once settled, so
+    /// running plus unsettled tasks stay within the queue's limit (bounded memory).
+    Settle(Settle, Option<OwnedSemaphorePermit>),
+    /// Flush what is queued, then stop.
+    Close(oneshot::Sender<()>),
+}
+
+struct Shared {
+    queue: Queue,
+    invoker: Arc<dyn Invoker>,
+    cfg: DispatcherConfig,
+    backoff: Backoff,
+    metrics: Metrics,
+    in_flight: Mutex<HashMap<String, InFlight>>,
+    /// Signalled whenever a settled task leaves `in_flight`.
+    drained: Notify,
+}
+
+impl Shared {
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<String, InFlight>> {
+        // A panic while holding this lock leaves a plain map behind: keep using it.
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Consumes queues and runs tasks through an invoker.
 pub struct Worker {
     queue: Queue,
     invoker: Arc<dyn Invoker>,
-    queues: Vec<String>,
+    cfg: DispatcherConfig,
     backoff: Backoff,
-    poll: Duration,
+    metrics: Metrics,
 }
 
 impl Worker {
+    /// A worker over `queues` with default settings.
     pub fn new(queue: Queue, invoker: Arc<dyn Invoker>, queues: Vec<String>) -> Self {
+        Self::with_config(
+            queue,
+            invoker,
+            DispatcherConfig::default().with_queue_names(&queues),
+        )
+    }
+
+    pub fn with_config(queue: Queue, invoker: Arc<dyn Invoker>, cfg: DispatcherConfig) -> Self {
+        let backoff = Backoff {
+            base: cfg.retry_base,
+            cap: cfg.retry_cap,
+        };
         Self {
             queue,
             invoker,
-            queues,
-            backoff: Backoff::default(),
-            poll: Duration::from_millis(200),
+            cfg,
+            backoff,
+            metrics: Metrics::new(),
         }
     }
 
@@ -74,90 +141,540 @@ impl Worker {
         self
     }
 
-    /// Runs until `shutdown` turns true; the task in hand is finished first.
-    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> Result<(), QueueError> {
-        while !*shutdown.borrow() {
-            let mut idle = true;
-            for q in &self.queues {
-                self.queue.promote_due(q).await?;
-                if let Some(delivery) = self.queue.reserve(q, Duration::ZERO).await? {
-                    idle = false;
-                    self.process(delivery).await?;
-                }
-            }
-            if idle {
-                tokio::select! {
-                    _ = tokio::time::sleep(self.poll) => {}
-                    _ = shutdown.changed() => {}
-                }
-            }
-        }
-        Ok(())
+    /// Reports into `metrics` (e.g. the registry the HTTP endpoint serves).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
-    /// Handles one delivery to its end state in the queue.
-    pub async fn process(&self, delivery: Delivery) -> Result<Outcome, QueueError> {
-        let envelope = match &delivery.envelope {
-            Ok(env) => env.clone(),
-            Err(e) => {
-                let err = TaskError::from(e.clone());
-                tracing::warn!(queue = %delivery.queue, error = %err, "poison message dead-lettered");
-                self.queue.dead_letter(&delivery, err.clone()).await?;
-                return Ok(Outcome::Dead(err));
-            }
-        };
-        let result = match envelope.function() {
-            Some(function) => {
-                let event = serde_json::to_value(&envelope).expect("envelopes serialise");
-                self.invoker.invoke(function, event).await
-            }
-            None => Err(TaskError::permanent(
-                "envelope.invalid",
-                "kind names no function",
-            )),
-        };
-        let result = result.and_then(|value| {
-            serde_json::from_value::<HandlerOutput>(value).map_err(|e| {
-                TaskError::permanent(
-                    "output.invalid",
-                    format!("function output does not parse: {e}"),
-                )
-            })
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn config(&self) -> &DispatcherConfig {
+        &self.cfg
+    }
+
+    /// Runs until `shutdown` turns true, then shuts down gracefully (see module doc).
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) -> Result<(), QueueError> {
+        let shared = Arc::new(Shared {
+            queue: self.queue.clone(),
+            invoker: Arc::clone(&self.invoker),
+            cfg: self.cfg.clone(),
+            backoff: self.backoff,
+            metrics: self.metrics.clone(),
+            in_flight: Mutex::new(HashMap::new()),
+            drained: Notify::new(),
         });
-        match result {
-            Ok(output) => {
-                let now = Utc::now();
-                let next: Vec<TaskEnvelope> = output
-                    .next
-                    .into_iter()
-                    .map(|mut spec| {
-                        spec.trace_id
-                            .get_or_insert_with(|| envelope.trace_id.clone());
-                        TaskEnvelope::new(spec, now)
-                    })
-                    .collect();
-                self.queue.ack(&delivery, &next).await?;
-                tracing::info!(task = %envelope.id, kind = %envelope.kind, attempt = envelope.attempt, "task done");
-                Ok(Outcome::Done(output.result))
+        let (settle_tx, settle_rx) = mpsc::unbounded_channel();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let settler = tokio::spawn(settler(Arc::clone(&shared), settle_rx));
+        let helpers = [
+            tokio::spawn(heartbeat(Arc::clone(&shared), stop_rx.clone())),
+            tokio::spawn(reaper(
+                Arc::clone(&shared),
+                settle_tx.clone(),
+                stop_rx.clone(),
+            )),
+            tokio::spawn(scheduler(Arc::clone(&shared), stop_rx.clone())),
+        ];
+        let fetchers: Vec<_> = self
+            .cfg
+            .queues
+            .iter()
+            .map(|limit| {
+                tokio::spawn(fetch_loop(
+                    Arc::clone(&shared),
+                    limit.clone(),
+                    settle_tx.clone(),
+                    shutdown.clone(),
+                ))
+            })
+            .collect();
+        // Wait for shutdown; the fetch loops see it too and stop reserving.
+        let _ = shutdown.wait_for(|s| *s).await;
+        for f in fetchers {
+            let _ = f.await;
+        }
+        let deadline = tokio::time::Instant::now() + self.cfg.shutdown_grace;
+        loop {
+            let notified = shared.drained.notified();
+            if shared.in_flight().is_empty() {
+                break;
             }
-            Err(err) if err.is_retryable() && envelope.attempt < envelope.max_attempts => {
-                let hinted = err.retry_after_ms.map(Duration::from_millis);
-                let delay = hinted
-                    .unwrap_or_default()
-                    .max(self.backoff.delay(envelope.attempt));
-                tracing::warn!(task = %envelope.id, kind = %envelope.kind, attempt = envelope.attempt, error = %err, ?delay, "task failed, will retry");
-                self.queue.retry(&delivery, &envelope, delay).await?;
-                Ok(Outcome::Retrying {
-                    attempt: envelope.attempt + 1,
-                    delay,
-                })
-            }
-            Err(err) => {
-                tracing::warn!(task = %envelope.id, kind = %envelope.kind, attempt = envelope.attempt, error = %err, "task dead-lettered");
-                self.queue.dead_letter(&delivery, err.clone()).await?;
-                Ok(Outcome::Dead(err))
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break;
             }
         }
+        // Past the deadline: stop what still runs and give it back to its queue.
+        let leftovers: Vec<Delivery> = shared
+            .in_flight()
+            .values()
+            .map(|f| {
+                if let Some(a) = &f.abort {
+                    a.abort();
+                }
+                f.delivery.clone()
+            })
+            .collect();
+        if !leftovers.is_empty() {
+            tracing::warn!(
+                count = leftovers.len(),
+                "grace period over; handing unfinished tasks back"
+            );
+        }
+        for delivery in leftovers {
+            let _ = settle_tx.send(SettleMsg::Settle(
+                Settle {
+                    delivery,
+                    settlement: Settlement::Requeue,
+                },
+                None,
+            ));
+        }
+        let (done_tx, done_rx) = oneshot::channel();
+        let _ = settle_tx.send(SettleMsg::Close(done_tx));
+        let _ = done_rx.await;
+        let _ = stop_tx.send(true);
+        for h in helpers {
+            let _ = h.await;
+        }
+        let _ = settler.await;
+        Ok(())
+    }
+}
+
+async fn fetch_loop(
+    shared: Arc<Shared>,
+    limit: QueueLimit,
+    settle_tx: mpsc::UnboundedSender<SettleMsg>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let q = limit.name.as_str();
+    let sem = Arc::new(Semaphore::new(limit.concurrency));
+    let mut blocking = None;
+    let lease = shared.cfg.lease;
+    while !*shutdown.borrow() {
+        let free = sem.available_permits();
+        if free == 0 {
+            tokio::select! {
+                p = sem.acquire() => drop(p),
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        let reserved = match shared
+            .queue
+            .reserve(q, free.min(shared.cfg.batch), lease)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(queue = q, error = %e, "cannot reserve tasks; retrying in 1 s");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+        };
+        let got = reserved.deliveries.len();
+        for delivery in reserved.deliveries {
+            match Arc::clone(&sem).try_acquire_owned() {
+                Ok(permit) => start(&shared, delivery, permit, &settle_tx),
+                // Cannot happen (only this loop takes permits), but never drop a task.
+                Err(_) => {
+                    let _ = settle_tx.send(SettleMsg::Settle(
+                        Settle {
+                            delivery,
+                            settlement: Settlement::Requeue,
+                        },
+                        None,
+                    ));
+                }
+            }
+        }
+        if got > 0 || reserved.more {
+            continue;
+        }
+        let mut wait = shared.cfg.idle_wait;
+        if let Some(due) = reserved.next_due_ms {
+            let until = (due - Utc::now().timestamp_millis()).max(1) as u64;
+            wait = wait.min(Duration::from_millis(until));
+        }
+        if reserved.paused {
+            tokio::select! {
+                _ = tokio::time::sleep(shared.cfg.idle_wait) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        tokio::select! {
+            r = shared.queue.wait_for_work(&mut blocking, q, wait) => {
+                if let Err(e) = r {
+                    tracing::warn!(queue = q, error = %e, "idle wait failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Starts one task; its permit is released when the handler returns.
+fn start(
+    shared: &Arc<Shared>,
+    delivery: Delivery,
+    permit: OwnedSemaphorePermit,
+    settle_tx: &mpsc::UnboundedSender<SettleMsg>,
+) {
+    let lease = delivery.lease.clone();
+    let queue = delivery.queue.clone();
+    let gauge = shared
+        .metrics
+        .in_flight
+        .with_label_values(&[queue.as_str()]);
+    gauge.inc();
+    shared.in_flight().insert(
+        lease.clone(),
+        InFlight {
+            queue,
+            abort: None,
+            delivery: delivery.lease_only(),
+        },
+    );
+    let task_shared = Arc::clone(shared);
+    let tx = settle_tx.clone();
+    let handle = tokio::spawn(async move {
+        let settle = execute(&task_shared, delivery).await;
+        gauge.dec();
+        let _ = tx.send(SettleMsg::Settle(settle, Some(permit)));
+    });
+    if let Some(entry) = shared.in_flight().get_mut(&lease) {
+        entry.abort = Some(handle.abort_handle());
+    }
+}
+
+/// Runs one delivery through its function and decides how it ends.
+async fn execute(shared: &Shared, delivery: Delivery) -> Settle {
+    let envelope = match &delivery.envelope {
+        Ok(env) => env.clone(),
+        Err(e) => {
+            let err = TaskError::from(e.clone());
+            tracing::warn!(queue = %delivery.queue, id = %delivery.id, error = %err, "poison message dead-lettered");
+            let letter = dead_letter(&delivery, None, err, None);
+            return Settle {
+                delivery,
+                settlement: Settlement::Dead(letter),
+            };
+        }
+    };
+    let started = Utc::now();
+    let since = envelope
+        .not_before
+        .map_or(envelope.enqueued_at, |nb| nb.max(envelope.enqueued_at));
+    let latency = (started - since).to_std().unwrap_or_default();
+    shared
+        .metrics
+        .start_latency
+        .with_label_values(&[delivery.queue.as_str()])
+        .observe(latency.as_secs_f64());
+    let result = match envelope.function() {
+        Some(function) => match serde_json::to_value(&envelope) {
+            Ok(event) => shared.invoker.invoke(function, event).await,
+            Err(e) => Err(TaskError::permanent("envelope.invalid", e.to_string())),
+        },
+        None => Err(TaskError::permanent(
+            "envelope.invalid",
+            "kind names no function",
+        )),
+    };
+    let settlement = decide(&shared.backoff, &delivery, &envelope, result, started);
+    Settle {
+        delivery,
+        settlement,
+    }
+}
+
+/// The end of one attempt: ack with follow-ups, another attempt, or the dead letters.
+pub fn decide(
+    backoff: &Backoff,
+    delivery: &Delivery,
+    envelope: &TaskEnvelope,
+    result: Result<serde_json::Value, TaskError>,
+    started: chrono::DateTime<Utc>,
+) -> Settlement {
+    let result = result.and_then(|value| {
+        let output: HandlerOutput = serde_json::from_value(value).map_err(|e| {
+            TaskError::permanent(
+                "output.invalid",
+                format!("function output does not parse: {e}"),
+            )
+        })?;
+        follow_ups(envelope, output)
+    });
+    match result {
+        Ok(next) => {
+            tracing::debug!(task = %envelope.id, kind = %envelope.kind, attempt = envelope.attempt, "task done");
+            Settlement::Ack { next }
+        }
+        Err(err) if err.is_retryable() && envelope.attempt < envelope.max_attempts => {
+            let delay = backoff.delay_with_hint(
+                envelope.attempt,
+                err.retry_after_ms.map(Duration::from_millis),
+            );
+            tracing::warn!(task = %envelope.id, kind = %envelope.kind, attempt = envelope.attempt, error = %err, ?delay, "task failed, will retry");
+            let due = Utc::now() + chrono::Duration::milliseconds(delay.as_millis() as i64);
+            let mut next = envelope.clone();
+            next.attempt += 1;
+            next.not_before = Some(due);
+            Settlement::Retry {
+                envelope: next,
+                due,
+            }
+        }
+        Err(err) => {
+            tracing::warn!(task = %envelope.id, kind = %envelope.kind, attempt = envelope.attempt, error = %err, "task dead-lettered");
+            Settlement::Dead(dead_letter(delivery, Some(envelope), err, Some(started)))
+        }
+    }
+}
+
+/// Turns a handler's follow-up specs into envelopes, refusing ones that would not parse.
+fn follow_ups(
+    parent: &TaskEnvelope,
+    output: HandlerOutput,
+) -> Result<Vec<TaskEnvelope>, TaskError> {
+    let now = Utc::now();
+    output
+        .next
+        .into_iter()
+        .map(|mut spec| {
+            spec.trace_id.get_or_insert_with(|| parent.trace_id.clone());
+            let env = TaskEnvelope::new(spec, now);
+            TaskEnvelope::parse(&env.to_json()).map_err(|e| {
+                TaskError::permanent(
+                    "output.invalid",
+                    format!("task {}: follow-up task is invalid: {e}", parent.id),
+                )
+            })
+        })
+        .collect()
+}
+
+fn dead_letter(
+    delivery: &Delivery,
+    envelope: Option<&TaskEnvelope>,
+    error: TaskError,
+    started: Option<chrono::DateTime<Utc>>,
+) -> DeadLetter {
+    DeadLetter {
+        id: delivery.id.clone(),
+        queue: delivery.queue.clone(),
+        raw: String::from_utf8_lossy(&delivery.raw).into_owned(),
+        error,
+        attempts: envelope.map_or(0, |e| e.attempt),
+        enqueued_at: envelope.map(|e| e.enqueued_at),
+        last_attempt_at: started,
+        dead_at: Utc::now(),
+    }
+}
+
+/// Collects settle requests and applies them in batches, one script call each.
+async fn settler(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<SettleMsg>) {
+    let mut closing: Option<oneshot::Sender<()>> = None;
+    while closing.is_none() {
+        let mut batch = Vec::new();
+        let mut permits = Vec::new();
+        match rx.recv().await {
+            None => break,
+            Some(SettleMsg::Close(done)) => closing = Some(done),
+            Some(SettleMsg::Settle(s, p)) => {
+                batch.push(s);
+                permits.push(p);
+            }
+        }
+        while batch.len() < shared.cfg.batch && closing.is_none() {
+            match rx.try_recv() {
+                Ok(SettleMsg::Settle(s, p)) => {
+                    batch.push(s);
+                    permits.push(p);
+                }
+                Ok(SettleMsg::Close(done)) => closing = Some(done),
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let mut tries = 0u32;
+        let held = loop {
+            match shared.queue.settle(&batch).await {
+                Ok(held) => break Some(held),
+                Err(e) => {
+                    tries += 1;
+                    // Unsettled tasks are not lost: their leases expire and the reaper
+                    // (here or in another dispatcher) takes them over.
+                    if closing.is_some() && tries >= 5 {
+                        tracing::error!(error = %e, count = batch.len(), "cannot settle tasks; leaving them to lease expiry");
+                        break None;
+                    }
+                    tracing::warn!(error = %e, count = batch.len(), "cannot settle tasks; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(tries.min(10)))).await;
+                }
+            }
+        };
+        let m = &shared.metrics;
+        let mut map = shared.in_flight();
+        for (i, item) in batch.iter().enumerate() {
+            let q = item.delivery.queue.as_str();
+            match held.as_ref().map(|h| h.get(i).copied().unwrap_or(false)) {
+                Some(true) => match &item.settlement {
+                    Settlement::Ack { .. } => m.processed.with_label_values(&[q]).inc(),
+                    Settlement::Retry { .. } => {
+                        m.failed.with_label_values(&[q]).inc();
+                        m.retried.with_label_values(&[q]).inc();
+                    }
+                    Settlement::Dead(_) => {
+                        m.failed.with_label_values(&[q]).inc();
+                        m.dead.with_label_values(&[q]).inc();
+                    }
+                    Settlement::Requeue => {}
+                },
+                Some(false) if !matches!(item.settlement, Settlement::Requeue) => {
+                    tracing::warn!(queue = q, id = %item.delivery.id, "lease lost before settling; the new holder's result stands");
+                    m.lease_lost.with_label_values(&[q]).inc();
+                }
+                Some(false) | None => {}
+            }
+            map.remove(&item.delivery.lease);
+        }
+        drop(map);
+        drop(permits);
+        shared.drained.notify_waiters();
+    }
+    if let Some(done) = closing {
+        let _ = done.send(());
+    }
+}
+
+/// Extends the lease of every running task, every `cfg.heartbeat`.
+async fn heartbeat(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(shared.cfg.heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let leases: Vec<(String, String)> = shared
+            .in_flight()
+            .iter()
+            .map(|(lease, f)| (f.queue.clone(), lease.clone()))
+            .collect();
+        for chunk in leases.chunks(1000) {
+            match shared.queue.heartbeat(chunk, shared.cfg.lease).await {
+                Ok(held) => {
+                    for ((queue, lease), ok) in chunk.iter().zip(held) {
+                        if !ok {
+                            tracing::warn!(%queue, %lease, "lease lost while running (expired before a heartbeat)");
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+            }
+        }
+    }
+}
+
+/// Takes over tasks whose lease expired and settles them as failed attempts.
+async fn reaper(
+    shared: Arc<Shared>,
+    settle_tx: mpsc::UnboundedSender<SettleMsg>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(shared.cfg.reap_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        for limit in &shared.cfg.queues {
+            let q = limit.name.as_str();
+            let reaped = match shared
+                .queue
+                .reap(q, shared.cfg.batch, shared.cfg.lease)
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(queue = q, error = %e, "cannot look for expired leases");
+                    continue;
+                }
+            };
+            for delivery in reaped {
+                let settlement = match &delivery.envelope {
+                    Ok(env) => {
+                        let err = TaskError::retryable(
+                            "lease.expired",
+                            format!(
+                                "task {} attempt {} was held by a dispatcher that stopped heartbeating",
+                                env.id, env.attempt
+                            ),
+                        );
+                        tracing::warn!(queue = q, task = %env.id, attempt = env.attempt, "lease expired; redelivering");
+                        decide(&shared.backoff, &delivery, env, Err(err), Utc::now())
+                    }
+                    Err(e) => Settlement::Dead(dead_letter(
+                        &delivery,
+                        None,
+                        TaskError::from(e.clone()),
+                        None,
+                    )),
+                };
+                let _ = settle_tx.send(SettleMsg::Settle(
+                    Settle {
+                        delivery,
+                        settlement,
+                    },
+                    None,
+                ));
+            }
+        }
+    }
+}
+
+/// Fires cron schedules; the queue script makes each period fire once cluster-wide.
+async fn scheduler(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let schedules = &shared.cfg.schedules;
+    if schedules.is_empty() {
+        return;
+    }
+    let mut last = Utc::now();
+    loop {
+        let next = schedules.iter().filter_map(|s| s.next_after(last)).min();
+        let wait = next
+            .and_then(|t| (t - Utc::now()).to_std().ok())
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(60));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let now = Utc::now();
+        for s in schedules {
+            if let Some(at) = s.due_between(last, now) {
+                match s.fire(&shared.queue, at).await {
+                    Ok(true) => tracing::info!(schedule = %s.name, %at, "schedule fired"),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(schedule = %s.name, error = %e, "cannot fire schedule")
+                    }
+                }
+            }
+        }
+        last = now;
     }
 }
 
@@ -174,9 +691,21 @@ mod tests {
         for attempt in 1..40 {
             let ceiling = Duration::from_millis(100 * 2u64.pow((attempt - 1).min(20)))
                 .min(Duration::from_secs(1));
+            assert_eq!(b.ceiling(attempt), ceiling);
             for _ in 0..50 {
                 assert!(b.delay(attempt) <= ceiling);
             }
+        }
+    }
+
+    #[test]
+    fn retry_after_hint_is_a_floor() {
+        let b = Backoff {
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(2),
+        };
+        for _ in 0..50 {
+            assert!(b.delay_with_hint(1, Some(Duration::from_secs(7))) >= Duration::from_secs(7));
         }
     }
 }

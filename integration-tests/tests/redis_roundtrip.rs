@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use rainlogs_dispatcher::queue::{Settle, Settlement};
 use rainlogs_integration_tests::TestEnv;
 use rainlogs_shared::config::RedisConfig;
 use rainlogs_shared::task::TaskSpec;
@@ -37,11 +38,12 @@ async fn a_task_comes_out_as_it_went_in_and_ack_clears_it() {
     let depth = queue.depth("rt").await.unwrap();
     assert_eq!((depth.ready, depth.active), (1, 0));
 
-    let delivery = queue
-        .reserve("rt", Duration::from_secs(1))
+    let mut reserved = queue
+        .reserve("rt", 10, Duration::from_secs(30))
         .await
-        .unwrap()
-        .expect("the task is delivered");
+        .unwrap();
+    assert_eq!(reserved.deliveries.len(), 1, "the task is delivered");
+    let delivery = reserved.deliveries.remove(0);
     assert_eq!(delivery.envelope.as_ref().unwrap(), &sent);
     let depth = queue.depth("rt").await.unwrap();
     assert_eq!(
@@ -50,7 +52,14 @@ async fn a_task_comes_out_as_it_went_in_and_ack_clears_it() {
         "taken tasks stay visible as active"
     );
 
-    queue.ack(&delivery, &[]).await.unwrap();
+    let settled = queue
+        .settle(&[Settle {
+            delivery,
+            settlement: Settlement::Ack { next: Vec::new() },
+        }])
+        .await
+        .unwrap();
+    assert_eq!(settled, vec![true]);
     let depth = queue.depth("rt").await.unwrap();
     assert_eq!((depth.ready, depth.active, depth.dead), (0, 0, 0));
     env.teardown().await;

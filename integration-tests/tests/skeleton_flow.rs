@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use rainlogs_dispatcher::worker::Outcome;
+use rainlogs_dispatcher::invoker::Invoker;
 use rainlogs_integration_tests::{wait_for, TestEnv};
 use rainlogs_shared::task::{kinds, TaskEnvelope, TaskSpec};
 use rainlogs_shared::ErrorClass;
@@ -71,20 +71,11 @@ async fn a_probe_travels_from_redis_through_the_dispatcher_to_garage_and_postgre
 async fn the_same_probe_delivered_twice_leaves_one_object_and_one_row() {
     let env = TestEnv::new().await;
     let envelope = TaskEnvelope::new(probe("twice"), chrono::Utc::now());
-    env.app.queue.push(&envelope).await.unwrap();
-    env.app.queue.push(&envelope).await.unwrap();
-    let worker = env.app.worker(vec![Q.into()]);
-    for _ in 0..2 {
-        let delivery = env
-            .app
-            .queue
-            .reserve(Q, Duration::from_secs(1))
-            .await
-            .unwrap()
-            .expect("delivered");
-        let outcome = worker.process(delivery).await.unwrap();
-        assert!(matches!(outcome, Outcome::Done(_)), "{outcome:?}");
-    }
+    let functions = env.app.in_process_functions();
+    let event = serde_json::to_value(&envelope).unwrap();
+    let first = functions.invoke("upload", event.clone()).await.unwrap();
+    let second = functions.invoke("upload", event).await.unwrap();
+    assert_eq!(first, second, "a replay reports the recorded result");
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM probe_runs")
         .fetch_one(&env.app.pool)
         .await
@@ -126,6 +117,26 @@ async fn a_poison_message_is_dead_lettered_while_good_tasks_keep_flowing() {
     env.teardown().await;
 }
 
+/// Runs a dispatcher until the queue holds one dead letter; returns it.
+async fn run_until_dead(env: &TestEnv) -> rainlogs_dispatcher::queue::DeadLetter {
+    let (stop, stopped) = watch::channel(false);
+    let worker = env.app.worker(vec![Q.into()]);
+    let running = tokio::spawn(async move { worker.run(stopped).await });
+    let letter = wait_for("a dead letter", Duration::from_secs(20), || async {
+        env.app
+            .queue
+            .dead_letters(Q)
+            .await
+            .unwrap()
+            .into_iter()
+            .next()
+    })
+    .await;
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+    letter
+}
+
 #[tokio::test]
 async fn a_kind_no_function_serves_is_dead_lettered_at_once_not_retried() {
     let env = TestEnv::new().await;
@@ -135,27 +146,20 @@ async fn a_kind_no_function_serves_is_dead_lettered_at_once_not_retried() {
         .enqueue(TaskSpec::new(Q, "fetch.window", serde_json::json!({})))
         .await
         .unwrap();
-    let worker = env.app.worker(vec![Q.into()]);
-    let delivery = env
-        .app
-        .queue
-        .reserve(Q, Duration::from_secs(1))
-        .await
-        .unwrap()
-        .unwrap();
-    match worker.process(delivery).await.unwrap() {
-        Outcome::Dead(err) => {
-            assert_eq!(err.code, "kind.unsupported");
-            assert!(
-                err.message.contains(&sent.id.to_string()),
-                "{}",
-                err.message
-            );
-        }
-        other => panic!("expected dead letter, got {other:?}"),
-    }
+    let dead = run_until_dead(&env).await;
+    assert_eq!(dead.error.code, "kind.unsupported");
+    assert_eq!(dead.error.class, ErrorClass::Permanent);
+    assert_eq!(dead.attempts, 1, "a permanent error is not retried");
+    assert!(
+        dead.error.message.contains(&sent.id.to_string()),
+        "{}",
+        dead.error.message
+    );
     let depth = env.app.queue.depth(Q).await.unwrap();
-    assert_eq!((depth.ready, depth.delayed, depth.dead), (0, 0, 1));
+    assert_eq!(
+        (depth.ready, depth.active, depth.delayed, depth.dead),
+        (0, 0, 0, 1)
+    );
     env.teardown().await;
 }
 
@@ -171,18 +175,8 @@ async fn a_probe_with_an_invalid_payload_is_a_permanent_event_error() {
         ))
         .await
         .unwrap();
-    let worker = env.app.worker(vec![Q.into()]);
-    let delivery = env
-        .app
-        .queue
-        .reserve(Q, Duration::from_secs(1))
-        .await
-        .unwrap()
-        .unwrap();
-    match worker.process(delivery).await.unwrap() {
-        Outcome::Dead(err) => assert_eq!(err.code, "event.invalid"),
-        other => panic!("expected dead letter, got {other:?}"),
-    }
+    let dead = run_until_dead(&env).await;
+    assert_eq!(dead.error.code, "event.invalid");
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM probe_runs")
         .fetch_one(&env.app.pool)
         .await

@@ -4,6 +4,8 @@
 pub mod decrypt;
 pub mod kms;
 mod probe;
+mod queue;
+mod run;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use clap::{Parser, Subcommand};
 use rainlogs_shared::config::{ConfigSource, DatabaseConfig};
 use tokio::sync::watch;
 
-use crate::app::{App, DEFAULT_QUEUE};
+use crate::app::App;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,12 +34,14 @@ pub enum Command {
     Migrate,
     /// Check configuration and that Postgres, Redis and S3 answer.
     Check,
-    /// Run the dispatcher with every function in-process until SIGINT/SIGTERM.
+    /// Run the dispatcher until SIGINT/SIGTERM (invoker, queues, limits: RAINLOGS_* settings).
     Run {
-        /// Queues to consume, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = DEFAULT_QUEUE)]
+        /// Queues to consume, comma-separated (overrides RAINLOGS_QUEUES).
+        #[arg(long, value_delimiter = ',')]
         queues: Vec<String>,
     },
+    /// Inspect and repair the task queues: stats, dead letters, pause/resume.
+    Queue(queue::QueueArgs),
     /// Enqueue end-to-end probes and wait for a running dispatcher to complete them.
     Probe(probe::ProbeArgs),
     /// Walking-skeleton demo: migrate, start a dispatcher in-process, send probes
@@ -68,19 +72,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("postgres, redis and s3 answer; configuration is valid");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { queues } => {
-            let app = App::connect(&src).await?;
-            rainlogs_shared::db::migrate(&app.pool).await?;
-            let (tx, rx) = watch::channel(false);
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                tracing::info!("shutdown requested; finishing the task in hand");
-                let _ = tx.send(true);
-            });
-            tracing::info!(?queues, "dispatcher running");
-            app.worker(queues).run(rx).await.context("dispatcher")?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Run { queues } => run::run(&src, queues).await,
+        Command::Queue(args) => queue::run(&src, args).await,
         Command::Probe(args) => {
             let app = App::connect(&src).await?;
             probe::probe(&app, &args).await
@@ -105,7 +98,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -1,0 +1,48 @@
+//! `rainlogs run`: the dispatcher process — configuration, invoker, metrics endpoint,
+//! signal handling and the worker, until SIGTERM/SIGINT and a graceful shutdown.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use rainlogs_shared::config::ConfigSource;
+use tokio::sync::watch;
+
+use crate::app::App;
+use crate::config::DispatcherConfig;
+use crate::metrics::Metrics;
+
+pub(crate) async fn run(src: &ConfigSource, queues: Vec<String>) -> anyhow::Result<ExitCode> {
+    let mut cfg = DispatcherConfig::from_source(src)?;
+    if !queues.is_empty() {
+        cfg.queues = crate::config::parse_queues(&queues.join(","), cfg.queues[0].concurrency)
+            .map_err(|e| anyhow::anyhow!("--queues: {e}"))?;
+    }
+    let app = App::connect(src).await?;
+    rainlogs_shared::db::migrate(&app.pool).await?;
+    let (tx, rx) = watch::channel(false);
+    let invoker = app.invoker(&cfg.invoker, rx.clone()).await?;
+    let metrics = Metrics::new();
+    if let Some(addr) = cfg.metrics_addr {
+        let bound = metrics
+            .clone()
+            .serve(app.queue.clone(), addr, rx.clone())
+            .await
+            .with_context(|| format!("metrics endpoint on {addr}"))?;
+        tracing::info!(%bound, "metrics at http://{bound}/metrics");
+    }
+    let grace = cfg.shutdown_grace;
+    tokio::spawn(async move {
+        super::shutdown_signal().await;
+        tracing::info!(?grace, "shutdown requested; finishing in-flight tasks");
+        let _ = tx.send(true);
+    });
+    let names: Vec<&str> = cfg.queues.iter().map(|q| q.name.as_str()).collect();
+    tracing::info!(queues = ?names, invoker = ?cfg.invoker, "dispatcher running");
+    app.worker_with(cfg, invoker)
+        .with_metrics(metrics)
+        .run(rx)
+        .await
+        .context("dispatcher")?;
+    tracing::info!("dispatcher stopped");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,441 @@
+//! Dispatcher settings from `RAINLOGS_*` variables, parsed once at start-up in the
+//! same style as `rainlogs_shared::config`: a bad value is a [`ConfigError`] naming
+//! the variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rainlogs_shared::config::{ConfigError, ConfigSource};
+
+use crate::schedule::Schedule;
+
+/// Which invoker carries tasks to functions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvokerConfig {
+    /// Handler libraries linked into the dispatcher (default).
+    InProcess,
+    /// The dispatcher serves the Lambda Runtime API to function binaries it runs.
+    Shim(ShimConfig),
+    /// The Lambda Invoke API at an endpoint.
+    Remote(RemoteConfig),
+}
+
+/// Runtime-shim settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShimConfig {
+    /// Where the function binaries `rainlogs-<function>` are.
+    pub functions_dir: PathBuf,
+    /// Functions to run (default: every stage).
+    pub functions: Vec<ShimFunction>,
+    /// Child processes per function (each takes one invocation at a time).
+    pub instances: usize,
+    /// How long one invocation may take before the child is killed and restarted.
+    pub timeout: Duration,
+}
+
+/// A function the shim runs, and optionally its binary (else `rainlogs-<name>` in
+/// the functions directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShimFunction {
+    pub name: String,
+    pub binary: Option<PathBuf>,
+}
+
+impl ShimFunction {
+    pub fn binary(&self, dir: &std::path::Path) -> PathBuf {
+        self.binary
+            .clone()
+            .unwrap_or_else(|| dir.join(format!("rainlogs-{}", self.name)))
+    }
+}
+
+/// Remote (Lambda Invoke API) settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteConfig {
+    /// e.g. `http://127.0.0.1:9000` (Runtime Interface Emulator, `cargo lambda watch`).
+    pub endpoint: String,
+    /// Lambda function name for a stage; `{function}` is replaced by the stage name.
+    pub function_name: String,
+    pub timeout: Duration,
+}
+
+/// One queue this dispatcher consumes and how many of its tasks may run at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueLimit {
+    pub name: String,
+    pub concurrency: usize,
+}
+
+/// Everything the dispatch loop needs to know.
+#[derive(Debug, Clone)]
+pub struct DispatcherConfig {
+    pub queues: Vec<QueueLimit>,
+    /// How long a reserved task stays ours without a heartbeat.
+    pub lease: Duration,
+    pub heartbeat: Duration,
+    /// How often expired leases are looked for.
+    pub reap_interval: Duration,
+    /// Most tasks reserved (or settled) in one script call.
+    pub batch: usize,
+    /// How long in-flight tasks may finish after SIGTERM/SIGINT before they are handed back.
+    pub shutdown_grace: Duration,
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    /// Longest idle blocking wait (also bounds how late a delayed task is noticed
+    /// when no enqueue wakes the worker).
+    pub idle_wait: Duration,
+    pub metrics_addr: Option<SocketAddr>,
+    pub schedules: Vec<Schedule>,
+    pub invoker: InvokerConfig,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self {
+            queues: vec![QueueLimit {
+                name: "default".into(),
+                concurrency: Self::DEFAULT_CONCURRENCY,
+            }],
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(10),
+            reap_interval: Duration::from_secs(5),
+            batch: 256,
+            shutdown_grace: Duration::from_secs(25),
+            retry_base: Duration::from_millis(500),
+            retry_cap: Duration::from_secs(300),
+            idle_wait: Duration::from_secs(1),
+            metrics_addr: None,
+            schedules: Vec::new(),
+            invoker: InvokerConfig::InProcess,
+        }
+    }
+}
+
+/// Every stage function, the default set the shim runs.
+pub const STAGE_FUNCTIONS: &[&str] = &["fetch", "encrypt", "upload", "prune", "kms"];
+
+impl DispatcherConfig {
+    pub const QUEUES: &'static str = "RAINLOGS_QUEUES";
+    pub const CONCURRENCY: &'static str = "RAINLOGS_QUEUE_CONCURRENCY";
+    pub const LEASE_MS: &'static str = "RAINLOGS_LEASE_MS";
+    pub const HEARTBEAT_MS: &'static str = "RAINLOGS_HEARTBEAT_MS";
+    pub const REAP_INTERVAL_MS: &'static str = "RAINLOGS_REAP_INTERVAL_MS";
+    pub const BATCH: &'static str = "RAINLOGS_RESERVE_BATCH";
+    pub const SHUTDOWN_GRACE_MS: &'static str = "RAINLOGS_SHUTDOWN_GRACE_MS";
+    pub const RETRY_BASE_MS: &'static str = "RAINLOGS_RETRY_BASE_MS";
+    pub const RETRY_CAP_MS: &'static str = "RAINLOGS_RETRY_CAP_MS";
+    pub const IDLE_WAIT_MS: &'static str = "RAINLOGS_IDLE_WAIT_MS";
+    pub const METRICS_ADDR: &'static str = "RAINLOGS_METRICS_ADDR";
+    pub const SCHEDULES_FILE: &'static str = "RAINLOGS_SCHEDULES_FILE";
+    pub const INVOKER: &'static str = "RAINLOGS_INVOKER";
+    pub const SHIM_FUNCTIONS_DIR: &'static str = "RAINLOGS_SHIM_FUNCTIONS_DIR";
+    pub const SHIM_FUNCTIONS: &'static str = "RAINLOGS_SHIM_FUNCTIONS";
+    pub const SHIM_INSTANCES: &'static str = "RAINLOGS_SHIM_INSTANCES";
+    pub const SHIM_TIMEOUT_MS: &'static str = "RAINLOGS_SHIM_TIMEOUT_MS";
+    pub const REMOTE_ENDPOINT: &'static str = "RAINLOGS_REMOTE_ENDPOINT";
+    pub const REMOTE_FUNCTION_NAME: &'static str = "RAINLOGS_REMOTE_FUNCTION_NAME";
+    pub const REMOTE_TIMEOUT_MS: &'static str = "RAINLOGS_REMOTE_TIMEOUT_MS";
+
+    pub const DEFAULT_CONCURRENCY: usize = 64;
+
+    pub fn from_source(src: &ConfigSource) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let invalid = |var: &str, reason: String| ConfigError::Invalid {
+            var: var.to_owned(),
+            reason,
+        };
+        let concurrency: usize = src.parsed_or(Self::CONCURRENCY, Self::DEFAULT_CONCURRENCY)?;
+        if concurrency == 0 {
+            return Err(invalid(Self::CONCURRENCY, "must be at least 1".into()));
+        }
+        let queues = parse_queues(src.get(Self::QUEUES).unwrap_or("default"), concurrency)
+            .map_err(|reason| invalid(Self::QUEUES, reason))?;
+        let lease = src.duration_ms_or(Self::LEASE_MS, d.lease)?;
+        if lease < Duration::from_millis(100) {
+            return Err(invalid(Self::LEASE_MS, "must be at least 100 ms".into()));
+        }
+        let heartbeat = src.duration_ms_or(Self::HEARTBEAT_MS, lease / 3)?;
+        if heartbeat.is_zero() || heartbeat >= lease {
+            return Err(invalid(
+                Self::HEARTBEAT_MS,
+                format!(
+                    "must be above 0 and below the lease ({} ms)",
+                    lease.as_millis()
+                ),
+            ));
+        }
+        let batch: usize = src.parsed_or(Self::BATCH, d.batch)?;
+        if !(1..=5000).contains(&batch) {
+            return Err(invalid(Self::BATCH, "must be 1-5000".into()));
+        }
+        let metrics_addr = match src.get(Self::METRICS_ADDR).map(str::trim) {
+            None | Some("off") => None,
+            Some(raw) => Some(raw.parse::<SocketAddr>().map_err(|e| {
+                invalid(
+                    Self::METRICS_ADDR,
+                    format!("{e} (expected host:port or `off`)"),
+                )
+            })?),
+        };
+        let schedules = match src.get(Self::SCHEDULES_FILE) {
+            None => Vec::new(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    invalid(Self::SCHEDULES_FILE, format!("cannot read {path}: {e}"))
+                })?;
+                crate::schedule::parse_schedules(&text)
+                    .map_err(|e| invalid(Self::SCHEDULES_FILE, format!("{path}: {e}")))?
+            }
+        };
+        let invoker = match src
+            .get(Self::INVOKER)
+            .map(str::trim)
+            .unwrap_or("in-process")
+        {
+            "in-process" => InvokerConfig::InProcess,
+            "shim" => InvokerConfig::Shim(ShimConfig::from_source(src)?),
+            "remote" => InvokerConfig::Remote(RemoteConfig::from_source(src)?),
+            other => {
+                return Err(invalid(
+                    Self::INVOKER,
+                    format!("expected in-process, shim or remote, got {other:?}"),
+                ))
+            }
+        };
+        Ok(Self {
+            queues,
+            lease,
+            heartbeat,
+            reap_interval: src
+                .duration_ms_or(Self::REAP_INTERVAL_MS, (lease / 4).min(d.reap_interval))?,
+            batch,
+            shutdown_grace: src.duration_ms_or(Self::SHUTDOWN_GRACE_MS, d.shutdown_grace)?,
+            retry_base: src.duration_ms_or(Self::RETRY_BASE_MS, d.retry_base)?,
+            retry_cap: src.duration_ms_or(Self::RETRY_CAP_MS, d.retry_cap)?,
+            idle_wait: src
+                .duration_ms_or(Self::IDLE_WAIT_MS, d.idle_wait)?
+                .max(Duration::from_millis(1)),
+            metrics_addr,
+            schedules,
+            invoker,
+        })
+    }
+
+    /// The same settings consuming `names` at the default concurrency.
+    pub fn with_queue_names(mut self, names: &[String]) -> Self {
+        let concurrency = self
+            .queues
+            .first()
+            .map(|q| q.concurrency)
+            .unwrap_or(Self::DEFAULT_CONCURRENCY);
+        self.queues = names
+            .iter()
+            .map(|n| QueueLimit {
+                name: n.clone(),
+                concurrency,
+            })
+            .collect();
+        self
+    }
+}
+
+/// `default:64,fetch:8` → queue limits; a name without `:n` gets `concurrency`.
+pub fn parse_queues(raw: &str, concurrency: usize) -> Result<Vec<QueueLimit>, String> {
+    let mut out: Vec<QueueLimit> = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, n) = match item.split_once(':') {
+            Some((name, n)) => {
+                let n: usize = n
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{item:?}: concurrency must be a positive integer"))?;
+                (name.trim(), n)
+            }
+            None => (item, concurrency),
+        };
+        if n == 0 {
+            return Err(format!("{item:?}: concurrency must be at least 1"));
+        }
+        if !valid_queue_name(name) {
+            return Err(format!(
+                "{name:?} is not a queue name (1-64 chars of a-z, 0-9, '-', '_')"
+            ));
+        }
+        if out.iter().any(|q| q.name == name) {
+            return Err(format!("queue {name:?} is listed twice"));
+        }
+        out.push(QueueLimit {
+            name: name.to_owned(),
+            concurrency: n,
+        });
+    }
+    if out.is_empty() {
+        return Err("names no queue".into());
+    }
+    Ok(out)
+}
+
+/// The rule the envelope applies to its `queue` field.
+pub fn valid_queue_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+impl ShimConfig {
+    fn from_source(src: &ConfigSource) -> Result<Self, ConfigError> {
+        let functions_dir = match src.get(DispatcherConfig::SHIM_FUNCTIONS_DIR) {
+            Some(dir) => PathBuf::from(dir),
+            // Next to the running `rainlogs` binary: cargo puts every binary of the
+            // workspace in one target directory, and packages ship them together.
+            None => std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent().map(PathBuf::from))
+                .ok_or_else(|| ConfigError::Missing {
+                    var: DispatcherConfig::SHIM_FUNCTIONS_DIR.into(),
+                    hint: "the directory holding the rainlogs-<function> binaries",
+                })?,
+        };
+        // `upload,fetch` or `testfn=/path/to/binary`.
+        let functions: Vec<ShimFunction> = match src.get(DispatcherConfig::SHIM_FUNCTIONS) {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|item| match item.split_once('=') {
+                    Some((name, path)) => ShimFunction {
+                        name: name.trim().to_owned(),
+                        binary: Some(PathBuf::from(path.trim())),
+                    },
+                    None => ShimFunction {
+                        name: item.to_owned(),
+                        binary: None,
+                    },
+                })
+                .collect(),
+            None => STAGE_FUNCTIONS
+                .iter()
+                .map(|s| ShimFunction {
+                    name: (*s).to_owned(),
+                    binary: None,
+                })
+                .collect(),
+        };
+        if let Some(bad) = functions
+            .iter()
+            .map(|f| &f.name)
+            .find(|f| !valid_queue_name(f))
+        {
+            return Err(ConfigError::Invalid {
+                var: DispatcherConfig::SHIM_FUNCTIONS.into(),
+                reason: format!("{bad:?} is not a function name"),
+            });
+        }
+        let instances: usize = src.parsed_or(DispatcherConfig::SHIM_INSTANCES, 1)?;
+        if instances == 0 {
+            return Err(ConfigError::Invalid {
+                var: DispatcherConfig::SHIM_INSTANCES.into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(Self {
+            functions_dir,
+            functions,
+            instances,
+            timeout: src
+                .duration_ms_or(DispatcherConfig::SHIM_TIMEOUT_MS, Duration::from_secs(900))?,
+        })
+    }
+}
+
+impl RemoteConfig {
+    fn from_source(src: &ConfigSource) -> Result<Self, ConfigError> {
+        let endpoint = src
+            .required(
+                DispatcherConfig::REMOTE_ENDPOINT,
+                "the Lambda Invoke API base URL, e.g. http://127.0.0.1:9000",
+            )?
+            .trim()
+            .trim_end_matches('/')
+            .to_owned();
+        if !endpoint.starts_with("http://") {
+            return Err(ConfigError::Invalid {
+                var: DispatcherConfig::REMOTE_ENDPOINT.into(),
+                reason:
+                    "expected an http:// URL (requests are not SigV4-signed; see docs/QUEUE.md)"
+                        .into(),
+            });
+        }
+        let function_name = src
+            .get(DispatcherConfig::REMOTE_FUNCTION_NAME)
+            .unwrap_or("rainlogs-{function}")
+            .trim()
+            .to_owned();
+        Ok(Self {
+            endpoint,
+            function_name,
+            timeout: src.duration_ms_or(
+                DispatcherConfig::REMOTE_TIMEOUT_MS,
+                Duration::from_secs(900),
+            )?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queues_with_and_without_limits() {
+        let q = parse_queues("default:8, fetch", 3).unwrap();
+        assert_eq!(
+            q[0],
+            QueueLimit {
+                name: "default".into(),
+                concurrency: 8
+            }
+        );
+        assert_eq!(
+            q[1],
+            QueueLimit {
+                name: "fetch".into(),
+                concurrency: 3
+            }
+        );
+        assert!(parse_queues("a:0", 1).is_err());
+        assert!(parse_queues("Bad Name", 1).is_err());
+        assert!(parse_queues("a,a", 1).is_err());
+        assert!(parse_queues(" , ", 1).is_err());
+    }
+
+    #[test]
+    fn unknown_invoker_names_the_variable() {
+        let src = ConfigSource::from_pairs([(DispatcherConfig::INVOKER, "carrier-pigeon")]);
+        let err = DispatcherConfig::from_source(&src).unwrap_err();
+        assert_eq!(err.subject(), DispatcherConfig::INVOKER);
+    }
+
+    #[test]
+    fn remote_needs_an_endpoint_and_heartbeat_must_be_below_lease() {
+        let src = ConfigSource::from_pairs([(DispatcherConfig::INVOKER, "remote")]);
+        let err = DispatcherConfig::from_source(&src).unwrap_err();
+        assert_eq!(err.subject(), DispatcherConfig::REMOTE_ENDPOINT);
+        let src = ConfigSource::from_pairs([
+            (DispatcherConfig::LEASE_MS, "1000"),
+            (DispatcherConfig::HEARTBEAT_MS, "1000"),
+        ]);
+        let err = DispatcherConfig::from_source(&src).unwrap_err();
+        assert_eq!(err.subject(), DispatcherConfig::HEARTBEAT_MS);
+    }
+
+    #[test]
+    fn defaults_are_in_process_with_one_default_queue() {
+        let cfg = DispatcherConfig::from_source(&ConfigSource::default()).unwrap();
+        assert_eq!(cfg.invoker, InvokerConfig::InProcess);
+        assert_eq!(cfg.queues.len(), 1);
+        assert_eq!(cfg.heartbeat, cfg.lease / 3);
+        assert!(cfg.metrics_addr.is_none());
+    }
+}

@@ -1,0 +1,174 @@
+//! Prometheus metrics of one dispatcher process, and the HTTP endpoint serving them.
+//!
+//! Counters and the enqueue-to-start histogram are this process's own (Prometheus
+//! sums them across dispatchers); queue depth is read from Redis at scrape time, so
+//! every dispatcher reports the same, cluster-wide depth.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::queue::Queue;
+
+/// Buckets of the enqueue-to-start latency, in seconds (0.5 ms … 5 min).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0,
+];
+
+/// The dispatcher's metrics (cheap to clone).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub depth: IntGaugeVec,
+    pub in_flight: IntGaugeVec,
+    pub processed: IntCounterVec,
+    pub failed: IntCounterVec,
+    pub retried: IntCounterVec,
+    pub dead: IntCounterVec,
+    pub lease_lost: IntCounterVec,
+    pub start_latency: HistogramVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| {
+            let c = IntCounterVec::new(Opts::new(name, help), &["queue"])
+                .unwrap_or_else(|e| unreachable!("static metric {name} is valid: {e}"));
+            // Registering fixed, distinct names into a fresh registry cannot collide.
+            let _ = registry.register(Box::new(c.clone()));
+            c
+        };
+        let processed = counter(
+            "rainlogs_tasks_processed_total",
+            "Tasks completed successfully.",
+        );
+        let failed = counter(
+            "rainlogs_tasks_failed_total",
+            "Task attempts that failed (retried or dead-lettered).",
+        );
+        let retried = counter(
+            "rainlogs_tasks_retried_total",
+            "Failed attempts scheduled for another try.",
+        );
+        let dead = counter(
+            "rainlogs_tasks_dead_total",
+            "Tasks moved to the dead letters.",
+        );
+        let lease_lost = counter(
+            "rainlogs_tasks_lease_lost_total",
+            "Results dropped because the task's lease had passed to another holder.",
+        );
+        let depth = IntGaugeVec::new(
+            Opts::new(
+                "rainlogs_queue_depth",
+                "Tasks per queue and state (cluster-wide, read from Redis).",
+            ),
+            &["queue", "state"],
+        )
+        .unwrap_or_else(|e| unreachable!("static metric is valid: {e}"));
+        let _ = registry.register(Box::new(depth.clone()));
+        let in_flight = IntGaugeVec::new(
+            Opts::new(
+                "rainlogs_tasks_in_flight",
+                "Tasks this dispatcher is running now.",
+            ),
+            &["queue"],
+        )
+        .unwrap_or_else(|e| unreachable!("static metric is valid: {e}"));
+        let _ = registry.register(Box::new(in_flight.clone()));
+        let start_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "rainlogs_task_start_latency_seconds",
+                "Time from enqueue (or not-before) to the start of an attempt.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["queue"],
+        )
+        .unwrap_or_else(|e| unreachable!("static metric is valid: {e}"));
+        let _ = registry.register(Box::new(start_latency.clone()));
+        Self {
+            registry,
+            depth,
+            in_flight,
+            processed,
+            failed,
+            retried,
+            dead,
+            lease_lost,
+            start_latency,
+        }
+    }
+
+    /// Refreshes the depth gauges from Redis, then renders the text exposition format.
+    pub async fn render(&self, queue: &Queue) -> String {
+        if let Ok(queues) = queue.known_queues().await {
+            for q in queues {
+                if let Ok(stats) = queue.stats(&q).await {
+                    let d = stats.depth;
+                    for (state, n) in [
+                        ("ready", d.ready),
+                        ("active", d.active),
+                        ("delayed", d.delayed),
+                        ("dead", d.dead),
+                    ] {
+                        self.depth
+                            .with_label_values(&[q.as_str(), state])
+                            .set(n as i64);
+                    }
+                }
+            }
+        }
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(error = %e, "metrics do not encode");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// Serves `GET /metrics` on `addr` until `shutdown` fires; returns the bound address.
+    pub async fn serve(
+        self,
+        queue: Queue,
+        addr: SocketAddr,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> std::io::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        let state = Arc::new((self, queue));
+        let app = axum::Router::new()
+            .route("/metrics", get(metrics_handler))
+            .with_state(state);
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                tracing::warn!(error = %e, "metrics server stopped");
+            }
+        });
+        Ok(bound)
+    }
+}
+
+async fn metrics_handler(State(state): State<Arc<(Metrics, Queue)>>) -> impl IntoResponse {
+    let body = state.0.render(&state.1).await;
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
