@@ -55,11 +55,7 @@ impl Classify for DbError {
 
 impl From<DbError> for TaskError {
     fn from(e: DbError) -> Self {
-        let message = e.to_string();
-        match e.class() {
-            ErrorClass::Retryable => TaskError::retryable(e.code(), message),
-            ErrorClass::Permanent => TaskError::permanent(e.code(), message),
-        }
+        TaskError::classified(&e)
     }
 }
 

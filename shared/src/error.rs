@@ -54,6 +54,16 @@ impl TaskError {
         }
     }
 
+    /// The boundary form of a crate's typed error: its class, its code, its message.
+    pub fn classified<E: Classify + std::fmt::Display + ?Sized>(e: &E) -> Self {
+        Self {
+            class: e.class(),
+            code: e.code().to_owned(),
+            message: e.to_string(),
+            retry_after_ms: None,
+        }
+    }
+
     pub fn with_retry_after(mut self, after: Duration) -> Self {
         self.retry_after_ms = Some(after.as_millis() as u64);
         self

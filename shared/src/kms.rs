@@ -196,11 +196,7 @@ impl Classify for KeyError {
 
 impl From<KeyError> for TaskError {
     fn from(e: KeyError) -> Self {
-        let message = e.to_string();
-        match e.class() {
-            ErrorClass::Retryable => TaskError::retryable(e.code(), message),
-            ErrorClass::Permanent => TaskError::permanent(e.code(), message),
-        }
+        TaskError::classified(&e)
     }
 }
 

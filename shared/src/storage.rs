@@ -86,11 +86,7 @@ impl Classify for StorageError {
 
 impl From<StorageError> for TaskError {
     fn from(e: StorageError) -> Self {
-        let message = e.to_string();
-        match e.class() {
-            ErrorClass::Retryable => TaskError::retryable(e.code(), message),
-            ErrorClass::Permanent => TaskError::permanent(e.code(), message),
-        }
+        TaskError::classified(&e)
     }
 }
 

@@ -175,11 +175,7 @@ impl Classify for LogpullError {
 
 impl From<LogpullError> for TaskError {
     fn from(e: LogpullError) -> Self {
-        let message = e.to_string();
-        let err = match e.class() {
-            ErrorClass::Retryable => TaskError::retryable(e.code(), message),
-            ErrorClass::Permanent => TaskError::permanent(e.code(), message),
-        };
+        let err = TaskError::classified(&e);
         match e.retry_after() {
             Some(after) => err.with_retry_after(after),
             None => err,
