@@ -5,5 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash infra/local/stack.sh up
+# The endpoints the stack settled on (a private server replaces a URL that did not answer).
+source <(bash infra/local/stack.sh env)
 cargo build --quiet --bin rainlogs
-"${CARGO_TARGET_DIR:-target}/debug/rainlogs" demo "$@"
+# The report is on stdout; keep the logs to warnings unless asked.
+RAINLOGS_LOG="${RAINLOGS_LOG:-warn}" "${CARGO_TARGET_DIR:-target}/debug/rainlogs" demo "$@"
