@@ -6,6 +6,7 @@
 //! with its reason.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use rainlogs_encrypt::EncryptFunction;
@@ -13,7 +14,7 @@ use rainlogs_fetch::logpull::{
     Credentials, LogpullClient, LogpullConfig, RetryPolicy, WindowRequest, ZoneId,
 };
 use rainlogs_fetch::FetchFunction;
-use rainlogs_integration_tests::TestEnv;
+use rainlogs_integration_tests::{wait_for, TestEnv};
 use rainlogs_kms::{KmsService, MasterKeyring};
 use rainlogs_logpull_sim::{SimConfig, Simulator, ZoneVolume};
 use rainlogs_shared::chain::{self, LinkContent, LinkInput};
@@ -359,5 +360,135 @@ async fn refused_token_fails_the_window_permanently_with_its_reason() {
     // The token never appears in what was recorded.
     assert!(!reason.contains("not-the-token"));
     assert_eq!(count(&env, "chain_links", id).await, 0);
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn the_dispatcher_worker_carries_windows_through_all_three_stages() {
+    let mut env = TestEnv::new().await;
+    let stages = Stages::new(&env).await;
+    // The app's functions get the kms and the simulator, as `rainlogs run` would with a
+    // keyring and RAINLOGS_CLOUDFLARE_API configured.
+    let keyring = MasterKeyring::parse(MASTER, None).expect("keyring");
+    env.app.kms = Some(KmsService::new(env.app.pool.clone(), keyring, "dispatcher"));
+    env.app.logpull = logpull(&stages.sim);
+
+    let full = zone(&env, stages.kms.as_ref(), TOKEN).await;
+    let empty = zone(&env, stages.kms.as_ref(), TOKEN).await;
+    stages.sim.set_volume(
+        &empty.cf,
+        ZoneVolume {
+            records_per_minute: 0,
+            empty_ratio: 1.0,
+        },
+    );
+    let (full_id, start, end) = window(&env, &full).await;
+    let (empty_id, _, _) = window(&env, &empty).await;
+    let expected = served(&stages.sim, &full, start, end).await;
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = env
+        .app
+        .worker(vec![rainlogs_shared::pipeline::PIPELINE_QUEUE.into()]);
+    let running = tokio::spawn(async move { worker.run(stopped).await });
+    for id in [full_id, empty_id] {
+        env.app
+            .queue
+            .enqueue(spec(kinds::FETCH_WINDOW, id))
+            .await
+            .unwrap();
+    }
+    wait_for(
+        "both windows to settle",
+        Duration::from_secs(60),
+        || async {
+            let a = state(&env, full_id).await.0;
+            let b = state(&env, empty_id).await.0;
+            (a.is_final() && b.is_final()).then_some(())
+        },
+    )
+    .await;
+    wait_for("the queue to drain", Duration::from_secs(10), || async {
+        let d = env.app.queue.depth("default").await.unwrap();
+        (d.ready + d.active + d.delayed + d.dead == 0).then_some(())
+    })
+    .await;
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+
+    assert_eq!(state(&env, full_id).await.0, WindowState::Archived);
+    assert_eq!(state(&env, empty_id).await.0, WindowState::Empty);
+    let key = archive_key(full.tenant, full.id, start, end);
+    let object = env.app.store.get(&key).await.unwrap();
+    let ctx = SealContext {
+        tenant: full.tenant,
+        zone: full.id,
+        window_start: start,
+        window_end: end,
+    };
+    let (_, opener) = open_with_kms(stages.kms.as_ref(), &object[..], Some(&ctx))
+        .await
+        .unwrap();
+    let mut plain = Vec::new();
+    opener.copy_to(&mut plain).unwrap();
+    assert_eq!(plain, expected);
+    assert_eq!(count(&env, "chain_links", full_id).await, 1);
+    assert_eq!(count(&env, "chain_links", empty_id).await, 1);
+    assert!(env.app.store.list_all("staging/").await.unwrap().is_empty());
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn concurrent_runs_of_each_stage_give_one_object_and_one_link() {
+    let env = TestEnv::new().await;
+    let stages = Stages::new(&env).await;
+    let zone = zone(&env, stages.kms.as_ref(), TOKEN).await;
+    let (id, start, end) = window(&env, &zone).await;
+    let expected = served(&stages.sim, &zone, start, end).await;
+
+    for kind in [
+        kinds::FETCH_WINDOW,
+        kinds::ENCRYPT_WINDOW,
+        kinds::UPLOAD_WINDOW,
+    ] {
+        let (a, b, c) = tokio::join!(
+            stages.run(spec(kind, id)),
+            stages.run(spec(kind, id)),
+            stages.run(spec(kind, id)),
+        );
+        for r in [a, b, c] {
+            r.unwrap_or_else(|e| panic!("{kind}: {e:?}"));
+        }
+    }
+
+    assert_eq!(state(&env, id).await.0, WindowState::Archived);
+    assert_eq!(count(&env, "archived_objects", id).await, 1);
+    assert_eq!(count(&env, "chain_links", id).await, 1);
+    assert_eq!(env.app.store.list_all("archive/").await.unwrap().len(), 1);
+    let key = archive_key(zone.tenant, zone.id, start, end);
+    let object = env.app.store.get(&key).await.unwrap();
+    let (row_sha,): (Vec<u8>,) =
+        sqlx::query_as("SELECT object_sha256 FROM chain_links WHERE window_id = $1")
+            .bind(id)
+            .fetch_one(&env.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        row_sha,
+        rainlogs_shared::sealed::open::sha256(&object).to_vec(),
+        "the link commits to the object that stayed"
+    );
+    let ctx = SealContext {
+        tenant: zone.tenant,
+        zone: zone.id,
+        window_start: start,
+        window_end: end,
+    };
+    let (_, opener) = open_with_kms(stages.kms.as_ref(), &object[..], Some(&ctx))
+        .await
+        .unwrap();
+    let mut plain = Vec::new();
+    opener.copy_to(&mut plain).unwrap();
+    assert_eq!(plain, expected);
     env.teardown().await;
 }
