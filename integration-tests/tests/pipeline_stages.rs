@@ -492,3 +492,66 @@ async fn concurrent_runs_of_each_stage_give_one_object_and_one_link() {
     assert_eq!(plain, expected);
     env.teardown().await;
 }
+
+#[tokio::test]
+async fn upload_refuses_a_tampered_archive_object_and_links_nothing() {
+    let env = TestEnv::new().await;
+    let stages = Stages::new(&env).await;
+    let zone = zone(&env, stages.kms.as_ref(), TOKEN).await;
+    let (id, start, end) = window(&env, &zone).await;
+    // An upload message ahead of its window is a no-op, not an error.
+    let early = stages.run(spec(kinds::UPLOAD_WINDOW, id)).await.unwrap();
+    assert!(early.next.is_empty());
+    assert_eq!(state(&env, id).await.0, WindowState::Planned);
+
+    stages.run(spec(kinds::FETCH_WINDOW, id)).await.unwrap();
+    stages.run(spec(kinds::ENCRYPT_WINDOW, id)).await.unwrap();
+    let key = archive_key(zone.tenant, zone.id, start, end);
+    let mut object = env.app.store.get(&key).await.unwrap().to_vec();
+    let middle = object.len() / 2;
+    object[middle] ^= 1;
+    env.app
+        .store
+        .put(&key, bytes::Bytes::from(object))
+        .await
+        .unwrap();
+
+    let err = stages
+        .run(spec(kinds::UPLOAD_WINDOW, id))
+        .await
+        .unwrap_err();
+    assert!(!err.is_retryable(), "{err:?}");
+    assert!(err.code.starts_with("sealed."), "{err:?}");
+    assert_eq!(state(&env, id).await.0, WindowState::Sealed);
+    assert_eq!(count(&env, "chain_links", id).await, 0);
+    assert_eq!(count(&env, "archived_objects", id).await, 0);
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn spooled_objects_larger_than_a_part_go_up_in_parts_intact() {
+    use std::io::Write;
+    let env = TestEnv::new().await;
+    let (spool, file) = rainlogs_shared::pipeline::Spool::create().unwrap();
+    let mut file = std::io::BufWriter::new(file);
+    let mut expected = Vec::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while expected.len() < rainlogs_shared::pipeline::PART_SIZE * 2 + 12345 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        expected.extend_from_slice(&x.to_le_bytes());
+    }
+    file.write_all(&expected).unwrap();
+    file.into_inner().unwrap().sync_all().unwrap();
+    rainlogs_shared::pipeline::put_file(&env.app.store, "staging/big.sealed", spool.path())
+        .await
+        .unwrap();
+    let back = env.app.store.get("staging/big.sealed").await.unwrap();
+    assert_eq!(back.len(), expected.len());
+    assert!(back[..] == expected[..], "multipart object differs");
+    let path = spool.path().to_owned();
+    drop(spool);
+    assert!(!path.exists(), "spool file removed");
+    env.teardown().await;
+}

@@ -33,11 +33,15 @@ pub(crate) async fn run(
             cleanup(store, &window).await?;
             return Ok(done(&window, "already archived"));
         }
+        // Not sealed yet (a message ahead of its window) or settled otherwise (empty,
+        // failed, pruned): the ledger and the reconciler drive the window, this message
+        // has nothing to add.
         other => {
-            return Err(TaskError::permanent(
-                "window.wrong_state",
-                format!("window {window_id} is {other:?}; upload needs it sealed"),
-            ))
+            return Ok(HandlerOutput::done(serde_json::json!({
+                "window_id": window.id,
+                "state": other,
+                "note": "nothing to upload",
+            })))
         }
     }
 
