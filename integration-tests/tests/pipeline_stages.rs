@@ -465,6 +465,7 @@ async fn concurrent_runs_of_each_stage_give_one_object_and_one_link() {
     assert_eq!(count(&env, "archived_objects", id).await, 1);
     assert_eq!(count(&env, "chain_links", id).await, 1);
     assert_eq!(env.app.store.list_all("archive/").await.unwrap().len(), 1);
+    assert!(env.app.store.list_all("staging/").await.unwrap().is_empty());
     let key = archive_key(zone.tenant, zone.id, start, end);
     let object = env.app.store.get(&key).await.unwrap();
     let (row_sha,): (Vec<u8>,) =

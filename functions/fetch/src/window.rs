@@ -56,7 +56,7 @@ pub(crate) async fn run(
         return Ok(settled(&now, now.state).unwrap_or_else(|| nothing(&now)));
     }
 
-    let pulled = match pull(pool, store, kms, logpull, &window).await {
+    let pulled = match pull(pool, kms, logpull, &window).await {
         Ok(pulled) => pulled,
         Err(Failure::Logpull(e)) if e.class() == ErrorClass::Permanent => {
             let reason = e.to_string();
@@ -80,7 +80,13 @@ pub(crate) async fn run(
     )
     .await?
     {
+        // A concurrent fetch got there first. If the window is already past upload,
+        // nobody will delete what this run just staged: do it here. (While the window
+        // is staged or sealed, upload's cleanup still comes after this put.)
         let now = WindowFacts::load(pool, window.id).await?;
+        if now.state.is_final() {
+            store.delete(&window.staging_key()).await?;
+        }
         return Ok(settled(&now, now.state).unwrap_or_else(|| nothing(&now)));
     }
     tracing::info!(
@@ -120,7 +126,6 @@ struct Pulled {
 
 async fn pull(
     pool: &PgPool,
-    _store: &ObjectStore,
     kms: Arc<dyn Kms>,
     logpull: &LogpullConfig,
     window: &WindowFacts,
