@@ -26,6 +26,8 @@ pub struct App {
     pub queue: Queue,
     /// The key service, when a master keyring is configured (`RAINLOGS_MASTER_KEYS[_FILE]`).
     pub kms: Option<rainlogs_kms::KmsService>,
+    /// How the fetch stage reaches Logpull (`RAINLOGS_CLOUDFLARE_API` for its base).
+    pub logpull: rainlogs_fetch::logpull::LogpullConfig,
 }
 
 impl App {
@@ -56,19 +58,44 @@ impl App {
             pool,
             store,
             kms,
+            logpull: rainlogs_fetch::FetchFunction::logpull_config(src),
             queue: Queue::new(conn, redis.key_prefix).with_client(client),
         })
     }
 
     /// Every stage function, linked into this process.
     pub fn in_process_functions(&self) -> InProcess {
+        // The window stages need the kms; without a keyring they refuse their kinds.
+        let kms = self
+            .kms
+            .clone()
+            .map(|k| Arc::new(k) as Arc<dyn rainlogs_shared::kms::Kms>);
+        let upload = rainlogs_upload::UploadFunction::new(self.pool.clone(), self.store.clone());
+        let (fetch, encrypt, upload) = match kms {
+            Some(kms) => (
+                rainlogs_fetch::FetchFunction::with_clients(
+                    self.pool.clone(),
+                    self.store.clone(),
+                    kms.clone(),
+                    self.logpull.clone(),
+                ),
+                rainlogs_encrypt::EncryptFunction::with_clients(
+                    self.pool.clone(),
+                    self.store.clone(),
+                    kms.clone(),
+                ),
+                upload.with_kms(kms),
+            ),
+            None => (
+                rainlogs_fetch::FetchFunction::new(),
+                rainlogs_encrypt::EncryptFunction::new(),
+                upload,
+            ),
+        };
         InProcess::new()
-            .with(rainlogs_fetch::FetchFunction::new())
-            .with(rainlogs_encrypt::EncryptFunction::new())
-            .with(rainlogs_upload::UploadFunction::new(
-                self.pool.clone(),
-                self.store.clone(),
-            ))
+            .with(fetch)
+            .with(encrypt)
+            .with(upload)
             .with(rainlogs_prune::PruneFunction::new())
             .with(match &self.kms {
                 Some(service) => rainlogs_kms::KmsFunction::with_service(service.clone()),

@@ -16,6 +16,7 @@ pub mod error;
 pub mod function;
 pub mod kms;
 pub mod ledger;
+pub mod pipeline;
 pub mod redis_client;
 pub mod sealed;
 pub mod storage;

@@ -22,6 +22,12 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 25;
 pub mod kinds {
     /// End-to-end health probe: writes a marker object to the bucket and a row to Postgres.
     pub const UPLOAD_PROBE: &str = "upload.probe";
+    /// Pull one window from Logpull and stage it sealed (payload: `pipeline::WindowTask`).
+    pub const FETCH_WINDOW: &str = "fetch.window";
+    /// Seal a staged window into its archive object.
+    pub const ENCRYPT_WINDOW: &str = "encrypt.window";
+    /// Verify the archive object, append the chain link, mark the window archived.
+    pub const UPLOAD_WINDOW: &str = "upload.window";
 }
 
 /// A task as stored in the queue and passed to a function.

@@ -1,24 +1,63 @@
 //! The encrypt stage: opens a staged payload, checks its records, compresses it and seals
-//! it in the archive format (docs/FORMAT.md) under the tenant's data key.
+//! it in the archive format (docs/FORMAT.md) under the tenant's data key, at the
+//! window's archive key ([`window`]; docs/PIPELINE.md).
 //!
-//! Walking skeleton: the function is wired (library handler, Lambda binary, dispatcher
-//! registration) but serves no task kind yet, so every task is refused with a permanent
-//! `kind.unsupported` error rather than a pretended success.
+//! Needs the kms: built without one ([`EncryptFunction::new`]), every task is refused
+//! with a permanent `kind.unsupported` error rather than a pretended success.
+
+mod window;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use rainlogs_shared::function::Function;
+use rainlogs_shared::config::{ConfigSource, DatabaseConfig, S3Config};
+use rainlogs_shared::function::{unsupported_kind, Function};
+use rainlogs_shared::kms::Kms;
+use rainlogs_shared::storage::ObjectStore;
+use rainlogs_shared::task::kinds;
 use rainlogs_shared::{HandlerOutput, TaskEnvelope, TaskError};
+use sqlx::PgPool;
 
 /// The function's name, the first segment of the task kinds it serves.
 pub const NAME: &str = "encrypt";
 
+/// The clients the stage works with, built once.
+#[derive(Clone)]
+struct Clients {
+    pool: PgPool,
+    store: ObjectStore,
+    kms: Arc<dyn Kms>,
+}
+
 /// The encrypt function. Stateless: holds only clients built at start-up.
-#[derive(Debug, Default, Clone)]
-pub struct EncryptFunction;
+#[derive(Default, Clone)]
+pub struct EncryptFunction {
+    clients: Option<Clients>,
+}
 
 impl EncryptFunction {
+    /// A function that refuses every task (no kms configured).
     pub fn new() -> Self {
-        Self
+        Self::default()
+    }
+
+    /// A function serving `encrypt.window`.
+    pub fn with_clients(pool: PgPool, store: ObjectStore, kms: Arc<dyn Kms>) -> Self {
+        Self {
+            clients: Some(Clients { pool, store, kms }),
+        }
+    }
+
+    /// Builds the clients from configuration (needs a master keyring).
+    pub async fn from_config(src: &ConfigSource) -> anyhow::Result<Self> {
+        let db = DatabaseConfig::from_source(src)?;
+        let s3 = S3Config::from_source(src)?;
+        let pool = rainlogs_shared::db::connect(&db).await?;
+        let store = ObjectStore::connect(&s3).await;
+        store.check().await?;
+        let keyring = rainlogs_kms::MasterKeyring::from_source(src)?;
+        let kms = Arc::new(rainlogs_kms::KmsService::new(pool.clone(), keyring, NAME));
+        Ok(Self::with_clients(pool, store, kms))
     }
 }
 
@@ -29,6 +68,11 @@ impl Function for EncryptFunction {
     }
 
     async fn handle(&self, task: TaskEnvelope) -> Result<HandlerOutput, TaskError> {
-        Err(rainlogs_shared::function::unsupported_kind(NAME, &task))
+        match (task.kind.as_str(), &self.clients) {
+            (kinds::ENCRYPT_WINDOW, Some(c)) => {
+                window::run(&c.pool, &c.store, c.kms.clone(), &task).await
+            }
+            _ => Err(unsupported_kind(NAME, &task)),
+        }
     }
 }

@@ -3,8 +3,13 @@
 
 use std::process::ExitCode;
 
+use rainlogs_shared::config::ConfigSource;
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    rainlogs_shared::function::run_binary(|| async { Ok(rainlogs_encrypt::EncryptFunction::new()) })
-        .await
+    rainlogs_shared::function::run_binary(|| async {
+        let src = ConfigSource::from_env()?;
+        rainlogs_encrypt::EncryptFunction::from_config(&src).await
+    })
+    .await
 }

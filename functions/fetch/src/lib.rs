@@ -1,28 +1,93 @@
 //! The fetch stage: pulls one window of a zone's logs from the Cloudflare Logpull API
-//! and stages the payload, encrypted, for the encrypt stage.
+//! and stages the payload, sealed, for the encrypt stage ([`window`];
+//! docs/PIPELINE.md).
 //!
-//! Walking skeleton: the function is wired (library handler, Lambda binary, dispatcher
-//! registration) but serves no task kind yet, so every task is refused with a permanent
-//! `kind.unsupported` error rather than a pretended success.
-//!
-//! [`logpull`] is the Cloudflare Logpull client the stage will use.
+//! [`logpull`] is the Cloudflare Logpull client the stage uses. The stage needs the kms
+//! (the zone's token is stored encrypted, and staging is sealed): built without one
+//! ([`FetchFunction::new`]), every task is refused with a permanent `kind.unsupported`.
 
 pub mod logpull;
+mod window;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use rainlogs_shared::function::Function;
+use rainlogs_shared::config::{ConfigSource, DatabaseConfig, S3Config};
+use rainlogs_shared::function::{unsupported_kind, Function};
+use rainlogs_shared::kms::Kms;
+use rainlogs_shared::storage::ObjectStore;
+use rainlogs_shared::task::kinds;
 use rainlogs_shared::{HandlerOutput, TaskEnvelope, TaskError};
+use sqlx::PgPool;
 
 /// The function's name, the first segment of the task kinds it serves.
 pub const NAME: &str = "fetch";
+/// Optional: the Logpull API base (default `https://api.cloudflare.com`), e.g. the
+/// simulator's URL.
+pub const CLOUDFLARE_API_VAR: &str = "RAINLOGS_CLOUDFLARE_API";
+
+#[derive(Clone)]
+struct Clients {
+    pool: PgPool,
+    store: ObjectStore,
+    kms: Arc<dyn Kms>,
+    logpull: logpull::LogpullConfig,
+}
 
 /// The fetch function. Stateless: holds only clients built at start-up.
-#[derive(Debug, Default, Clone)]
-pub struct FetchFunction;
+#[derive(Default, Clone)]
+pub struct FetchFunction {
+    clients: Option<Clients>,
+}
 
 impl FetchFunction {
+    /// A function that refuses every task (no kms configured).
     pub fn new() -> Self {
-        Self
+        Self::default()
+    }
+
+    /// A function serving `fetch.window` against the Logpull API `logpull` describes.
+    pub fn with_clients(
+        pool: PgPool,
+        store: ObjectStore,
+        kms: Arc<dyn Kms>,
+        logpull: logpull::LogpullConfig,
+    ) -> Self {
+        Self {
+            clients: Some(Clients {
+                pool,
+                store,
+                kms,
+                logpull,
+            }),
+        }
+    }
+
+    /// The Logpull settings from configuration: the API base from
+    /// [`CLOUDFLARE_API_VAR`], the rest defaults.
+    pub fn logpull_config(src: &ConfigSource) -> logpull::LogpullConfig {
+        let mut config = logpull::LogpullConfig::default();
+        if let Some(base) = src.get(CLOUDFLARE_API_VAR) {
+            config.base_url = base.to_owned();
+        }
+        config
+    }
+
+    /// Builds the clients from configuration (needs a master keyring).
+    pub async fn from_config(src: &ConfigSource) -> anyhow::Result<Self> {
+        let db = DatabaseConfig::from_source(src)?;
+        let s3 = S3Config::from_source(src)?;
+        let pool = rainlogs_shared::db::connect(&db).await?;
+        let store = ObjectStore::connect(&s3).await;
+        store.check().await?;
+        let keyring = rainlogs_kms::MasterKeyring::from_source(src)?;
+        let kms = Arc::new(rainlogs_kms::KmsService::new(pool.clone(), keyring, NAME));
+        Ok(Self::with_clients(
+            pool,
+            store,
+            kms,
+            Self::logpull_config(src),
+        ))
     }
 }
 
@@ -33,6 +98,11 @@ impl Function for FetchFunction {
     }
 
     async fn handle(&self, task: TaskEnvelope) -> Result<HandlerOutput, TaskError> {
-        Err(rainlogs_shared::function::unsupported_kind(NAME, &task))
+        match (task.kind.as_str(), &self.clients) {
+            (kinds::FETCH_WINDOW, Some(c)) => {
+                window::run(&c.pool, &c.store, c.kms.clone(), &c.logpull, &task).await
+            }
+            _ => Err(unsupported_kind(NAME, &task)),
+        }
     }
 }

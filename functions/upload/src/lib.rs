@@ -1,16 +1,20 @@
 //! The upload stage: puts sealed objects at their archive key in Garage and, in one
 //! Postgres transaction, appends the zone's chain link and marks the window archived.
 //!
-//! Walking skeleton: this crate serves `upload.probe`, the end-to-end health probe
-//! (Redis → dispatcher → function → Garage + Postgres). Archiving windows arrives with
-//! the pipeline; until then `upload.window` and every other kind are refused with a
-//! permanent `kind.unsupported` error.
+//! Kinds: `upload.window` (see [`window`]: verify the archive object, one transaction
+//! for object row + chain link + state) and `upload.probe`, the end-to-end health probe
+//! (Redis → dispatcher → function → Garage + Postgres). `upload.window` needs the kms
+//! (to verify the object end to end); built without one, it is refused permanently.
 
 mod probe;
+mod window;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use rainlogs_shared::config::{ConfigSource, DatabaseConfig, S3Config};
 use rainlogs_shared::function::{unsupported_kind, Function};
+use rainlogs_shared::kms::Kms;
 use rainlogs_shared::storage::ObjectStore;
 use rainlogs_shared::task::kinds;
 use rainlogs_shared::{HandlerOutput, TaskEnvelope, TaskError};
@@ -22,15 +26,27 @@ pub use probe::{probe_object_key, ProbePayload, ProbeResult, PROBE_PREFIX};
 pub const NAME: &str = "upload";
 
 /// The upload function: a Postgres pool and the archive bucket, built once.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct UploadFunction {
     pool: PgPool,
     store: ObjectStore,
+    kms: Option<Arc<dyn Kms>>,
 }
 
 impl UploadFunction {
+    /// Serves `upload.probe` only.
     pub fn new(pool: PgPool, store: ObjectStore) -> Self {
-        Self { pool, store }
+        Self {
+            pool,
+            store,
+            kms: None,
+        }
+    }
+
+    /// Serves `upload.window` too, verifying objects through `kms`.
+    pub fn with_kms(mut self, kms: Arc<dyn Kms>) -> Self {
+        self.kms = Some(kms);
+        self
     }
 
     /// Builds the clients from configuration and checks both services answer.
@@ -40,7 +56,19 @@ impl UploadFunction {
         let pool = rainlogs_shared::db::connect(&db).await?;
         let store = ObjectStore::connect(&s3).await;
         store.check().await?;
-        Ok(Self::new(pool, store))
+        let function = Self::new(pool.clone(), store);
+        // Without a master keyring the binary still serves the probe.
+        let keyring_configured = [
+            rainlogs_kms::MasterKeyring::KEYS,
+            rainlogs_kms::MasterKeyring::KEYS_FILE,
+        ]
+        .iter()
+        .any(|var| src.get(var).is_some());
+        if !keyring_configured {
+            return Ok(function);
+        }
+        let keyring = rainlogs_kms::MasterKeyring::from_source(src)?;
+        Ok(function.with_kms(Arc::new(rainlogs_kms::KmsService::new(pool, keyring, NAME))))
     }
 }
 
@@ -53,6 +81,10 @@ impl Function for UploadFunction {
     async fn handle(&self, task: TaskEnvelope) -> Result<HandlerOutput, TaskError> {
         match task.kind.as_str() {
             kinds::UPLOAD_PROBE => probe::run(&self.pool, &self.store, &task).await,
+            kinds::UPLOAD_WINDOW => match &self.kms {
+                Some(kms) => window::run(&self.pool, &self.store, kms.clone(), &task).await,
+                None => Err(unsupported_kind(NAME, &task)),
+            },
             _ => Err(unsupported_kind(NAME, &task)),
         }
     }

@@ -1,0 +1,134 @@
+//! `upload.window`: commits a sealed window to the archive.
+//!
+//! Encrypt has already written the window's object at its deterministic archive key
+//! (under the window's row lock, only while the window was `staged`, so once the window
+//! is `sealed` that object never changes). Upload reads it end to end — object SHA-256,
+//! header context, every chunk, the trailer's record count and plaintext SHA-256 — and
+//! then, in ONE Postgres transaction, records the object, appends the zone's chain link
+//! and marks the window archived. Only then is the staged payload deleted. Every step
+//! is safe to replay: a window already archived only gets its staging cleaned up.
+
+use std::sync::Arc;
+
+use rainlogs_shared::chain::{self, LinkContent, LinkInput};
+use rainlogs_shared::db::DbError;
+use rainlogs_shared::kms::Kms;
+use rainlogs_shared::ledger::WindowState;
+use rainlogs_shared::pipeline::{open_object, WindowFacts, WindowTask};
+use rainlogs_shared::storage::ObjectStore;
+use rainlogs_shared::{HandlerOutput, TaskEnvelope, TaskError};
+use sqlx::PgPool;
+
+pub(crate) async fn run(
+    pool: &PgPool,
+    store: &ObjectStore,
+    kms: Arc<dyn Kms>,
+    task: &TaskEnvelope,
+) -> Result<HandlerOutput, TaskError> {
+    let WindowTask { window_id } = task.payload_as()?;
+    let window = WindowFacts::load(pool, window_id).await?;
+    match window.state {
+        WindowState::Sealed => {}
+        WindowState::Archived => {
+            cleanup(store, &window).await?;
+            return Ok(done(&window, "already archived"));
+        }
+        // Not sealed yet (a message ahead of its window) or settled otherwise (empty,
+        // failed, pruned): the ledger and the reconciler drive the window, this message
+        // has nothing to add.
+        other => {
+            return Ok(HandlerOutput::done(serde_json::json!({
+                "window_id": window.id,
+                "state": other,
+                "note": "nothing to upload",
+            })))
+        }
+    }
+
+    let key = window.archive_key();
+    let (verified, _) = open_object(store, kms, &key, window.context(), std::io::sink()).await?;
+
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(|e| DbError::query("begin upload transaction", e))?;
+    sqlx::query!(
+        "INSERT INTO archived_objects
+           (window_id, object_key, size_bytes, object_sha256, plaintext_sha256,
+            plaintext_bytes, record_count, key_version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (window_id) DO NOTHING",
+        window.id,
+        key,
+        verified.object_len as i64,
+        &verified.object_sha256[..],
+        &verified.plaintext.plaintext_sha256[..],
+        verified.plaintext.plaintext_len as i64,
+        verified.plaintext.record_count as i64,
+        verified.tenant_key_version as i32,
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| DbError::query("insert archived_objects", e))?;
+    let link = chain::append(
+        &mut tx,
+        window.id,
+        &LinkInput {
+            zone_id: window.zone_id,
+            window_start: window.start_at,
+            window_end: window.end_at,
+            content: LinkContent::Archived {
+                object_sha256: verified.object_sha256,
+                plaintext_sha256: verified.plaintext.plaintext_sha256,
+                record_count: verified.plaintext.record_count,
+            },
+        },
+    )
+    .await?;
+    let moved = sqlx::query!(
+        "UPDATE windows SET state = 'archived', state_since = now(), last_error = NULL
+         WHERE id = $1 AND state = 'sealed'",
+        window.id
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| DbError::query("mark window archived", e))?;
+    if moved.rows_affected() != 1 {
+        // A concurrent upload committed first; its transaction holds the link.
+        drop(tx);
+        cleanup(store, &window).await?;
+        return Ok(done(&window, "archived concurrently"));
+    }
+    tx.commit()
+        .await
+        .map_err(|e| DbError::query("commit upload transaction", e))?;
+    cleanup(store, &window).await?;
+    tracing::info!(
+        window = window.id,
+        seq = link.seq,
+        records = verified.plaintext.record_count,
+        "window archived"
+    );
+    Ok(HandlerOutput::done(serde_json::json!({
+        "window_id": window.id,
+        "state": "archived",
+        "object_key": key,
+        "object_sha256": hex::encode(verified.object_sha256),
+        "record_count": verified.plaintext.record_count,
+        "seq": link.seq,
+    })))
+}
+
+/// Deletes the staged payload (S3 DeleteObject is idempotent).
+async fn cleanup(store: &ObjectStore, window: &WindowFacts) -> Result<(), TaskError> {
+    store.delete(&window.staging_key()).await?;
+    Ok(())
+}
+
+fn done(window: &WindowFacts, note: &str) -> HandlerOutput {
+    HandlerOutput::done(serde_json::json!({
+        "window_id": window.id,
+        "state": "archived",
+        "note": note,
+    }))
+}

@@ -1,0 +1,558 @@
+//! The three window stages (fetch → encrypt → upload) against real Postgres and Garage,
+//! the kms and the in-process Logpull simulator: a window with records ends archived
+//! with an object that decrypts to exactly what the simulator served and a link that
+//! verifies; an empty window gets an Empty link; every stage replayed gives one object
+//! and one link; staging never holds plaintext; a 403 fails the window permanently
+//! with its reason.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use rainlogs_encrypt::EncryptFunction;
+use rainlogs_fetch::logpull::{
+    Credentials, LogpullClient, LogpullConfig, RetryPolicy, WindowRequest, ZoneId,
+};
+use rainlogs_fetch::FetchFunction;
+use rainlogs_integration_tests::{wait_for, TestEnv};
+use rainlogs_kms::{KmsService, MasterKeyring};
+use rainlogs_logpull_sim::{SimConfig, Simulator, ZoneVolume};
+use rainlogs_shared::chain::{self, LinkContent, LinkInput};
+use rainlogs_shared::function::Function;
+use rainlogs_shared::kms::{Kms, SecretBinding};
+use rainlogs_shared::ledger::WindowState;
+use rainlogs_shared::pipeline::{archive_key, staging_key, CLOUDFLARE_TOKEN_PURPOSE};
+use rainlogs_shared::sealed::{open_with_kms, SealContext};
+use rainlogs_shared::task::{kinds, TaskEnvelope, TaskSpec};
+use rainlogs_shared::{HandlerOutput, TaskError};
+use rainlogs_upload::UploadFunction;
+use uuid::Uuid;
+
+const TOKEN: &str = "pipeline-test-token";
+const MASTER: &str = "1:3131313131313131313131313131313131313131313131313131313131313131";
+
+struct Stages {
+    fetch: FetchFunction,
+    encrypt: EncryptFunction,
+    upload: UploadFunction,
+    kms: Arc<dyn Kms>,
+    sim: Simulator,
+}
+
+impl Stages {
+    async fn new(env: &TestEnv) -> Self {
+        let sim = Simulator::start_local(SimConfig {
+            seed: 7,
+            default_volume: ZoneVolume {
+                records_per_minute: 300,
+                empty_ratio: 0.0,
+            },
+            tokens: vec![TOKEN.to_owned()],
+            ..SimConfig::default()
+        })
+        .await
+        .expect("simulator starts");
+        let keyring = MasterKeyring::parse(MASTER, None).expect("keyring");
+        let kms: Arc<dyn Kms> = Arc::new(KmsService::new(env.app.pool.clone(), keyring, "test"));
+        let (pool, store) = (env.app.pool.clone(), env.app.store.clone());
+        Self {
+            fetch: FetchFunction::with_clients(
+                pool.clone(),
+                store.clone(),
+                kms.clone(),
+                logpull(&sim),
+            ),
+            encrypt: EncryptFunction::with_clients(pool.clone(), store.clone(), kms.clone()),
+            upload: UploadFunction::new(pool, store).with_kms(kms.clone()),
+            kms,
+            sim,
+        }
+    }
+
+    async fn run(&self, spec: TaskSpec) -> Result<HandlerOutput, TaskError> {
+        let task = TaskEnvelope::new(spec, Utc::now());
+        match task.function() {
+            Some("fetch") => self.fetch.handle(task).await,
+            Some("encrypt") => self.encrypt.handle(task).await,
+            Some("upload") => self.upload.handle(task).await,
+            other => panic!("no stage for {other:?}"),
+        }
+    }
+}
+
+fn logpull(sim: &Simulator) -> LogpullConfig {
+    LogpullConfig {
+        base_url: sim.base_url(),
+        retry: RetryPolicy::none(),
+        ..LogpullConfig::default()
+    }
+}
+
+struct Zone {
+    id: Uuid,
+    tenant: Uuid,
+    cf: String,
+}
+
+async fn zone(env: &TestEnv, kms: &dyn Kms, token: &str) -> Zone {
+    let id = env.insert_zone(60, Utc::now() - TimeDelta::hours(1)).await;
+    let (tenant, cf): (Uuid, String) =
+        sqlx::query_as("SELECT tenant_id, cf_zone_id FROM zones WHERE id = $1")
+            .bind(id)
+            .fetch_one(&env.app.pool)
+            .await
+            .unwrap();
+    let binding = SecretBinding {
+        tenant,
+        zone: id,
+        purpose: CLOUDFLARE_TOKEN_PURPOSE.to_owned(),
+    };
+    let blob = kms
+        .encrypt_secret(&binding, token.as_bytes())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE zones SET token_ciphertext = $2 WHERE id = $1")
+        .bind(id)
+        .bind(blob)
+        .execute(&env.app.pool)
+        .await
+        .unwrap();
+    Zone { id, tenant, cf }
+}
+
+/// A one-minute window that ended five minutes ago, planned in the ledger.
+async fn window(env: &TestEnv, zone: &Zone) -> (i64, DateTime<Utc>, DateTime<Utc>) {
+    let end = Utc::now().duration_trunc(TimeDelta::minutes(1)).unwrap() - TimeDelta::minutes(5);
+    let start = end - TimeDelta::minutes(1);
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO windows (zone_id, start_at, end_at) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(zone.id)
+    .bind(start)
+    .bind(end)
+    .fetch_one(&env.app.pool)
+    .await
+    .unwrap();
+    (id, start, end)
+}
+
+fn spec(kind: &str, window: i64) -> TaskSpec {
+    TaskSpec::new("default", kind, serde_json::json!({ "window_id": window }))
+}
+
+async fn state(env: &TestEnv, window: i64) -> (WindowState, Option<String>) {
+    sqlx::query_as("SELECT state, last_error FROM windows WHERE id = $1")
+        .bind(window)
+        .fetch_one(&env.app.pool)
+        .await
+        .unwrap()
+}
+
+async fn count(env: &TestEnv, table: &str, window: i64) -> i64 {
+    let (n,): (i64,) = sqlx::query_as(&format!(
+        "SELECT count(*) FROM {table} WHERE window_id = $1"
+    ))
+    .bind(window)
+    .fetch_one(&env.app.pool)
+    .await
+    .unwrap();
+    n
+}
+
+/// Recomputes the window's link hash from what the ledger says and compares.
+async fn assert_link_verifies(env: &TestEnv, zone: &Zone, window: i64, content: LinkContent) {
+    let (seq, prev, hash, start, end): (i64, Vec<u8>, Vec<u8>, DateTime<Utc>, DateTime<Utc>) =
+        sqlx::query_as(
+            "SELECT l.seq, l.prev_hash, l.link_hash, w.start_at, w.end_at
+             FROM chain_links l JOIN windows w ON w.id = l.window_id WHERE l.window_id = $1",
+        )
+        .bind(window)
+        .fetch_one(&env.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(seq, 0);
+    assert_eq!(prev, chain::genesis_hash(zone.id).to_vec());
+    let input = LinkInput {
+        zone_id: zone.id,
+        window_start: start,
+        window_end: end,
+        content,
+    };
+    let prev: [u8; 32] = prev.try_into().unwrap();
+    assert_eq!(hash, chain::link_hash(&input, seq as u64, &prev).to_vec());
+}
+
+/// What the simulator serves for the window, pulled independently of the stages.
+async fn served(sim: &Simulator, zone: &Zone, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<u8> {
+    let client = LogpullClient::new(logpull(sim), &Credentials::token(TOKEN)).unwrap();
+    let req = WindowRequest::new(ZoneId::parse(&zone.cf).unwrap(), start, end);
+    let mut out = Vec::new();
+    client.fetch_into(&req, &mut out).await.unwrap();
+    out
+}
+
+fn only(out: &HandlerOutput, kind: &str) -> TaskSpec {
+    assert_eq!(out.next.len(), 1, "one follow-up: {out:?}");
+    assert_eq!(out.next[0].kind, kind);
+    out.next[0].clone()
+}
+
+#[tokio::test]
+async fn window_with_records_is_archived_once_through_replays() {
+    let env = TestEnv::new().await;
+    let stages = Stages::new(&env).await;
+    let zone = zone(&env, stages.kms.as_ref(), TOKEN).await;
+    let (id, start, end) = window(&env, &zone).await;
+    let expected = served(&stages.sim, &zone, start, end).await;
+    assert!(expected.len() > 1000, "simulator served records");
+    let ctx = SealContext {
+        tenant: zone.tenant,
+        zone: zone.id,
+        window_start: start,
+        window_end: end,
+    };
+
+    // fetch, replayed: the second run hands on without refetching.
+    let first = stages.run(spec(kinds::FETCH_WINDOW, id)).await.unwrap();
+    let encrypt = only(&first, kinds::ENCRYPT_WINDOW);
+    let again = stages.run(spec(kinds::FETCH_WINDOW, id)).await.unwrap();
+    assert_eq!(only(&again, kinds::ENCRYPT_WINDOW), encrypt);
+    assert_eq!(state(&env, id).await.0, WindowState::Staged);
+
+    // Staging holds sealed bytes only: no record text, and it opens to the payload.
+    let staged = env.app.store.get(&staging_key(zone.id, id)).await.unwrap();
+    let needle = &expected[..48];
+    assert!(
+        !staged.windows(needle.len()).any(|w| w == needle),
+        "staged object contains plaintext"
+    );
+    let (_, opener) = open_with_kms(stages.kms.as_ref(), &staged[..], Some(&ctx))
+        .await
+        .unwrap();
+    let mut plain = Vec::new();
+    opener.copy_to(&mut plain).unwrap();
+    assert_eq!(plain, expected);
+
+    // encrypt, replayed.
+    let out = stages.run(encrypt.clone()).await.unwrap();
+    let upload = only(&out, kinds::UPLOAD_WINDOW);
+    assert_eq!(state(&env, id).await.0, WindowState::Sealed);
+    let key = archive_key(zone.tenant, zone.id, start, end);
+    let sealed_first = env.app.store.get(&key).await.unwrap();
+    let out = stages.run(encrypt.clone()).await.unwrap();
+    assert_eq!(only(&out, kinds::UPLOAD_WINDOW), upload);
+    assert_eq!(
+        env.app.store.get(&key).await.unwrap(),
+        sealed_first,
+        "a replayed encrypt leaves the sealed object alone"
+    );
+
+    // upload, replayed, then every earlier stage replayed once more.
+    stages.run(upload.clone()).await.unwrap();
+    stages.run(upload.clone()).await.unwrap();
+    for kind in [
+        kinds::FETCH_WINDOW,
+        kinds::ENCRYPT_WINDOW,
+        kinds::UPLOAD_WINDOW,
+    ] {
+        let out = stages.run(spec(kind, id)).await.unwrap();
+        assert!(
+            out.next.is_empty(),
+            "{kind} after archiving hands nothing on"
+        );
+    }
+
+    assert_eq!(state(&env, id).await, (WindowState::Archived, None));
+    assert_eq!(count(&env, "archived_objects", id).await, 1);
+    assert_eq!(count(&env, "chain_links", id).await, 1);
+    assert_eq!(
+        env.app.store.head(&staging_key(zone.id, id)).await.unwrap(),
+        None,
+        "staged payload removed"
+    );
+    let archived = env.app.store.list_all("archive/").await.unwrap();
+    assert_eq!(archived.len(), 1);
+
+    // The archive object decrypts to exactly what the simulator served, and its row
+    // and link commit to it.
+    let object = env.app.store.get(&key).await.unwrap();
+    let (_, opener) = open_with_kms(stages.kms.as_ref(), &object[..], Some(&ctx))
+        .await
+        .unwrap();
+    let mut plain = Vec::new();
+    let summary = opener.copy_to(&mut plain).unwrap();
+    assert_eq!(plain, expected);
+    let object_sha = rainlogs_shared::sealed::open::sha256(&object);
+    let (row_key, row_sha, records): (String, Vec<u8>, i64) = sqlx::query_as(
+        "SELECT object_key, object_sha256, record_count FROM archived_objects WHERE window_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&env.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(row_key, key);
+    assert_eq!(row_sha, object_sha.to_vec());
+    assert_eq!(records as u64, summary.record_count);
+    assert_link_verifies(
+        &env,
+        &zone,
+        id,
+        LinkContent::Archived {
+            object_sha256: object_sha,
+            plaintext_sha256: summary.plaintext_sha256,
+            record_count: summary.record_count,
+        },
+    )
+    .await;
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn empty_window_gets_one_empty_link() {
+    let env = TestEnv::new().await;
+    let stages = Stages::new(&env).await;
+    let zone = zone(&env, stages.kms.as_ref(), TOKEN).await;
+    stages.sim.set_volume(
+        &zone.cf,
+        ZoneVolume {
+            records_per_minute: 0,
+            empty_ratio: 1.0,
+        },
+    );
+    let (id, start, end) = window(&env, &zone).await;
+    assert!(served(&stages.sim, &zone, start, end).await.is_empty());
+
+    for _ in 0..2 {
+        let out = stages.run(spec(kinds::FETCH_WINDOW, id)).await.unwrap();
+        assert!(out.next.is_empty(), "an empty window has no further stage");
+    }
+    assert_eq!(state(&env, id).await, (WindowState::Empty, None));
+    assert_eq!(count(&env, "chain_links", id).await, 1);
+    assert_eq!(count(&env, "archived_objects", id).await, 0);
+    assert_eq!(
+        env.app.store.head(&staging_key(zone.id, id)).await.unwrap(),
+        None
+    );
+    assert_link_verifies(&env, &zone, id, LinkContent::Empty).await;
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn refused_token_fails_the_window_permanently_with_its_reason() {
+    let env = TestEnv::new().await;
+    let stages = Stages::new(&env).await;
+    let zone = zone(&env, stages.kms.as_ref(), "not-the-token").await;
+    let (id, _, _) = window(&env, &zone).await;
+
+    let err = stages.run(spec(kinds::FETCH_WINDOW, id)).await.unwrap_err();
+    assert!(!err.is_retryable(), "403 is permanent: {err:?}");
+    let (st, reason) = state(&env, id).await;
+    assert_eq!(st, WindowState::FailedPermanent);
+    let reason = reason.expect("reason recorded on the window");
+    assert!(reason.contains("403"), "{reason}");
+    let (zone_error,): (Option<String>,) =
+        sqlx::query_as("SELECT last_error FROM zones WHERE id = $1")
+            .bind(zone.id)
+            .fetch_one(&env.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(zone_error.as_deref(), Some(reason.as_str()));
+    // The token never appears in what was recorded.
+    assert!(!reason.contains("not-the-token"));
+    assert_eq!(count(&env, "chain_links", id).await, 0);
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn the_dispatcher_worker_carries_windows_through_all_three_stages() {
+    let mut env = TestEnv::new().await;
+    let stages = Stages::new(&env).await;
+    // The app's functions get the kms and the simulator, as `rainlogs run` would with a
+    // keyring and RAINLOGS_CLOUDFLARE_API configured.
+    let keyring = MasterKeyring::parse(MASTER, None).expect("keyring");
+    env.app.kms = Some(KmsService::new(env.app.pool.clone(), keyring, "dispatcher"));
+    env.app.logpull = logpull(&stages.sim);
+
+    let full = zone(&env, stages.kms.as_ref(), TOKEN).await;
+    let empty = zone(&env, stages.kms.as_ref(), TOKEN).await;
+    stages.sim.set_volume(
+        &empty.cf,
+        ZoneVolume {
+            records_per_minute: 0,
+            empty_ratio: 1.0,
+        },
+    );
+    let (full_id, start, end) = window(&env, &full).await;
+    let (empty_id, _, _) = window(&env, &empty).await;
+    let expected = served(&stages.sim, &full, start, end).await;
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = env
+        .app
+        .worker(vec![rainlogs_shared::pipeline::PIPELINE_QUEUE.into()]);
+    let running = tokio::spawn(async move { worker.run(stopped).await });
+    for id in [full_id, empty_id] {
+        env.app
+            .queue
+            .enqueue(spec(kinds::FETCH_WINDOW, id))
+            .await
+            .unwrap();
+    }
+    wait_for(
+        "both windows to settle",
+        Duration::from_secs(60),
+        || async {
+            let a = state(&env, full_id).await.0;
+            let b = state(&env, empty_id).await.0;
+            (a.is_final() && b.is_final()).then_some(())
+        },
+    )
+    .await;
+    wait_for("the queue to drain", Duration::from_secs(10), || async {
+        let d = env.app.queue.depth("default").await.unwrap();
+        (d.ready + d.active + d.delayed + d.dead == 0).then_some(())
+    })
+    .await;
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+
+    assert_eq!(state(&env, full_id).await.0, WindowState::Archived);
+    assert_eq!(state(&env, empty_id).await.0, WindowState::Empty);
+    let key = archive_key(full.tenant, full.id, start, end);
+    let object = env.app.store.get(&key).await.unwrap();
+    let ctx = SealContext {
+        tenant: full.tenant,
+        zone: full.id,
+        window_start: start,
+        window_end: end,
+    };
+    let (_, opener) = open_with_kms(stages.kms.as_ref(), &object[..], Some(&ctx))
+        .await
+        .unwrap();
+    let mut plain = Vec::new();
+    opener.copy_to(&mut plain).unwrap();
+    assert_eq!(plain, expected);
+    assert_eq!(count(&env, "chain_links", full_id).await, 1);
+    assert_eq!(count(&env, "chain_links", empty_id).await, 1);
+    assert!(env.app.store.list_all("staging/").await.unwrap().is_empty());
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn concurrent_runs_of_each_stage_give_one_object_and_one_link() {
+    let env = TestEnv::new().await;
+    let stages = Stages::new(&env).await;
+    let zone = zone(&env, stages.kms.as_ref(), TOKEN).await;
+    let (id, start, end) = window(&env, &zone).await;
+    let expected = served(&stages.sim, &zone, start, end).await;
+
+    for kind in [
+        kinds::FETCH_WINDOW,
+        kinds::ENCRYPT_WINDOW,
+        kinds::UPLOAD_WINDOW,
+    ] {
+        let (a, b, c) = tokio::join!(
+            stages.run(spec(kind, id)),
+            stages.run(spec(kind, id)),
+            stages.run(spec(kind, id)),
+        );
+        for r in [a, b, c] {
+            r.unwrap_or_else(|e| panic!("{kind}: {e:?}"));
+        }
+    }
+
+    assert_eq!(state(&env, id).await.0, WindowState::Archived);
+    assert_eq!(count(&env, "archived_objects", id).await, 1);
+    assert_eq!(count(&env, "chain_links", id).await, 1);
+    assert_eq!(env.app.store.list_all("archive/").await.unwrap().len(), 1);
+    assert!(env.app.store.list_all("staging/").await.unwrap().is_empty());
+    let key = archive_key(zone.tenant, zone.id, start, end);
+    let object = env.app.store.get(&key).await.unwrap();
+    let (row_sha,): (Vec<u8>,) =
+        sqlx::query_as("SELECT object_sha256 FROM chain_links WHERE window_id = $1")
+            .bind(id)
+            .fetch_one(&env.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        row_sha,
+        rainlogs_shared::sealed::open::sha256(&object).to_vec(),
+        "the link commits to the object that stayed"
+    );
+    let ctx = SealContext {
+        tenant: zone.tenant,
+        zone: zone.id,
+        window_start: start,
+        window_end: end,
+    };
+    let (_, opener) = open_with_kms(stages.kms.as_ref(), &object[..], Some(&ctx))
+        .await
+        .unwrap();
+    let mut plain = Vec::new();
+    opener.copy_to(&mut plain).unwrap();
+    assert_eq!(plain, expected);
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn upload_refuses_a_tampered_archive_object_and_links_nothing() {
+    let env = TestEnv::new().await;
+    let stages = Stages::new(&env).await;
+    let zone = zone(&env, stages.kms.as_ref(), TOKEN).await;
+    let (id, start, end) = window(&env, &zone).await;
+    // An upload message ahead of its window is a no-op, not an error.
+    let early = stages.run(spec(kinds::UPLOAD_WINDOW, id)).await.unwrap();
+    assert!(early.next.is_empty());
+    assert_eq!(state(&env, id).await.0, WindowState::Planned);
+
+    stages.run(spec(kinds::FETCH_WINDOW, id)).await.unwrap();
+    stages.run(spec(kinds::ENCRYPT_WINDOW, id)).await.unwrap();
+    let key = archive_key(zone.tenant, zone.id, start, end);
+    let mut object = env.app.store.get(&key).await.unwrap().to_vec();
+    let middle = object.len() / 2;
+    object[middle] ^= 1;
+    env.app
+        .store
+        .put(&key, bytes::Bytes::from(object))
+        .await
+        .unwrap();
+
+    let err = stages
+        .run(spec(kinds::UPLOAD_WINDOW, id))
+        .await
+        .unwrap_err();
+    assert!(!err.is_retryable(), "{err:?}");
+    assert!(err.code.starts_with("sealed."), "{err:?}");
+    assert_eq!(state(&env, id).await.0, WindowState::Sealed);
+    assert_eq!(count(&env, "chain_links", id).await, 0);
+    assert_eq!(count(&env, "archived_objects", id).await, 0);
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn spooled_objects_larger_than_a_part_go_up_in_parts_intact() {
+    use std::io::Write;
+    let env = TestEnv::new().await;
+    let (spool, file) = rainlogs_shared::pipeline::Spool::create().unwrap();
+    let mut file = std::io::BufWriter::new(file);
+    let mut expected = Vec::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while expected.len() < rainlogs_shared::pipeline::PART_SIZE * 2 + 12345 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        expected.extend_from_slice(&x.to_le_bytes());
+    }
+    file.write_all(&expected).unwrap();
+    file.into_inner().unwrap().sync_all().unwrap();
+    rainlogs_shared::pipeline::put_file(&env.app.store, "staging/big.sealed", spool.path())
+        .await
+        .unwrap();
+    let back = env.app.store.get("staging/big.sealed").await.unwrap();
+    assert_eq!(back.len(), expected.len());
+    assert!(back[..] == expected[..], "multipart object differs");
+    let path = spool.path().to_owned();
+    drop(spool);
+    assert!(!path.exists(), "spool file removed");
+    env.teardown().await;
+}
