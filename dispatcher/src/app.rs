@@ -41,16 +41,12 @@ impl App {
         let client = redis::Client::open(secrecy::ExposeSecret::expose_secret(&redis.url))?;
         let store = ObjectStore::connect(&s3).await;
         store.check().await?;
-        let keyring_configured = [MasterKeyring::KEYS, MasterKeyring::KEYS_FILE]
-            .iter()
-            .any(|var| src.get(var).is_some());
-        let kms = if keyring_configured {
-            let keyring = MasterKeyring::from_source(src)?;
-            Some(rainlogs_kms::KmsService::new(
+        let kms = if MasterKeyring::configured(src) {
+            Some(rainlogs_kms::KmsService::from_config(
                 pool.clone(),
-                keyring,
+                src,
                 "dispatcher",
-            ))
+            )?)
         } else {
             None
         };

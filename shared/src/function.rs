@@ -141,3 +141,16 @@ pub fn unsupported_kind(function: &str, task: &TaskEnvelope) -> TaskError {
         ),
     )
 }
+
+/// Postgres and the archive bucket, both checked to answer: what every stage binary
+/// that touches the archive builds at start-up.
+pub async fn connect_stores(
+    src: &crate::config::ConfigSource,
+) -> anyhow::Result<(sqlx::PgPool, crate::storage::ObjectStore)> {
+    let db = crate::config::DatabaseConfig::from_source(src)?;
+    let s3 = crate::config::S3Config::from_source(src)?;
+    let pool = crate::db::connect(&db).await?;
+    let store = crate::storage::ObjectStore::connect(&s3).await;
+    store.check().await?;
+    Ok((pool, store))
+}

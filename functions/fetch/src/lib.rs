@@ -12,7 +12,7 @@ mod window;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rainlogs_shared::config::{ConfigSource, DatabaseConfig, S3Config};
+use rainlogs_shared::config::ConfigSource;
 use rainlogs_shared::function::{unsupported_kind, Function};
 use rainlogs_shared::kms::Kms;
 use rainlogs_shared::storage::ObjectStore;
@@ -75,13 +75,12 @@ impl FetchFunction {
 
     /// Builds the clients from configuration (needs a master keyring).
     pub async fn from_config(src: &ConfigSource) -> anyhow::Result<Self> {
-        let db = DatabaseConfig::from_source(src)?;
-        let s3 = S3Config::from_source(src)?;
-        let pool = rainlogs_shared::db::connect(&db).await?;
-        let store = ObjectStore::connect(&s3).await;
-        store.check().await?;
-        let keyring = rainlogs_kms::MasterKeyring::from_source(src)?;
-        let kms = Arc::new(rainlogs_kms::KmsService::new(pool.clone(), keyring, NAME));
+        let (pool, store) = rainlogs_shared::function::connect_stores(src).await?;
+        let kms = Arc::new(rainlogs_kms::KmsService::from_config(
+            pool.clone(),
+            src,
+            NAME,
+        )?);
         Ok(Self::with_clients(
             pool,
             store,

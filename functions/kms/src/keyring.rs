@@ -42,6 +42,13 @@ impl MasterKeyring {
     pub const KEYS_FILE: &'static str = "RAINLOGS_MASTER_KEYS_FILE";
     pub const ACTIVE: &'static str = "RAINLOGS_MASTER_KEY_ACTIVE";
 
+    /// Whether the configuration names a keyring at all (either variable set).
+    pub fn configured(src: &ConfigSource) -> bool {
+        [Self::KEYS, Self::KEYS_FILE]
+            .iter()
+            .any(|var| src.get(var).is_some())
+    }
+
     pub fn from_source(src: &ConfigSource) -> Result<Self, ConfigError> {
         let (var, text) = match (src.get(Self::KEYS), src.get(Self::KEYS_FILE)) {
             (Some(_), Some(_)) => {

@@ -121,6 +121,15 @@ impl Audit {
 }
 
 impl KmsService {
+    /// The service over `pool` with the keyring the configuration names.
+    pub fn from_config(
+        pool: PgPool,
+        src: &rainlogs_shared::config::ConfigSource,
+        actor: impl Into<String>,
+    ) -> Result<Self, rainlogs_shared::config::ConfigError> {
+        Ok(Self::new(pool, MasterKeyring::from_source(src)?, actor))
+    }
+
     pub fn new(pool: PgPool, keyring: MasterKeyring, actor: impl Into<String>) -> Self {
         Self {
             pool,

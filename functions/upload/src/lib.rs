@@ -12,7 +12,7 @@ mod window;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rainlogs_shared::config::{ConfigSource, DatabaseConfig, S3Config};
+use rainlogs_shared::config::ConfigSource;
 use rainlogs_shared::function::{unsupported_kind, Function};
 use rainlogs_shared::kms::Kms;
 use rainlogs_shared::storage::ObjectStore;
@@ -51,24 +51,14 @@ impl UploadFunction {
 
     /// Builds the clients from configuration and checks both services answer.
     pub async fn from_config(src: &ConfigSource) -> anyhow::Result<Self> {
-        let db = DatabaseConfig::from_source(src)?;
-        let s3 = S3Config::from_source(src)?;
-        let pool = rainlogs_shared::db::connect(&db).await?;
-        let store = ObjectStore::connect(&s3).await;
-        store.check().await?;
+        let (pool, store) = rainlogs_shared::function::connect_stores(src).await?;
         let function = Self::new(pool.clone(), store);
         // Without a master keyring the binary still serves the probe.
-        let keyring_configured = [
-            rainlogs_kms::MasterKeyring::KEYS,
-            rainlogs_kms::MasterKeyring::KEYS_FILE,
-        ]
-        .iter()
-        .any(|var| src.get(var).is_some());
-        if !keyring_configured {
+        if !rainlogs_kms::MasterKeyring::configured(src) {
             return Ok(function);
         }
-        let keyring = rainlogs_kms::MasterKeyring::from_source(src)?;
-        Ok(function.with_kms(Arc::new(rainlogs_kms::KmsService::new(pool, keyring, NAME))))
+        let kms = rainlogs_kms::KmsService::from_config(pool, src, NAME)?;
+        Ok(function.with_kms(Arc::new(kms)))
     }
 }
 
