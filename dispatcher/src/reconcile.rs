@@ -1,0 +1,172 @@
+//! The scheduler and the reconciler: Postgres (the window ledger) is the truth, Redis
+//! only carries messages about it, so both re-derive what to enqueue from the ledger.
+//!
+//! - [`plan_and_enqueue`] plans the windows of every non-paused zone
+//!   ([`ledger::plan_zone`]) and enqueues a `fetch.window` task for each `planned` window;
+//! - [`reconcile`] re-enqueues the task a window in flight waits for once it has sat in
+//!   its state longer than a timeout (planned/fetching → fetch, staged → encrypt,
+//!   sealed → upload), so emptying Redis entirely loses nothing.
+//!
+//! Both use the stages' own idempotency keys (`{kind}:{window_id}`), so a task that is
+//! still pending or active absorbs the new one: running either any number of times never
+//! puts two live messages for one (kind, window) in the queue. Both read the ledger in
+//! keyset-paged batches of [`BATCH`] rows, so memory stays bounded whatever the backlog.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rainlogs_shared::db::DbError;
+use rainlogs_shared::error::{Classify, ErrorClass};
+use rainlogs_shared::ledger::{self, WindowState};
+use rainlogs_shared::pipeline::WindowTask;
+use rainlogs_shared::task::{kinds, TaskSpec};
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::queue::{Enqueued, QueueError};
+
+/// Rows read from the ledger (and tasks pushed to Redis) per round trip.
+pub const BATCH: i64 = 500;
+
+/// Why a scheduling or reconciling pass stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("scheduler: {0}")]
+    Db(#[from] DbError),
+    #[error("scheduler: {0}")]
+    Queue(#[from] QueueError),
+}
+
+impl Classify for ReconcileError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            ReconcileError::Db(e) => e.class(),
+            // Redis is transport: a failed push is retried on the next pass.
+            ReconcileError::Queue(_) => ErrorClass::Retryable,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ReconcileError::Db(e) => e.code(),
+            ReconcileError::Queue(_) => "queue.unavailable",
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Windows newly added to the ledger (scheduler only).
+    pub planned: u64,
+    /// Tasks that entered the queue.
+    pub enqueued: u64,
+    /// Tasks absorbed by a pending or active task with the same idempotency key.
+    pub duplicates: u64,
+}
+
+impl PassReport {
+    fn count(&mut self, outcomes: &[Enqueued]) {
+        for o in outcomes {
+            match o {
+                Enqueued::New(_) => self.enqueued += 1,
+                Enqueued::Duplicate { .. } => self.duplicates += 1,
+            }
+        }
+    }
+}
+
+/// The task kind a window in `state` waits for, if any.
+pub fn next_kind(state: WindowState) -> Option<&'static str> {
+    match state {
+        WindowState::Planned | WindowState::Fetching => Some(kinds::FETCH_WINDOW),
+        WindowState::Staged => Some(kinds::ENCRYPT_WINDOW),
+        WindowState::Sealed => Some(kinds::UPLOAD_WINDOW),
+        _ => None,
+    }
+}
+
+/// Plans every non-paused zone up to `now` and enqueues `fetch.window` for every
+/// window in `planned` (new or left over; duplicates of pending tasks collapse).
+pub async fn plan_and_enqueue(app: &App, now: DateTime<Utc>) -> Result<PassReport, ReconcileError> {
+    let mut report = PassReport::default();
+    let mut after = Uuid::nil();
+    loop {
+        let zones: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM zones WHERE NOT paused AND id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(BATCH)
+        .fetch_all(&app.pool)
+        .await
+        .map_err(|e| DbError::query("list zones to plan", e))?;
+        let Some(last) = zones.last().copied() else {
+            break;
+        };
+        for zone in zones {
+            report.planned += ledger::plan_zone(&app.pool, zone, now).await?;
+        }
+        after = last;
+    }
+    let mut after_id = 0i64;
+    loop {
+        // Paused zones keep their planned windows parked until they resume.
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT w.id FROM windows w JOIN zones z ON z.id = w.zone_id
+             WHERE w.state = 'planned' AND NOT z.paused AND w.id > $1
+             ORDER BY w.id LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(BATCH)
+        .fetch_all(&app.pool)
+        .await
+        .map_err(|e| DbError::query("list planned windows", e))?;
+        let Some(last) = ids.last().copied() else {
+            break;
+        };
+        let specs: Vec<TaskSpec> = ids
+            .into_iter()
+            .map(|window_id| WindowTask { window_id }.spec(kinds::FETCH_WINDOW))
+            .collect();
+        report.count(&app.queue.enqueue_many(specs).await?);
+        after_id = last;
+    }
+    Ok(report)
+}
+
+/// Re-enqueues the next task of every window in flight (planned, fetching, staged,
+/// sealed) whose state is older than `older_than`.
+pub async fn reconcile(app: &App, older_than: Duration) -> Result<PassReport, ReconcileError> {
+    let cutoff =
+        Utc::now() - chrono::TimeDelta::from_std(older_than).unwrap_or(chrono::TimeDelta::MAX);
+    let mut report = PassReport::default();
+    let mut after_id = 0i64;
+    loop {
+        let rows: Vec<(i64, WindowState)> = sqlx::query_as(
+            "SELECT w.id, w.state FROM windows w JOIN zones z ON z.id = w.zone_id
+             WHERE w.state IN ('planned', 'fetching', 'staged', 'sealed')
+               AND w.state_since < $1 AND NOT z.paused AND w.id > $2
+             ORDER BY w.id LIMIT $3",
+        )
+        .bind(cutoff)
+        .bind(after_id)
+        .bind(BATCH)
+        .fetch_all(&app.pool)
+        .await
+        .map_err(|e| DbError::query("list stuck windows", e))?;
+        let Some(&(last, _)) = rows.last() else {
+            break;
+        };
+        let specs: Vec<TaskSpec> = rows
+            .into_iter()
+            .filter_map(|(window_id, state)| {
+                next_kind(state).map(|kind| WindowTask { window_id }.spec(kind))
+            })
+            .collect();
+        if !specs.is_empty() {
+            report.count(&app.queue.enqueue_many(specs).await?);
+        }
+        after_id = last;
+    }
+    Ok(report)
+}

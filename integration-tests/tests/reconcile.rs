@@ -1,0 +1,178 @@
+//! The scheduler and reconciler against real Postgres and Redis: planning enqueues one
+//! `fetch.window` per planned window; a second pass adds nothing while those are
+//! pending; after the deployment's Redis keys are wiped, the reconciler re-enqueues
+//! every window stuck past the timeout with the task its state waits for.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use rainlogs_dispatcher::reconcile::{self, PassReport};
+use rainlogs_integration_tests::TestEnv;
+use rainlogs_shared::config::RedisConfig;
+use rainlogs_shared::pipeline::PIPELINE_QUEUE;
+use rainlogs_shared::task::{kinds, TaskEnvelope};
+use secrecy::ExposeSecret;
+
+/// (kind, window_id) of every task stored in the pipeline queue.
+async fn queued(env: &TestEnv) -> BTreeMap<(String, i64), usize> {
+    let cfg = RedisConfig::from_source(&env.src).expect("redis config");
+    let client = redis::Client::open(cfg.url.expose_secret().to_owned()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connects");
+    let raw: Vec<Vec<u8>> = redis::cmd("HVALS")
+        .arg(env.app.queue.keys().tasks(PIPELINE_QUEUE))
+        .query_async(&mut conn)
+        .await
+        .expect("HVALS tasks");
+    let mut out = BTreeMap::new();
+    for r in raw {
+        let env = TaskEnvelope::parse(&r).expect("stored envelope parses");
+        let id = env.payload["window_id"].as_i64().expect("window_id");
+        *out.entry((env.kind, id)).or_insert(0) += 1;
+    }
+    out
+}
+
+/// Deletes every Redis key of this test's prefix (FLUSHALL for one deployment).
+async fn flush_prefix(env: &TestEnv) {
+    let cfg = RedisConfig::from_source(&env.src).expect("redis config");
+    let client = redis::Client::open(cfg.url.expose_secret().to_owned()).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connects");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*", cfg.key_prefix))
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    assert!(!keys.is_empty(), "the queue left keys to delete");
+    let _: () = redis::cmd("DEL")
+        .arg(keys)
+        .query_async(&mut conn)
+        .await
+        .expect("DEL");
+}
+
+#[tokio::test]
+async fn plan_dedup_and_reconcile_after_redis_loss() {
+    let env = TestEnv::new().await;
+    let now = Utc::now();
+    let zone = env.insert_zone(60, now - TimeDelta::minutes(10)).await;
+    let paused = env.insert_zone(60, now - TimeDelta::minutes(10)).await;
+    sqlx::query("UPDATE zones SET paused = true WHERE id = $1")
+        .bind(paused)
+        .execute(&env.app.pool)
+        .await
+        .unwrap();
+
+    let first = reconcile::plan_and_enqueue(&env.app, now).await.unwrap();
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM windows WHERE zone_id = $1 ORDER BY id")
+        .bind(zone)
+        .fetch_all(&env.app.pool)
+        .await
+        .unwrap();
+    assert!(ids.len() >= 8, "ten minutes back plans about nine windows");
+    assert_eq!(
+        first,
+        PassReport {
+            planned: ids.len() as u64,
+            enqueued: ids.len() as u64,
+            duplicates: 0
+        }
+    );
+    let paused_windows: i64 = sqlx::query_scalar("SELECT count(*) FROM windows WHERE zone_id = $1")
+        .bind(paused)
+        .fetch_one(&env.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(paused_windows, 0, "a paused zone is not planned");
+    let expected: BTreeMap<(String, i64), usize> = ids
+        .iter()
+        .map(|&id| ((kinds::FETCH_WINDOW.to_owned(), id), 1))
+        .collect();
+    assert_eq!(queued(&env).await, expected);
+
+    // Second pass: nothing new is planned, every task collapses onto the pending one.
+    let second = reconcile::plan_and_enqueue(&env.app, now).await.unwrap();
+    assert_eq!(
+        second,
+        PassReport {
+            planned: 0,
+            enqueued: 0,
+            duplicates: ids.len() as u64
+        }
+    );
+    assert_eq!(queued(&env).await, expected);
+
+    // Windows are fresh: a reconcile with a long timeout touches nothing.
+    let idle = reconcile::reconcile(&env.app, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(idle, PassReport::default());
+
+    // Move windows along by hand, age them, and lose Redis entirely.
+    sqlx::query("UPDATE windows SET state = 'fetching' WHERE id = $1")
+        .bind(ids[1])
+        .execute(&env.app.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE windows SET state = 'staged' WHERE id = $1")
+        .bind(ids[2])
+        .execute(&env.app.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE windows SET state = 'sealed' WHERE id = $1")
+        .bind(ids[3])
+        .execute(&env.app.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE windows SET state = 'archived' WHERE id = $1")
+        .bind(ids[4])
+        .execute(&env.app.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE windows SET state_since = now() - interval '10 minutes'")
+        .execute(&env.app.pool)
+        .await
+        .unwrap();
+    flush_prefix(&env).await;
+    assert!(queued(&env).await.is_empty());
+
+    let rescued = reconcile::reconcile(&env.app, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let in_flight = ids.len() as u64 - 1;
+    assert_eq!(
+        rescued,
+        PassReport {
+            planned: 0,
+            enqueued: in_flight,
+            duplicates: 0
+        }
+    );
+    let mut expected: BTreeMap<(String, i64), usize> = BTreeMap::new();
+    for (i, &id) in ids.iter().enumerate() {
+        let kind = match i {
+            2 => kinds::ENCRYPT_WINDOW,
+            3 => kinds::UPLOAD_WINDOW,
+            4 => continue,
+            _ => kinds::FETCH_WINDOW,
+        };
+        expected.insert((kind.to_owned(), id), 1);
+    }
+    assert_eq!(queued(&env).await, expected);
+
+    // Reconciling again while those are pending adds nothing.
+    let again = reconcile::reconcile(&env.app, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(again.enqueued, 0);
+    assert_eq!(again.duplicates, in_flight);
+    assert_eq!(queued(&env).await, expected);
+
+    env.teardown().await;
+}
