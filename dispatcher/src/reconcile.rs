@@ -15,11 +15,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use rainlogs_shared::config::{ConfigError, ConfigSource};
 use rainlogs_shared::db::DbError;
 use rainlogs_shared::error::{Classify, ErrorClass};
 use rainlogs_shared::ledger::{self, WindowState};
 use rainlogs_shared::pipeline::WindowTask;
 use rainlogs_shared::task::{kinds, TaskSpec};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::app::App;
@@ -169,4 +171,62 @@ pub async fn reconcile(app: &App, older_than: Duration) -> Result<PassReport, Re
         after_id = last;
     }
     Ok(report)
+}
+
+/// How often the scheduler runs and when a window counts as stuck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchedulerConfig {
+    /// Pause between passes; zero turns the scheduler and reconciler off in this process.
+    pub interval: Duration,
+    /// A window in flight longer than this in one state is re-enqueued.
+    pub reconcile_after: Duration,
+}
+
+impl SchedulerConfig {
+    pub const INTERVAL_MS: &'static str = "RAINLOGS_SCHEDULER_INTERVAL_MS";
+    pub const RECONCILE_AFTER_MS: &'static str = "RAINLOGS_RECONCILE_AFTER_MS";
+
+    pub fn from_source(src: &ConfigSource) -> Result<Self, ConfigError> {
+        Ok(Self {
+            interval: src.duration_ms_or(Self::INTERVAL_MS, Duration::from_secs(15))?,
+            reconcile_after: src
+                .duration_ms_or(Self::RECONCILE_AFTER_MS, Duration::from_secs(300))?,
+        })
+    }
+}
+
+/// Plans, enqueues and reconciles every `cfg.interval` until `shutdown` turns true.
+/// A failed pass is logged and retried on the next tick: the ledger is unchanged by a
+/// failure, so nothing is lost by waiting.
+pub async fn run_loop(app: App, cfg: SchedulerConfig, mut shutdown: watch::Receiver<bool>) {
+    if cfg.interval.is_zero() {
+        tracing::info!("scheduler off ({} = 0)", SchedulerConfig::INTERVAL_MS);
+        return;
+    }
+    let mut tick = tokio::time::interval(cfg.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+        match plan_and_enqueue(&app, Utc::now()).await {
+            Ok(r) if r.planned + r.enqueued > 0 => {
+                tracing::info!(planned = r.planned, enqueued = r.enqueued, "scheduler pass")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(code = e.code(), error = %e, "scheduler pass failed"),
+        }
+        match reconcile(&app, cfg.reconcile_after).await {
+            Ok(r) if r.enqueued > 0 => {
+                tracing::info!(
+                    enqueued = r.enqueued,
+                    "reconciler re-enqueued stuck windows"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(code = e.code(), error = %e, "reconciler pass failed"),
+        }
+    }
+    tracing::info!("scheduler stopped");
 }

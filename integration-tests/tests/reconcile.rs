@@ -176,3 +176,61 @@ async fn plan_dedup_and_reconcile_after_redis_loss() {
 
     env.teardown().await;
 }
+
+/// The background loop `rainlogs run` starts: it plans and enqueues on its own, and
+/// stops when the shutdown signal fires.
+#[tokio::test]
+async fn run_loop_plans_until_shutdown() {
+    let env = TestEnv::new().await;
+    let zone = env
+        .insert_zone(60, Utc::now() - TimeDelta::minutes(5))
+        .await;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let cfg = reconcile::SchedulerConfig {
+        interval: Duration::from_millis(50),
+        reconcile_after: Duration::from_secs(300),
+    };
+    let handle = tokio::spawn(reconcile::run_loop(env.app.clone(), cfg, rx));
+    let windows: i64 = rainlogs_integration_tests::wait_for(
+        "the loop plans and enqueues the zone",
+        Duration::from_secs(30),
+        || async {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM windows WHERE zone_id = $1")
+                .bind(zone)
+                .fetch_one(&env.app.pool)
+                .await
+                .ok()?;
+            (n > 0 && queued(&env).await.len() as i64 == n).then_some(n)
+        },
+    )
+    .await;
+    assert!(windows >= 3);
+    tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), handle)
+        .await
+        .expect("the loop stops on shutdown")
+        .expect("the loop does not panic");
+    env.teardown().await;
+}
+
+#[test]
+fn scheduler_config_defaults_and_overrides() {
+    use rainlogs_dispatcher::reconcile::SchedulerConfig;
+    use rainlogs_shared::config::ConfigSource;
+    let d = SchedulerConfig::from_source(&ConfigSource::from_pairs(Vec::<(String, String)>::new()))
+        .unwrap();
+    assert_eq!(d.interval, Duration::from_secs(15));
+    assert_eq!(d.reconcile_after, Duration::from_secs(300));
+    let o = SchedulerConfig::from_source(&ConfigSource::from_pairs([
+        (SchedulerConfig::INTERVAL_MS, "0"),
+        (SchedulerConfig::RECONCILE_AFTER_MS, "1000"),
+    ]))
+    .unwrap();
+    assert!(o.interval.is_zero());
+    assert_eq!(o.reconcile_after, Duration::from_secs(1));
+    assert!(SchedulerConfig::from_source(&ConfigSource::from_pairs([(
+        SchedulerConfig::INTERVAL_MS,
+        "soon"
+    )]))
+    .is_err());
+}

@@ -1,5 +1,6 @@
 //! `rainlogs run`: the dispatcher process — configuration, invoker, metrics endpoint,
-//! signal handling and the worker, until SIGTERM/SIGINT and a graceful shutdown.
+//! signal handling, the window scheduler/reconciler ([`crate::reconcile`]) and the
+//! worker, until SIGTERM/SIGINT and a graceful shutdown.
 
 use std::process::ExitCode;
 
@@ -17,6 +18,7 @@ pub(crate) async fn run(src: &ConfigSource, queues: Vec<String>) -> anyhow::Resu
         cfg.queues = crate::config::parse_queues(&queues.join(","), cfg.queues[0].concurrency)
             .map_err(|e| anyhow::anyhow!("--queues: {e}"))?;
     }
+    let scheduler = crate::reconcile::SchedulerConfig::from_source(src)?;
     let app = App::connect(src).await?;
     rainlogs_shared::db::migrate(&app.pool).await?;
     let (tx, rx) = watch::channel(false);
@@ -36,6 +38,11 @@ pub(crate) async fn run(src: &ConfigSource, queues: Vec<String>) -> anyhow::Resu
         tracing::info!(?grace, "shutdown requested; finishing in-flight tasks");
         let _ = tx.send(true);
     });
+    let planner = tokio::spawn(crate::reconcile::run_loop(
+        app.clone(),
+        scheduler,
+        rx.clone(),
+    ));
     let names: Vec<&str> = cfg.queues.iter().map(|q| q.name.as_str()).collect();
     tracing::info!(queues = ?names, invoker = ?cfg.invoker, "dispatcher running");
     app.worker_with(cfg, invoker)
@@ -43,6 +50,7 @@ pub(crate) async fn run(src: &ConfigSource, queues: Vec<String>) -> anyhow::Resu
         .run(rx)
         .await
         .context("dispatcher")?;
+    planner.await.context("scheduler task panicked")?;
     tracing::info!("dispatcher stopped");
     Ok(ExitCode::SUCCESS)
 }
