@@ -6,6 +6,8 @@ pub mod kms;
 mod probe;
 mod queue;
 mod run;
+pub mod tenant;
+pub mod zone;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -52,6 +54,17 @@ pub enum Command {
         #[command(subcommand)]
         command: kms::KmsCommand,
     },
+    /// Tenants: add, list.
+    Tenant {
+        #[command(subcommand)]
+        command: tenant::TenantCommand,
+    },
+    /// Zones: add (token read from an env var, stored encrypted), list, pause, resume,
+    /// coverage.
+    Zone {
+        #[command(subcommand)]
+        command: zone::ZoneCommand,
+    },
     /// Open a sealed object offline and write its NDJSON to stdout.
     Decrypt(decrypt::DecryptArgs),
 }
@@ -94,6 +107,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             result
         }
         Command::Kms { command } => kms::run(&src, command).await,
+        Command::Tenant { command } => tenant::run(&src, command).await,
+        Command::Zone { command } => zone::run(&src, command).await,
         Command::Decrypt(args) => decrypt::run(&src, &args).await,
     }
 }

@@ -1,0 +1,392 @@
+//! `rainlogs zone add|list|pause|resume|coverage`: the Cloudflare zones of a tenant.
+//!
+//! The API token is read from an environment variable named on the command line (never
+//! from argv, which other users can read in `ps`) and stored only sealed by the kms,
+//! bound to (tenant, zone, `cloudflare-token`). Coverage reads the window ledger and
+//! says, minute range by minute range, what is archived, empty, failed, in flight or
+//! missing (no window planned at all). The functions work on a pool so tests drive the
+//! same code as the CLI.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::{DateTime, TimeDelta, Utc};
+use rainlogs_shared::config::{ConfigSource, DatabaseConfig};
+use rainlogs_shared::db::DbError;
+use rainlogs_shared::kms::{KeyError, Kms, SecretBinding};
+use rainlogs_shared::ledger::{self, Window, WindowState};
+use rainlogs_shared::pipeline::CLOUDFLARE_TOKEN_PURPOSE;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// The furthest back a zone can start: Logpull keeps 7 days.
+pub const MAX_BACKFILL_MINUTES: i64 = 7 * 24 * 60;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ZoneCommand {
+    /// Add a zone to a tenant; its token is read from the environment variable named by
+    /// --token-env and stored encrypted.
+    Add {
+        /// Tenant name.
+        #[arg(long)]
+        tenant: String,
+        /// Cloudflare zone id (32 lowercase hex characters).
+        #[arg(long)]
+        zone_id: String,
+        /// Display name (usually the domain).
+        #[arg(long)]
+        name: String,
+        /// Window length in seconds (15-3600).
+        #[arg(long, default_value_t = 60)]
+        cadence_seconds: i32,
+        /// How far back to start archiving, in minutes (at most 7 days).
+        #[arg(long, default_value_t = 30)]
+        backfill_minutes: i64,
+        /// Name of the environment variable holding the Cloudflare API token.
+        #[arg(long)]
+        token_env: String,
+    },
+    /// List zones with their tenant and state.
+    List,
+    /// Stop planning and enqueuing the zone's windows.
+    Pause { zone: String },
+    /// Resume a paused zone.
+    Resume { zone: String },
+    /// Which minutes of the zone are archived, empty, failed, in flight or missing.
+    Coverage {
+        zone: String,
+        /// Start (RFC 3339); default: the zone's backfill start.
+        #[arg(long)]
+        from: Option<DateTime<Utc>>,
+        /// End (RFC 3339); default: now.
+        #[arg(long)]
+        to: Option<DateTime<Utc>>,
+    },
+}
+
+/// Why a zone operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ZoneError {
+    #[error("zone id must be 32 lowercase hex characters")]
+    InvalidZoneId,
+    #[error("cadence must be 15-3600 seconds, got {0}")]
+    InvalidCadence(i32),
+    #[error("backfill must be 0-{MAX_BACKFILL_MINUTES} minutes, got {0}")]
+    InvalidBackfill(i64),
+    #[error("the Cloudflare token is empty")]
+    EmptyToken,
+    #[error("no tenant named {0:?}")]
+    UnknownTenant(String),
+    #[error("no zone {0:?} (give its Cloudflare zone id or its Rainlogs id)")]
+    UnknownZone(String),
+    #[error("zone {0} is already registered")]
+    Exists(String),
+    #[error("coverage range is empty: --from must be before --to")]
+    EmptyRange,
+    #[error("storing the token: {0}")]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// What `zone add` registers.
+pub struct NewZone<'a> {
+    pub tenant: &'a str,
+    pub cf_zone_id: &'a str,
+    pub name: &'a str,
+    pub cadence_seconds: i32,
+    pub backfill_minutes: i64,
+}
+
+/// One row of `zone list`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ZoneRow {
+    pub id: Uuid,
+    pub tenant: String,
+    pub cf_zone_id: String,
+    pub name: String,
+    pub cadence_seconds: i32,
+    pub paused: bool,
+    pub has_token: bool,
+    pub last_error: Option<String>,
+}
+
+/// Registers a zone with its token sealed by `kms`; returns the zone's Rainlogs id.
+pub async fn add(
+    pool: &PgPool,
+    kms: &dyn Kms,
+    zone: &NewZone<'_>,
+    token: &SecretString,
+    now: DateTime<Utc>,
+) -> Result<Uuid, ZoneError> {
+    let cf = zone.cf_zone_id;
+    if cf.len() != 32 || !cf.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(ZoneError::InvalidZoneId);
+    }
+    if !(15..=3600).contains(&zone.cadence_seconds) {
+        return Err(ZoneError::InvalidCadence(zone.cadence_seconds));
+    }
+    if !(0..=MAX_BACKFILL_MINUTES).contains(&zone.backfill_minutes) {
+        return Err(ZoneError::InvalidBackfill(zone.backfill_minutes));
+    }
+    if token.expose_secret().trim().is_empty() {
+        return Err(ZoneError::EmptyToken);
+    }
+    let tenant: Uuid = sqlx::query_scalar("SELECT id FROM tenants WHERE name = $1")
+        .bind(zone.tenant)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| DbError::query("find tenant", e))?
+        .ok_or_else(|| ZoneError::UnknownTenant(zone.tenant.to_owned()))?;
+    let id = Uuid::new_v4();
+    let binding = SecretBinding {
+        tenant,
+        zone: id,
+        purpose: CLOUDFLARE_TOKEN_PURPOSE.to_owned(),
+    };
+    let sealed = kms
+        .encrypt_secret(&binding, token.expose_secret().as_bytes())
+        .await?;
+    let inserted = sqlx::query(
+        "INSERT INTO zones (id, tenant_id, cf_zone_id, name, cadence_seconds, backfill_from,
+                            token_ciphertext)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (cf_zone_id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(tenant)
+    .bind(cf)
+    .bind(zone.name)
+    .bind(zone.cadence_seconds)
+    .bind(now - TimeDelta::minutes(zone.backfill_minutes))
+    .bind(sealed)
+    .execute(pool)
+    .await
+    .map_err(|e| DbError::query("insert zone", e))?;
+    if inserted.rows_affected() == 0 {
+        return Err(ZoneError::Exists(cf.to_owned()));
+    }
+    Ok(id)
+}
+
+/// Every zone, by tenant and name.
+pub async fn list(pool: &PgPool) -> Result<Vec<ZoneRow>, ZoneError> {
+    Ok(sqlx::query_as(
+        "SELECT z.id, t.name AS tenant, z.cf_zone_id, z.name, z.cadence_seconds, z.paused,
+                z.token_ciphertext IS NOT NULL AS has_token, z.last_error
+         FROM zones z JOIN tenants t ON t.id = z.tenant_id ORDER BY t.name, z.name",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|e| DbError::query("list zones", e))?)
+}
+
+/// The Rainlogs id of a zone given by its Cloudflare zone id or its Rainlogs id.
+pub async fn resolve(pool: &PgPool, zone: &str) -> Result<Uuid, ZoneError> {
+    let by_id = Uuid::parse_str(zone).ok();
+    sqlx::query_scalar("SELECT id FROM zones WHERE cf_zone_id = $1 OR id = $2")
+        .bind(zone)
+        .bind(by_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| DbError::query("find zone", e))?
+        .ok_or_else(|| ZoneError::UnknownZone(zone.to_owned()))
+}
+
+/// Pauses or resumes a zone; returns its Rainlogs id.
+pub async fn set_paused(pool: &PgPool, zone: &str, paused: bool) -> Result<Uuid, ZoneError> {
+    let id = resolve(pool, zone).await?;
+    sqlx::query("UPDATE zones SET paused = $2 WHERE id = $1")
+        .bind(id)
+        .bind(paused)
+        .execute(pool)
+        .await
+        .map_err(|e| DbError::query("pause zone", e))?;
+    Ok(id)
+}
+
+/// What a span of time is, for coverage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Cover {
+    Archived,
+    Empty,
+    Failed,
+    InFlight,
+    Pruned,
+    /// No window covers it.
+    Missing,
+}
+
+impl Cover {
+    fn of(state: WindowState) -> Self {
+        match state {
+            WindowState::Archived => Cover::Archived,
+            WindowState::Empty => Cover::Empty,
+            WindowState::FailedPermanent => Cover::Failed,
+            WindowState::Pruned => Cover::Pruned,
+            WindowState::Planned
+            | WindowState::Fetching
+            | WindowState::Staged
+            | WindowState::Sealed => Cover::InFlight,
+        }
+    }
+}
+
+/// A zone's coverage of `[from, to)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coverage {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Windows per state.
+    pub states: BTreeMap<WindowStateName, u64>,
+    /// Maximal contiguous spans of one kind, in time order; adjacent spans of the same
+    /// kind are merged.
+    pub spans: Vec<(Cover, DateTime<Utc>, DateTime<Utc>)>,
+}
+
+/// A window state's name, ordered for printing.
+pub type WindowStateName = String;
+
+/// Coverage of `[from, to)` from the windows overlapping it (in time order, as
+/// [`ledger::windows_between`] returns them). Time no window covers is `Missing`.
+pub fn coverage_of(windows: &[Window], from: DateTime<Utc>, to: DateTime<Utc>) -> Coverage {
+    let mut states = BTreeMap::new();
+    let mut spans: Vec<(Cover, DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+    let mut push = |kind: Cover, start: DateTime<Utc>, end: DateTime<Utc>| {
+        if start >= end {
+            return;
+        }
+        match spans.last_mut() {
+            Some((k, _, e)) if *k == kind && *e == start => *e = end,
+            _ => spans.push((kind, start, end)),
+        }
+    };
+    let mut cursor = from;
+    for w in windows {
+        *states.entry(state_name(w.state)).or_insert(0) += 1;
+        let start = w.start_at.max(from);
+        let end = w.end_at.min(to);
+        if start > cursor {
+            push(Cover::Missing, cursor, start);
+        }
+        // Overlapping windows (a split) count from where the previous one ended.
+        push(Cover::of(w.state), start.max(cursor), end);
+        cursor = cursor.max(end);
+    }
+    push(Cover::Missing, cursor, to);
+    Coverage {
+        from,
+        to,
+        states,
+        spans,
+    }
+}
+
+fn state_name(s: WindowState) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{s:?}"))
+}
+
+/// Coverage of a zone over `[from, to)`; defaults: its backfill start, and `now`.
+pub async fn coverage(
+    pool: &PgPool,
+    zone: &str,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<Coverage, ZoneError> {
+    let id = resolve(pool, zone).await?;
+    let backfill: DateTime<Utc> =
+        sqlx::query_scalar("SELECT backfill_from FROM zones WHERE id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .map_err(|e| DbError::query("read zone", e))?;
+    let from = from.unwrap_or(backfill);
+    let to = to.unwrap_or(now);
+    if from >= to {
+        return Err(ZoneError::EmptyRange);
+    }
+    let windows = ledger::windows_between(pool, id, from, to).await?;
+    Ok(coverage_of(&windows, from, to))
+}
+
+pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<ExitCode> {
+    let pool = rainlogs_shared::db::connect(&DatabaseConfig::from_source(src)?).await?;
+    match cmd {
+        ZoneCommand::Add {
+            tenant,
+            zone_id,
+            name,
+            cadence_seconds,
+            backfill_minutes,
+            token_env,
+        } => {
+            let token = std::env::var(&token_env)
+                .map(SecretString::from)
+                .with_context(|| {
+                    format!("--token-env: environment variable {token_env} is not set")
+                })?;
+            let keyring = rainlogs_kms::MasterKeyring::from_source(src)?;
+            let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+            let kms =
+                rainlogs_kms::KmsService::new(pool.clone(), keyring, format!("cli:{user}:zone"));
+            let zone = NewZone {
+                tenant: &tenant,
+                cf_zone_id: &zone_id,
+                name: &name,
+                cadence_seconds,
+                backfill_minutes,
+            };
+            let id = add(&pool, &kms, &zone, &token, Utc::now()).await?;
+            println!("zone {name} ({zone_id}) added to {tenant}: {id}");
+        }
+        ZoneCommand::List => {
+            for z in list(&pool).await? {
+                println!(
+                    "{}  {}  {:<20} {:<30} {:>5}s  {}{}{}",
+                    z.id,
+                    z.cf_zone_id,
+                    z.tenant,
+                    z.name,
+                    z.cadence_seconds,
+                    if z.paused { "paused" } else { "active" },
+                    if z.has_token { "" } else { "  (no token)" },
+                    z.last_error
+                        .map(|e| format!("  last error: {e}"))
+                        .unwrap_or_default(),
+                );
+            }
+        }
+        ZoneCommand::Pause { zone } => {
+            let id = set_paused(&pool, &zone, true).await?;
+            println!("zone {id} paused");
+        }
+        ZoneCommand::Resume { zone } => {
+            let id = set_paused(&pool, &zone, false).await?;
+            println!("zone {id} resumed");
+        }
+        ZoneCommand::Coverage { zone, from, to } => {
+            let c = coverage(&pool, &zone, from, to, Utc::now()).await?;
+            println!("coverage {} .. {}", c.from.to_rfc3339(), c.to.to_rfc3339());
+            for (state, n) in &c.states {
+                println!("  {state:<17} {n} windows");
+            }
+            let fmt = "%Y-%m-%dT%H:%M:%SZ";
+            for (kind, start, end) in &c.spans {
+                println!(
+                    "  {:<9} {} .. {}  ({} min)",
+                    format!("{kind:?}").to_lowercase(),
+                    start.format(fmt),
+                    end.format(fmt),
+                    (*end - *start).num_minutes()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,278 @@
+//! The operator functions behind `rainlogs tenant …` and `rainlogs zone …` against real
+//! Postgres and the kms: tenants and zones are added and listed, bad input is refused
+//! with its reason, the Cloudflare token is stored only sealed and opens for its own
+//! binding, pause/resume steer the scheduler, and coverage reports archived, empty,
+//! failed, in-flight and missing minute ranges.
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use rainlogs_dispatcher::cli::tenant::{self, TenantError};
+use rainlogs_dispatcher::cli::zone::{self, Cover, NewZone, ZoneError};
+use rainlogs_dispatcher::reconcile;
+use rainlogs_integration_tests::TestEnv;
+use rainlogs_kms::{KmsService, MasterKeyring};
+use rainlogs_shared::kms::{Kms, SecretBinding};
+use rainlogs_shared::pipeline::CLOUDFLARE_TOKEN_PURPOSE;
+use secrecy::SecretString;
+use uuid::Uuid;
+
+const MASTER: &str = "1:3232323232323232323232323232323232323232323232323232323232323232";
+const TOKEN: &str = "zone-cli-secret-token-value";
+const CF: &str = "0123456789abcdef0123456789abcdef";
+
+fn kms(env: &TestEnv) -> KmsService {
+    KmsService::new(
+        env.app.pool.clone(),
+        MasterKeyring::parse(MASTER, None).expect("keyring"),
+        "test",
+    )
+}
+
+fn new_zone<'a>(tenant: &'a str, cf: &'a str) -> NewZone<'a> {
+    NewZone {
+        tenant,
+        cf_zone_id: cf,
+        name: "example.com",
+        cadence_seconds: 60,
+        backfill_minutes: 30,
+    }
+}
+
+#[tokio::test]
+async fn tenants_and_zones_are_added_listed_and_validated() {
+    let env = TestEnv::new().await;
+    let pool = &env.app.pool;
+    let kms = kms(&env);
+    let token = SecretString::from(TOKEN);
+    let now = Utc::now();
+
+    let acme = tenant::add(pool, "acme", 30).await.unwrap();
+    assert!(matches!(
+        tenant::add(pool, "acme", 30).await,
+        Err(TenantError::Exists(_))
+    ));
+    assert!(matches!(
+        tenant::add(pool, "zero", 0).await,
+        Err(TenantError::InvalidRetention(0))
+    ));
+    assert!(matches!(
+        tenant::add(pool, "  ", 30).await,
+        Err(TenantError::InvalidName)
+    ));
+
+    let id = zone::add(pool, &kms, &new_zone("acme", CF), &token, now)
+        .await
+        .unwrap();
+    for (bad, want) in [
+        (
+            zone::add(pool, &kms, &new_zone("acme", "0123"), &token, now).await,
+            "InvalidZoneId",
+        ),
+        (
+            zone::add(
+                pool,
+                &kms,
+                &new_zone("nobody", &CF.replace('0', "1")),
+                &token,
+                now,
+            )
+            .await,
+            "UnknownTenant",
+        ),
+        (
+            zone::add(pool, &kms, &new_zone("acme", CF), &token, now).await,
+            "Exists",
+        ),
+        (
+            zone::add(
+                pool,
+                &kms,
+                &NewZone {
+                    backfill_minutes: 7 * 24 * 60 + 1,
+                    ..new_zone("acme", &CF.replace('1', "2"))
+                },
+                &token,
+                now,
+            )
+            .await,
+            "InvalidBackfill",
+        ),
+        (
+            zone::add(
+                pool,
+                &kms,
+                &new_zone("acme", &CF.replace('1', "3")),
+                &SecretString::from(" "),
+                now,
+            )
+            .await,
+            "EmptyToken",
+        ),
+    ] {
+        let err = bad.expect_err(want);
+        assert!(
+            format!("{err:?}").starts_with(want),
+            "{err:?} is not {want}"
+        );
+    }
+
+    // The token is stored sealed, opens for its binding and for no other zone.
+    let (blob, backfill): (Vec<u8>, DateTime<Utc>) =
+        sqlx::query_as("SELECT token_ciphertext, backfill_from FROM zones WHERE id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    // Postgres keeps microseconds.
+    let want = (now - TimeDelta::minutes(30))
+        .duration_trunc(TimeDelta::microseconds(1))
+        .unwrap();
+    assert_eq!(backfill, want);
+    assert!(!blob.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()));
+    let mut binding = SecretBinding {
+        tenant: acme,
+        zone: id,
+        purpose: CLOUDFLARE_TOKEN_PURPOSE.to_owned(),
+    };
+    let opened = kms.decrypt_secret(&binding, &blob).await.unwrap();
+    assert_eq!(&opened[..], TOKEN.as_bytes());
+    binding.zone = Uuid::new_v4();
+    assert!(kms.decrypt_secret(&binding, &blob).await.is_err());
+
+    let tenants = tenant::list(pool).await.unwrap();
+    assert_eq!(tenants.len(), 1);
+    assert_eq!(
+        (tenants[0].id, tenants[0].zones, tenants[0].retention_days),
+        (acme, 1, 30)
+    );
+    let zones = zone::list(pool).await.unwrap();
+    assert_eq!(zones.len(), 1);
+    assert_eq!(zones[0].id, id);
+    assert_eq!(zones[0].tenant, "acme");
+    assert!(zones[0].has_token && !zones[0].paused);
+
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn pause_resume_steer_the_scheduler() {
+    let env = TestEnv::new().await;
+    let pool = &env.app.pool;
+    tenant::add(pool, "acme", 30).await.unwrap();
+    let id = zone::add(
+        pool,
+        &kms(&env),
+        &new_zone("acme", CF),
+        &SecretString::from(TOKEN),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(zone::set_paused(pool, CF, true).await.unwrap(), id);
+    assert!(zone::list(pool).await.unwrap()[0].paused);
+    let r = reconcile::plan_and_enqueue(&env.app, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.planned, r.enqueued),
+        (0, 0),
+        "a paused zone is left alone"
+    );
+
+    // Resume by Rainlogs id works as well as by Cloudflare id.
+    assert_eq!(
+        zone::set_paused(pool, &id.to_string(), false)
+            .await
+            .unwrap(),
+        id
+    );
+    let r = reconcile::plan_and_enqueue(&env.app, Utc::now())
+        .await
+        .unwrap();
+    assert!(r.planned >= 28 && r.enqueued == r.planned, "{r:?}");
+    assert!(matches!(
+        zone::set_paused(pool, "ffffffffffffffffffffffffffffffff", true).await,
+        Err(ZoneError::UnknownZone(_))
+    ));
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn coverage_reports_every_kind_of_minute() {
+    let env = TestEnv::new().await;
+    let pool = &env.app.pool;
+    let now = Utc::now();
+    let zone = env.insert_zone(60, now - TimeDelta::minutes(20)).await;
+    rainlogs_shared::ledger::plan_zone(pool, zone, now)
+        .await
+        .unwrap();
+    let windows: Vec<(i64, DateTime<Utc>)> =
+        sqlx::query_as("SELECT id, start_at FROM windows WHERE zone_id = $1 ORDER BY start_at")
+            .bind(zone)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert!(windows.len() >= 12);
+    let t0 = windows[0].1;
+    let set = |i: usize, state: &'static str| {
+        let id = windows[i].0;
+        async move {
+            let sql = if state == "missing" {
+                "DELETE FROM windows WHERE id = $1".to_owned()
+            } else {
+                format!("UPDATE windows SET state = '{state}' WHERE id = $1")
+            };
+            sqlx::query(&sql).bind(id).execute(pool).await.unwrap();
+        }
+    };
+    // 0-2 archived, 3 empty, 4 archived, 5 missing, 6 failed, 7.. in flight (planned).
+    for i in 0..3 {
+        set(i, "archived").await;
+    }
+    set(3, "empty").await;
+    set(4, "archived").await;
+    set(5, "missing").await;
+    set(6, "failed_permanent").await;
+    set(7, "staged").await;
+
+    let to = t0 + TimeDelta::minutes(10);
+    let c = zone::coverage(pool, &zone.simple().to_string(), Some(t0), Some(to), now)
+        .await
+        .unwrap();
+    let m = |n: i64| t0 + TimeDelta::minutes(n);
+    assert_eq!(
+        c.spans,
+        vec![
+            (Cover::Archived, m(0), m(3)),
+            (Cover::Empty, m(3), m(4)),
+            (Cover::Archived, m(4), m(5)),
+            (Cover::Missing, m(5), m(6)),
+            (Cover::Failed, m(6), m(7)),
+            (Cover::InFlight, m(7), m(10)),
+        ]
+    );
+    let counts: Vec<(&str, u64)> = c.states.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("archived", 4),
+            ("empty", 1),
+            ("failed_permanent", 1),
+            ("planned", 2),
+            ("staged", 1)
+        ]
+    );
+
+    // Beyond the planned horizon is missing; an empty range is refused.
+    let later = now.duration_trunc(TimeDelta::minutes(1)).unwrap() + TimeDelta::minutes(5);
+    let tail = zone::coverage(pool, &zone.to_string(), Some(m(8)), Some(later), now)
+        .await
+        .unwrap();
+    assert_eq!(tail.spans.last().map(|s| s.0), Some(Cover::Missing));
+    assert_eq!(tail.spans.last().map(|s| s.2), Some(later));
+    assert!(matches!(
+        zone::coverage(pool, &zone.to_string(), Some(m(5)), Some(m(5)), now).await,
+        Err(ZoneError::EmptyRange)
+    ));
+    env.teardown().await;
+}
