@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use rainlogs_shared::config::{ConfigSource, DatabaseConfig};
 use rainlogs_shared::db::DbError;
+use rainlogs_shared::error::{Classify, ErrorClass};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -32,6 +33,24 @@ pub enum TenantError {
     Exists(String),
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+impl Classify for TenantError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            TenantError::Db(e) => e.class(),
+            _ => ErrorClass::Permanent,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            TenantError::InvalidName => "tenant.invalid_name",
+            TenantError::InvalidRetention(_) => "tenant.invalid_retention",
+            TenantError::Exists(_) => "tenant.exists",
+            TenantError::Db(e) => e.code(),
+        }
+    }
 }
 
 /// One row of `tenant list`.

@@ -14,6 +14,7 @@ use anyhow::Context;
 use chrono::{DateTime, TimeDelta, Utc};
 use rainlogs_shared::config::{ConfigSource, DatabaseConfig};
 use rainlogs_shared::db::DbError;
+use rainlogs_shared::error::{Classify, ErrorClass};
 use rainlogs_shared::kms::{KeyError, Kms, SecretBinding};
 use rainlogs_shared::ledger::{self, Window, WindowState};
 use rainlogs_shared::pipeline::CLOUDFLARE_TOKEN_PURPOSE;
@@ -89,6 +90,31 @@ pub enum ZoneError {
     Key(#[from] KeyError),
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+impl Classify for ZoneError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            ZoneError::Key(e) => e.class(),
+            ZoneError::Db(e) => e.class(),
+            _ => ErrorClass::Permanent,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ZoneError::InvalidZoneId => "zone.invalid_id",
+            ZoneError::InvalidCadence(_) => "zone.invalid_cadence",
+            ZoneError::InvalidBackfill(_) => "zone.invalid_backfill",
+            ZoneError::EmptyToken => "zone.empty_token",
+            ZoneError::UnknownTenant(_) => "zone.unknown_tenant",
+            ZoneError::UnknownZone(_) => "zone.unknown",
+            ZoneError::Exists(_) => "zone.exists",
+            ZoneError::EmptyRange => "zone.empty_range",
+            ZoneError::Key(e) => e.code(),
+            ZoneError::Db(e) => e.code(),
+        }
+    }
 }
 
 /// What `zone add` registers.
@@ -217,6 +243,19 @@ pub enum Cover {
     Pruned,
     /// No window covers it.
     Missing,
+}
+
+impl std::fmt::Display for Cover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Cover::Archived => "archived",
+            Cover::Empty => "empty",
+            Cover::Failed => "failed",
+            Cover::InFlight => "in flight",
+            Cover::Pruned => "pruned",
+            Cover::Missing => "missing",
+        })
+    }
 }
 
 impl Cover {
@@ -372,15 +411,15 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
         }
         ZoneCommand::Coverage { zone, from, to } => {
             let c = coverage(&pool, &zone, from, to, Utc::now()).await?;
-            println!("coverage {} .. {}", c.from.to_rfc3339(), c.to.to_rfc3339());
+            let fmt = "%Y-%m-%dT%H:%M:%SZ";
+            println!("coverage {} .. {}", c.from.format(fmt), c.to.format(fmt));
             for (state, n) in &c.states {
                 println!("  {state:<17} {n} windows");
             }
-            let fmt = "%Y-%m-%dT%H:%M:%SZ";
             for (kind, start, end) in &c.spans {
                 println!(
                     "  {:<9} {} .. {}  ({} min)",
-                    format!("{kind:?}").to_lowercase(),
+                    kind.to_string(),
                     start.format(fmt),
                     end.format(fmt),
                     (*end - *start).num_minutes()
