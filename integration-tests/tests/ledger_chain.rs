@@ -220,3 +220,115 @@ async fn concurrent_appends_build_one_unforked_chain_and_replays_return_the_same
     }
     env.teardown().await;
 }
+
+#[tokio::test]
+async fn verify_zone_accepts_a_valid_chain_and_finds_edits_and_removed_links() {
+    let env = TestEnv::new().await;
+    let now = Utc::now();
+    let zone = env.insert_zone(60, now - TimeDelta::minutes(12)).await;
+    ledger::plan_zone(&env.app.pool, zone, now).await.unwrap();
+    let windows = ledger::windows_between(&env.app.pool, zone, now - TimeDelta::hours(1), now)
+        .await
+        .unwrap();
+    assert!(windows.len() >= 8);
+    for (i, w) in windows.iter().take(8).enumerate() {
+        let input = LinkInput {
+            zone_id: zone,
+            window_start: w.start_at,
+            window_end: w.end_at,
+            content: if i % 2 == 0 {
+                LinkContent::Empty
+            } else {
+                LinkContent::Archived {
+                    object_sha256: [i as u8; 32],
+                    plaintext_sha256: [i as u8 ^ 0xff; 32],
+                    record_count: i as u64 * 7,
+                }
+            },
+        };
+        let mut tx = env.app.pool.begin().await.unwrap();
+        chain::append(&mut tx, w.id, &input).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    let report = chain::verify_zone(&env.app.pool, zone).await.unwrap();
+    assert_eq!(report.links_checked, 8);
+    assert!(report.is_valid(), "{report:?}");
+
+    // An edited record count breaks exactly that link.
+    sqlx::query(
+        "UPDATE chain_links SET record_count = record_count + 1 WHERE zone_id = $1 AND seq = 3",
+    )
+    .bind(zone)
+    .execute(&env.app.pool)
+    .await
+    .unwrap();
+    let report = chain::verify_zone(&env.app.pool, zone).await.unwrap();
+    assert_eq!(report.links_checked, 3);
+    assert_eq!(
+        report.first_break,
+        Some((3, chain::ChainBreak::HashMismatch))
+    );
+
+    sqlx::query(
+        "UPDATE chain_links SET record_count = record_count - 1 WHERE zone_id = $1 AND seq = 3",
+    )
+    .bind(zone)
+    .execute(&env.app.pool)
+    .await
+    .unwrap();
+    assert!(chain::verify_zone(&env.app.pool, zone)
+        .await
+        .unwrap()
+        .is_valid());
+
+    // A removed link is reported at the link after the hole.
+    sqlx::query("DELETE FROM chain_links WHERE zone_id = $1 AND seq = 5")
+        .bind(zone)
+        .execute(&env.app.pool)
+        .await
+        .unwrap();
+    let report = chain::verify_zone(&env.app.pool, zone).await.unwrap();
+    assert_eq!(report.links_checked, 5);
+    assert_eq!(
+        report.first_break,
+        Some((6, chain::ChainBreak::Gap { expected_seq: 5 }))
+    );
+
+    // An edited window row (the link commits to its bounds) breaks its link too.
+    let other = env.insert_zone(60, now - TimeDelta::minutes(5)).await;
+    ledger::plan_zone(&env.app.pool, other, now).await.unwrap();
+    let ws = ledger::windows_between(&env.app.pool, other, now - TimeDelta::hours(1), now)
+        .await
+        .unwrap();
+    let w = &ws[0];
+    let mut tx = env.app.pool.begin().await.unwrap();
+    chain::append(
+        &mut tx,
+        w.id,
+        &LinkInput {
+            zone_id: other,
+            window_start: w.start_at,
+            window_end: w.end_at,
+            content: LinkContent::Empty,
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert!(chain::verify_zone(&env.app.pool, other)
+        .await
+        .unwrap()
+        .is_valid());
+    sqlx::query("UPDATE windows SET end_at = end_at + interval '1 second' WHERE id = $1")
+        .bind(w.id)
+        .execute(&env.app.pool)
+        .await
+        .unwrap();
+    let report = chain::verify_zone(&env.app.pool, other).await.unwrap();
+    assert_eq!(
+        report.first_break,
+        Some((0, chain::ChainBreak::HashMismatch))
+    );
+    env.teardown().await;
+}
