@@ -2,6 +2,7 @@
 //! arguments, loads configuration once and hands over.
 
 pub mod decrypt;
+pub mod demo;
 pub mod kms;
 mod probe;
 mod queue;
@@ -46,9 +47,12 @@ pub enum Command {
     Queue(queue::QueueArgs),
     /// Enqueue end-to-end probes and wait for a running dispatcher to complete them.
     Probe(probe::ProbeArgs),
-    /// Walking-skeleton demo: migrate, start a dispatcher in-process, send probes
+    /// Walking-skeleton self-test: migrate, start a dispatcher in-process, send probes
     /// through Redis → dispatcher → upload function → Garage + Postgres, and report.
-    Demo(probe::ProbeArgs),
+    SelfTest(probe::ProbeArgs),
+    /// Archive demo: simulator + three zones through fetch → encrypt → upload, then
+    /// volumes, compression, throughput and chain verification (needs the keyring).
+    Demo(demo::DemoArgs),
     /// Key management: status, rotation, shredding, key export.
     Kms {
         #[command(subcommand)]
@@ -92,6 +96,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             probe::probe(&app, &args).await
         }
         Command::Demo(args) => {
+            let app = App::connect(&src).await?;
+            let opts =
+                demo::DemoOptions::new(args.backfill_minutes, Duration::from_secs(args.timeout));
+            Ok(demo::print(&demo::run_demo(&app, &opts).await?))
+        }
+        Command::SelfTest(args) => {
             let app = App::connect(&src).await?;
             rainlogs_shared::db::migrate(&app.pool).await?;
             let (tx, rx) = watch::channel(false);
