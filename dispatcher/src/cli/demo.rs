@@ -337,3 +337,56 @@ pub fn print(report: &DemoReport) -> ExitCode {
         ExitCode::FAILURE
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rainlogs_shared::chain::ChainBreak;
+
+    fn zone(failed: u64, in_flight: u64, first_break: Option<(i64, ChainBreak)>) -> ZoneSummary {
+        ZoneSummary {
+            name: "z".into(),
+            zone_id: Uuid::nil(),
+            archived: 3,
+            empty: 1,
+            failed,
+            in_flight,
+            raw_bytes: 10,
+            stored_bytes: 5,
+            chain: ChainReport {
+                zone_id: Uuid::nil(),
+                links_checked: 4,
+                first_break,
+            },
+        }
+    }
+
+    fn report(zones: Vec<ZoneSummary>, timed_out: bool) -> DemoReport {
+        DemoReport {
+            tenant: "t".into(),
+            zones,
+            elapsed: Duration::from_secs(1),
+            timed_out,
+        }
+    }
+
+    #[test]
+    fn only_a_clean_run_succeeds() {
+        assert!(report(vec![zone(0, 0, None)], false).succeeded());
+        assert!(!report(vec![zone(0, 0, None)], true).succeeded());
+        assert!(!report(vec![zone(1, 0, None)], false).succeeded());
+        assert!(!report(vec![zone(0, 2, None)], false).succeeded());
+        let broken = Some((2, ChainBreak::HashMismatch));
+        assert!(!report(vec![zone(0, 0, None), zone(0, 0, broken)], false).succeeded());
+    }
+
+    #[test]
+    fn chain_status_names_the_break() {
+        assert_eq!(
+            chain_status(&zone(0, 0, None).chain),
+            "chain verified: 4 links"
+        );
+        let s = chain_status(&zone(0, 0, Some((6, ChainBreak::Gap { expected_seq: 5 }))).chain);
+        assert!(s.contains("seq 6") && s.contains("expected seq 5"), "{s}");
+    }
+}
