@@ -102,7 +102,8 @@ pg_up() {
     pg_private_up
     server="postgres://postgres@127.0.0.1:$PG_PRIVATE_PORT"
   fi
-  if ! psql "$server/postgres" -qtAc "select 1 from pg_database where datname = '$PG_DB'" | grep -q 1; then
+  local exists; exists="$(psql "$server/postgres" -qtAc "select 1 from pg_database where datname = '$PG_DB'")"
+  if [[ "$exists" != 1 ]]; then
     psql "$server/postgres" -qc "CREATE DATABASE \"$PG_DB\"" >/dev/null
     log "postgres: created database $PG_DB"
   fi
@@ -232,10 +233,15 @@ garage_up() {
   fi
   wait_until "garage rpc" 30 garage status
   # Layout: assign this node once; a node that already has a role keeps it.
-  if garage layout show 2>/dev/null | grep -q "No nodes currently have a role"; then
+  # Read the whole output first: `cmd | grep -q` under pipefail fails at random when grep
+  # exits early and cmd dies of SIGPIPE.
+  local layout; layout="$(garage layout show 2>/dev/null || true)"
+  if grep -q "No nodes currently have a role" <<<"$layout"; then
     local node; node="$(garage node id -q)"; node="${node%@*}"
     garage layout assign -z dc1 -c 1G "$node" >/dev/null
-    local version; version="$(garage layout show | sed -n 's/.*apply --version \([0-9]*\).*/\1/p' | head -1)"
+    local staged version
+    staged="$(garage layout show 2>/dev/null || true)"
+    version="$(awk 'match($0, /apply --version [0-9]+/) { print substr($0, RSTART + 16, RLENGTH - 16); exit }' <<<"$staged")"
     garage layout apply --version "${version:-1}" >/dev/null
     log "garage: layout applied"
   fi

@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 g() { docker compose -f compose.yaml exec -T garage /garage "$@"; }
 until g status >/dev/null 2>&1; do sleep 1; done
-if g layout show | grep -q "No nodes currently have a role"; then
+layout="$(g layout show)"
+if grep -q "No nodes currently have a role" <<<"$layout"; then
   node="$(g node id -q)"; g layout assign -z dc1 -c 1G "${node%@*}"; g layout apply --version 1
 fi
 g key info GK0123456789abcdef01234567 >/dev/null 2>&1 ||
