@@ -88,10 +88,17 @@ pub fn next_kind(state: WindowState) -> Option<&'static str> {
     }
 }
 
-/// Plans every non-paused zone up to `now` and enqueues `fetch.window` for every
-/// window in `planned` (new or left over; duplicates of pending tasks collapse).
+/// Plans every non-paused zone up to `now` and enqueues `fetch.window` for the windows
+/// this pass planned. Windows planned earlier whose task went missing (Redis emptied, an
+/// enqueue that failed) are the reconciler's: re-sending every planned window on every
+/// pass would push a whole 7-day backfill through Redis every few seconds.
 pub async fn plan_and_enqueue(app: &App, now: DateTime<Utc>) -> Result<PassReport, ReconcileError> {
     let mut report = PassReport::default();
+    // Window ids only grow: everything above this one is planned by this pass.
+    let newest_before: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM windows")
+        .fetch_one(&app.pool)
+        .await
+        .map_err(|e| DbError::query("read newest window id", e))?;
     let mut after = Uuid::nil();
     loop {
         let zones: Vec<Uuid> = sqlx::query_scalar(
@@ -110,7 +117,7 @@ pub async fn plan_and_enqueue(app: &App, now: DateTime<Utc>) -> Result<PassRepor
         }
         after = last;
     }
-    let mut after_id = 0i64;
+    let mut after_id = newest_before;
     loop {
         // Paused zones keep their planned windows parked until they resume.
         let ids: Vec<i64> = sqlx::query_scalar(
