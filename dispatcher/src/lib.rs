@@ -6,7 +6,7 @@
 //! - [`reconcile`]: the window scheduler and reconciler (ledger → queue);
 //! - [`schedule`]: cron schedules firing once per period across dispatchers;
 //! - [`invoker`]: how a task reaches a function (in-process, runtime shim, remote);
-//! - [`config`]: dispatcher settings; [`metrics`]: Prometheus metrics;
+//! - [`config`]: dispatcher settings; [`metrics`]: Prometheus metrics; [`serve`]: HTTP serving;
 //! - [`app`]: wiring from configuration to running services;
 //! - [`cli`]: the `rainlogs` subcommands.
 
@@ -19,5 +19,6 @@ pub mod queue;
 pub mod reconcile;
 pub mod remote;
 pub mod schedule;
+pub mod serve;
 pub mod shim;
 pub mod worker;

@@ -145,7 +145,7 @@ impl Metrics {
         self,
         queue: Queue,
         addr: SocketAddr,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> std::io::Result<SocketAddr> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let bound = listener.local_addr()?;
@@ -153,17 +153,7 @@ impl Metrics {
         let app = axum::Router::new()
             .route("/metrics", get(metrics_handler))
             .with_state(state);
-        tokio::spawn(async move {
-            let stop = async move {
-                let _ = shutdown.wait_for(|s| *s).await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::warn!(error = %e, "metrics server stopped");
-            }
-        });
+        crate::serve::spawn_until_shutdown(listener, app, shutdown, "metrics server");
         Ok(bound)
     }
 }

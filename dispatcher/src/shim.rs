@@ -207,7 +207,7 @@ impl Invoker for Shim {
 /// Serves the Runtime API for one instance on an ephemeral loopback port.
 async fn serve(
     instance: Arc<Instance>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
@@ -220,17 +220,7 @@ async fn serve(
         .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
         .route("/2018-06-01/runtime/init/error", post(init_error))
         .with_state(instance);
-    tokio::spawn(async move {
-        let stop = async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::warn!(error = %e, "runtime API listener stopped");
-        }
-    });
+    crate::serve::spawn_until_shutdown(listener, app, shutdown, "runtime API listener");
     Ok(addr)
 }
 

@@ -130,6 +130,11 @@ pub fn archive_key(tenant: Uuid, zone: Uuid, start: DateTime<Utc>, end: DateTime
     )
 }
 
+/// The error for a failing spool file: local disk trouble, worth retrying.
+pub fn spool_error(e: io::Error) -> TaskError {
+    TaskError::retryable("spool.io", format!("sealed spool file: {e}"))
+}
+
 /// A temporary file removed when dropped (spool for sealed output).
 pub struct Spool {
     path: PathBuf,
@@ -310,14 +315,13 @@ where
         let plaintext = opener.copy_to(&mut sink)?;
         // The opener stops at the footer; anything after it would be trailing data it
         // reports itself, but drain to be sure the hash covers the whole object.
-        let mut rest = Vec::new();
-        reader
-            .read_to_end(&mut rest)
+        // Counted, not collected: a tampered object may carry any amount after its end.
+        let trailing = io::copy(&mut reader, &mut io::sink())
             .map_err(|e| TaskError::retryable("s3.body", format!("read {key}: {e}")))?;
-        if !rest.is_empty() {
+        if trailing > 0 {
             return Err(TaskError::permanent(
                 "sealed.trailing_data",
-                format!("{key}: {} bytes after the sealed object's end", rest.len()),
+                format!("{key}: {trailing} bytes after the sealed object's end"),
             ));
         }
         Ok((

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use rainlogs_shared::db::DbError;
 use rainlogs_shared::kms::Kms;
 use rainlogs_shared::ledger::WindowState;
-use rainlogs_shared::pipeline::{blocking, open_object, put_file, Spool, WindowFacts, WindowTask};
+use rainlogs_shared::pipeline::{
+    blocking, open_object, put_file, spool_error, Spool, WindowFacts, WindowTask,
+};
 use rainlogs_shared::sealed::{SealParams, Sealer};
 use rainlogs_shared::storage::ObjectStore;
 use rainlogs_shared::task::kinds;
@@ -36,7 +38,7 @@ pub(crate) async fn run(
 
     let context = window.context();
     let data_key = kms.generate_data_key(&context).await?;
-    let (spool, file) = Spool::create().map_err(spool_err)?;
+    let (spool, file) = Spool::create().map_err(spool_error)?;
     let sealer = Sealer::new(
         io::BufWriter::new(file),
         SealParams::new(context, &data_key),
@@ -56,9 +58,9 @@ pub(crate) async fn run(
         let (writer, summary) = sealer.finish()?;
         writer
             .into_inner()
-            .map_err(|e| spool_err(e.into_error()))?
+            .map_err(|e| spool_error(e.into_error()))?
             .sync_all()
-            .map_err(spool_err)?;
+            .map_err(spool_error)?;
         Ok(summary)
     })
     .await?;
@@ -140,10 +142,6 @@ fn settled(window: &WindowFacts, state: WindowState) -> Option<HandlerOutput> {
         // and the reconciler drive the window; this message has nothing to add.
         _ => Some(HandlerOutput::done(result)),
     }
-}
-
-fn spool_err(e: io::Error) -> TaskError {
-    TaskError::retryable("spool.io", format!("sealed spool file: {e}"))
 }
 
 /// Passes NDJSON through while checking it line by line: counts the lines that do not

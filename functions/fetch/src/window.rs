@@ -18,7 +18,7 @@ use rainlogs_shared::error::Classify;
 use rainlogs_shared::kms::{Kms, SecretBinding};
 use rainlogs_shared::ledger::{self, WindowState};
 use rainlogs_shared::pipeline::{
-    blocking, put_file, Spool, WindowFacts, WindowTask, CLOUDFLARE_TOKEN_PURPOSE,
+    blocking, put_file, spool_error, Spool, WindowFacts, WindowTask, CLOUDFLARE_TOKEN_PURPOSE,
 };
 use rainlogs_shared::sealed::{SealParams, Sealer};
 use rainlogs_shared::storage::ObjectStore;
@@ -176,7 +176,7 @@ async fn pull(
         .generate_data_key(&context)
         .await
         .map_err(TaskError::from)?;
-    let (spool, file) = Spool::create().map_err(spool_err)?;
+    let (spool, file) = Spool::create().map_err(spool_error)?;
     let sealer = Sealer::new(
         io::BufWriter::new(file),
         SealParams::new(context, &data_key),
@@ -189,7 +189,7 @@ async fn pull(
         let mut sealer = sealer;
         loop {
             match handle.block_on(body.next_chunk()) {
-                Ok(Some(chunk)) => sealer.write_all(&chunk).map_err(spool_err)?,
+                Ok(Some(chunk)) => sealer.write_all(&chunk).map_err(spool_error)?,
                 Ok(None) => break,
                 Err(e) => return Ok(Err(e)),
             }
@@ -197,9 +197,9 @@ async fn pull(
         let (writer, _) = sealer.finish()?;
         writer
             .into_inner()
-            .map_err(|e| spool_err(e.into_error()))?
+            .map_err(|e| spool_error(e.into_error()))?
             .sync_all()
-            .map_err(spool_err)?;
+            .map_err(spool_error)?;
         Ok(Ok(body.summary()))
     })
     .await?;
@@ -302,8 +302,4 @@ fn settled(window: &WindowFacts, state: WindowState) -> Option<HandlerOutput> {
 
 fn nothing(window: &WindowFacts) -> HandlerOutput {
     HandlerOutput::done(serde_json::json!({ "window_id": window.id, "state": window.state }))
-}
-
-fn spool_err(e: io::Error) -> TaskError {
-    TaskError::retryable("spool.io", format!("sealed spool file: {e}"))
 }
