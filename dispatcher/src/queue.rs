@@ -505,6 +505,24 @@ pub enum Enqueued {
     },
 }
 
+/// Parses a stored dead letter. One that does not parse (written by another version,
+/// or damaged in Redis) stays listed with its bytes and the reason, never hidden.
+fn read_dead_letter(queue: &str, stored: &[u8]) -> DeadLetter {
+    serde_json::from_slice(stored).unwrap_or_else(|e| DeadLetter {
+        id: String::new(),
+        queue: queue.to_owned(),
+        raw: String::from_utf8_lossy(stored).into_owned(),
+        error: TaskError::permanent(
+            "dead_letter.unreadable",
+            format!("stored dead letter does not parse: {e}"),
+        ),
+        attempts: 0,
+        enqueued_at: None,
+        last_attempt_at: None,
+        dead_at: Utc::now(),
+    })
+}
+
 /// A handle on the queues of one deployment (cheap to clone).
 #[derive(Clone)]
 pub struct Queue {
@@ -846,7 +864,7 @@ impl Queue {
         Ok(raw
             .into_iter()
             .flatten()
-            .filter_map(|r| serde_json::from_slice(&r).ok())
+            .map(|r| read_dead_letter(queue, &r))
             .collect())
     }
 
@@ -866,7 +884,7 @@ impl Queue {
             .hget(self.keys.dead(queue), id)
             .await
             .map_err(Self::err(queue, "HGET dead"))?;
-        Ok(raw.and_then(|r| serde_json::from_slice(&r).ok()))
+        Ok(raw.map(|r| read_dead_letter(queue, &r)))
     }
 
     /// Re-drives a dead letter: a fresh first attempt, same id. Fails when the

@@ -81,3 +81,33 @@ async fn unreachable_redis_is_a_clear_error() {
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
     assert!(err.starts_with("redis: cannot connect"), "{err}");
 }
+
+#[tokio::test]
+async fn an_unreadable_dead_letter_stays_listed_with_its_reason() {
+    let env = TestEnv::new().await;
+    let cfg = RedisConfig::from_source(&env.src).unwrap();
+    let mut conn = rainlogs_shared::redis_client::connect(&cfg).await.unwrap();
+    let keys = env.app.queue.keys();
+    let _: () = conn
+        .hset(keys.dead("dl"), "broken-1", "{not a dead letter")
+        .await
+        .unwrap();
+    let _: () = conn
+        .zadd(keys.dead_index("dl"), "broken-1", 1)
+        .await
+        .unwrap();
+
+    let letters = env.app.queue.dead_letters("dl").await.unwrap();
+    assert_eq!(letters.len(), 1, "never hidden");
+    assert_eq!(letters[0].error.code, "dead_letter.unreadable");
+    assert_eq!(letters[0].raw, "{not a dead letter");
+    let one = env
+        .app
+        .queue
+        .dead_letter("dl", "broken-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(one.error.code, "dead_letter.unreadable");
+    env.teardown().await;
+}
