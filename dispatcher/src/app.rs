@@ -28,6 +28,8 @@ pub struct App {
     pub kms: Option<rainlogs_kms::KmsService>,
     /// How the fetch stage reaches Logpull (`RAINLOGS_CLOUDFLARE_API` for its base).
     pub logpull: rainlogs_fetch::logpull::LogpullConfig,
+    /// When the fetch stage splits a window (`RAINLOGS_FETCH_SPLIT_*`).
+    pub fetch_split: rainlogs_fetch::SplitPolicy,
 }
 
 impl App {
@@ -55,6 +57,7 @@ impl App {
             store,
             kms,
             logpull: rainlogs_fetch::FetchFunction::logpull_config(src),
+            fetch_split: rainlogs_fetch::SplitPolicy::from_source(src)?,
             queue: Queue::new(conn, redis.key_prefix).with_client(client),
         })
     }
@@ -74,7 +77,8 @@ impl App {
                     self.store.clone(),
                     kms.clone(),
                     self.logpull.clone(),
-                ),
+                )
+                .with_split(self.fetch_split),
                 rainlogs_encrypt::EncryptFunction::with_clients(
                     self.pool.clone(),
                     self.store.clone(),

@@ -117,6 +117,11 @@ impl ConfigSource {
         self.values.remove(key);
     }
 
+    /// Every set value, by name (e.g. to hand the same settings to a child process).
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// The env file the values were read from, if any.
     pub fn env_file(&self) -> Option<&Path> {
         self.file.as_deref()

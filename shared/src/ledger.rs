@@ -19,6 +19,11 @@ pub const LOGPULL_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::days(7);
 /// Logpull's `end` must be at least this far in the past.
 pub const LOGPULL_MIN_DELAY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
+/// `last_error` prefix of a window upload sent back to encrypt because its archive
+/// object failed verification. Encrypt keeps the note when it seals again, so a
+/// second failure is recognised and not retried in a loop.
+pub const RESEAL_NOTE: &str = "archive object failed verification, sealing again";
+
 /// Where a window stands (Postgres enum `window_state`).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type, serde::Serialize, serde::Deserialize,
@@ -34,6 +39,9 @@ pub enum WindowState {
     Empty,
     FailedPermanent,
     Pruned,
+    /// Replaced by its two halves (too large or too slow to fetch in one request): no
+    /// object and no link of its own; the halves' rows name it as their parent.
+    Split,
 }
 
 impl WindowState {
@@ -138,6 +146,25 @@ pub async fn transition(
     Ok(moved.rows_affected() == 1)
 }
 
+/// Records why the latest attempt on an in-flight window failed, leaving its state as
+/// it is (the dispatcher retries); a settled window keeps its final reason, and a
+/// [`RESEAL_NOTE`] stays in front so the one-time re-seal is not repeated.
+pub async fn note_error(pool: &PgPool, window_id: i64, error: &str) -> Result<(), DbError> {
+    sqlx::query!(
+        "UPDATE windows
+         SET last_error = CASE WHEN starts_with(last_error, $3) THEN $3 || '; then ' || $2
+                               ELSE $2 END
+         WHERE id = $1 AND state IN ('planned', 'fetching', 'staged', 'sealed')",
+        window_id,
+        error,
+        RESEAL_NOTE,
+    )
+    .execute(pool)
+    .await
+    .map_err(|e| DbError::query("record window error", e))?;
+    Ok(())
+}
+
 /// Windows in a non-final state for longer than `older_than`, oldest first.
 pub async fn stuck(
     pool: &PgPool,
@@ -161,7 +188,8 @@ pub async fn stuck(
     .map_err(|e| DbError::query("find stuck windows", e))
 }
 
-/// A zone's windows overlapping `[from, to)`, in time order.
+/// A zone's windows overlapping `[from, to)`, in time order. Split windows are left
+/// out: their halves (which are in the result) are what covers their time.
 pub async fn windows_between(
     pool: &PgPool,
     zone_id: Uuid,
@@ -172,7 +200,7 @@ pub async fn windows_between(
         Window,
         r#"SELECT id, zone_id, start_at, end_at, state AS "state: WindowState", attempts, last_error, state_since
            FROM windows
-           WHERE zone_id = $1 AND end_at > $2 AND start_at < $3
+           WHERE zone_id = $1 AND end_at > $2 AND start_at < $3 AND state <> 'split'
            ORDER BY start_at, end_at"#,
         zone_id,
         from,
@@ -181,4 +209,117 @@ pub async fn windows_between(
     .fetch_all(pool)
     .await
     .map_err(|e| DbError::query("read windows", e))
+}
+
+/// Why a window is being split, and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SplitOutcome {
+    /// The window is now `split`; these are its halves (ids), earlier half first.
+    Split { halves: [i64; 2] },
+    /// The window was not in `fetching` any more (another run settled it first).
+    NotFetching,
+}
+
+/// The instant halving `[start, end)` on a whole second, or `None` when the window is
+/// too narrow to halve into two windows of at least `min_width` each.
+pub fn split_point(
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    min_width: chrono::TimeDelta,
+) -> Option<DateTime<Utc>> {
+    // Logpull takes whole seconds in practice; halves on second boundaries keep every
+    // request expressible (and keys readable).
+    let half_secs = (end - start).num_seconds() / 2;
+    let mid = start + chrono::TimeDelta::seconds(half_secs);
+    (mid - start >= min_width && end - mid >= min_width && half_secs > 0).then_some(mid)
+}
+
+/// Replaces window `window_id` (which must be `fetching`) by its halves at `mid`, in one
+/// transaction: the window becomes `split` with `reason`, and the halves are planned
+/// with it as their parent. Idempotent: halves that already exist are reused.
+pub async fn split(
+    pool: &PgPool,
+    window_id: i64,
+    mid: DateTime<Utc>,
+    reason: &str,
+) -> Result<SplitOutcome, DbError> {
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(|e| DbError::query("begin window split", e))?;
+    let parent = sqlx::query!(
+        "UPDATE windows SET state = 'split', state_since = now(), last_error = $2
+         WHERE id = $1 AND state = 'fetching' AND start_at < $3 AND end_at > $3
+         RETURNING zone_id, start_at, end_at",
+        window_id,
+        reason,
+        mid,
+    )
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(|e| DbError::query("mark window split", e))?;
+    let Some(parent) = parent else {
+        return Ok(SplitOutcome::NotFetching);
+    };
+    sqlx::query!(
+        "INSERT INTO windows (zone_id, start_at, end_at, parent_id)
+         VALUES ($1, $2, $3, $5), ($1, $3, $4, $5)
+         ON CONFLICT (zone_id, start_at, end_at) DO NOTHING",
+        parent.zone_id,
+        parent.start_at,
+        mid,
+        parent.end_at,
+        window_id,
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| DbError::query("plan window halves", e))?;
+    let halves = split_halves(&mut *tx, window_id).await?;
+    tx.commit()
+        .await
+        .map_err(|e| DbError::query("commit window split", e))?;
+    Ok(SplitOutcome::Split { halves })
+}
+
+/// The halves of split window `window_id`, earlier half first.
+pub async fn split_halves<'e, E>(executor: E, window_id: i64) -> Result<[i64; 2], DbError>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    let ids = sqlx::query_scalar!(
+        "SELECT id FROM windows WHERE parent_id = $1 ORDER BY start_at",
+        window_id
+    )
+    .fetch_all(executor)
+    .await
+    .map_err(|e| DbError::query("read window halves", e))?;
+    <[i64; 2]>::try_from(ids.as_slice()).map_err(|_| DbError::Query {
+        op: "read window halves",
+        reason: format!(
+            "split window {window_id} has {} halves instead of 2",
+            ids.len()
+        ),
+        retryable: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn split_point_halves_on_whole_seconds_and_stops_at_min_width() {
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap();
+        let sec = chrono::TimeDelta::seconds;
+        assert_eq!(split_point(t0, t0 + sec(60), sec(1)), Some(t0 + sec(30)));
+        assert_eq!(split_point(t0, t0 + sec(15), sec(1)), Some(t0 + sec(7)));
+        assert_eq!(split_point(t0, t0 + sec(2), sec(1)), Some(t0 + sec(1)));
+        assert_eq!(split_point(t0, t0 + sec(1), sec(1)), None);
+        assert_eq!(split_point(t0, t0 + sec(10), sec(6)), None);
+        assert_eq!(
+            split_point(t0, t0 + chrono::TimeDelta::milliseconds(1500), sec(0)),
+            None
+        );
+    }
 }

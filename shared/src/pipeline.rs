@@ -22,6 +22,24 @@ use crate::sealed::SealContext;
 use crate::storage::{ObjectStore, StorageError, MIN_PART_SIZE};
 use crate::task::TaskSpec;
 
+/// Notes a window stage's failure on its window (`windows.last_error`), so operators
+/// see why a window is not moving while the dispatcher retries it. Best effort: a
+/// failure to record is logged, never allowed to mask the stage's own error.
+pub async fn note_failure<T>(
+    pool: &PgPool,
+    task: &crate::task::TaskEnvelope,
+    result: &Result<T, TaskError>,
+) {
+    let Err(e) = result else { return };
+    let Ok(WindowTask { window_id }) = task.payload_as::<WindowTask>() else {
+        return;
+    };
+    let what = format!("attempt {}: {} ({})", task.attempt, e.message, e.code);
+    if let Err(db) = crate::ledger::note_error(pool, window_id, &what).await {
+        tracing::warn!(window = window_id, error = %db, "could not record the window's error");
+    }
+}
+
 /// The queue window tasks travel on.
 pub const PIPELINE_QUEUE: &str = "default";
 /// Objects up to this size are written with one PutObject, larger ones in parts of it.

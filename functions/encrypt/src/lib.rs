@@ -69,7 +69,9 @@ impl Function for EncryptFunction {
     async fn handle(&self, task: TaskEnvelope) -> Result<HandlerOutput, TaskError> {
         match (task.kind.as_str(), &self.clients) {
             (kinds::ENCRYPT_WINDOW, Some(c)) => {
-                window::run(&c.pool, &c.store, c.kms.clone(), &task).await
+                let result = window::run(&c.pool, &c.store, c.kms.clone(), &task).await;
+                rainlogs_shared::pipeline::note_failure(&c.pool, &task, &result).await;
+                result
             }
             _ => Err(unsupported_kind(NAME, &task)),
         }

@@ -95,9 +95,11 @@ pub(crate) async fn run(
     let key = window.archive_key();
     put_file(store, &key, spool.path()).await?;
     sqlx::query!(
-        "UPDATE windows SET state = 'sealed', state_since = now(), last_error = NULL
+        "UPDATE windows SET state = 'sealed', state_since = now(),
+             last_error = CASE WHEN starts_with(last_error, $2) THEN last_error END
          WHERE id = $1",
-        window.id
+        window.id,
+        rainlogs_shared::ledger::RESEAL_NOTE
     )
     .execute(&mut *tx)
     .await

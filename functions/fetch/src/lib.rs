@@ -9,6 +9,8 @@
 pub mod logpull;
 mod window;
 
+pub use window::{SplitPolicy, MIN_WINDOW_VAR, SPLIT_AFTER_VAR, SPLIT_BYTES_VAR};
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -32,6 +34,7 @@ struct Clients {
     store: ObjectStore,
     kms: Arc<dyn Kms>,
     logpull: logpull::LogpullConfig,
+    split: SplitPolicy,
 }
 
 /// The fetch function. Stateless: holds only clients built at start-up.
@@ -59,8 +62,17 @@ impl FetchFunction {
                 store,
                 kms,
                 logpull,
+                split: SplitPolicy::default(),
             }),
         }
+    }
+
+    /// Sets when windows are split (default [`SplitPolicy::default`]).
+    pub fn with_split(mut self, policy: SplitPolicy) -> Self {
+        if let Some(c) = self.clients.as_mut() {
+            c.split = policy;
+        }
+        self
     }
 
     /// The Logpull settings from configuration: the API base from
@@ -81,12 +93,10 @@ impl FetchFunction {
             src,
             NAME,
         )?);
-        Ok(Self::with_clients(
-            pool,
-            store,
-            kms,
-            Self::logpull_config(src),
-        ))
+        Ok(
+            Self::with_clients(pool, store, kms, Self::logpull_config(src))
+                .with_split(SplitPolicy::from_source(src)?),
+        )
     }
 }
 
@@ -99,7 +109,17 @@ impl Function for FetchFunction {
     async fn handle(&self, task: TaskEnvelope) -> Result<HandlerOutput, TaskError> {
         match (task.kind.as_str(), &self.clients) {
             (kinds::FETCH_WINDOW, Some(c)) => {
-                window::run(&c.pool, &c.store, c.kms.clone(), &c.logpull, &task).await
+                let result = window::run(
+                    &c.pool,
+                    &c.store,
+                    c.kms.clone(),
+                    &c.logpull,
+                    &c.split,
+                    &task,
+                )
+                .await;
+                rainlogs_shared::pipeline::note_failure(&c.pool, &task, &result).await;
+                result
             }
             _ => Err(unsupported_kind(NAME, &task)),
         }

@@ -8,11 +8,19 @@
 //! `empty` with its Empty chain link in one transaction; otherwise it becomes `staged`
 //! and hands on to `encrypt.window`. Cloudflare's permanent refusals (400, 403) mark the
 //! window `failed_permanent` and record the reason on the window and the zone.
+//!
+//! A window too large (more raw bytes than [`SplitPolicy::max_raw_bytes`]) or too slow
+//! (not done within [`SplitPolicy::max_duration`], first byte included) is abandoned
+//! mid-stream and split in halves (`ledger::split`): the halves are fetched instead,
+//! recursively, down to [`SplitPolicy::min_width`]; a window that cannot be halved any
+//! further fails permanently with the reason. Nothing of the abandoned attempt is kept.
 
 use std::io::{self, Write};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rainlogs_shared::chain::{self, LinkContent, LinkInput};
+use rainlogs_shared::config::{ConfigError, ConfigSource};
 use rainlogs_shared::db::DbError;
 use rainlogs_shared::error::Classify;
 use rainlogs_shared::kms::{Kms, SecretBinding};
@@ -30,16 +38,78 @@ use crate::logpull::{
     Credentials, LogpullClient, LogpullConfig, LogpullError, WindowRequest, WindowSummary, ZoneId,
 };
 
+/// When a window is too big or too slow for one request, and how far halving goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitPolicy {
+    /// Raw (decompressed) NDJSON bytes one request may bring; beyond, split.
+    pub max_raw_bytes: u64,
+    /// Wall time one request may take, first byte included; beyond, split.
+    pub max_duration: Duration,
+    /// The narrowest window a split may produce.
+    pub min_width: Duration,
+}
+
+/// Raw byte limit per request (`RAINLOGS_FETCH_SPLIT_BYTES`).
+pub const SPLIT_BYTES_VAR: &str = "RAINLOGS_FETCH_SPLIT_BYTES";
+/// Time limit per request in seconds (`RAINLOGS_FETCH_SPLIT_AFTER_SECS`).
+pub const SPLIT_AFTER_VAR: &str = "RAINLOGS_FETCH_SPLIT_AFTER_SECS";
+/// Narrowest window in seconds (`RAINLOGS_FETCH_MIN_WINDOW_SECS`).
+pub const MIN_WINDOW_VAR: &str = "RAINLOGS_FETCH_MIN_WINDOW_SECS";
+
+impl Default for SplitPolicy {
+    fn default() -> Self {
+        // 1 GiB raw seals to ~150 MiB of spool, well inside a Lambda's 512 MiB /tmp;
+        // 10 minutes leaves a Lambda's 15-minute limit room for staging the result.
+        Self {
+            max_raw_bytes: 1 << 30,
+            max_duration: Duration::from_secs(600),
+            min_width: Duration::from_secs(1),
+        }
+    }
+}
+
+impl SplitPolicy {
+    /// The policy from configuration; unset variables keep the defaults.
+    pub fn from_source(src: &ConfigSource) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let positive = |var: &str, v: u64| {
+            if v == 0 {
+                Err(ConfigError::Invalid {
+                    var: var.to_owned(),
+                    reason: "must be at least 1".into(),
+                })
+            } else {
+                Ok(v)
+            }
+        };
+        Ok(Self {
+            max_raw_bytes: positive(
+                SPLIT_BYTES_VAR,
+                src.parsed_or(SPLIT_BYTES_VAR, d.max_raw_bytes)?,
+            )?,
+            max_duration: Duration::from_secs(positive(
+                SPLIT_AFTER_VAR,
+                src.parsed_or(SPLIT_AFTER_VAR, d.max_duration.as_secs())?,
+            )?),
+            min_width: Duration::from_secs(positive(
+                MIN_WINDOW_VAR,
+                src.parsed_or(MIN_WINDOW_VAR, d.min_width.as_secs())?,
+            )?),
+        })
+    }
+}
+
 pub(crate) async fn run(
     pool: &PgPool,
     store: &ObjectStore,
     kms: Arc<dyn Kms>,
     logpull: &LogpullConfig,
+    policy: &SplitPolicy,
     task: &TaskEnvelope,
 ) -> Result<HandlerOutput, TaskError> {
     let payload: WindowTask = task.payload_as()?;
     let window = WindowFacts::load(pool, payload.window_id).await?;
-    if let Some(out) = settled(&window, window.state) {
+    if let Some(out) = settled(pool, &window).await? {
         return Ok(out);
     }
     // planned → fetching, or a replay of a fetch that never finished.
@@ -52,12 +122,12 @@ pub(crate) async fn run(
     )
     .await?
     {
-        let now = WindowFacts::load(pool, window.id).await?;
-        return Ok(settled(&now, now.state).unwrap_or_else(|| nothing(&now)));
+        return resettle(pool, window.id).await;
     }
 
-    let pulled = match pull(pool, kms, logpull, &window).await {
+    let pulled = match pull(pool, kms, logpull, policy, &window).await {
         Ok(pulled) => pulled,
+        Err(Failure::TooBig(reason)) => return split(pool, &window, policy, &reason).await,
         Err(Failure::Logpull(e)) if e.class() == ErrorClass::Permanent => {
             let reason = e.to_string();
             record_permanent_failure(pool, &window, &reason).await?;
@@ -87,7 +157,7 @@ pub(crate) async fn run(
         if now.state.is_final() {
             store.delete(&window.staging_key()).await?;
         }
-        return Ok(settled(&now, now.state).unwrap_or_else(|| nothing(&now)));
+        return resettle(pool, window.id).await;
     }
     tracing::info!(
         window = window.id,
@@ -110,6 +180,46 @@ pub(crate) async fn run(
 enum Failure {
     Logpull(LogpullError),
     Task(TaskError),
+    /// Over the split policy's size or time limit: the reason.
+    TooBig(String),
+}
+
+/// Splits `window` in halves and hands them on, or fails it permanently when it is
+/// already as narrow as the policy allows.
+async fn split(
+    pool: &PgPool,
+    window: &WindowFacts,
+    policy: &SplitPolicy,
+    reason: &str,
+) -> Result<HandlerOutput, TaskError> {
+    let min_width = chrono::TimeDelta::from_std(policy.min_width).unwrap_or(chrono::TimeDelta::MAX);
+    let Some(mid) = ledger::split_point(window.start_at, window.end_at, min_width) else {
+        let reason = format!(
+            "{reason}; the window cannot be split below {} s",
+            policy.min_width.as_secs()
+        );
+        record_permanent_failure(pool, window, &reason).await?;
+        return Err(TaskError::permanent("fetch.window_too_large", reason));
+    };
+    match ledger::split(pool, window.id, mid, reason).await? {
+        ledger::SplitOutcome::Split { halves } => {
+            tracing::warn!(window = window.id, ?halves, %reason, "window split in halves");
+            Ok(split_output(window.id, halves, "split"))
+        }
+        ledger::SplitOutcome::NotFetching => resettle(pool, window.id).await,
+    }
+}
+
+fn split_output(window_id: i64, halves: [i64; 2], note: &str) -> HandlerOutput {
+    HandlerOutput {
+        result: serde_json::json!({
+            "window_id": window_id, "state": "split", "halves": halves, "note": note,
+        }),
+        next: halves
+            .iter()
+            .map(|&id| WindowTask { window_id: id }.spec(kinds::FETCH_WINDOW))
+            .collect(),
+    }
 }
 
 impl From<TaskError> for Failure {
@@ -128,8 +238,16 @@ async fn pull(
     pool: &PgPool,
     kms: Arc<dyn Kms>,
     logpull: &LogpullConfig,
+    policy: &SplitPolicy,
     window: &WindowFacts,
 ) -> Result<Pulled, Failure> {
+    let started = Instant::now();
+    let too_slow = || {
+        Failure::TooBig(format!(
+            "fetch took longer than {} s",
+            policy.max_duration.as_secs()
+        ))
+    };
     let blob = sqlx::query_scalar!(
         "SELECT token_ciphertext FROM zones WHERE id = $1",
         window.zone_id
@@ -169,7 +287,10 @@ async fn pull(
     if !window.fields.is_empty() {
         req = req.fields(window.fields.iter().cloned());
     }
-    let mut body = client.open(&req).await.map_err(Failure::Logpull)?;
+    let mut body = tokio::time::timeout(policy.max_duration, client.open(&req))
+        .await
+        .map_err(|_| too_slow())?
+        .map_err(Failure::Logpull)?;
 
     let context = window.context();
     let data_key = kms
@@ -184,14 +305,26 @@ async fn pull(
     .map_err(TaskError::from)?;
     drop(data_key);
     let handle = tokio::runtime::Handle::current();
+    let (max_bytes, deadline) = (policy.max_raw_bytes, started + policy.max_duration);
     // Reading and sealing run on a blocking thread: zstd and AES are CPU work.
     let result = blocking("seal window", move || {
         let mut sealer = sealer;
+        let mut raw = 0u64;
         loop {
-            match handle.block_on(body.next_chunk()) {
-                Ok(Some(chunk)) => sealer.write_all(&chunk).map_err(spool_error)?,
-                Ok(None) => break,
-                Err(e) => return Ok(Err(e)),
+            let next = handle.block_on(async {
+                tokio::time::timeout_at(deadline.into(), body.next_chunk()).await
+            });
+            match next {
+                Ok(Ok(Some(chunk))) => {
+                    raw += chunk.len() as u64;
+                    if raw > max_bytes {
+                        return Ok(Err(Over::Bytes(raw)));
+                    }
+                    sealer.write_all(&chunk).map_err(spool_error)?
+                }
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => return Ok(Err(Over::Logpull(e))),
+                Err(_) => return Ok(Err(Over::Time)),
             }
         }
         let (writer, _) = sealer.finish()?;
@@ -203,12 +336,25 @@ async fn pull(
         Ok(Ok(body.summary()))
     })
     .await?;
-    let summary = result.map_err(Failure::Logpull)?;
+    let summary = result.map_err(|over| match over {
+        Over::Logpull(e) => Failure::Logpull(e),
+        Over::Time => too_slow(),
+        Over::Bytes(n) => Failure::TooBig(format!(
+            "window holds more than {max_bytes} raw bytes (stopped at {n})"
+        )),
+    })?;
     let empty = summary.records == 0 && summary.malformed_lines == 0;
     Ok(Pulled {
         spool: (!empty).then_some(spool),
         summary,
     })
+}
+
+/// Why the streaming loop stopped early.
+enum Over {
+    Logpull(LogpullError),
+    Time,
+    Bytes(u64),
 }
 
 /// Marks the window empty and appends its Empty link in one transaction.
@@ -228,8 +374,7 @@ async fn mark_empty(pool: &PgPool, window: &WindowFacts) -> Result<HandlerOutput
     if moved.rows_affected() != 1 {
         // Another run settled the window first; its transaction holds the truth.
         drop(tx);
-        let now = WindowFacts::load(pool, window.id).await?;
-        return Ok(settled(&now, now.state).unwrap_or_else(|| nothing(&now)));
+        return resettle(pool, window.id).await;
     }
     let link = chain::append(
         &mut tx,
@@ -279,15 +424,27 @@ async fn record_permanent_failure(
     Ok(())
 }
 
+/// Re-reads the window after losing a race and answers for its current state.
+async fn resettle(pool: &PgPool, window_id: i64) -> Result<HandlerOutput, TaskError> {
+    let now = WindowFacts::load(pool, window_id).await?;
+    Ok(settled(pool, &now).await?.unwrap_or_else(|| nothing(&now)))
+}
+
 /// What to answer when the window is past this stage; `None` when there is work.
-fn settled(window: &WindowFacts, state: WindowState) -> Option<HandlerOutput> {
+async fn settled(pool: &PgPool, window: &WindowFacts) -> Result<Option<HandlerOutput>, TaskError> {
     let task = WindowTask {
         window_id: window.id,
     };
+    let state = window.state;
     let result =
         serde_json::json!({ "window_id": window.id, "state": state, "note": "already fetched" });
-    match state {
+    Ok(match state {
         WindowState::Planned | WindowState::Fetching => None,
+        // Hand the halves on again: the run that split may have died before they left.
+        WindowState::Split => {
+            let halves = ledger::split_halves(pool, window.id).await?;
+            Some(split_output(window.id, halves, "already split"))
+        }
         WindowState::Staged => Some(HandlerOutput {
             result,
             next: vec![task.spec(kinds::ENCRYPT_WINDOW)],
@@ -297,7 +454,7 @@ fn settled(window: &WindowFacts, state: WindowState) -> Option<HandlerOutput> {
             next: vec![task.spec(kinds::UPLOAD_WINDOW)],
         }),
         _ => Some(HandlerOutput::done(result)),
-    }
+    })
 }
 
 fn nothing(window: &WindowFacts) -> HandlerOutput {

@@ -72,7 +72,11 @@ impl Function for UploadFunction {
         match task.kind.as_str() {
             kinds::UPLOAD_PROBE => probe::run(&self.pool, &self.store, &task).await,
             kinds::UPLOAD_WINDOW => match &self.kms {
-                Some(kms) => window::run(&self.pool, &self.store, kms.clone(), &task).await,
+                Some(kms) => {
+                    let result = window::run(&self.pool, &self.store, kms.clone(), &task).await;
+                    rainlogs_shared::pipeline::note_failure(&self.pool, &task, &result).await;
+                    result
+                }
                 None => Err(unsupported_kind(NAME, &task)),
             },
             _ => Err(unsupported_kind(NAME, &task)),

@@ -7,16 +7,24 @@
 //! then, in ONE Postgres transaction, records the object, appends the zone's chain link
 //! and marks the window archived. Only then is the staged payload deleted. Every step
 //! is safe to replay: a window already archived only gets its staging cleaned up.
+//!
+//! An archive object that fails verification (missing, corrupt, not this window's) is
+//! never committed. The window goes back to `staged` — its staged payload is still
+//! there, upload deletes it only after committing — and encrypt seals it again, once;
+//! a second failure leaves the window `sealed` with the reason and the task in the dead
+//! letters for an operator, rather than looping.
 
 use std::sync::Arc;
 
 use rainlogs_shared::chain::{self, LinkContent, LinkInput};
 use rainlogs_shared::db::DbError;
 use rainlogs_shared::kms::Kms;
-use rainlogs_shared::ledger::WindowState;
+use rainlogs_shared::ledger::{self, WindowState};
 use rainlogs_shared::pipeline::{open_object, WindowFacts, WindowTask};
 use rainlogs_shared::storage::ObjectStore;
-use rainlogs_shared::{HandlerOutput, TaskEnvelope, TaskError};
+use rainlogs_shared::task::kinds;
+use rainlogs_shared::{ErrorClass, HandlerOutput, TaskEnvelope, TaskError};
+
 use sqlx::PgPool;
 
 pub(crate) async fn run(
@@ -46,7 +54,11 @@ pub(crate) async fn run(
     }
 
     let key = window.archive_key();
-    let (verified, _) = open_object(store, kms, &key, window.context(), std::io::sink()).await?;
+    let verified = match open_object(store, kms, &key, window.context(), std::io::sink()).await {
+        Ok((verified, _)) => verified,
+        Err(e) if e.class == ErrorClass::Permanent => return reseal(pool, &window, e).await,
+        Err(e) => return Err(e),
+    };
 
     let mut tx = pool
         .begin()
@@ -117,6 +129,47 @@ pub(crate) async fn run(
         "record_count": verified.plaintext.record_count,
         "seq": link.seq,
     })))
+}
+
+/// Sends a window whose archive object failed verification back to encrypt, once.
+async fn reseal(
+    pool: &PgPool,
+    window: &WindowFacts,
+    failure: TaskError,
+) -> Result<HandlerOutput, TaskError> {
+    let previous: Option<String> =
+        sqlx::query_scalar!("SELECT last_error FROM windows WHERE id = $1", window.id)
+            .fetch_one(pool)
+            .await
+            .map_err(|e| DbError::query("read window error", e))?;
+    if previous.is_some_and(|p| p.starts_with(ledger::RESEAL_NOTE)) {
+        return Err(failure);
+    }
+    let reason = format!(
+        "{}: {} ({})",
+        ledger::RESEAL_NOTE,
+        failure.message,
+        failure.code
+    );
+    if !ledger::transition(
+        pool,
+        window.id,
+        &[WindowState::Sealed],
+        WindowState::Staged,
+        Some(&reason),
+    )
+    .await?
+    {
+        return Err(failure);
+    }
+    tracing::warn!(window = window.id, %reason, "archive object rejected; sealing again");
+    Ok(HandlerOutput {
+        result: serde_json::json!({ "window_id": window.id, "state": "staged", "note": reason }),
+        next: vec![WindowTask {
+            window_id: window.id,
+        }
+        .spec(kinds::ENCRYPT_WINDOW)],
+    })
 }
 
 /// Deletes the staged payload (S3 DeleteObject is idempotent).
