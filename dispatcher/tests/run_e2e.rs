@@ -290,7 +290,16 @@ impl Deployment {
             self.assert_alive(what);
             let (leaves, in_flight, _) = self.progress().await;
             // Every zone is planned from its backfill start: at least this many leaves.
-            if in_flight == 0 && leaves >= self.min_windows() {
+            // Upload removes a staged payload after committing, so an archived window's
+            // cleanup may still be retrying (Garage just back): wait for it too.
+            if in_flight == 0
+                && leaves >= self.min_windows()
+                && self
+                    .store
+                    .list_all("staging/")
+                    .await
+                    .is_ok_and(|s| s.is_empty())
+            {
                 return;
             }
             assert!(
@@ -671,7 +680,8 @@ async fn every_simulator_fault_ends_correctly_and_big_or_slow_windows_split() {
     );
     let big_splits = d.split_reasons(big).await;
     assert!(
-        !big_splits.is_empty() && big_splits.iter().all(|r| r.contains("raw bytes")),
+        // On a loaded machine some of its halves may also be split for time.
+        big_splits.iter().any(|r| r.contains("raw bytes")),
         "the big zone's windows were split for size: {big_splits:?}"
     );
     d.teardown().await;
@@ -874,6 +884,8 @@ async fn garage_stopped_for_30_seconds_mid_run_the_backlog_drains() {
     for (k, v) in &s3 {
         overrides.push((k.as_str(), v.clone()));
     }
+    // Retries back off up to 10 s (default 300 s): 25 attempts outlast the outage.
+    overrides.push(("RAINLOGS_RETRY_CAP_MS", "10000".into()));
     let mut d = Deployment::new(&overrides).await;
     for rpm in [300, 100] {
         d.add_zone(volume(rpm, 0.1), 20, TOKEN, &[], Expect::Complete)
