@@ -41,6 +41,9 @@ const SEED: u64 = 20261130;
 /// How long a scenario may take to settle once its disturbance is over.
 const SETTLE: Duration = Duration::from_secs(240);
 
+/// A leaf window as checked: id, start, end, state, last error.
+type LeafRow = (i64, DateTime<Utc>, DateTime<Utc>, String, Option<String>);
+
 /// What a zone must look like at the end.
 #[derive(Debug, Clone, PartialEq)]
 enum Expect {
@@ -332,15 +335,14 @@ impl Deployment {
 
     async fn check_zone(&self, z: &ZoneUnderTest) {
         let pool = self.pool();
-        let leaves: Vec<(i64, DateTime<Utc>, DateTime<Utc>, String, Option<String>)> =
-            sqlx::query_as(
-                "SELECT id, start_at, end_at, state::text, last_error FROM windows
+        let leaves: Vec<LeafRow> = sqlx::query_as(
+            "SELECT id, start_at, end_at, state::text, last_error FROM windows
              WHERE zone_id = $1 AND state <> 'split' ORDER BY start_at",
-            )
-            .bind(z.id)
-            .fetch_all(pool)
-            .await
-            .expect("leaf windows");
+        )
+        .bind(z.id)
+        .fetch_all(pool)
+        .await
+        .expect("leaf windows");
         assert!(
             leaves.len() >= 5,
             "zone {} has only {} windows",
@@ -887,13 +889,15 @@ async fn garage_stopped_for_30_seconds_mid_run_the_backlog_drains() {
     // Retries back off up to 10 s (default 300 s): 25 attempts outlast the outage.
     overrides.push(("RAINLOGS_RETRY_CAP_MS", "10000".into()));
     let mut d = Deployment::new(&overrides).await;
-    for rpm in [300, 100] {
-        d.add_zone(volume(rpm, 0.1), 20, TOKEN, &[], Expect::Complete)
+    for rpm in [300, 200, 100] {
+        d.add_zone(volume(rpm, 0.1), 60, TOKEN, &[], Expect::Complete)
             .await;
     }
     d.start();
-    d.wait_archived(3).await;
+    d.wait_archived(2).await;
     garage.stack("down", &pg, &redis);
+    let (leaves, in_flight, archived) = d.progress().await;
+    eprintln!("Garage stopped: {archived} of {leaves} windows archived, {in_flight} in flight");
     let down_at = Instant::now();
     // The outage itself is the scenario: 30 s without Garage while the process keeps
     // fetching and retrying. Nothing may fail permanently meanwhile.
