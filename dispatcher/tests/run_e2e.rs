@@ -74,6 +74,8 @@ struct Deployment {
     env_file: PathBuf,
     log: PathBuf,
     child: KillOnDrop,
+    /// Length of the log when `rainlogs run` was last started.
+    log_offset: usize,
     zones: Vec<ZoneUnderTest>,
 }
 
@@ -124,6 +126,7 @@ impl Deployment {
             env_file,
             log,
             child: KillOnDrop::default(),
+            log_offset: 0,
             zones: Vec::new(),
         }
     }
@@ -188,6 +191,7 @@ impl Deployment {
             .append(true)
             .open(&self.log)
             .expect("log file");
+        self.log_offset = log.metadata().map(|m| m.len() as usize).unwrap_or(0);
         let child = Command::new(env!("CARGO_BIN_EXE_rainlogs"))
             .arg("run")
             .env_clear()
@@ -209,8 +213,20 @@ impl Deployment {
         child.wait().expect("reaped");
     }
 
-    /// SIGTERM and a graceful exit, within a deadline.
+    /// SIGTERM and a graceful exit, within a deadline. Waits for the process to be up
+    /// first (a signal in the first instants of a process, before any handler exists,
+    /// takes the default action).
     async fn stop(&mut self) {
+        let (log, from) = (self.log.clone(), self.log_offset);
+        wait_for("rainlogs run to be up", SETTLE, || {
+            // Only what the latest start wrote: earlier (killed) runs do not count.
+            let text = std::fs::read(&log).unwrap_or_default();
+            let up = text
+                .get(from..)
+                .is_some_and(|t| String::from_utf8_lossy(t).contains("dispatcher running"));
+            async move { up.then_some(()) }
+        })
+        .await;
         let mut child = self.child.take().expect("running");
         let status = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])

@@ -19,9 +19,19 @@ pub(crate) async fn run(src: &ConfigSource, queues: Vec<String>) -> anyhow::Resu
             .map_err(|e| anyhow::anyhow!("--queues: {e}"))?;
     }
     let scheduler = crate::reconcile::SchedulerConfig::from_source(src)?;
+    // Listen for SIGTERM/SIGINT before connecting: a stop requested while start-up is
+    // still connecting or migrating ends the process cleanly once it is up, instead of
+    // killing it with the signal's default action.
+    let (tx, rx) = watch::channel(false);
+    let grace = cfg.shutdown_grace;
+    tokio::spawn(async move {
+        super::shutdown_signal().await;
+        tracing::info!(?grace, "shutdown requested; finishing in-flight tasks");
+        let _ = tx.send(true);
+    });
+    tokio::task::yield_now().await;
     let app = App::connect(src).await?;
     rainlogs_shared::db::migrate(&app.pool).await?;
-    let (tx, rx) = watch::channel(false);
     let invoker = app.invoker(&cfg.invoker, rx.clone()).await?;
     let metrics = Metrics::new();
     if let Some(addr) = cfg.metrics_addr {
@@ -32,12 +42,6 @@ pub(crate) async fn run(src: &ConfigSource, queues: Vec<String>) -> anyhow::Resu
             .with_context(|| format!("metrics endpoint on {addr}"))?;
         tracing::info!(%bound, "metrics at http://{bound}/metrics");
     }
-    let grace = cfg.shutdown_grace;
-    tokio::spawn(async move {
-        super::shutdown_signal().await;
-        tracing::info!(?grace, "shutdown requested; finishing in-flight tasks");
-        let _ = tx.send(true);
-    });
     let planner = tokio::spawn(crate::reconcile::run_loop(
         app.clone(),
         scheduler,
