@@ -77,7 +77,9 @@ async fn main() -> anyhow::Result<()> {
     let src = ConfigSource::from_env()?;
     let app = App::connect(&src).await?;
     let Some(kms) = app.kms.clone() else {
-        anyhow::bail!("set RAINLOGS_MASTER_KEYS_FILE (the local stack writes .rainlogs/master_keys)");
+        anyhow::bail!(
+            "set RAINLOGS_MASTER_KEYS_FILE (the local stack writes .rainlogs/master_keys)"
+        );
     };
 
     let mut opts = DemoOptions::new(minutes, Duration::from_secs(3600));
@@ -140,7 +142,9 @@ async fn main() -> anyhow::Result<()> {
         mbps(bytes, took)
     );
     let mut filtered = req.clone();
-    filtered.filters = vec!["EdgeResponseStatus=404".parse().map_err(|e| anyhow::anyhow!("{e}"))?];
+    filtered.filters = vec!["EdgeResponseStatus=404"
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e}"))?];
     let (stats, _, took) = restore(&online, &filtered).await?;
     println!(
         "restore online with --filter: {} of {} records in {:.2} s = {:.1} MB/s of NDJSON read",
@@ -154,7 +158,10 @@ async fn main() -> anyhow::Result<()> {
         pool: app.pool.clone(),
         store: app.store.clone(),
         kms: Some(kms_dyn),
-        concurrency: env_or("BENCH_CONCURRENCY", rainlogs_shared::verify::DEFAULT_CONCURRENCY),
+        concurrency: env_or(
+            "BENCH_CONCURRENCY",
+            rainlogs_shared::verify::DEFAULT_CONCURRENCY,
+        ),
     };
     for deep in [false, true] {
         let started = Instant::now();

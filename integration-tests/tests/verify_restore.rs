@@ -211,7 +211,10 @@ async fn clean_archive_verifies_exit_codes_report_and_coverage() {
     let report = tmp("report.json");
     let mut args = a.args(true);
     args.report = Some(report.clone());
-    assert_eq!(verify::run(&a.env.src, &args).await.unwrap(), ExitCode::SUCCESS);
+    assert_eq!(
+        verify::run(&a.env.src, &args).await.unwrap(),
+        ExitCode::SUCCESS
+    );
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&report).unwrap()).expect("report is JSON");
     assert_eq!(json["format"], "rainlogs.verify.v1");
@@ -233,14 +236,20 @@ async fn clean_archive_verifies_exit_codes_report_and_coverage() {
     );
     // The same through the CLI: exit 1, the finding in the report.
     args.report = Some(report.clone());
-    assert_eq!(verify::run(&a.env.src, &args).await.unwrap(), ExitCode::from(1));
+    assert_eq!(
+        verify::run(&a.env.src, &args).await.unwrap(),
+        ExitCode::from(1)
+    );
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(json["result"], "findings");
     assert_eq!(json["findings"][0]["type"], "time_missing");
 
     // Postgres unreachable: exit 2, not a clean bill of health.
     let mut down = a.env.src.clone();
-    down.set("RAINLOGS_DATABASE_URL", "postgres://rainlogs@127.0.0.1:1/nothing");
+    down.set(
+        "RAINLOGS_DATABASE_URL",
+        "postgres://rainlogs@127.0.0.1:1/nothing",
+    );
     down.set("RAINLOGS_DATABASE_CONNECT_TIMEOUT_MS", "500");
     let mut args = a.args(false);
     args.report = Some(report.clone());
@@ -270,7 +279,10 @@ async fn a_deleted_or_replaced_object_is_named() {
     );
     let mut args = a.args(false);
     args.report = Some(tmp("report.json"));
-    assert_eq!(verify::run(&a.env.src, &args).await.unwrap(), ExitCode::from(1));
+    assert_eq!(
+        verify::run(&a.env.src, &args).await.unwrap(),
+        ExitCode::from(1)
+    );
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(args.report.as_ref().unwrap()).unwrap()).unwrap();
     assert_eq!(json["findings"][0]["type"], "object_missing");
@@ -283,7 +295,9 @@ async fn a_deleted_or_replaced_object_is_named() {
     let shallow = a.verify(false).await;
     assert!(!shallow.is_empty());
     assert!(
-        shallow.iter().all(|f| window_of(f) == Some(victim.window_id)),
+        shallow
+            .iter()
+            .all(|f| window_of(f) == Some(victim.window_id)),
         "only the victim is reported: {shallow:?}"
     );
     assert!(
@@ -296,7 +310,10 @@ async fn a_deleted_or_replaced_object_is_named() {
             if *object_key == victim.key && code == "sealed.wrong_window" && window.window_id == victim.window_id)),
         "{deep:?}"
     );
-    assert!(deep.iter().all(|f| window_of(f) == Some(victim.window_id)), "{deep:?}");
+    assert!(
+        deep.iter().all(|f| window_of(f) == Some(victim.window_id)),
+        "{deep:?}"
+    );
 
     store.put(&victim.key, original).await.unwrap();
     assert_eq!(a.verify(true).await, vec![]);
@@ -327,8 +344,10 @@ async fn an_edited_catalog_row_a_removed_link_and_reordered_links_are_named() {
     );
     let deep = a.verify(true).await;
     assert!(
-        deep.iter().any(|f| matches!(f, Finding::PlaintextMismatch { what, object_key, .. }
-            if what == "record_count" && *object_key == victim.key)),
+        deep.iter().any(
+            |f| matches!(f, Finding::PlaintextMismatch { what, object_key, .. }
+            if what == "record_count" && *object_key == victim.key)
+        ),
         "{deep:?}"
     );
     sqlx::query("UPDATE archived_objects SET record_count = record_count + 1 WHERE window_id = $1")
@@ -339,23 +358,41 @@ async fn an_edited_catalog_row_a_removed_link_and_reordered_links_are_named() {
     assert_eq!(a.verify(false).await, vec![]);
 
     // A link removed: a gap at the next seq, and the window without its link.
-    let link: (Uuid, i64, i64, Vec<u8>, Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>, i64) =
-        sqlx::query_as(
-            "DELETE FROM chain_links WHERE window_id = $1 RETURNING zone_id, seq, window_id,
+    let link: (
+        Uuid,
+        i64,
+        i64,
+        Vec<u8>,
+        Vec<u8>,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        i64,
+    ) = sqlx::query_as(
+        "DELETE FROM chain_links WHERE window_id = $1 RETURNING zone_id, seq, window_id,
                prev_hash, link_hash, object_sha256, plaintext_sha256, record_count",
-        )
-        .bind(victim.window_id)
-        .fetch_one(pool)
-        .await
-        .unwrap();
+    )
+    .bind(victim.window_id)
+    .fetch_one(pool)
+    .await
+    .unwrap();
     let findings = a.verify(false).await;
     let next = &archived[3];
     assert_eq!(findings.len(), 2, "{findings:?}");
-    assert!(findings.iter().any(|f| matches!(f, Finding::ChainGap { seq, missing_from, missing_to, window }
+    assert!(
+        findings.iter().any(
+            |f| matches!(f, Finding::ChainGap { seq, missing_from, missing_to, window }
         if *seq == victim.seq + 1 && *missing_from == victim.seq && *missing_to == victim.seq
-           && window.window_id == next.window_id)), "{findings:?}");
-    assert!(findings.iter().any(|f| matches!(f, Finding::LinkMissing { window, state }
-        if window.window_id == victim.window_id && state == "archived")), "{findings:?}");
+           && window.window_id == next.window_id)
+        ),
+        "{findings:?}"
+    );
+    assert!(
+        findings
+            .iter()
+            .any(|f| matches!(f, Finding::LinkMissing { window, state }
+        if window.window_id == victim.window_id && state == "archived")),
+        "{findings:?}"
+    );
     sqlx::query(
         "INSERT INTO chain_links (zone_id, seq, window_id, prev_hash, link_hash, object_sha256,
                                   plaintext_sha256, record_count)
@@ -388,8 +425,10 @@ async fn an_edited_catalog_row_a_removed_link_and_reordered_links_are_named() {
     let findings = a.verify(false).await;
     for (seq, window) in [(i.seq, j.window_id), (j.seq, i.window_id)] {
         assert!(
-            findings.iter().any(|f| matches!(f, Finding::ChainLinkBroken { seq: s, reason, window: w, .. }
-                if *s == seq && reason == "hash_mismatch" && w.window_id == window)),
+            findings.iter().any(
+                |f| matches!(f, Finding::ChainLinkBroken { seq: s, reason, window: w, .. }
+                if *s == seq && reason == "hash_mismatch" && w.window_id == window)
+            ),
             "seq {seq}: {findings:?}"
         );
     }
@@ -428,7 +467,9 @@ async fn the_periodic_sample_audits_each_run() {
         .await
         .expect("sample runs");
     assert_eq!(found.result, "findings");
-    assert!(found.findings.iter().any(|f| matches!(f, Finding::ObjectMissing { object_key, .. } if *object_key == archived[0].key)));
+    assert!(found.findings.iter().any(
+        |f| matches!(f, Finding::ObjectMissing { object_key, .. } if *object_key == archived[0].key)
+    ));
 
     let audits: Vec<(String, String, serde_json::Value)> = sqlx::query_as(
         "SELECT operation, result, detail FROM audit_events WHERE operation = 'verify.sample' ORDER BY id",
@@ -437,7 +478,10 @@ async fn the_periodic_sample_audits_each_run() {
     .await
     .unwrap();
     assert_eq!(audits.len(), 2);
-    assert_eq!((audits[0].1.as_str(), audits[1].1.as_str()), ("ok", "findings"));
+    assert_eq!(
+        (audits[0].1.as_str(), audits[1].1.as_str()),
+        ("ok", "findings")
+    );
     assert_eq!(audits[1].2["findings"][0]["object_key"], archived[0].key);
     a.env.teardown().await;
 }
@@ -491,7 +535,9 @@ async fn restore_over_hours_equals_what_the_simulator_served() {
     logs::get(&a.env.src, &args).await.expect("restore");
     let want: Vec<String> = expected
         .iter()
-        .filter(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["EdgeResponseStatus"] == 200)
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["EdgeResponseStatus"] == 200
+        })
         .cloned()
         .collect();
     let got = lines(&std::fs::read(&out4).unwrap());
@@ -503,13 +549,22 @@ async fn restore_over_hours_equals_what_the_simulator_served() {
     let key_file = tmp("tenant.key");
     std::fs::write(&key_file, key.to_key_file().as_bytes()).unwrap();
     let mut offline_src = a.env.src.clone();
-    offline_src.set("RAINLOGS_DATABASE_URL", "postgres://rainlogs@127.0.0.1:1/nothing");
+    offline_src.set(
+        "RAINLOGS_DATABASE_URL",
+        "postgres://rainlogs@127.0.0.1:1/nothing",
+    );
     let out5 = tmp("offline.ndjson");
     let mut args = a.get_args(from, to, &out5);
     args.key_file = vec![key_file.clone()];
     args.tenant = Some(a.tenant.to_string());
-    let stats = logs::get(&offline_src, &args).await.expect("offline restore");
-    assert_eq!(std::fs::read(&out5).unwrap(), online, "offline equals online");
+    let stats = logs::get(&offline_src, &args)
+        .await
+        .expect("offline restore");
+    assert_eq!(
+        std::fs::read(&out5).unwrap(),
+        online,
+        "offline equals online"
+    );
     assert_eq!(stats.windows_restored, 180);
 
     // A key file of another tenant is refused up front, naming both tenants.
@@ -519,14 +574,24 @@ async fn restore_over_hours_equals_what_the_simulator_served() {
     let out6 = tmp("wrong.ndjson");
     args.out = Some(out6.clone());
     args.key_file = vec![wrong.clone()];
-    let err = logs::get(&offline_src, &args).await.expect_err("wrong key file");
+    let err = logs::get(&offline_src, &args)
+        .await
+        .expect_err("wrong key file");
     let text = err.to_string();
-    assert!(text.contains(&stranger.tenant.to_string()) && text.contains(&a.tenant.to_string()), "{text}");
+    assert!(
+        text.contains(&stranger.tenant.to_string()) && text.contains(&a.tenant.to_string()),
+        "{text}"
+    );
     // The right tenant but not its key: the first object refuses, by name.
     let forged = TenantKey::new(a.tenant, 1, SecretKey::random());
     std::fs::write(&wrong, forged.to_key_file().as_bytes()).unwrap();
-    let err = logs::get(&offline_src, &args).await.expect_err("forged key");
-    assert!(matches!(&err, RestoreError::Verification { object_key, .. } if object_key.contains(&a.zone.to_string())), "{err}");
+    let err = logs::get(&offline_src, &args)
+        .await
+        .expect_err("forged key");
+    assert!(
+        matches!(&err, RestoreError::Verification { object_key, .. } if object_key.contains(&a.zone.to_string())),
+        "{err}"
+    );
     assert_eq!(err.exit_code(), 1);
     assert!(!out6.exists(), "no output file after a failure");
 
@@ -545,7 +610,10 @@ async fn restore_over_hours_equals_what_the_simulator_served() {
     let err = logs::get(&a.env.src, &a.get_args(from, to, &out7))
         .await
         .expect_err("missing object");
-    assert!(matches!(&err, RestoreError::Verification { object_key, .. } if *object_key == victim), "{err}");
+    assert!(
+        matches!(&err, RestoreError::Verification { object_key, .. } if *object_key == victim),
+        "{err}"
+    );
     assert!(!out7.exists());
     a.env.teardown().await;
 }

@@ -541,7 +541,10 @@ mod tests {
 
         let mut removed = chain(6);
         removed.remove(2);
-        assert_eq!(breaks(&removed), vec![(3, ChainBreak::Gap { expected_seq: 2 })]);
+        assert_eq!(
+            breaks(&removed),
+            vec![(3, ChainBreak::Gap { expected_seq: 2 })]
+        );
 
         let mut swapped = chain(6);
         swapped[1].seq = 4;
@@ -550,7 +553,10 @@ mod tests {
         let found = breaks(&swapped);
         assert!(found.contains(&(1, ChainBreak::HashMismatch)), "{found:?}");
         assert!(found.contains(&(4, ChainBreak::HashMismatch)), "{found:?}");
-        assert!(found.iter().all(|(seq, _)| [1, 2, 4, 5].contains(seq)), "{found:?}");
+        assert!(
+            found.iter().all(|(seq, _)| [1, 2, 4, 5].contains(seq)),
+            "{found:?}"
+        );
 
         let mut edited = chain(6);
         edited[3].record_count = 0;

@@ -513,7 +513,10 @@ pub async fn window_rows(
     receipts: bool,
     ids: &[i64],
 ) -> Result<Vec<WindowRow>, DbError> {
-    let sql = format!("{} WHERE w.id = ANY($1) ORDER BY w.id", select_rows(receipts));
+    let sql = format!(
+        "{} WHERE w.id = ANY($1) ORDER BY w.id",
+        select_rows(receipts)
+    );
     sqlx::query_as(&sql)
         .bind(ids)
         .fetch_all(pool)
@@ -824,8 +827,8 @@ impl Verifier {
     ) -> Result<u64, VerifyError> {
         let mut checker = ChainChecker::new(zone);
         loop {
-            let page = chain::links_page(&self.pool, zone, checker.last_seq(), chain::LINK_PAGE)
-                .await?;
+            let page =
+                chain::links_page(&self.pool, zone, checker.last_seq(), chain::LINK_PAGE).await?;
             if page.is_empty() {
                 return Ok(checker.links_seen());
             }

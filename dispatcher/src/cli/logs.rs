@@ -169,7 +169,9 @@ pub fn record_time_ns(record: &Value) -> Option<i64> {
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
     /// An object failed verification: nothing of it was emitted.
-    #[error("object {object_key} (window [{window_start}, {window_end})) failed verification: {reason}")]
+    #[error(
+        "object {object_key} (window [{window_start}, {window_end})) failed verification: {reason}"
+    )]
     Verification {
         object_key: String,
         window_start: String,
@@ -551,9 +553,10 @@ pub async fn restore(
             run.from_bucket(store, kms, *tenant, observer).await?
         }
     }
-    let mut out = run.out.take().ok_or_else(|| {
-        RestoreError::Operational("output lost after a failed window".into())
-    })?;
+    let mut out = run
+        .out
+        .take()
+        .ok_or_else(|| RestoreError::Operational("output lost after a failed window".into()))?;
     out.flush()
         .map_err(|e| RestoreError::Operational(format!("write output: {e}")))?;
     Ok((out, run.stats))
@@ -794,7 +797,9 @@ impl Run<'_> {
             (Some(SinkFailure::Output(why)), _) => {
                 stop(RestoreError::Operational(format!("write output: {why}")))
             }
-            (None, Some(e)) if e.class == ErrorClass::Retryable && !e.code.starts_with("sealed.") => {
+            (None, Some(e))
+                if e.class == ErrorClass::Retryable && !e.code.starts_with("sealed.") =>
+            {
                 stop(RestoreError::Operational(format!("{}: {e}", target.key)))
             }
             (None, Some(e)) => stop(RestoreError::verification(
@@ -899,9 +904,10 @@ impl Run<'_> {
             }
         };
         self.stats.object_bytes += first.object_len;
-        let out = self.out.take().ok_or_else(|| {
-            RestoreError::Operational("output lost after a failed window".into())
-        })?;
+        let out = self
+            .out
+            .take()
+            .ok_or_else(|| RestoreError::Operational("output lost after a failed window".into()))?;
         match self.read(store, kms, target, SinkOut::Stream(out)).await {
             Ok((second, sink)) => {
                 self.stats.object_bytes += second.object_len;
@@ -1094,12 +1100,16 @@ pub async fn get(src: &ConfigSource, args: &GetArgs) -> Result<Stats, RestoreErr
     let source = source_for(src, args).await?;
     let (atomic, out): (Option<AtomicFile>, Box<dyn Write + Send>) = match &args.out {
         Some(path) => {
-            let (a, w) = AtomicFile::create(path).map_err(|e| RestoreError::Operational(format!("{e:#}")))?;
+            let (a, w) = AtomicFile::create(path)
+                .map_err(|e| RestoreError::Operational(format!("{e:#}")))?;
             (Some(a), w)
         }
         None => (
             None,
-            Box::new(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout())),
+            Box::new(std::io::BufWriter::with_capacity(
+                1 << 20,
+                std::io::stdout(),
+            )),
         ),
     };
     let mut observer = StderrObserver::new();
@@ -1190,7 +1200,10 @@ mod tests {
             "{\"a\":1,\"EdgeEndTimestamp\":15}\n{\"a\":1}\n"
         );
         assert_eq!((sink.records_out, sink.untimed), (2, 1));
-        let big = format!("{{\"a\":1,\"EdgeEndTimestamp\":15,\"pad\":\"{}\"}}\n", "x".repeat(80));
+        let big = format!(
+            "{{\"a\":1,\"EdgeEndTimestamp\":15,\"pad\":\"{}\"}}\n",
+            "x".repeat(80)
+        );
         assert!(sink.write_all(big.as_bytes()).is_err());
         assert!(matches!(
             *failure.lock().unwrap(),

@@ -18,7 +18,7 @@ use rainlogs_shared::config::{ConfigSource, DatabaseConfig, S3Config};
 use rainlogs_shared::db::DbError;
 use rainlogs_shared::kms::{Kms, StaticKms, TenantKey};
 use rainlogs_shared::storage::ObjectStore;
-use rainlogs_shared::verify::{Counts, Finding, VerifyError, Verifier, ZoneScope};
+use rainlogs_shared::verify::{Counts, Finding, Verifier, VerifyError, ZoneScope};
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -148,9 +148,11 @@ pub async fn verify(
     let mut outcome = Outcome::default();
     for z in select_zones(&verifier.pool, args).await? {
         let cadence = TimeDelta::seconds(i64::from(z.cadence_seconds));
-        let from = args
-            .from
-            .unwrap_or_else(|| z.backfill_from.duration_trunc(cadence).unwrap_or(z.backfill_from));
+        let from = args.from.unwrap_or_else(|| {
+            z.backfill_from
+                .duration_trunc(cadence)
+                .unwrap_or(z.backfill_from)
+        });
         let to = args.to.unwrap_or(now - DEFAULT_SETTLE).max(from);
         let counts = verifier
             .verify_zone(
@@ -223,7 +225,11 @@ struct JsonReport {
 }
 
 impl JsonReport {
-    fn start(mut out: Box<dyn Write + Send>, args: &VerifyArgs, now: DateTime<Utc>) -> anyhow::Result<Self> {
+    fn start(
+        mut out: Box<dyn Write + Send>,
+        args: &VerifyArgs,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Self> {
         let head = serde_json::json!({
             "format": REPORT_FORMAT,
             "started_at": now,
@@ -294,7 +300,11 @@ fn print_summary(human: &mut dyn Write, outcome: &Outcome, deep: bool) -> std::i
         c.windows,
         c.objects_checked,
         c.object_bytes,
-        if outcome.clean() { "clean".to_owned() } else { format!("{} findings", c.findings) }
+        if outcome.clean() {
+            "clean".to_owned()
+        } else {
+            format!("{} findings", c.findings)
+        }
     )
 }
 

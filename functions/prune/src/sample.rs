@@ -18,7 +18,7 @@ use rainlogs_shared::db::DbError;
 use rainlogs_shared::kms::Kms;
 use rainlogs_shared::storage::ObjectStore;
 use rainlogs_shared::task::TaskSpec;
-use rainlogs_shared::verify::{self, Finding, VerifyError, Verifier};
+use rainlogs_shared::verify::{self, Finding, Verifier, VerifyError};
 use rainlogs_shared::TaskError;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -81,7 +81,10 @@ impl SampleTask {
         if !(0.0..=1.0).contains(&self.deep_fraction) {
             return Err(TaskError::permanent(
                 "verify_sample.invalid",
-                format!("deep_fraction must be in [0, 1], got {}", self.deep_fraction),
+                format!(
+                    "deep_fraction must be in [0, 1], got {}",
+                    self.deep_fraction
+                ),
             ));
         }
         Ok(())
@@ -205,7 +208,12 @@ pub async fn run(
         findings.extend(outcome.findings);
     }
     let summary = SampleSummary {
-        result: if findings.is_empty() { "ok" } else { "findings" }.to_owned(),
+        result: if findings.is_empty() {
+            "ok"
+        } else {
+            "findings"
+        }
+        .to_owned(),
         archived_objects: archived,
         sampled: rows.len() as u64,
         deep,
