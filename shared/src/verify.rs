@@ -640,7 +640,34 @@ impl Verifier {
             {
                 Ok((verified, _)) => {
                     let p = &verified.plaintext;
-                    let mut plain = |what: &str, expected: String, actual: String| {
+                    let (sha, records) =
+                        (hex::encode(p.plaintext_sha256), p.record_count.to_string());
+                    let mut checks = vec![
+                        ("sha256", hex32(&row.plaintext_sha256), sha.clone()),
+                        (
+                            "length",
+                            row.plaintext_bytes.unwrap_or(-1).to_string(),
+                            p.plaintext_len.to_string(),
+                        ),
+                        (
+                            "record_count",
+                            row.record_count.unwrap_or(-1).to_string(),
+                            records.clone(),
+                        ),
+                    ];
+                    if row.seq.is_some() && row.link_plaintext_sha256.is_some() {
+                        checks.push((
+                            "sha256 (chain link)",
+                            hex32(&row.link_plaintext_sha256),
+                            sha,
+                        ));
+                        checks.push((
+                            "record_count (chain link)",
+                            row.link_record_count.unwrap_or(-1).to_string(),
+                            records,
+                        ));
+                    }
+                    for (what, expected, actual) in checks {
                         if expected != actual {
                             out.findings.push(Finding::PlaintextMismatch {
                                 window: window.clone(),
@@ -650,33 +677,6 @@ impl Verifier {
                                 actual,
                             });
                         }
-                    };
-                    plain(
-                        "sha256",
-                        hex32(&row.plaintext_sha256),
-                        hex::encode(p.plaintext_sha256),
-                    );
-                    plain(
-                        "length",
-                        row.plaintext_bytes.unwrap_or(-1).to_string(),
-                        p.plaintext_len.to_string(),
-                    );
-                    plain(
-                        "record_count",
-                        row.record_count.unwrap_or(-1).to_string(),
-                        p.record_count.to_string(),
-                    );
-                    if row.seq.is_some() && row.link_plaintext_sha256.is_some() {
-                        plain(
-                            "sha256 (chain link)",
-                            hex32(&row.link_plaintext_sha256),
-                            hex::encode(p.plaintext_sha256),
-                        );
-                        plain(
-                            "record_count (chain link)",
-                            row.link_record_count.unwrap_or(-1).to_string(),
-                            p.record_count.to_string(),
-                        );
                     }
                     (verified.object_sha256, verified.object_len)
                 }

@@ -22,7 +22,15 @@ pub const NAME: &str = "prune";
 /// The prune function. Stateless: holds only clients built at start-up.
 #[derive(Clone, Default)]
 pub struct PruneFunction {
-    clients: Option<(PgPool, ObjectStore, Option<Arc<dyn Kms>>)>,
+    clients: Option<Clients>,
+}
+
+/// Postgres, the bucket and (for deep sampling) the kms.
+#[derive(Clone)]
+struct Clients {
+    pool: PgPool,
+    store: ObjectStore,
+    kms: Option<Arc<dyn Kms>>,
 }
 
 impl PruneFunction {
@@ -49,7 +57,7 @@ impl PruneFunction {
     /// With Postgres, the bucket and (for deep sampling) the kms.
     pub fn with_clients(pool: PgPool, store: ObjectStore, kms: Option<Arc<dyn Kms>>) -> Self {
         Self {
-            clients: Some((pool, store, kms)),
+            clients: Some(Clients { pool, store, kms }),
         }
     }
 }
@@ -62,8 +70,9 @@ impl Function for PruneFunction {
 
     async fn handle(&self, task: TaskEnvelope) -> Result<HandlerOutput, TaskError> {
         match (task.kind.as_str(), &self.clients) {
-            (sample::KIND, Some((pool, store, kms))) => {
-                let summary = sample::run(pool, store, kms.clone(), &task.payload_as()?).await?;
+            (sample::KIND, Some(c)) => {
+                let summary =
+                    sample::run(&c.pool, &c.store, c.kms.clone(), &task.payload_as()?).await?;
                 Ok(HandlerOutput::done(
                     serde_json::to_value(summary).unwrap_or_default(),
                 ))
