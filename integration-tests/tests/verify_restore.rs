@@ -178,6 +178,18 @@ impl Archive {
     }
 }
 
+/// A `chain_links` row, as deleted and put back by the tamper test.
+type LinkRow = (
+    Uuid,
+    i64,
+    i64,
+    Vec<u8>,
+    Vec<u8>,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    i64,
+);
+
 fn lines(bytes: &[u8]) -> Vec<String> {
     String::from_utf8(bytes.to_vec())
         .expect("utf-8 NDJSON")
@@ -358,16 +370,7 @@ async fn an_edited_catalog_row_a_removed_link_and_reordered_links_are_named() {
     assert_eq!(a.verify(false).await, vec![]);
 
     // A link removed: a gap at the next seq, and the window without its link.
-    let link: (
-        Uuid,
-        i64,
-        i64,
-        Vec<u8>,
-        Vec<u8>,
-        Option<Vec<u8>>,
-        Option<Vec<u8>>,
-        i64,
-    ) = sqlx::query_as(
+    let link: LinkRow = sqlx::query_as(
         "DELETE FROM chain_links WHERE window_id = $1 RETURNING zone_id, seq, window_id,
                prev_hash, link_hash, object_sha256, plaintext_sha256, record_count",
     )

@@ -131,7 +131,8 @@ impl Filter {
             }
             Some(Value::Bool(b)) => b.to_string() == self.value,
             Some(Value::Null) => self.value == "null",
-            Some(other) => other.to_string() == self.value,
+            // Arrays and objects compare as their compact JSON text.
+            Some(other) => serde_json::to_string(other).is_ok_and(|text| text == self.value),
         }
     }
 }
@@ -470,10 +471,13 @@ impl Write for LineSink {
 struct Target {
     context: SealContext,
     key: String,
-    /// From the catalog: (object sha256, size, plaintext sha256, plaintext bytes,
-    /// record count). `None` offline.
-    catalog: Option<([u8; 32], u64, [u8; 32], u64, u64)>,
+    /// From the catalog; `None` offline.
+    catalog: Option<Catalog>,
 }
+
+/// What the catalog records about an object: object SHA-256 and size, plaintext
+/// SHA-256, length and record count.
+type Catalog = ([u8; 32], u64, [u8; 32], u64, u64);
 
 fn to32(v: &Option<Vec<u8>>) -> Option<[u8; 32]> {
     v.as_deref().and_then(|b| b.try_into().ok())
@@ -547,10 +551,10 @@ pub async fn restore(
     };
     match source {
         Source::Catalog { pool, store, kms } => {
-            run.from_catalog(pool, store, kms, observer).await?
+            run.restore_catalog(pool, store, kms, observer).await?
         }
         Source::Bucket { store, kms, tenant } => {
-            run.from_bucket(store, kms, *tenant, observer).await?
+            run.restore_bucket(store, kms, *tenant, observer).await?
         }
     }
     let mut out = run
@@ -574,7 +578,7 @@ fn ns(t: DateTime<Utc>) -> i64 {
 }
 
 impl Run<'_> {
-    async fn from_catalog(
+    async fn restore_catalog(
         &mut self,
         pool: &PgPool,
         store: &ObjectStore,
@@ -671,7 +675,7 @@ impl Run<'_> {
         }
     }
 
-    async fn from_bucket(
+    async fn restore_bucket(
         &mut self,
         store: &ObjectStore,
         kms: &Arc<dyn Kms>,
