@@ -953,32 +953,29 @@ impl Verifier {
                     found += 1;
                     sink(f)?;
                 }
-                for (kind, from, to) in spans.drain(..) {
-                    if kind == Cover::Missing {
-                        found += 1;
-                        sink(Finding::TimeMissing {
-                            zone_id: scope.zone_id,
-                            from,
-                            to,
-                        })?;
-                    }
+                for f in missing_time(scope.zone_id, &mut spans) {
+                    found += 1;
+                    sink(f)?;
                 }
             }
         }
         walk.finish(&mut spans);
-        for (kind, from, to) in spans.drain(..) {
-            if kind == Cover::Missing {
-                found += 1;
-                sink(Finding::TimeMissing {
-                    zone_id: scope.zone_id,
-                    from,
-                    to,
-                })?;
-            }
+        for f in missing_time(scope.zone_id, &mut spans) {
+            found += 1;
+            sink(f)?;
         }
         counts.findings = found;
         Ok(counts)
     }
+}
+
+/// The closed spans no window covers, as findings (other spans are judged per window).
+fn missing_time(zone_id: Uuid, spans: &mut Vec<crate::coverage::Span>) -> Vec<Finding> {
+    spans
+        .drain(..)
+        .filter(|(kind, _, _)| *kind == Cover::Missing)
+        .map(|(_, from, to)| Finding::TimeMissing { zone_id, from, to })
+        .collect()
 }
 
 #[cfg(test)]
