@@ -234,17 +234,6 @@ impl ChainReport {
     }
 }
 
-type StoredLink = (
-    i64,
-    Vec<u8>,
-    Vec<u8>,
-    Option<Vec<u8>>,
-    Option<Vec<u8>>,
-    i64,
-    DateTime<Utc>,
-    DateTime<Utc>,
-);
-
 fn content_of(
     object: Option<Vec<u8>>,
     plaintext: Option<Vec<u8>>,
@@ -274,62 +263,165 @@ fn content_of(
     }
 }
 
-/// Walks `zone_id`'s chain in `seq` order, recomputing every link hash from its window
-/// row and link columns and checking that each `prev_hash` is the hash before it.
-/// Stops at the first break; a zone without links verifies with zero links.
-pub async fn verify_zone(pool: &sqlx::PgPool, zone_id: Uuid) -> Result<ChainReport, DbError> {
+/// One stored link with its window's bounds, as verification reads it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredLink {
+    pub seq: i64,
+    pub window_id: i64,
+    pub prev_hash: Vec<u8>,
+    pub link_hash: Vec<u8>,
+    pub object_sha256: Option<Vec<u8>>,
+    pub plaintext_sha256: Option<Vec<u8>>,
+    pub record_count: i64,
+    pub start_at: DateTime<Utc>,
+    pub end_at: DateTime<Utc>,
+}
+
+/// Links of `zone_id` with `seq > after`, in `seq` order, at most `limit`: verification
+/// pages through a chain of any length with bounded memory.
+pub async fn links_page(
+    pool: &sqlx::PgPool,
+    zone_id: Uuid,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredLink>, DbError> {
     // Runtime-checked query: verification reads the chain as stored, nothing more.
-    let rows: Vec<StoredLink> = sqlx::query_as(
-        "SELECT l.seq, l.prev_hash, l.link_hash, l.object_sha256, l.plaintext_sha256,
-                l.record_count, w.start_at, w.end_at
+    sqlx::query_as(
+        "SELECT l.seq, l.window_id, l.prev_hash, l.link_hash, l.object_sha256,
+                l.plaintext_sha256, l.record_count, w.start_at, w.end_at
          FROM chain_links l JOIN windows w ON w.id = l.window_id
-         WHERE l.zone_id = $1 ORDER BY l.seq",
+         WHERE l.zone_id = $1 AND l.seq > $2 ORDER BY l.seq LIMIT $3",
     )
     .bind(zone_id)
+    .bind(after)
+    .bind(limit)
     .fetch_all(pool)
     .await
-    .map_err(|e| DbError::query("read chain for verification", e))?;
+    .map_err(|e| DbError::query("read chain for verification", e))
+}
 
-    let mut prev = genesis_hash(zone_id);
-    let mut checked = 0u64;
-    for (expected, (seq, prev_hash, stored_hash, object, plaintext, records, start, end)) in
-        (0i64..).zip(rows)
-    {
-        let broken = |why| ChainReport {
+/// What a link commits to, from its stored columns.
+pub fn stored_content(link: &StoredLink) -> Result<LinkContent, ChainBreak> {
+    content_of(
+        link.object_sha256.clone(),
+        link.plaintext_sha256.clone(),
+        link.record_count,
+    )
+}
+
+/// Checks links one by one in `seq` order and reports every break, not just the first.
+///
+/// Each link is judged on its own: its `seq` must follow the previous one, its
+/// `prev_hash` must be the previous stored link's hash (the genesis hash for seq 0), and
+/// its hash must recompute from its own columns, window and stored `prev_hash`. Judging
+/// locally keeps one edit from being reported again at every later link; after a gap the
+/// `prev_hash` check of the next link is skipped (the link it points to is gone, which
+/// the gap already says).
+#[derive(Debug, Clone)]
+pub struct ChainChecker {
+    zone_id: Uuid,
+    expected_seq: i64,
+    prev: Option<[u8; 32]>,
+    checked: u64,
+}
+
+impl ChainChecker {
+    pub fn new(zone_id: Uuid) -> Self {
+        Self {
             zone_id,
-            links_checked: checked,
-            first_break: Some((seq, why)),
-        };
-        if seq != expected {
-            return Ok(broken(ChainBreak::Gap {
-                expected_seq: expected,
-            }));
+            expected_seq: 0,
+            prev: Some(genesis_hash(zone_id)),
+            checked: 0,
         }
-        if prev_hash.as_slice() != prev.as_slice() {
-            return Ok(broken(ChainBreak::PrevHashMismatch));
-        }
-        let content = match content_of(object, plaintext, records) {
-            Ok(c) => c,
-            Err(why) => return Ok(broken(why)),
-        };
-        let input = LinkInput {
-            zone_id,
-            window_start: start,
-            window_end: end,
-            content,
-        };
-        let recomputed = link_hash(&input, seq as u64, &prev);
-        if stored_hash.as_slice() != recomputed.as_slice() {
-            return Ok(broken(ChainBreak::HashMismatch));
-        }
-        prev = recomputed;
-        checked += 1;
     }
-    Ok(ChainReport {
-        zone_id,
-        links_checked: checked,
-        first_break: None,
-    })
+
+    /// Links seen so far.
+    pub fn links_seen(&self) -> u64 {
+        self.checked
+    }
+
+    /// The `seq` after which the next page starts.
+    pub fn last_seq(&self) -> i64 {
+        self.expected_seq - 1
+    }
+
+    /// Checks the next link; returns its breaks (empty when it verifies).
+    pub fn check(&mut self, link: &StoredLink) -> Vec<ChainBreak> {
+        let mut breaks = Vec::new();
+        let after_gap = link.seq != self.expected_seq;
+        if after_gap {
+            breaks.push(ChainBreak::Gap {
+                expected_seq: self.expected_seq,
+            });
+        }
+        let prev_hash: Option<[u8; 32]> = link.prev_hash.as_slice().try_into().ok();
+        let stored_hash: Option<[u8; 32]> = link.link_hash.as_slice().try_into().ok();
+        match (prev_hash, stored_hash) {
+            (Some(prev_hash), Some(stored_hash)) => {
+                if !after_gap && self.prev.is_some_and(|p| p != prev_hash) {
+                    breaks.push(ChainBreak::PrevHashMismatch);
+                }
+                match stored_content(link) {
+                    Err(why) => breaks.push(why),
+                    Ok(content) => {
+                        let input = LinkInput {
+                            zone_id: self.zone_id,
+                            window_start: link.start_at,
+                            window_end: link.end_at,
+                            content,
+                        };
+                        let seq = u64::try_from(link.seq).unwrap_or(0);
+                        if link_hash(&input, seq, &prev_hash) != stored_hash {
+                            breaks.push(ChainBreak::HashMismatch);
+                        }
+                    }
+                }
+                self.prev = Some(stored_hash);
+            }
+            _ => {
+                breaks.push(ChainBreak::Malformed(
+                    "prev_hash or link_hash is not 32 bytes".into(),
+                ));
+                self.prev = None;
+            }
+        }
+        self.expected_seq = link.seq.saturating_add(1);
+        self.checked += 1;
+        breaks
+    }
+}
+
+/// Links read per page by [`verify_zone`] and the verifier.
+pub const LINK_PAGE: i64 = 1000;
+
+/// Walks `zone_id`'s chain in `seq` order, recomputing every link hash from its window
+/// row and link columns and checking that each `prev_hash` is the hash before it.
+/// Stops at the first break; a zone without links verifies with zero links. Paged, so
+/// memory does not grow with the chain. (`rainlogs verify` reports every break through
+/// [`ChainChecker`].)
+pub async fn verify_zone(pool: &sqlx::PgPool, zone_id: Uuid) -> Result<ChainReport, DbError> {
+    let mut checker = ChainChecker::new(zone_id);
+    let mut verified = 0u64;
+    loop {
+        let page = links_page(pool, zone_id, checker.last_seq(), LINK_PAGE).await?;
+        if page.is_empty() {
+            return Ok(ChainReport {
+                zone_id,
+                links_checked: verified,
+                first_break: None,
+            });
+        }
+        for link in &page {
+            if let Some(why) = checker.check(link).into_iter().next() {
+                return Ok(ChainReport {
+                    zone_id,
+                    links_checked: verified,
+                    first_break: Some((link.seq, why)),
+                });
+            }
+            verified += 1;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -406,6 +498,70 @@ mod tests {
             &genesis_hash(input(LinkContent::Empty).zone_id),
         );
         assert_eq!(hex::encode(h), KNOWN_EMPTY_LINK_0);
+    }
+
+    /// A valid chain of `n` empty links of one zone, one minute each.
+    fn chain(n: i64) -> Vec<StoredLink> {
+        let zone = input(LinkContent::Empty).zone_id;
+        let mut prev = genesis_hash(zone);
+        (0..n)
+            .map(|seq| {
+                let mut i = input(LinkContent::Empty);
+                i.window_start += chrono::Duration::minutes(seq);
+                i.window_end += chrono::Duration::minutes(seq);
+                let hash = link_hash(&i, seq as u64, &prev);
+                let link = StoredLink {
+                    seq,
+                    window_id: 100 + seq,
+                    prev_hash: prev.to_vec(),
+                    link_hash: hash.to_vec(),
+                    object_sha256: None,
+                    plaintext_sha256: None,
+                    record_count: 0,
+                    start_at: i.window_start,
+                    end_at: i.window_end,
+                };
+                prev = hash;
+                link
+            })
+            .collect()
+    }
+
+    fn breaks(links: &[StoredLink]) -> Vec<(i64, ChainBreak)> {
+        let mut checker = ChainChecker::new(input(LinkContent::Empty).zone_id);
+        links
+            .iter()
+            .flat_map(|l| checker.check(l).into_iter().map(|b| (l.seq, b)))
+            .collect()
+    }
+
+    #[test]
+    fn checker_reports_every_break_once_where_it_is() {
+        assert_eq!(breaks(&chain(6)), vec![]);
+
+        let mut removed = chain(6);
+        removed.remove(2);
+        assert_eq!(
+            breaks(&removed),
+            vec![(3, ChainBreak::Gap { expected_seq: 2 })]
+        );
+
+        let mut swapped = chain(6);
+        swapped[1].seq = 4;
+        swapped[4].seq = 1;
+        swapped.swap(1, 4);
+        let found = breaks(&swapped);
+        assert!(found.contains(&(1, ChainBreak::HashMismatch)), "{found:?}");
+        assert!(found.contains(&(4, ChainBreak::HashMismatch)), "{found:?}");
+        assert!(
+            found.iter().all(|(seq, _)| [1, 2, 4, 5].contains(seq)),
+            "{found:?}"
+        );
+
+        let mut edited = chain(6);
+        edited[3].record_count = 0;
+        edited[3].end_at += chrono::Duration::seconds(1);
+        assert_eq!(breaks(&edited), vec![(3, ChainBreak::HashMismatch)]);
     }
 
     // Computed independently (Python hashlib) from the layout in the module docs.

@@ -4,13 +4,16 @@
 //! - [`error`] — the retryable/permanent classification every failure carries;
 //! - [`task`] — the versioned task envelope moving through Redis to the functions;
 //! - [`function`] — the handler trait and the runner behind every function binary;
-//! - [`ledger`], [`chain`] — the window ledger and the per-zone hash chain;
+//! - [`ledger`], [`chain`], [`coverage`] — the window ledger, the per-zone hash chain
+//!   and which stretches of time are covered;
+//! - [`verify`] — integrity findings: chain, objects, catalog and coverage checks;
 //! - [`db`], [`storage`], [`redis_client`] — Postgres, S3 (Garage) and Redis access;
 //! - [`sealed`], [`kms`] — the sealed archive format and the key-management contract;
 //! - [`telemetry`] — logging.
 
 pub mod chain;
 pub mod config;
+pub mod coverage;
 pub mod db;
 pub mod error;
 pub mod function;
@@ -22,6 +25,7 @@ pub mod sealed;
 pub mod storage;
 pub mod task;
 pub mod telemetry;
+pub mod verify;
 
 pub use error::{ErrorClass, TaskError};
 pub use task::{HandlerOutput, TaskEnvelope, TaskSpec};

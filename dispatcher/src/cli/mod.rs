@@ -4,10 +4,12 @@
 pub mod decrypt;
 pub mod demo;
 pub mod kms;
+pub mod logs;
 mod probe;
 mod queue;
 mod run;
 pub mod tenant;
+pub mod verify;
 pub mod zone;
 
 use std::process::ExitCode;
@@ -71,6 +73,14 @@ pub enum Command {
     },
     /// Open a sealed object offline and write its NDJSON to stdout.
     Decrypt(decrypt::DecryptArgs),
+    /// Verify the archive: chain, objects, catalog, pruned windows, coverage
+    /// (exit 0 clean, 1 findings, 2 could not verify).
+    Verify(verify::VerifyArgs),
+    /// Restore logs: `logs get --zone Z --from T1 --to T2` streams verified NDJSON.
+    Logs {
+        #[command(subcommand)]
+        command: logs::LogsCommand,
+    },
 }
 
 /// Runs one parsed command.
@@ -120,6 +130,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tenant { command } => tenant::run(&src, command).await,
         Command::Zone { command } => zone::run(&src, command).await,
         Command::Decrypt(args) => decrypt::run(&src, &args).await,
+        Command::Verify(args) => verify::run(&src, &args).await,
+        Command::Logs { command } => logs::run(&src, command).await,
     }
 }
 

@@ -7,7 +7,6 @@
 //! missing (no window planned at all). The functions work on a pool so tests drive the
 //! same code as the CLI.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -16,7 +15,7 @@ use rainlogs_shared::config::{ConfigSource, DatabaseConfig};
 use rainlogs_shared::db::DbError;
 use rainlogs_shared::error::{Classify, ErrorClass};
 use rainlogs_shared::kms::{KeyError, Kms, SecretBinding};
-use rainlogs_shared::ledger::{self, Window, WindowState};
+use rainlogs_shared::ledger;
 use rainlogs_shared::pipeline::CLOUDFLARE_TOKEN_PURPOSE;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
@@ -80,8 +79,10 @@ pub enum ZoneError {
     EmptyToken,
     #[error("no tenant named {0:?}")]
     UnknownTenant(String),
-    #[error("no zone {0:?} (give its Cloudflare zone id or its Rainlogs id)")]
+    #[error("no zone {0:?} (give its Cloudflare zone id, its Rainlogs id or its name)")]
     UnknownZone(String),
+    #[error("zone name {0:?} is used by several zones; give its Rainlogs or Cloudflare zone id")]
+    Ambiguous(String),
     #[error("zone {0} is already registered")]
     Exists(String),
     #[error("coverage range is empty: --from must be before --to")]
@@ -109,6 +110,7 @@ impl Classify for ZoneError {
             ZoneError::EmptyToken => "zone.empty_token",
             ZoneError::UnknownTenant(_) => "zone.unknown_tenant",
             ZoneError::UnknownZone(_) => "zone.unknown",
+            ZoneError::Ambiguous(_) => "zone.ambiguous",
             ZoneError::Exists(_) => "zone.exists",
             ZoneError::EmptyRange => "zone.empty_range",
             ZoneError::Key(e) => e.code(),
@@ -209,16 +211,24 @@ pub async fn list(pool: &PgPool) -> Result<Vec<ZoneRow>, ZoneError> {
     .map_err(|e| DbError::query("list zones", e))?)
 }
 
-/// The Rainlogs id of a zone given by its Cloudflare zone id or its Rainlogs id.
+/// The Rainlogs id of a zone given by its Cloudflare zone id, its Rainlogs id or its
+/// name (a name shared by zones of several tenants is refused as ambiguous).
 pub async fn resolve(pool: &PgPool, zone: &str) -> Result<Uuid, ZoneError> {
     let by_id = Uuid::parse_str(zone).ok();
-    sqlx::query_scalar("SELECT id FROM zones WHERE cf_zone_id = $1 OR id = $2")
-        .bind(zone)
-        .bind(by_id)
-        .fetch_optional(pool)
-        .await
-        .map_err(|e| DbError::query("find zone", e))?
-        .ok_or_else(|| ZoneError::UnknownZone(zone.to_owned()))
+    let found: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM zones WHERE cf_zone_id = $1 OR id = $2
+         UNION SELECT id FROM zones WHERE name = $1 LIMIT 2",
+    )
+    .bind(zone)
+    .bind(by_id)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| DbError::query("find zone", e))?;
+    match found[..] {
+        [id] => Ok(id),
+        [] => Err(ZoneError::UnknownZone(zone.to_owned())),
+        _ => Err(ZoneError::Ambiguous(zone.to_owned())),
+    }
 }
 
 /// Pauses or resumes a zone; returns its Rainlogs id.
@@ -233,105 +243,7 @@ pub async fn set_paused(pool: &PgPool, zone: &str, paused: bool) -> Result<Uuid,
     Ok(id)
 }
 
-/// What a span of time is, for coverage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Cover {
-    Archived,
-    Empty,
-    Failed,
-    InFlight,
-    Pruned,
-    /// No window covers it.
-    Missing,
-}
-
-impl std::fmt::Display for Cover {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Cover::Archived => "archived",
-            Cover::Empty => "empty",
-            Cover::Failed => "failed",
-            Cover::InFlight => "in flight",
-            Cover::Pruned => "pruned",
-            Cover::Missing => "missing",
-        })
-    }
-}
-
-impl Cover {
-    fn of(state: WindowState) -> Self {
-        match state {
-            WindowState::Archived => Cover::Archived,
-            WindowState::Empty => Cover::Empty,
-            WindowState::FailedPermanent => Cover::Failed,
-            WindowState::Pruned => Cover::Pruned,
-            WindowState::Planned
-            | WindowState::Fetching
-            | WindowState::Staged
-            | WindowState::Sealed => Cover::InFlight,
-            // Not listed by `ledger::windows_between`: its halves cover its time. Should
-            // one appear anyway, it is work not yet settled, not coverage.
-            WindowState::Split => Cover::InFlight,
-        }
-    }
-}
-
-/// A zone's coverage of `[from, to)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Coverage {
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
-    /// Windows per state.
-    pub states: BTreeMap<WindowStateName, u64>,
-    /// Maximal contiguous spans of one kind, in time order; adjacent spans of the same
-    /// kind are merged.
-    pub spans: Vec<(Cover, DateTime<Utc>, DateTime<Utc>)>,
-}
-
-/// A window state's name, ordered for printing.
-pub type WindowStateName = String;
-
-/// Coverage of `[from, to)` from the windows overlapping it (in time order, as
-/// [`ledger::windows_between`] returns them). Time no window covers is `Missing`.
-pub fn coverage_of(windows: &[Window], from: DateTime<Utc>, to: DateTime<Utc>) -> Coverage {
-    let mut states = BTreeMap::new();
-    let mut spans: Vec<(Cover, DateTime<Utc>, DateTime<Utc>)> = Vec::new();
-    let mut push = |kind: Cover, start: DateTime<Utc>, end: DateTime<Utc>| {
-        if start >= end {
-            return;
-        }
-        match spans.last_mut() {
-            Some((k, _, e)) if *k == kind && *e == start => *e = end,
-            _ => spans.push((kind, start, end)),
-        }
-    };
-    let mut cursor = from;
-    for w in windows {
-        *states.entry(state_name(w.state)).or_insert(0) += 1;
-        let start = w.start_at.max(from);
-        let end = w.end_at.min(to);
-        if start > cursor {
-            push(Cover::Missing, cursor, start);
-        }
-        // Overlapping windows (a split) count from where the previous one ended.
-        push(Cover::of(w.state), start.max(cursor), end);
-        cursor = cursor.max(end);
-    }
-    push(Cover::Missing, cursor, to);
-    Coverage {
-        from,
-        to,
-        states,
-        spans,
-    }
-}
-
-fn state_name(s: WindowState) -> String {
-    serde_json::to_value(s)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("{s:?}"))
-}
+pub use rainlogs_shared::coverage::{coverage_of, Cover, Coverage, WindowStateName};
 
 /// Coverage of a zone over `[from, to)`; defaults: its backfill start, and `now`.
 pub async fn coverage(

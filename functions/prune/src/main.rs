@@ -5,6 +5,9 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    rainlogs_shared::function::run_binary(|| async { Ok(rainlogs_prune::PruneFunction::new()) })
-        .await
+    rainlogs_shared::function::run_binary(|| async {
+        let src = rainlogs_shared::config::ConfigSource::from_env()?;
+        rainlogs_prune::PruneFunction::from_config(&src).await
+    })
+    .await
 }
