@@ -112,7 +112,10 @@ impl Knobs {
             k.minutes > 0 && (k.minutes * 60) % i64::from(k.cadence) == 0,
             "E2E_MINUTES must be a positive multiple of the cadence"
         );
-        ensure!(k.tools_parallel >= 1, "E2E_TOOLS_PARALLEL must be at least 1");
+        ensure!(
+            k.tools_parallel >= 1,
+            "E2E_TOOLS_PARALLEL must be at least 1"
+        );
         for p in &k.phases {
             ensure!(
                 ["rainlogs", "tools", "sim", "generator"].contains(&p.as_str()),
@@ -210,7 +213,11 @@ fn descendants_rss_kib(root: u32, exclude: Option<u32>) -> u64 {
     };
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         if let Some(ppid) = stat_fields(&pid.to_string()).and_then(|f| f.first().copied()) {
@@ -527,8 +534,14 @@ async fn run_tools(
         .clone()
         .context("RAINLOGS_S3_ENDPOINT (Garage) is not set")?;
     let env = vec![
-        ("AWS_CONFIG_FILE".to_owned(), aws_config.display().to_string()),
-        ("AWS_SHARED_CREDENTIALS_FILE".to_owned(), "/dev/null".to_owned()),
+        (
+            "AWS_CONFIG_FILE".to_owned(),
+            aws_config.display().to_string(),
+        ),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE".to_owned(),
+            "/dev/null".to_owned(),
+        ),
         ("AWS_ACCESS_KEY_ID".to_owned(), s3.access_key_id.clone()),
         (
             "AWS_SECRET_ACCESS_KEY".to_owned(),
@@ -592,7 +605,8 @@ async fn run_sim_alone(
     fields: &[String],
     parallel: usize,
 ) -> anyhow::Result<(Duration, u64, f64)> {
-    let script = "curl -sS --fail -H 'Accept-Encoding: gzip' -H \"Authorization: Bearer $E2E_TOKEN\" \
+    let script =
+        "curl -sS --fail -H 'Accept-Encoding: gzip' -H \"Authorization: Bearer $E2E_TOKEN\" \
                   -o /dev/null -w '%{size_download}' \"$E2E_URL\"";
     let jobs = windows
         .iter()
@@ -649,7 +663,11 @@ async fn clean_up(store: &ObjectStore) -> anyhow::Result<()> {
         .collect();
     for chunk in keys.chunks(1000) {
         let failed = store.delete_many(chunk).await?;
-        ensure!(failed.is_empty(), "could not delete {} objects", failed.len());
+        ensure!(
+            failed.is_empty(),
+            "could not delete {} objects",
+            failed.len()
+        );
     }
     Ok(())
 }
@@ -691,15 +709,19 @@ async fn main() -> anyhow::Result<()> {
     let token = SecretString::from(SIM_TOKEN.to_owned());
     let now = end + TimeDelta::minutes(1);
     let zone_id = demo::register(&app, &kms, &tenant, &[zone], &token, now).await?[0];
-    let windows: Vec<Window> =
-        ledger::windows_between(&app.pool, zone_id, end - TimeDelta::minutes(knobs.minutes), end)
-            .await?
-            .into_iter()
-            .map(|w| Window {
-                start: w.start_at,
-                end: w.end_at,
-            })
-            .collect();
+    let windows: Vec<Window> = ledger::windows_between(
+        &app.pool,
+        zone_id,
+        end - TimeDelta::minutes(knobs.minutes),
+        end,
+    )
+    .await?
+    .into_iter()
+    .map(|w| Window {
+        start: w.start_at,
+        end: w.end_at,
+    })
+    .collect();
     ensure!(
         windows.len() as i64 == knobs.minutes * 60 / i64::from(knobs.cadence),
         "planned {} windows, expected {}",
@@ -823,7 +845,9 @@ async fn main() -> anyhow::Result<()> {
     .await;
     let _ = std::fs::remove_dir_all(&workdir);
     if !knobs.keep {
-        clean_up(&app.store).await.context("delete the bench's objects")?;
+        clean_up(&app.store)
+            .await
+            .context("delete the bench's objects")?;
     }
     let mut sim = sim;
     let _ = sim.child.kill().await;
