@@ -6,13 +6,19 @@
 //! throughput and whether each zone's hash chain verifies. Everything is scoped to the
 //! demo's own zones, so earlier demo runs or real zones in the same database are left
 //! alone.
+//!
+//! Its steps — [`register`] (tenant, zones, planned windows), [`archive`] (a stage
+//! worker plus the enqueue loop until nothing is in flight) and [`summarise`] (counts,
+//! bytes, chain) — are public so the end-to-end benchmark (`dispatcher/benches/e2e.rs`)
+//! runs the very same flow against an out-of-process simulator.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rainlogs_logpull_sim::{SimConfig, Simulator, ZoneVolume};
 use rainlogs_shared::chain::{self, ChainReport};
 use rainlogs_shared::ledger::{self, WindowState};
@@ -24,6 +30,8 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::cli::{tenant, zone};
+use crate::invoker::Invoker;
+use crate::worker::Worker;
 
 /// Fixed so every run serves the same logs.
 const SEED: u64 = 42;
@@ -101,6 +109,19 @@ impl DemoReport {
     }
 }
 
+/// One zone of a flow: how Rainlogs archives it (the simulator decides its volume).
+#[derive(Debug, Clone)]
+pub struct FlowZone {
+    /// Display name; made unique per run with a prefix of the Cloudflare id.
+    pub name: String,
+    /// 32 lowercase hex digits.
+    pub cf_zone_id: String,
+    pub cadence_seconds: i32,
+    pub backfill_minutes: i64,
+    /// Logpull fields to request; empty keeps Cloudflare's default set.
+    pub fields: Vec<String>,
+}
+
 /// Runs the demo against `app`'s Postgres, Redis and S3. `app` must have a kms.
 pub async fn run_demo(app: &App, opts: &DemoOptions) -> anyhow::Result<DemoReport> {
     let Some(kms) = app.kms.clone() else {
@@ -108,20 +129,26 @@ pub async fn run_demo(app: &App, opts: &DemoOptions) -> anyhow::Result<DemoRepor
     };
     rainlogs_shared::db::migrate(&app.pool).await?;
 
-    let cf_ids: Vec<String> = opts
+    let zones: Vec<FlowZone> = opts
         .zones
         .iter()
-        .map(|_| Uuid::new_v4().simple().to_string())
+        .map(|(name, _)| FlowZone {
+            name: name.clone(),
+            cf_zone_id: Uuid::new_v4().simple().to_string(),
+            cadence_seconds: 60,
+            backfill_minutes: opts.backfill_minutes,
+            fields: Vec::new(),
+        })
         .collect();
-    let volumes: HashMap<String, ZoneVolume> = cf_ids
+    let volumes: HashMap<String, ZoneVolume> = zones
         .iter()
         .zip(&opts.zones)
-        .map(|(cf, (_, rpm))| {
+        .map(|(z, (_, rpm))| {
             let volume = ZoneVolume {
                 records_per_minute: *rpm,
                 empty_ratio: if *rpm == 0 { 1.0 } else { 0.0 },
             };
-            (cf.clone(), volume)
+            (z.cf_zone_id.clone(), volume)
         })
         .collect();
     let sim = Simulator::start_local(SimConfig {
@@ -137,36 +164,82 @@ pub async fn run_demo(app: &App, opts: &DemoOptions) -> anyhow::Result<DemoRepor
 
     let now = Utc::now();
     let tenant_name = format!("demo-{}", now.format("%Y%m%d-%H%M%S-%3f"));
-    tenant::add(&app.pool, &tenant_name, 30).await?;
     let token = SecretString::from(SIM_TOKEN.to_owned());
+    let zone_ids = register(&app, &kms, &tenant_name, &zones, &token, now).await?;
+    let invoker = Arc::new(app.in_process_functions());
+    let (elapsed, timed_out) = archive(&app, invoker, &zone_ids, opts.timeout).await?;
+
+    let mut summaries = Vec::new();
+    for (id, (name, _)) in zone_ids.iter().zip(&opts.zones) {
+        summaries.push(summarise(&app, *id, name).await?);
+    }
+    Ok(DemoReport {
+        tenant: tenant_name,
+        zones: summaries,
+        elapsed,
+        timed_out,
+    })
+}
+
+/// Adds tenant `tenant_name` and `zones` (their token stored through the kms) and plans
+/// each zone's windows once, as of `now`: a fixed stretch, not a moving one. Returns
+/// the zones' ids in order.
+pub async fn register(
+    app: &App,
+    kms: &rainlogs_kms::KmsService,
+    tenant_name: &str,
+    zones: &[FlowZone],
+    token: &SecretString,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<Uuid>> {
+    tenant::add(&app.pool, tenant_name, 30).await?;
     let mut zone_ids = Vec::new();
-    for (cf, (name, _)) in cf_ids.iter().zip(&opts.zones) {
-        // Zone names are unique per run too, so several demos can share a database.
-        let unique = format!("{}-{}", &cf[..8], name);
+    for z in zones {
+        // Zone names are unique per run too, so several flows can share a database.
+        let prefix = z.cf_zone_id.get(..8).unwrap_or(&z.cf_zone_id);
+        let unique = format!("{prefix}-{}", z.name);
         let id = zone::add(
             &app.pool,
-            &kms,
+            kms,
             &zone::NewZone {
-                tenant: &tenant_name,
-                cf_zone_id: cf,
+                tenant: tenant_name,
+                cf_zone_id: &z.cf_zone_id,
                 name: &unique,
-                cadence_seconds: 60,
-                backfill_minutes: opts.backfill_minutes,
+                cadence_seconds: z.cadence_seconds,
+                backfill_minutes: z.backfill_minutes,
             },
-            &token,
+            token,
             now,
         )
         .await?;
-        // Planned once at the start: the demo archives a fixed stretch, not a moving one.
+        if !z.fields.is_empty() {
+            sqlx::query("UPDATE zones SET fields = $2 WHERE id = $1")
+                .bind(id)
+                .bind(&z.fields)
+                .execute(&app.pool)
+                .await
+                .context("set the zone's Logpull fields")?;
+        }
         ledger::plan_zone(&app.pool, id, now).await?;
         zone_ids.push(id);
     }
+    Ok(zone_ids)
+}
 
+/// Runs a stage worker (default settings, `invoker` for the functions) and enqueues
+/// the zones' planned windows until none is in flight or `timeout` passes. Returns the
+/// time taken and whether it timed out.
+pub async fn archive(
+    app: &App,
+    invoker: Arc<dyn Invoker>,
+    zone_ids: &[Uuid],
+    timeout: Duration,
+) -> anyhow::Result<(Duration, bool)> {
     let started = Instant::now();
     let (stop, stopped) = watch::channel(false);
-    let worker = app.worker(vec![PIPELINE_QUEUE.to_owned()]);
+    let worker = Worker::new(app.queue.clone(), invoker, vec![PIPELINE_QUEUE.to_owned()]);
     let running = tokio::spawn(async move { worker.run(stopped).await });
-    let outcome = drive(&app, &zone_ids, started, opts.timeout).await;
+    let outcome = drive(app, zone_ids, started, timeout).await;
     let _ = stop.send(true);
     tokio::time::timeout(Duration::from_secs(30), running)
         .await
@@ -174,21 +247,10 @@ pub async fn run_demo(app: &App, opts: &DemoOptions) -> anyhow::Result<DemoRepor
         .context("worker task panicked")?
         .context("worker")?;
     let timed_out = outcome?;
-    let elapsed = started.elapsed();
-
-    let mut zones = Vec::new();
-    for (id, (name, _)) in zone_ids.iter().zip(&opts.zones) {
-        zones.push(summarise(&app, *id, name).await?);
-    }
-    Ok(DemoReport {
-        tenant: tenant_name,
-        zones,
-        elapsed,
-        timed_out,
-    })
+    Ok((started.elapsed(), timed_out))
 }
 
-/// Enqueues fetches for the demo's planned windows until none is in flight or the
+/// Enqueues fetches for the zones' planned windows until none is in flight or the
 /// timeout passes; returns whether it timed out.
 async fn drive(
     app: &App,
@@ -203,7 +265,7 @@ async fn drive(
         .bind(zone_ids)
         .fetch_all(&app.pool)
         .await
-        .context("list the demo's planned windows")?;
+        .context("list the planned windows")?;
         if !planned.is_empty() {
             // Idempotency keys absorb windows whose fetch is already queued.
             let specs: Vec<TaskSpec> = planned
@@ -219,7 +281,7 @@ async fn drive(
         .bind(&WindowState::IN_FLIGHT[..])
         .fetch_one(&app.pool)
         .await
-        .context("count the demo's windows in flight")?;
+        .context("count the windows in flight")?;
         if in_flight == 0 {
             return Ok(false);
         }
@@ -230,13 +292,14 @@ async fn drive(
     }
 }
 
-async fn summarise(app: &App, zone_id: Uuid, name: &str) -> anyhow::Result<ZoneSummary> {
+/// One zone's windows by state, archived bytes and chain status.
+pub async fn summarise(app: &App, zone_id: Uuid, name: &str) -> anyhow::Result<ZoneSummary> {
     let states: Vec<(WindowState, i64)> =
         sqlx::query_as("SELECT state, count(*) FROM windows WHERE zone_id = $1 GROUP BY state")
             .bind(zone_id)
             .fetch_all(&app.pool)
             .await
-            .context("count the demo's windows by state")?;
+            .context("count the windows by state")?;
     let count = |want: &[WindowState]| -> u64 {
         states
             .iter()
@@ -251,7 +314,7 @@ async fn summarise(app: &App, zone_id: Uuid, name: &str) -> anyhow::Result<ZoneS
     .bind(zone_id)
     .fetch_one(&app.pool)
     .await
-    .context("sum the demo's archived bytes")?;
+    .context("sum the archived bytes")?;
     Ok(ZoneSummary {
         name: name.to_owned(),
         zone_id,
