@@ -58,10 +58,11 @@ pub const MIN_WINDOW_VAR: &str = "RAINLOGS_FETCH_MIN_WINDOW_SECS";
 
 impl Default for SplitPolicy {
     fn default() -> Self {
-        // 1 GiB raw seals to ~150 MiB of spool, well inside a Lambda's 512 MiB /tmp;
+        // 2 GiB raw seals to ~200 MiB of spool (measured ~10 %: docs/BENCHMARKS.md),
+        // inside a Lambda's default 512 MiB /tmp; an hour of a busy zone stays whole;
         // 10 minutes leaves a Lambda's 15-minute limit room for staging the result.
         Self {
-            max_raw_bytes: 1 << 30,
+            max_raw_bytes: 2 << 30,
             max_duration: Duration::from_secs(600),
             min_width: Duration::from_secs(1),
         }
