@@ -92,7 +92,10 @@ impl App {
             .with(fetch)
             .with(encrypt)
             .with(upload)
-            .with(rainlogs_prune::PruneFunction::new())
+            .with(rainlogs_prune::PruneFunction::new(
+                self.pool.clone(),
+                self.store.clone(),
+            ))
             .with(match &self.kms {
                 Some(service) => rainlogs_kms::KmsFunction::with_service(service.clone()),
                 None => rainlogs_kms::KmsFunction::new(),

@@ -5,6 +5,7 @@ pub mod decrypt;
 pub mod demo;
 pub mod kms;
 mod probe;
+pub mod prune;
 mod queue;
 mod run;
 pub mod tenant;
@@ -58,19 +59,22 @@ pub enum Command {
         #[command(subcommand)]
         command: kms::KmsCommand,
     },
-    /// Tenants: add, list.
+    /// Tenants: add, list, set (retention, legal hold).
     Tenant {
         #[command(subcommand)]
         command: tenant::TenantCommand,
     },
     /// Zones: add (token read from an env var, stored encrypted), list, pause, resume,
-    /// coverage.
+    /// set (retention override, legal hold), coverage.
     Zone {
         #[command(subcommand)]
         command: zone::ZoneCommand,
     },
     /// Open a sealed object offline and write its NDJSON to stdout.
     Decrypt(decrypt::DecryptArgs),
+    /// Delete what retention says must go, and sweep orphaned and stale staged objects
+    /// (in-process; the daily `prune.run` schedule does the same). See docs/RETENTION.md.
+    Prune(prune::PruneArgs),
 }
 
 /// Runs one parsed command.
@@ -120,7 +124,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tenant { command } => tenant::run(&src, command).await,
         Command::Zone { command } => zone::run(&src, command).await,
         Command::Decrypt(args) => decrypt::run(&src, &args).await,
+        Command::Prune(args) => prune::run(&src, &args).await,
     }
+}
+
+/// `cli:<user>:<command>`, the audit actor of operator commands.
+pub fn cli_actor(command: &str) -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}:{command}")
 }
 
 pub(crate) async fn shutdown_signal() {
