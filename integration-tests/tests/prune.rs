@@ -374,7 +374,7 @@ async fn zone_override_beats_tenant_retention() {
         .await,
         Err(zone::ZoneError::InvalidRetention(0))
     ));
-    let (w2, _) = archived(&env, &short, now - DAY * 31).await;
+    let (w2, _) = archived(&env, &short, now - DAY * 31 - TimeDelta::minutes(1)).await;
     assert_eq!(run(&env, &opts(now)).await.retention.windows, 0);
     assert_eq!(state(&env, w2).await, "archived");
     env.teardown().await;
