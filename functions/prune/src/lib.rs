@@ -48,7 +48,7 @@ pub const MIN_TASK_SWEEP_AGE: TimeDelta = TimeDelta::hours(1);
 #[serde(deny_unknown_fields)]
 pub struct PruneTask {
     /// Report only; delete nothing.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
     /// Judge as of this instant (RFC 3339); refused when later than the clock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
