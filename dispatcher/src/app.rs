@@ -96,13 +96,13 @@ impl App {
             .with(fetch)
             .with(encrypt)
             .with(upload)
-            .with(rainlogs_prune::PruneFunction::with_clients(
-                self.pool.clone(),
-                self.store.clone(),
-                self.kms
-                    .clone()
-                    .map(|k| Arc::new(k) as Arc<dyn rainlogs_shared::kms::Kms>),
-            ))
+            .with(
+                rainlogs_prune::PruneFunction::new(self.pool.clone(), self.store.clone()).with_kms(
+                    self.kms
+                        .clone()
+                        .map(|k| Arc::new(k) as Arc<dyn rainlogs_shared::kms::Kms>),
+                ),
+            )
             .with(match &self.kms {
                 Some(service) => rainlogs_kms::KmsFunction::with_service(service.clone()),
                 None => rainlogs_kms::KmsFunction::new(),

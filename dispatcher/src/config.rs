@@ -178,8 +178,12 @@ impl DispatcherConfig {
                 )
             })?),
         };
-        let schedules = match src.get(Self::SCHEDULES_FILE) {
-            None => Vec::new(),
+        // Unset: the built-in schedules (the daily prune); `off`: none; else the file's
+        // list replaces the built-in one.
+        let schedules = match src.get(Self::SCHEDULES_FILE).map(str::trim) {
+            None => crate::schedule::default_schedules()
+                .map_err(|e| invalid(Self::SCHEDULES_FILE, format!("built-in schedule: {e}")))?,
+            Some("off") => Vec::new(),
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     invalid(Self::SCHEDULES_FILE, format!("cannot read {path}: {e}"))
@@ -437,5 +441,32 @@ mod tests {
         assert_eq!(cfg.queues.len(), 1);
         assert_eq!(cfg.heartbeat, cfg.lease / 3);
         assert!(cfg.metrics_addr.is_none());
+        let names: Vec<&str> = cfg.schedules.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [crate::schedule::PRUNE_SCHEDULE],
+            "prunes daily out of the box"
+        );
+    }
+
+    #[test]
+    fn schedules_file_replaces_the_built_in_list_and_off_disables_it() {
+        let off = ConfigSource::from_pairs([(DispatcherConfig::SCHEDULES_FILE, "off")]);
+        assert!(DispatcherConfig::from_source(&off)
+            .unwrap()
+            .schedules
+            .is_empty());
+        let path = std::env::temp_dir().join(format!("rl-schedules-{}.json", uuid::Uuid::new_v4()));
+        std::fs::write(
+            &path,
+            r#"[{"name":"prune-weekly","cron":"0 0 4 * * Sun","queue":"default","kind":"prune.run"}]"#,
+        )
+        .unwrap();
+        let file =
+            ConfigSource::from_pairs([(DispatcherConfig::SCHEDULES_FILE, path.to_str().unwrap())]);
+        let cfg = DispatcherConfig::from_source(&file).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let names: Vec<&str> = cfg.schedules.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["prune-weekly"]);
     }
 }

@@ -95,6 +95,21 @@ impl Schedule {
     }
 }
 
+/// Name of the built-in daily prune schedule.
+pub const PRUNE_SCHEDULE: &str = "prune-daily";
+/// When it fires: 03:17:00 UTC every day (off the hour, away from other cron jobs).
+pub const PRUNE_CRON: &str = "0 17 3 * * *";
+
+/// The schedules a dispatcher has when `RAINLOGS_SCHEDULES_FILE` is not set: the daily
+/// `prune.run` (docs/RETENTION.md). A schedules file replaces this list; `off` empties it.
+pub fn default_schedules() -> Result<Vec<Schedule>, ScheduleError> {
+    Ok(vec![Schedule::new(
+        PRUNE_SCHEDULE,
+        PRUNE_CRON,
+        rainlogs_prune::PruneTask::default().spec(),
+    )?])
+}
+
 /// Parses a JSON array of `{"name", "cron", "queue", "kind", "payload"?, ...TaskSpec}`.
 pub fn parse_schedules(json: &str) -> Result<Vec<Schedule>, ScheduleError> {
     let raw: Vec<ScheduleFile> =
@@ -124,6 +139,21 @@ mod tests {
             parse_schedules(r#"[{"name":"x","cron":"every tuesday","queue":"q","kind":"a.b"}]"#)
                 .unwrap_err();
         assert!(err.to_string().contains("\"x\""), "{err}");
+    }
+
+    #[test]
+    fn the_built_in_schedule_prunes_daily_at_03_17_utc() {
+        use chrono::TimeZone;
+        let s = default_schedules().unwrap();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].name, PRUNE_SCHEDULE);
+        assert_eq!(s[0].spec.kind, rainlogs_shared::task::kinds::PRUNE_RUN);
+        assert_eq!(s[0].spec.payload, serde_json::json!({}));
+        let t = Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap();
+        assert_eq!(
+            s[0].next_after(t),
+            Some(Utc.with_ymd_and_hms(2026, 12, 1, 3, 17, 0).unwrap())
+        );
     }
 
     #[test]

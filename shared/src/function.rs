@@ -27,26 +27,37 @@ pub trait Function: Send + Sync + 'static {
 
     /// The JSON boundary every invoker goes through, so all of them see the same thing.
     async fn invoke_json(&self, event: serde_json::Value) -> Result<serde_json::Value, TaskError> {
-        let bytes = serde_json::to_vec(&event).map_err(|e| {
-            TaskError::permanent("event.invalid", format!("event does not serialise: {e}"))
-        })?;
-        let task = TaskEnvelope::parse(&bytes)?;
-        if task.function() != Some(self.name()) {
-            return Err(TaskError::permanent(
-                "event.wrong_function",
-                format!(
-                    "task {} of kind {:?} was sent to function {:?}",
-                    task.id,
-                    task.kind,
-                    self.name()
-                ),
-            ));
-        }
-        let output = self.handle(task).await?;
-        serde_json::to_value(output).map_err(|e| {
-            TaskError::permanent("output.invalid", format!("output does not serialise: {e}"))
-        })
+        invoke_envelope(self, event).await
     }
+}
+
+/// What [`Function::invoke_json`] does by default: parse the event as an envelope,
+/// check it is for this function, handle it, serialise the output. A function that
+/// also accepts another event shape (the prune function takes a bare scheduled event)
+/// converts it and calls this.
+pub async fn invoke_envelope<F: Function + ?Sized>(
+    function: &F,
+    event: serde_json::Value,
+) -> Result<serde_json::Value, TaskError> {
+    let bytes = serde_json::to_vec(&event).map_err(|e| {
+        TaskError::permanent("event.invalid", format!("event does not serialise: {e}"))
+    })?;
+    let task = TaskEnvelope::parse(&bytes)?;
+    if task.function() != Some(function.name()) {
+        return Err(TaskError::permanent(
+            "event.wrong_function",
+            format!(
+                "task {} of kind {:?} was sent to function {:?}",
+                task.id,
+                task.kind,
+                function.name()
+            ),
+        ));
+    }
+    let output = function.handle(task).await?;
+    serde_json::to_value(output).map_err(|e| {
+        TaskError::permanent("output.invalid", format!("output does not serialise: {e}"))
+    })
 }
 
 #[derive(Debug)]

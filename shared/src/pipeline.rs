@@ -148,6 +148,46 @@ pub fn archive_key(tenant: Uuid, zone: Uuid, start: DateTime<Utc>, end: DateTime
     )
 }
 
+/// The parts of an archive key, as [`parse_archive_key`] reads them back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveKeyParts {
+    pub tenant: Uuid,
+    pub zone: Uuid,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// Reads an [`archive_key`] back; `None` unless `key` is exactly what [`archive_key`]
+/// writes for the parsed parts (so a stray object is never mistaken for a window's).
+pub fn parse_archive_key(key: &str) -> Option<ArchiveKeyParts> {
+    let rest = key.strip_prefix("archive/")?;
+    let mut parts = rest.split('/');
+    let tenant = Uuid::parse_str(parts.next()?).ok()?;
+    let zone = Uuid::parse_str(parts.next()?).ok()?;
+    let file = parts.nth(3)?.strip_suffix(".sealed")?;
+    let (start, end) = file.split_once('_')?;
+    let time = |s: &str| {
+        chrono::NaiveDateTime::parse_from_str(s, "%Y%m%dT%H%M%SZ")
+            .ok()
+            .map(|t| t.and_utc())
+    };
+    let parsed = ArchiveKeyParts {
+        tenant,
+        zone,
+        start: time(start)?,
+        end: time(end)?,
+    };
+    (archive_key(tenant, zone, parsed.start, parsed.end) == key).then_some(parsed)
+}
+
+/// Reads a [`staging_key`] back into (zone, window id); `None` unless canonical.
+pub fn parse_staging_key(key: &str) -> Option<(Uuid, i64)> {
+    let (zone, file) = key.strip_prefix("staging/")?.split_once('/')?;
+    let zone = Uuid::parse_str(zone).ok()?;
+    let window = file.strip_suffix(".sealed")?.parse::<i64>().ok()?;
+    (staging_key(zone, window) == key).then_some((zone, window))
+}
+
 /// The error for a failing spool file: local disk trouble, worth retrying.
 pub fn spool_error(e: io::Error) -> TaskError {
     TaskError::retryable("spool.io", format!("sealed spool file: {e}"))
@@ -371,5 +411,35 @@ mod tests {
             format!("archive/{t}/{z}/2026/03/04/20260304T050600Z_20260304T050700Z.sealed")
         );
         assert_eq!(staging_key(z, 7), format!("staging/{z}/7.sealed"));
+    }
+
+    #[test]
+    fn keys_parse_back_and_strays_do_not() {
+        let t = Uuid::from_u128(1);
+        let z = Uuid::from_u128(2);
+        let s = Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 0).unwrap();
+        let e = s + chrono::TimeDelta::minutes(1);
+        let key = archive_key(t, z, s, e);
+        assert_eq!(
+            parse_archive_key(&key),
+            Some(ArchiveKeyParts {
+                tenant: t,
+                zone: z,
+                start: s,
+                end: e
+            })
+        );
+        assert_eq!(parse_staging_key(&staging_key(z, 7)), Some((z, 7)));
+        for stray in [
+            "archive/x",
+            &key.replace("/03/04/", "/03/05/"),
+            &format!("{key}.bak"),
+            &key.replace(".sealed", ""),
+            "staging/big.sealed",
+            &format!("staging/{z}/007.sealed"),
+        ] {
+            assert_eq!(parse_archive_key(stray), None, "{stray}");
+            assert_eq!(parse_staging_key(stray), None, "{stray}");
+        }
     }
 }

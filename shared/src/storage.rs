@@ -96,6 +96,9 @@ pub struct ObjectInfo {
     /// Key relative to the store's prefix.
     pub key: String,
     pub size: u64,
+    /// When the object was last written, as the listing reports it (age checks: the
+    /// prune sweeps leave objects younger than their grace period alone).
+    pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// One bucket under one key prefix.
@@ -369,6 +372,9 @@ impl ObjectStore {
                 Some(ObjectInfo {
                     key: key.strip_prefix(&self.prefix).unwrap_or(key).to_owned(),
                     size: o.size().unwrap_or(0).max(0) as u64,
+                    last_modified: o
+                        .last_modified()
+                        .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
                 })
             })
             .collect();

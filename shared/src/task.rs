@@ -28,6 +28,8 @@ pub mod kinds {
     pub const ENCRYPT_WINDOW: &str = "encrypt.window";
     /// Verify the archive object, append the chain link, mark the window archived.
     pub const UPLOAD_WINDOW: &str = "upload.window";
+    /// Delete what retention and the sweeps say must go (payload: `rainlogs_prune::PruneTask`).
+    pub const PRUNE_RUN: &str = "prune.run";
 }
 
 /// A task as stored in the queue and passed to a function.

@@ -48,8 +48,7 @@ pub async fn connect(src: &ConfigSource, what: &str) -> anyhow::Result<KmsServic
     let db = DatabaseConfig::from_source(src)?;
     let keyring = MasterKeyring::from_source(src)?;
     let pool = rainlogs_shared::db::connect(&db).await?;
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    Ok(KmsService::new(pool, keyring, format!("cli:{user}:{what}")))
+    Ok(KmsService::new(pool, keyring, super::cli_actor(what)))
 }
 
 pub async fn run(src: &ConfigSource, cmd: KmsCommand) -> anyhow::Result<ExitCode> {

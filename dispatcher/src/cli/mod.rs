@@ -6,6 +6,7 @@ pub mod demo;
 pub mod kms;
 pub mod logs;
 mod probe;
+pub mod prune;
 mod queue;
 mod run;
 pub mod tenant;
@@ -60,13 +61,13 @@ pub enum Command {
         #[command(subcommand)]
         command: kms::KmsCommand,
     },
-    /// Tenants: add, list.
+    /// Tenants: add, list, set (retention, legal hold).
     Tenant {
         #[command(subcommand)]
         command: tenant::TenantCommand,
     },
     /// Zones: add (token read from an env var, stored encrypted), list, pause, resume,
-    /// coverage.
+    /// set (retention override, legal hold), coverage.
     Zone {
         #[command(subcommand)]
         command: zone::ZoneCommand,
@@ -81,6 +82,9 @@ pub enum Command {
         #[command(subcommand)]
         command: logs::LogsCommand,
     },
+    /// Delete what retention says must go, and sweep orphaned and stale staged objects
+    /// (in-process; the daily `prune.run` schedule does the same). See docs/RETENTION.md.
+    Prune(prune::PruneArgs),
 }
 
 /// Runs one parsed command.
@@ -132,7 +136,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Decrypt(args) => decrypt::run(&src, &args).await,
         Command::Verify(args) => verify::run(&src, &args).await,
         Command::Logs { command } => logs::run(&src, command).await,
+        Command::Prune(args) => prune::run(&src, &args).await,
     }
+}
+
+/// `cli:<user>:<command>`, the audit actor of operator commands.
+pub fn cli_actor(command: &str) -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}:{command}")
 }
 
 pub(crate) async fn shutdown_signal() {

@@ -1,5 +1,6 @@
-//! `rainlogs tenant add|list`: the customers whose zones are archived. The functions
-//! here work on a pool so tests drive the same code as the CLI.
+//! `rainlogs tenant add|list|set`: the customers whose zones are archived, their
+//! retention and legal hold (docs/RETENTION.md). The functions here work on a pool so
+//! tests drive the same code as the CLI.
 
 use std::process::ExitCode;
 
@@ -20,6 +21,46 @@ pub enum TenantCommand {
     },
     /// List tenants with their zone counts.
     List,
+    /// Change a tenant's retention or legal hold (each change writes an audit row).
+    Set {
+        /// Tenant name or id.
+        tenant: String,
+        /// Keep archives this many days after their window ends (1-36500).
+        #[arg(long)]
+        retention_days: Option<i32>,
+        /// A legal hold blocks every deletion of the tenant's archives.
+        #[arg(long)]
+        legal_hold: Option<OnOff>,
+    },
+}
+
+/// `on` / `off` for switches on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl OnOff {
+    pub fn is_on(self) -> bool {
+        self == OnOff::On
+    }
+}
+
+/// Longest retention `set` accepts (100 years): beyond it day arithmetic is nonsense.
+pub const MAX_RETENTION_DAYS: i32 = 36_500;
+
+/// A change to the retention settings of a tenant or zone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionChange {
+    pub retention_days: Option<i32>,
+    pub legal_hold: Option<bool>,
+}
+
+impl RetentionChange {
+    fn is_empty(&self) -> bool {
+        self.retention_days.is_none() && self.legal_hold.is_none()
+    }
 }
 
 /// Why a tenant operation was refused.
@@ -27,10 +68,14 @@ pub enum TenantCommand {
 pub enum TenantError {
     #[error("tenant name must be 1-200 characters")]
     InvalidName,
-    #[error("retention must be at least one day, got {0}")]
+    #[error("retention must be 1-36500 days (at least one day), got {0}")]
     InvalidRetention(i32),
     #[error("tenant {0:?} already exists")]
     Exists(String),
+    #[error("no tenant {0:?} (give its name or id)")]
+    Unknown(String),
+    #[error("nothing to change: give --retention-days and/or --legal-hold")]
+    NothingToChange,
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -48,6 +93,8 @@ impl Classify for TenantError {
             TenantError::InvalidName => "tenant.invalid_name",
             TenantError::InvalidRetention(_) => "tenant.invalid_retention",
             TenantError::Exists(_) => "tenant.exists",
+            TenantError::Unknown(_) => "tenant.unknown",
+            TenantError::NothingToChange => "tenant.nothing_to_change",
             TenantError::Db(e) => e.code(),
         }
     }
@@ -100,6 +147,70 @@ pub async fn list(pool: &PgPool) -> Result<Vec<TenantRow>, TenantError> {
     .map_err(|e| DbError::query("list tenants", e))?)
 }
 
+/// The id of a tenant given by name or id.
+pub async fn resolve(pool: &PgPool, tenant: &str) -> Result<Uuid, TenantError> {
+    let by_id = Uuid::parse_str(tenant).ok();
+    sqlx::query_scalar("SELECT id FROM tenants WHERE name = $1 OR id = $2")
+        .bind(tenant)
+        .bind(by_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| DbError::query("find tenant", e))?
+        .ok_or_else(|| TenantError::Unknown(tenant.to_owned()))
+}
+
+/// Applies `change` to a tenant and writes one `tenant.set` audit row (old and new
+/// values) in the same transaction; returns the tenant's id. The row lock waits for a
+/// prune page in progress, so once a legal hold is set nothing more of it is deleted.
+pub async fn set(
+    pool: &PgPool,
+    tenant: &str,
+    change: RetentionChange,
+    actor: &str,
+) -> Result<Uuid, TenantError> {
+    if change.is_empty() {
+        return Err(TenantError::NothingToChange);
+    }
+    if let Some(days) = change.retention_days {
+        if !(1..=MAX_RETENTION_DAYS).contains(&days) {
+            return Err(TenantError::InvalidRetention(days));
+        }
+    }
+    let id = resolve(pool, tenant).await?;
+    let op = |what| move |e| DbError::query(what, e);
+    let mut tx = pool.begin().await.map_err(op("begin tenant set"))?;
+    let (days, hold): (i32, bool) =
+        sqlx::query_as("SELECT retention_days, legal_hold FROM tenants WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(op("lock tenant"))?;
+    let new_days = change.retention_days.unwrap_or(days);
+    let new_hold = change.legal_hold.unwrap_or(hold);
+    sqlx::query("UPDATE tenants SET retention_days = $2, legal_hold = $3 WHERE id = $1")
+        .bind(id)
+        .bind(new_days)
+        .bind(new_hold)
+        .execute(&mut *tx)
+        .await
+        .map_err(op("update tenant"))?;
+    sqlx::query(
+        "INSERT INTO audit_events (actor, operation, tenant_id, result, detail)
+         VALUES ($1, 'tenant.set', $2, 'ok', $3)",
+    )
+    .bind(actor)
+    .bind(id)
+    .bind(serde_json::json!({
+        "retention_days": {"from": days, "to": new_days},
+        "legal_hold": {"from": hold, "to": new_hold},
+    }))
+    .execute(&mut *tx)
+    .await
+    .map_err(op("write tenant audit row"))?;
+    tx.commit().await.map_err(op("commit tenant set"))?;
+    Ok(id)
+}
+
 pub(crate) async fn run(src: &ConfigSource, cmd: TenantCommand) -> anyhow::Result<ExitCode> {
     let pool = rainlogs_shared::db::connect(&DatabaseConfig::from_source(src)?).await?;
     match cmd {
@@ -109,6 +220,26 @@ pub(crate) async fn run(src: &ConfigSource, cmd: TenantCommand) -> anyhow::Resul
         } => {
             let id = add(&pool, &name, retention_days).await?;
             println!("tenant {name} added: {id}");
+        }
+        TenantCommand::Set {
+            tenant,
+            retention_days,
+            legal_hold,
+        } => {
+            let change = RetentionChange {
+                retention_days,
+                legal_hold: legal_hold.map(OnOff::is_on),
+            };
+            let id = set(&pool, &tenant, change, &super::cli_actor("tenant")).await?;
+            let (days, hold): (i32, bool) =
+                sqlx::query_as("SELECT retention_days, legal_hold FROM tenants WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await?;
+            println!(
+                "tenant {tenant} ({id}): retention {days} days, legal hold {}",
+                if hold { "on" } else { "off" }
+            );
         }
         TenantCommand::List => {
             println!(

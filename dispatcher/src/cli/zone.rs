@@ -1,4 +1,5 @@
-//! `rainlogs zone add|list|pause|resume|coverage`: the Cloudflare zones of a tenant.
+//! `rainlogs zone add|list|pause|resume|set|coverage`: the Cloudflare zones of a tenant
+//! (`set`: the zone's retention override and legal hold, docs/RETENTION.md).
 //!
 //! The API token is read from an environment variable named on the command line (never
 //! from argv, which other users can read in `ps`) and stored only sealed by the kms,
@@ -54,6 +55,19 @@ pub enum ZoneCommand {
     Pause { zone: String },
     /// Resume a paused zone.
     Resume { zone: String },
+    /// Change a zone's retention override or legal hold (each change writes an audit row).
+    Set {
+        zone: String,
+        /// Keep this zone's archives this many days (overrides the tenant's; 1-36500).
+        #[arg(long, conflicts_with = "inherit_retention")]
+        retention_days: Option<i32>,
+        /// Drop the override: the tenant's retention applies again.
+        #[arg(long)]
+        inherit_retention: bool,
+        /// A legal hold blocks every deletion of the zone's archives.
+        #[arg(long)]
+        legal_hold: Option<crate::cli::tenant::OnOff>,
+    },
     /// Which minutes of the zone are archived, empty, failed, in flight or missing.
     Coverage {
         zone: String,
@@ -87,6 +101,10 @@ pub enum ZoneError {
     Exists(String),
     #[error("coverage range is empty: --from must be before --to")]
     EmptyRange,
+    #[error("retention must be 1-36500 days, got {0}")]
+    InvalidRetention(i32),
+    #[error("nothing to change: give --retention-days, --inherit-retention and/or --legal-hold")]
+    NothingToChange,
     #[error("storing the token: {0}")]
     Key(#[from] KeyError),
     #[error(transparent)]
@@ -113,6 +131,8 @@ impl Classify for ZoneError {
             ZoneError::Ambiguous(_) => "zone.ambiguous",
             ZoneError::Exists(_) => "zone.exists",
             ZoneError::EmptyRange => "zone.empty_range",
+            ZoneError::InvalidRetention(_) => "zone.invalid_retention",
+            ZoneError::NothingToChange => "zone.nothing_to_change",
             ZoneError::Key(e) => e.code(),
             ZoneError::Db(e) => e.code(),
         }
@@ -245,6 +265,68 @@ pub async fn set_paused(pool: &PgPool, zone: &str, paused: bool) -> Result<Uuid,
 
 pub use rainlogs_shared::coverage::{coverage_of, Cover, Coverage, WindowStateName};
 
+/// A change to a zone's retention settings: `retention_days` is `Some(None)` to drop
+/// the override, `Some(Some(n))` to set it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ZoneRetentionChange {
+    pub retention_days: Option<Option<i32>>,
+    pub legal_hold: Option<bool>,
+}
+
+/// Applies `change` to a zone and writes one `zone.set` audit row (old and new values)
+/// in the same transaction; returns the zone's id. The row lock waits for a prune page
+/// in progress, so once a legal hold is set nothing more of the zone is deleted.
+pub async fn set_retention(
+    pool: &PgPool,
+    zone: &str,
+    change: ZoneRetentionChange,
+    actor: &str,
+) -> Result<Uuid, ZoneError> {
+    if change.retention_days.is_none() && change.legal_hold.is_none() {
+        return Err(ZoneError::NothingToChange);
+    }
+    if let Some(Some(days)) = change.retention_days {
+        if !(1..=crate::cli::tenant::MAX_RETENTION_DAYS).contains(&days) {
+            return Err(ZoneError::InvalidRetention(days));
+        }
+    }
+    let id = resolve(pool, zone).await?;
+    let op = |what| move |e| DbError::query(what, e);
+    let mut tx = pool.begin().await.map_err(op("begin zone set"))?;
+    let (tenant, days, hold): (Uuid, Option<i32>, bool) = sqlx::query_as(
+        "SELECT tenant_id, retention_days, legal_hold FROM zones WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(op("lock zone"))?;
+    let new_days = change.retention_days.unwrap_or(days);
+    let new_hold = change.legal_hold.unwrap_or(hold);
+    sqlx::query("UPDATE zones SET retention_days = $2, legal_hold = $3 WHERE id = $1")
+        .bind(id)
+        .bind(new_days)
+        .bind(new_hold)
+        .execute(&mut *tx)
+        .await
+        .map_err(op("update zone"))?;
+    sqlx::query(
+        "INSERT INTO audit_events (actor, operation, tenant_id, zone_id, result, detail)
+         VALUES ($1, 'zone.set', $2, $3, 'ok', $4)",
+    )
+    .bind(actor)
+    .bind(tenant)
+    .bind(id)
+    .bind(serde_json::json!({
+        "retention_days": {"from": days, "to": new_days},
+        "legal_hold": {"from": hold, "to": new_hold},
+    }))
+    .execute(&mut *tx)
+    .await
+    .map_err(op("write zone audit row"))?;
+    tx.commit().await.map_err(op("commit zone set"))?;
+    Ok(id)
+}
+
 /// Coverage of a zone over `[from, to)`; defaults: its backfill start, and `now`.
 pub async fn coverage(
     pool: &PgPool,
@@ -286,9 +368,8 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
                     format!("--token-env: environment variable {token_env} is not set")
                 })?;
             let keyring = rainlogs_kms::MasterKeyring::from_source(src)?;
-            let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
             let kms =
-                rainlogs_kms::KmsService::new(pool.clone(), keyring, format!("cli:{user}:zone"));
+                rainlogs_kms::KmsService::new(pool.clone(), keyring, super::cli_actor("zone"));
             let zone = NewZone {
                 tenant: &tenant,
                 cf_zone_id: &zone_id,
@@ -323,6 +404,34 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
         ZoneCommand::Resume { zone } => {
             let id = set_paused(&pool, &zone, false).await?;
             println!("zone {id} resumed");
+        }
+        ZoneCommand::Set {
+            zone,
+            retention_days,
+            inherit_retention,
+            legal_hold,
+        } => {
+            let change = ZoneRetentionChange {
+                retention_days: if inherit_retention {
+                    Some(None)
+                } else {
+                    retention_days.map(Some)
+                },
+                legal_hold: legal_hold.map(crate::cli::tenant::OnOff::is_on),
+            };
+            let actor = super::cli_actor("zone");
+            let id = set_retention(&pool, &zone, change, &actor).await?;
+            let (days, hold): (Option<i32>, bool) =
+                sqlx::query_as("SELECT retention_days, legal_hold FROM zones WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await?;
+            println!(
+                "zone {id}: retention {}, legal hold {}",
+                days.map(|d| format!("{d} days"))
+                    .unwrap_or_else(|| "as the tenant's".into()),
+                if hold { "on" } else { "off" }
+            );
         }
         ZoneCommand::Coverage { zone, from, to } => {
             let c = coverage(&pool, &zone, from, to, Utc::now()).await?;
