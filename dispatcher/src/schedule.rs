@@ -101,13 +101,22 @@ pub const PRUNE_SCHEDULE: &str = "prune-daily";
 pub const PRUNE_CRON: &str = "0 17 3 * * *";
 
 /// The schedules a dispatcher has when `RAINLOGS_SCHEDULES_FILE` is not set: the daily
-/// `prune.run` (docs/RETENTION.md). A schedules file replaces this list; `off` empties it.
+/// `prune.run` (docs/RETENTION.md) and the hourly `prune.verify_sample` (docs/VERIFY.md). A schedules file replaces this list; `off` empties it.
 pub fn default_schedules() -> Result<Vec<Schedule>, ScheduleError> {
-    Ok(vec![Schedule::new(
-        PRUNE_SCHEDULE,
-        PRUNE_CRON,
-        rainlogs_prune::PruneTask::default().spec(),
-    )?])
+    use rainlogs_prune::sample;
+    Ok(vec![
+        Schedule::new(
+            PRUNE_SCHEDULE,
+            PRUNE_CRON,
+            rainlogs_prune::PruneTask::default().spec(),
+        )?,
+        // Continuous integrity sampling (docs/VERIFY.md): a few objects every hour.
+        Schedule::new(
+            sample::SCHEDULE_NAME,
+            sample::CRON,
+            sample::SampleTask::default().spec(),
+        )?,
+    ])
 }
 
 /// Parses a JSON array of `{"name", "cron", "queue", "kind", "payload"?, ...TaskSpec}`.
@@ -142,10 +151,16 @@ mod tests {
     }
 
     #[test]
-    fn the_built_in_schedule_prunes_daily_at_03_17_utc() {
+    fn the_built_in_schedules_prune_daily_at_03_17_utc_and_sample_hourly() {
         use chrono::TimeZone;
         let s = default_schedules().unwrap();
-        assert_eq!(s.len(), 1);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[1].spec.kind, rainlogs_prune::sample::KIND);
+        let noon = Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap();
+        assert_eq!(
+            s[1].next_after(noon),
+            Some(Utc.with_ymd_and_hms(2026, 11, 30, 12, 41, 0).unwrap())
+        );
         assert_eq!(s[0].name, PRUNE_SCHEDULE);
         assert_eq!(s[0].spec.kind, rainlogs_shared::task::kinds::PRUNE_RUN);
         assert_eq!(s[0].spec.payload, serde_json::json!({}));
