@@ -444,8 +444,11 @@ mod tests {
         let names: Vec<&str> = cfg.schedules.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
-            [crate::schedule::PRUNE_SCHEDULE],
-            "prunes daily out of the box"
+            [
+                crate::schedule::PRUNE_SCHEDULE,
+                rainlogs_prune::sample::SCHEDULE_NAME
+            ],
+            "prunes daily and samples hourly out of the box"
         );
     }
 

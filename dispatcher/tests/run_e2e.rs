@@ -595,97 +595,83 @@ async fn every_simulator_fault_ends_correctly_and_big_or_slow_windows_split() {
         ("RAINLOGS_FETCH_SPLIT_BYTES", (256 * 1024).to_string()),
     ])
     .await;
-    let once = |fault: Fault, n: u64| FaultRule::zone("", fault).times(n);
-    let backfill = 8;
-    d.add_zone(volume(100, 0.2), backfill, TOKEN, &[], Expect::Complete)
-        .await;
-    d.add_zone(
-        volume(100, 0.0),
-        backfill,
-        TOKEN,
-        &[once(
-            Fault::RateLimited {
-                retry_after_secs: 1,
-            },
-            3,
-        )],
-        Expect::Complete,
-    )
-    .await;
-    d.add_zone(
-        volume(100, 0.0),
-        backfill,
-        TOKEN,
-        &[once(Fault::ServerError { status: 503 }, 3)],
-        Expect::Complete,
-    )
-    .await;
-    d.add_zone(
-        volume(100, 0.0),
-        backfill,
-        TOKEN,
-        &[once(Fault::ResetMidBody { after_bytes: 2000 }, 2)],
-        Expect::Complete,
-    )
-    .await;
-    d.add_zone(
-        volume(100, 0.0),
-        backfill,
-        TOKEN,
-        &[once(Fault::Truncated { after_bytes: 3000 }, 2)],
-        Expect::Complete,
-    )
-    .await;
-    d.add_zone(
-        volume(100, 0.0),
-        backfill,
-        TOKEN,
-        &[once(Fault::MalformedLine { line: 3 }, 1)],
-        Expect::CompleteAnyCount,
-    )
-    .await;
-    d.add_zone(
-        volume(100, 0.0),
-        backfill,
-        TOKEN,
-        &[once(
-            Fault::StallMidBody {
-                after_bytes: 2000,
-                stall_ms: 500,
-            },
-            2,
-        )],
-        Expect::Complete,
-    )
-    .await;
-    let slow = d
-        .add_zone(
-            volume(100, 0.0),
-            backfill,
+    let once = |fault: Fault, n: u64| vec![FaultRule::zone("", fault).times(n)];
+    // (records a minute, token, faults, what the zone must end as)
+    let zones: Vec<(u64, &str, Vec<FaultRule>, Expect)> = vec![
+        (100, TOKEN, vec![], Expect::Complete),
+        (
+            100,
             TOKEN,
-            &[once(Fault::SlowFirstByte { delay_ms: 4000 }, 1)],
+            once(
+                Fault::RateLimited {
+                    retry_after_secs: 1,
+                },
+                3,
+            ),
             Expect::Complete,
-        )
-        .await;
-    let big = d
-        .add_zone(volume(2000, 0.0), backfill, TOKEN, &[], Expect::Complete)
-        .await;
-    d.add_zone(
-        volume(100, 0.0),
-        backfill,
-        "not-the-token",
-        &[],
-        Expect::Failed("403"),
-    )
-    .await;
-    d.add_zone(
-        volume(100, 0.0),
-        backfill,
-        TOKEN,
-        &[FaultRule::zone("", Fault::BadToken)],
-        Expect::Failed("403"),
-    )
-    .await;
+        ),
+        (
+            100,
+            TOKEN,
+            once(Fault::ServerError { status: 503 }, 3),
+            Expect::Complete,
+        ),
+        (
+            100,
+            TOKEN,
+            once(Fault::ResetMidBody { after_bytes: 2000 }, 2),
+            Expect::Complete,
+        ),
+        (
+            100,
+            TOKEN,
+            once(Fault::Truncated { after_bytes: 3000 }, 2),
+            Expect::Complete,
+        ),
+        (
+            100,
+            TOKEN,
+            once(Fault::MalformedLine { line: 3 }, 1),
+            Expect::CompleteAnyCount,
+        ),
+        (
+            100,
+            TOKEN,
+            once(
+                Fault::StallMidBody {
+                    after_bytes: 2000,
+                    stall_ms: 500,
+                },
+                2,
+            ),
+            Expect::Complete,
+        ),
+        // Slow first byte: split for time.
+        (
+            100,
+            TOKEN,
+            once(Fault::SlowFirstByte { delay_ms: 4000 }, 1),
+            Expect::Complete,
+        ),
+        // High volume: split for size.
+        (2000, TOKEN, vec![], Expect::Complete),
+        (100, "not-the-token", vec![], Expect::Failed("403")),
+        (
+            100,
+            TOKEN,
+            vec![FaultRule::zone("", Fault::BadToken)],
+            Expect::Failed("403"),
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (rpm, token, faults, expect) in zones {
+        let empty_ratio = if ids.is_empty() { 0.2 } else { 0.0 };
+        ids.push(
+            d.add_zone(volume(rpm, empty_ratio), 8, token, &faults, expect)
+                .await,
+        );
+    }
+    let (slow, big) = (ids[7], ids[8]);
 
     d.start();
     d.settle_and_stop().await;

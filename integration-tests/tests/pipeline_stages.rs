@@ -495,7 +495,7 @@ async fn concurrent_runs_of_each_stage_give_one_object_and_one_link() {
 }
 
 #[tokio::test]
-async fn upload_refuses_a_tampered_archive_object_and_links_nothing() {
+async fn upload_refuses_a_tampered_archive_object_reseals_it_once_and_links_only_the_good_one() {
     let env = TestEnv::new().await;
     let stages = Stages::new(&env).await;
     let zone = zone(&env, stages.kms.as_ref(), TOKEN).await;
@@ -506,17 +506,33 @@ async fn upload_refuses_a_tampered_archive_object_and_links_nothing() {
     assert_eq!(state(&env, id).await.0, WindowState::Planned);
 
     stages.run(spec(kinds::FETCH_WINDOW, id)).await.unwrap();
-    stages.run(spec(kinds::ENCRYPT_WINDOW, id)).await.unwrap();
     let key = archive_key(zone.tenant, zone.id, start, end);
-    let mut object = env.app.store.get(&key).await.unwrap().to_vec();
-    let middle = object.len() / 2;
-    object[middle] ^= 1;
-    env.app
-        .store
-        .put(&key, bytes::Bytes::from(object))
-        .await
-        .unwrap();
+    let (store, key) = (&env.app.store, key.as_str());
+    let tamper = move || async move {
+        let mut object = store.get(key).await.unwrap().to_vec();
+        let middle = object.len() / 2;
+        object[middle] ^= 1;
+        store.put(key, bytes::Bytes::from(object)).await.unwrap();
+    };
 
+    // First rejection: nothing is committed, the window goes back to encrypt with the
+    // reason, and its staged payload is still there to seal from.
+    stages.run(spec(kinds::ENCRYPT_WINDOW, id)).await.unwrap();
+    tamper().await;
+    let back = stages.run(spec(kinds::UPLOAD_WINDOW, id)).await.unwrap();
+    assert_eq!(back.next.len(), 1);
+    assert_eq!(back.next[0].kind, kinds::ENCRYPT_WINDOW);
+    let (st, err) = state(&env, id).await;
+    assert_eq!(st, WindowState::Staged);
+    assert!(err
+        .unwrap_or_default()
+        .starts_with(rainlogs_shared::ledger::RESEAL_NOTE));
+    assert_eq!(count(&env, "chain_links", id).await, 0);
+    assert_eq!(count(&env, "archived_objects", id).await, 0);
+
+    // Sealed again and tampered again: refused for good, still nothing committed.
+    stages.run(spec(kinds::ENCRYPT_WINDOW, id)).await.unwrap();
+    tamper().await;
     let err = stages
         .run(spec(kinds::UPLOAD_WINDOW, id))
         .await
