@@ -11,6 +11,7 @@
 //! - [`sealed`], [`kms`] — the sealed archive format and the key-management contract;
 //! - [`telemetry`] — logging.
 
+pub mod audit;
 pub mod chain;
 pub mod config;
 pub mod coverage;

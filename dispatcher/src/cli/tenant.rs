@@ -4,6 +4,7 @@
 
 use std::process::ExitCode;
 
+use rainlogs_shared::audit::{self, AuditEvent};
 use rainlogs_shared::config::{ConfigSource, DatabaseConfig};
 use rainlogs_shared::db::DbError;
 use rainlogs_shared::error::{Classify, ErrorClass};
@@ -194,19 +195,17 @@ pub async fn set(
         .execute(&mut *tx)
         .await
         .map_err(op("update tenant"))?;
-    sqlx::query(
-        "INSERT INTO audit_events (actor, operation, tenant_id, result, detail)
-         VALUES ($1, 'tenant.set', $2, 'ok', $3)",
-    )
-    .bind(actor)
-    .bind(id)
-    .bind(serde_json::json!({
-        "retention_days": {"from": days, "to": new_days},
-        "legal_hold": {"from": hold, "to": new_hold},
-    }))
-    .execute(&mut *tx)
-    .await
-    .map_err(op("write tenant audit row"))?;
+    let event = AuditEvent {
+        tenant: Some(id),
+        detail: serde_json::json!({
+            "retention_days": {"from": days, "to": new_days},
+            "legal_hold": {"from": hold, "to": new_hold},
+        }),
+        ..AuditEvent::new(actor, "tenant.set", "ok")
+    };
+    audit::record(&mut *tx, &event)
+        .await
+        .map_err(op("write tenant audit row"))?;
     tx.commit().await.map_err(op("commit tenant set"))?;
     Ok(id)
 }

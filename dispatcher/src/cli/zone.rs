@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::{DateTime, TimeDelta, Utc};
+use rainlogs_shared::audit::{self, AuditEvent};
 use rainlogs_shared::config::{ConfigSource, DatabaseConfig};
 use rainlogs_shared::db::DbError;
 use rainlogs_shared::error::{Classify, ErrorClass};
@@ -309,20 +310,18 @@ pub async fn set_retention(
         .execute(&mut *tx)
         .await
         .map_err(op("update zone"))?;
-    sqlx::query(
-        "INSERT INTO audit_events (actor, operation, tenant_id, zone_id, result, detail)
-         VALUES ($1, 'zone.set', $2, $3, 'ok', $4)",
-    )
-    .bind(actor)
-    .bind(tenant)
-    .bind(id)
-    .bind(serde_json::json!({
-        "retention_days": {"from": days, "to": new_days},
-        "legal_hold": {"from": hold, "to": new_hold},
-    }))
-    .execute(&mut *tx)
-    .await
-    .map_err(op("write zone audit row"))?;
+    let event = AuditEvent {
+        tenant: Some(tenant),
+        zone: Some(id),
+        detail: serde_json::json!({
+            "retention_days": {"from": days, "to": new_days},
+            "legal_hold": {"from": hold, "to": new_hold},
+        }),
+        ..AuditEvent::new(actor, "zone.set", "ok")
+    };
+    audit::record(&mut *tx, &event)
+        .await
+        .map_err(op("write zone audit row"))?;
     tx.commit().await.map_err(op("commit zone set"))?;
     Ok(id)
 }

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use rainlogs_shared::audit::{self, AuditEvent};
 use rainlogs_shared::error::Classify;
 use rainlogs_shared::kms::{
     secret_blob_version, GeneratedDataKey, KeyError, Kms, SealContext, SecretBinding, SecretKey,
@@ -175,20 +176,16 @@ impl KmsService {
                 e.code().to_owned()
             }
         };
-        sqlx::query(
-            "INSERT INTO audit_events (actor, operation, tenant_id, zone_id, key_version, result, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&self.actor)
-        .bind(audit.op)
-        .bind(audit.tenant)
-        .bind(audit.zone)
-        .bind(audit.version.map(|v| v as i32))
-        .bind(&outcome)
-        .bind(&audit.detail)
-        .execute(&self.pool)
-        .await
-        .map_err(db("write audit event"))?;
+        let event = AuditEvent {
+            tenant: audit.tenant,
+            zone: audit.zone,
+            key_version: audit.version.map(|v| v as i32),
+            detail: audit.detail,
+            ..AuditEvent::new(&self.actor, audit.op, &outcome)
+        };
+        audit::record(&self.pool, &event)
+            .await
+            .map_err(db("write audit event"))?;
         result.map(|(v, _)| v)
     }
 

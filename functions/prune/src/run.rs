@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use rainlogs_shared::audit::{self, AuditEvent};
 use rainlogs_shared::db::DbError;
 use rainlogs_shared::error::{Classify, ErrorClass};
 use rainlogs_shared::storage::{ObjectStore, StorageError};
@@ -325,17 +326,12 @@ pub async fn prune(
         detail["code"] = serde_json::Value::String(e.code().to_owned());
     }
     // An unaudited run must not pass silently: a failed audit write fails the run.
-    sqlx::query(
-        "INSERT INTO audit_events (actor, operation, tenant_id, result, detail)
-         VALUES ($1, 'prune.run', $2, $3, $4)",
-    )
-    .bind(&opts.actor)
-    .bind(opts.tenant)
-    .bind(result)
-    .bind(&detail)
-    .execute(pool)
-    .await
-    .map_err(db(format!(
+    let event = AuditEvent {
+        tenant: opts.tenant,
+        detail,
+        ..AuditEvent::new(&opts.actor, "prune.run", result)
+    };
+    audit::record(pool, &event).await.map_err(db(format!(
         "write audit row of prune run {}",
         report.run_id
     )))?;

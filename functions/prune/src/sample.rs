@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 
+use rainlogs_shared::audit::{self, AuditEvent};
 use rainlogs_shared::db::DbError;
 use rainlogs_shared::kms::Kms;
 use rainlogs_shared::storage::ObjectStore;
@@ -220,16 +221,13 @@ pub async fn run(
         deep_skipped,
         findings,
     };
-    sqlx::query(
-        "INSERT INTO audit_events (actor, operation, result, detail) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(super::NAME)
-    .bind(AUDIT_OPERATION)
-    .bind(&summary.result)
-    .bind(serde_json::to_value(&summary).unwrap_or_default())
-    .execute(pool)
-    .await
-    .map_err(|e| db(DbError::query("write the verify.sample audit row", e)))?;
+    let event = AuditEvent {
+        detail: serde_json::to_value(&summary).unwrap_or_default(),
+        ..AuditEvent::new(super::NAME, AUDIT_OPERATION, &summary.result)
+    };
+    audit::record(pool, &event)
+        .await
+        .map_err(|e| db(DbError::query("write the verify.sample audit row", e)))?;
     if !summary.findings.is_empty() {
         tracing::warn!(
             findings = summary.findings.len(),
