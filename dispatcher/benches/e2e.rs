@@ -690,8 +690,7 @@ async fn main() -> anyhow::Result<()> {
     src.set(S3Config::KEY_PREFIX, format!("bench-e2e/{run}/"));
     let s3 = S3Config::from_source(&src)?;
     let sim = SimProcess::start(knobs.rpm, knobs.seed).await?;
-    let mut app = App::connect(&src).await?;
-    app.logpull.base_url = sim.url.clone();
+    let app = App::connect(&src).await?;
     let Some(kms) = app.kms.clone() else {
         bail!("the benchmark needs the master keyring: set RAINLOGS_MASTER_KEYS_FILE");
     };
@@ -713,7 +712,11 @@ async fn main() -> anyhow::Result<()> {
     let tenant = format!("bench-e2e-{run}");
     let token = SecretString::from(SIM_TOKEN.to_owned());
     let now = end + TimeDelta::minutes(1);
-    let zone_id = demo::register(&app, &kms, &tenant, &[zone], &token, now).await?[0];
+    let source = demo::FlowSource {
+        simulator_url: sim.url.clone(),
+        demo: false,
+    };
+    let zone_id = demo::register(&app, &kms, &tenant, &[zone], &source, &token, now).await?[0];
     let windows: Vec<Window> = ledger::windows_between(
         &app.pool,
         zone_id,

@@ -26,8 +26,11 @@ pub struct App {
     pub queue: Queue,
     /// The key service, when a master keyring is configured (`RAINLOGS_MASTER_KEYS[_FILE]`).
     pub kms: Option<rainlogs_kms::KmsService>,
-    /// How the fetch stage reaches Logpull (`RAINLOGS_CLOUDFLARE_API` for its base).
+    /// The Logpull client settings of the fetch stage (the base URL comes from each zone).
     pub logpull: rainlogs_fetch::logpull::LogpullConfig,
+    /// The Cloudflare API base real zones are fetched from (`RAINLOGS_CLOUDFLARE_API`,
+    /// checked against `RAINLOGS_CLOUDFLARE_API_ALLOW`; docs/PIPELINE.md).
+    pub cloudflare: rainlogs_fetch::CloudflareApi,
     /// When the fetch stage splits a window (`RAINLOGS_FETCH_SPLIT_*`).
     pub fetch_split: rainlogs_fetch::SplitPolicy,
 }
@@ -38,6 +41,9 @@ impl App {
         let db = DatabaseConfig::from_source(src)?;
         let redis = RedisConfig::from_source(src)?;
         let s3 = S3Config::from_source(src)?;
+        // Checked before connecting: a worker that would send real zones' tokens to a
+        // base off the allow-list must not start at all.
+        let cloudflare = rainlogs_fetch::CloudflareApi::from_source(src)?;
         let pool = rainlogs_shared::db::connect(&db).await?;
         let conn = rainlogs_shared::redis_client::connect(&redis).await?;
         let client = redis::Client::open(secrecy::ExposeSecret::expose_secret(&redis.url))?;
@@ -57,6 +63,7 @@ impl App {
             store,
             kms,
             logpull: rainlogs_fetch::FetchFunction::logpull_config(src),
+            cloudflare,
             fetch_split: rainlogs_fetch::SplitPolicy::from_source(src)?,
             queue: Queue::new(conn, redis.key_prefix).with_client(client),
         })
@@ -78,6 +85,7 @@ impl App {
                     kms.clone(),
                     self.logpull.clone(),
                 )
+                .with_cloudflare(self.cloudflare.clone())
                 .with_split(self.fetch_split),
                 rainlogs_encrypt::EncryptFunction::with_clients(
                     self.pool.clone(),

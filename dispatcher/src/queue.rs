@@ -553,6 +553,45 @@ impl Queue {
         &self.keys
     }
 
+    /// The same Redis, under the key prefix `{prefix}:{scope}`: a private set of queues
+    /// no worker of the parent prefix sees (the demo runs its tasks this way).
+    pub fn scoped(&self, scope: &str) -> Queue {
+        Queue {
+            conn: self.conn.clone(),
+            client: self.client.clone(),
+            keys: Keys::new(format!("{}:{scope}", self.keys.prefix())),
+            scripts: self.scripts.clone(),
+        }
+    }
+
+    /// Deletes every key under this queue's prefix (`{prefix}:*`); returns how many.
+    /// For a private scope that is done with ([`Queue::scoped`]), never a shared prefix.
+    pub async fn delete_all(&self) -> Result<u64, QueueError> {
+        let mut conn = self.conn.clone();
+        let pattern = format!("{}:*", self.keys.prefix());
+        let mut cursor = 0u64;
+        let mut deleted = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut conn)
+                .await
+                .map_err(Self::err("*", "SCAN"))?;
+            if !keys.is_empty() {
+                let n: u64 = conn.del(&keys).await.map_err(Self::err("*", "DEL"))?;
+                deleted += n;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
     fn err<'a>(
         queue: &'a str,
         op: &'static str,

@@ -1,6 +1,9 @@
 //! The scheduler and the reconciler: Postgres (the window ledger) is the truth, Redis
 //! only carries messages about it, so both re-derive what to enqueue from the ledger.
 //!
+//! Demo zones (`zones.demo`) are left out of both: a `rainlogs demo` run drives its own
+//! zones on its own queue scope, and nothing else may.
+//!
 //! - [`plan_and_enqueue`] plans the windows of every non-paused zone
 //!   ([`ledger::plan_zone`]) and enqueues a `fetch.window` task for each `planned` window;
 //! - [`reconcile`] re-enqueues the task a window in flight waits for once it has sat in
@@ -102,7 +105,7 @@ pub async fn plan_and_enqueue(app: &App, now: DateTime<Utc>) -> Result<PassRepor
     let mut after = Uuid::nil();
     loop {
         let zones: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM zones WHERE NOT paused AND id > $1 ORDER BY id LIMIT $2",
+            "SELECT id FROM zones WHERE NOT paused AND NOT demo AND id > $1 ORDER BY id LIMIT $2",
         )
         .bind(after)
         .bind(BATCH)
@@ -122,7 +125,7 @@ pub async fn plan_and_enqueue(app: &App, now: DateTime<Utc>) -> Result<PassRepor
         // Paused zones keep their planned windows parked until they resume.
         let ids: Vec<i64> = sqlx::query_scalar(
             "SELECT w.id FROM windows w JOIN zones z ON z.id = w.zone_id
-             WHERE w.state = 'planned' AND NOT z.paused AND w.id > $1
+             WHERE w.state = 'planned' AND NOT z.paused AND NOT z.demo AND w.id > $1
              ORDER BY w.id LIMIT $2",
         )
         .bind(after_id)
@@ -154,7 +157,7 @@ pub async fn reconcile(app: &App, older_than: Duration) -> Result<PassReport, Re
         let rows: Vec<(i64, WindowState)> = sqlx::query_as(
             "SELECT w.id, w.state FROM windows w JOIN zones z ON z.id = w.zone_id
              WHERE w.state IN ('planned', 'fetching', 'staged', 'sealed')
-               AND w.state_since < $1 AND NOT z.paused AND w.id > $2
+               AND w.state_since < $1 AND NOT z.paused AND NOT z.demo AND w.id > $2
              ORDER BY w.id LIMIT $3",
         )
         .bind(cutoff)

@@ -30,6 +30,7 @@ use rainlogs_kms::{KmsService, MasterKeyring};
 use rainlogs_logpull_sim::{Fault, FaultRule, Generator, SimConfig, Simulator, ZoneVolume};
 use rainlogs_shared::chain;
 use rainlogs_shared::config::{RedisConfig, S3Config};
+use rainlogs_shared::endpoint::ZoneEndpoint;
 use rainlogs_shared::storage::ObjectStore;
 use secrecy::SecretString;
 use sqlx::PgPool;
@@ -93,8 +94,7 @@ impl Deployment {
         .expect("simulator starts");
         let mut settings = env.src.clone();
         for (k, v) in [
-            ("RAINLOGS_CLOUDFLARE_API", sim.base_url()),
-            ("RAINLOGS_SCHEDULER_INTERVAL_MS", "250".into()),
+            ("RAINLOGS_SCHEDULER_INTERVAL_MS", String::from("250")),
             ("RAINLOGS_RECONCILE_AFTER_MS", "3000".into()),
             ("RAINLOGS_LEASE_MS", "2000".into()),
             ("RAINLOGS_REAP_INTERVAL_MS", "500".into()),
@@ -161,6 +161,10 @@ impl Deployment {
                 name: &format!("z{}.example", self.zones.len()),
                 cadence_seconds: 60,
                 backfill_minutes,
+                endpoint: ZoneEndpoint::Simulator {
+                    url: self.sim.base_url(),
+                },
+                demo: false,
             },
             &SecretString::from(token.to_owned()),
             Utc::now(),

@@ -131,6 +131,16 @@ impl TestEnv {
     }
 
     /// The per-test database URL.
+    /// A Redis connection to the test's server (keys under its own prefix only).
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        let cfg = RedisConfig::from_source(&self.src).expect("redis config");
+        redis::Client::open(cfg.url.expose_secret().to_owned())
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connects")
+    }
+
     pub fn database_url(&self) -> String {
         DatabaseConfig::from_source(&self.src)
             .expect("valid")

@@ -94,7 +94,9 @@ struct Zone {
     cf: String,
 }
 
-async fn zone(env: &TestEnv, kms: &dyn Kms, token: &str) -> Zone {
+/// A zone fetched from the stages' simulator, its token stored through the kms.
+async fn zone(env: &TestEnv, stages: &Stages, token: &str) -> Zone {
+    let kms = stages.kms.as_ref();
     let id = env.insert_zone(60, Utc::now() - TimeDelta::hours(1)).await;
     let (tenant, cf): (Uuid, String) =
         sqlx::query_as("SELECT tenant_id, cf_zone_id FROM zones WHERE id = $1")
@@ -111,12 +113,16 @@ async fn zone(env: &TestEnv, kms: &dyn Kms, token: &str) -> Zone {
         .encrypt_secret(&binding, token.as_bytes())
         .await
         .unwrap();
-    sqlx::query("UPDATE zones SET token_ciphertext = $2 WHERE id = $1")
-        .bind(id)
-        .bind(blob)
-        .execute(&env.app.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE zones SET token_ciphertext = $2, endpoint = 'simulator', simulator_url = $3
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(blob)
+    .bind(stages.sim.base_url())
+    .execute(&env.app.pool)
+    .await
+    .unwrap();
     Zone { id, tenant, cf }
 }
 
@@ -201,7 +207,7 @@ fn only(out: &HandlerOutput, kind: &str) -> TaskSpec {
 async fn window_with_records_is_archived_once_through_replays() {
     let env = TestEnv::new().await;
     let stages = Stages::new(&env).await;
-    let zone = zone(&env, stages.kms.as_ref(), TOKEN).await;
+    let zone = zone(&env, &stages, TOKEN).await;
     let (id, start, end) = window(&env, &zone).await;
     let expected = served(&stages.sim, &zone, start, end).await;
     assert!(expected.len() > 1000, "simulator served records");
@@ -311,7 +317,7 @@ async fn window_with_records_is_archived_once_through_replays() {
 async fn empty_window_gets_one_empty_link() {
     let env = TestEnv::new().await;
     let stages = Stages::new(&env).await;
-    let zone = zone(&env, stages.kms.as_ref(), TOKEN).await;
+    let zone = zone(&env, &stages, TOKEN).await;
     stages.sim.set_volume(
         &zone.cf,
         ZoneVolume {
@@ -341,7 +347,7 @@ async fn empty_window_gets_one_empty_link() {
 async fn refused_token_fails_the_window_permanently_with_its_reason() {
     let env = TestEnv::new().await;
     let stages = Stages::new(&env).await;
-    let zone = zone(&env, stages.kms.as_ref(), "not-the-token").await;
+    let zone = zone(&env, &stages, "not-the-token").await;
     let (id, _, _) = window(&env, &zone).await;
 
     let err = stages.run(spec(kinds::FETCH_WINDOW, id)).await.unwrap_err();
@@ -367,14 +373,14 @@ async fn refused_token_fails_the_window_permanently_with_its_reason() {
 async fn the_dispatcher_worker_carries_windows_through_all_three_stages() {
     let mut env = TestEnv::new().await;
     let stages = Stages::new(&env).await;
-    // The app's functions get the kms and the simulator, as `rainlogs run` would with a
-    // keyring and RAINLOGS_CLOUDFLARE_API configured.
+    // The app's functions get the kms, as `rainlogs run` would with a keyring; the
+    // zones carry their simulator's URL.
     let keyring = MasterKeyring::parse(MASTER, None).expect("keyring");
     env.app.kms = Some(KmsService::new(env.app.pool.clone(), keyring, "dispatcher"));
     env.app.logpull = logpull(&stages.sim);
 
-    let full = zone(&env, stages.kms.as_ref(), TOKEN).await;
-    let empty = zone(&env, stages.kms.as_ref(), TOKEN).await;
+    let full = zone(&env, &stages, TOKEN).await;
+    let empty = zone(&env, &stages, TOKEN).await;
     stages.sim.set_volume(
         &empty.cf,
         ZoneVolume {
@@ -442,7 +448,7 @@ async fn the_dispatcher_worker_carries_windows_through_all_three_stages() {
 async fn concurrent_runs_of_each_stage_give_one_object_and_one_link() {
     let env = TestEnv::new().await;
     let stages = Stages::new(&env).await;
-    let zone = zone(&env, stages.kms.as_ref(), TOKEN).await;
+    let zone = zone(&env, &stages, TOKEN).await;
     let (id, start, end) = window(&env, &zone).await;
     let expected = served(&stages.sim, &zone, start, end).await;
 
@@ -498,7 +504,7 @@ async fn concurrent_runs_of_each_stage_give_one_object_and_one_link() {
 async fn upload_refuses_a_tampered_archive_object_reseals_it_once_and_links_only_the_good_one() {
     let env = TestEnv::new().await;
     let stages = Stages::new(&env).await;
-    let zone = zone(&env, stages.kms.as_ref(), TOKEN).await;
+    let zone = zone(&env, &stages, TOKEN).await;
     let (id, start, end) = window(&env, &zone).await;
     // An upload message ahead of its window is a no-op, not an error.
     let early = stages.run(spec(kinds::UPLOAD_WINDOW, id)).await.unwrap();

@@ -10,6 +10,7 @@ use rainlogs_dispatcher::cli::zone::{self, Cover, NewZone, ZoneError};
 use rainlogs_dispatcher::reconcile;
 use rainlogs_integration_tests::TestEnv;
 use rainlogs_kms::{KmsService, MasterKeyring};
+use rainlogs_shared::endpoint::ZoneEndpoint;
 use rainlogs_shared::kms::{Kms, SecretBinding};
 use rainlogs_shared::pipeline::CLOUDFLARE_TOKEN_PURPOSE;
 use secrecy::SecretString;
@@ -34,6 +35,8 @@ fn new_zone<'a>(tenant: &'a str, cf: &'a str) -> NewZone<'a> {
         name: "example.com",
         cadence_seconds: 60,
         backfill_minutes: 30,
+        endpoint: ZoneEndpoint::Cloudflare,
+        demo: false,
     }
 }
 
@@ -106,6 +109,36 @@ async fn tenants_and_zones_are_added_listed_and_validated() {
             )
             .await,
             "EmptyToken",
+        ),
+        (
+            zone::add(
+                pool,
+                &kms,
+                &NewZone {
+                    demo: true,
+                    ..new_zone("acme", &CF.replace('1', "4"))
+                },
+                &token,
+                now,
+            )
+            .await,
+            "DemoNotSimulated",
+        ),
+        (
+            zone::add(
+                pool,
+                &kms,
+                &NewZone {
+                    endpoint: ZoneEndpoint::Simulator {
+                        url: "ftp://127.0.0.1:1".into(),
+                    },
+                    ..new_zone("acme", &CF.replace('1', "5"))
+                },
+                &token,
+                now,
+            )
+            .await,
+            "InvalidSimulatorUrl",
         ),
     ] {
         let err = bad.expect_err(want);

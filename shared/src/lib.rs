@@ -4,6 +4,7 @@
 //! - [`error`] — the retryable/permanent classification every failure carries;
 //! - [`task`] — the versioned task envelope moving through Redis to the functions;
 //! - [`function`] — the handler trait and the runner behind every function binary;
+//! - [`endpoint`] — where a zone's logs are fetched from (Cloudflare or a simulator);
 //! - [`ledger`], [`chain`], [`coverage`] — the window ledger, the per-zone hash chain
 //!   and which stretches of time are covered;
 //! - [`verify`] — integrity findings: chain, objects, catalog and coverage checks;
@@ -16,6 +17,7 @@ pub mod chain;
 pub mod config;
 pub mod coverage;
 pub mod db;
+pub mod endpoint;
 pub mod error;
 pub mod function;
 pub mod kms;

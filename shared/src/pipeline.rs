@@ -16,6 +16,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::db::DbError;
+use crate::endpoint::{EndpointKind, ZoneEndpoint};
 use crate::error::TaskError;
 use crate::ledger::WindowState;
 use crate::sealed::SealContext;
@@ -79,6 +80,8 @@ pub struct WindowFacts {
     pub start_at: DateTime<Utc>,
     pub end_at: DateTime<Utc>,
     pub state: WindowState,
+    /// Where the zone's logs are fetched from (docs/PIPELINE.md).
+    pub endpoint: ZoneEndpoint,
 }
 
 impl WindowFacts {
@@ -86,7 +89,8 @@ impl WindowFacts {
     pub async fn load(pool: &PgPool, id: i64) -> Result<Self, TaskError> {
         let row = sqlx::query!(
             r#"SELECT w.id, w.zone_id, z.tenant_id, z.cf_zone_id, z.fields, w.start_at, w.end_at,
-                      w.state AS "state: WindowState"
+                      w.state AS "state: WindowState", z.endpoint AS "endpoint: EndpointKind",
+                      z.simulator_url
                FROM windows w JOIN zones z ON z.id = w.zone_id WHERE w.id = $1"#,
             id
         )
@@ -96,6 +100,10 @@ impl WindowFacts {
         .ok_or_else(|| {
             TaskError::permanent("window.unknown", format!("window {id} does not exist"))
         })?;
+        let endpoint =
+            ZoneEndpoint::from_columns(row.endpoint, row.simulator_url).map_err(|e| {
+                TaskError::permanent("zone.bad_endpoint", format!("zone {}: {e}", row.zone_id))
+            })?;
         Ok(Self {
             id: row.id,
             zone_id: row.zone_id,
@@ -105,6 +113,7 @@ impl WindowFacts {
             start_at: row.start_at,
             end_at: row.end_at,
             state: row.state,
+            endpoint,
         })
     }
 

@@ -18,4 +18,4 @@ pub mod server;
 pub use faults::{Fault, FaultBook, FaultRule};
 pub use fields::{Field, DEFAULT_FIELDS};
 pub use generator::{Generator, Selection, TimestampFormat, ZoneVolume};
-pub use server::{SimConfig, Simulator};
+pub use server::{credential_fingerprint, SimConfig, Simulator};

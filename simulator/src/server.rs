@@ -27,6 +27,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -87,6 +88,8 @@ struct SimState {
     api_keys: Vec<(String, String)>,
     faults: FaultBook,
     received: Mutex<HashMap<String, u64>>,
+    /// Fingerprints of the credentials presented, accepted or not, with counts.
+    presented: Mutex<HashMap<String, u64>>,
     gzip_level: u32,
     chunk_size: usize,
 }
@@ -113,14 +116,30 @@ impl SimState {
 
     fn authorised(&self, headers: &HeaderMap) -> bool {
         let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let seen = |credential: &str| {
+            *lock(&self.presented)
+                .entry(credential_fingerprint(credential))
+                .or_default() += 1;
+        };
         if let Some(token) = text("authorization").and_then(|v| v.strip_prefix("Bearer ")) {
+            seen(token);
             return self.tokens.iter().any(|t| t == token);
         }
         match (text("x-auth-email"), text("x-auth-key")) {
-            (Some(email), Some(key)) => self.api_keys.iter().any(|(e, k)| e == email && k == key),
+            (Some(email), Some(key)) => {
+                seen(&format!("{email}:{key}"));
+                self.api_keys.iter().any(|(e, k)| e == email && k == key)
+            }
             _ => false,
         }
     }
+}
+
+/// A short, one-way fingerprint of a credential (the first 16 hex digits of its
+/// SHA-256; `email:key` for the legacy pair): what the request log keeps instead of it.
+pub fn credential_fingerprint(credential: &str) -> String {
+    let digest = Sha256::digest(credential.as_bytes());
+    hex::encode(&digest[..8])
 }
 
 /// A running simulator, serving until dropped or shut down.
@@ -144,6 +163,7 @@ impl Simulator {
             api_keys: config.api_keys,
             faults: FaultBook::new(config.faults),
             received: Mutex::new(HashMap::new()),
+            presented: Mutex::new(HashMap::new()),
             gzip_level: config.gzip_level.min(9),
             chunk_size: config.chunk_size.max(1024),
         });
@@ -199,6 +219,13 @@ impl Simulator {
     /// How many `logs/received` requests for `zone` reached the handler.
     pub fn received_requests(&self, zone: &str) -> u64 {
         lock(&self.state.received).get(zone).copied().unwrap_or(0)
+    }
+
+    /// Fingerprints ([`credential_fingerprint`]) of every credential presented to this
+    /// simulator, accepted or not, with how often: which tokens reached it, without
+    /// keeping the tokens themselves.
+    pub fn credentials_seen(&self) -> HashMap<String, u64> {
+        lock(&self.state.presented).clone()
     }
 
     /// Stops accepting, lets in-flight responses finish, and waits for the server task.
@@ -704,11 +731,13 @@ async fn faults_clear(AxumState(state): AxumState<Arc<SimState>>) -> StatusCode 
 struct Stats {
     seed: u64,
     received_requests: HashMap<String, u64>,
+    credentials_seen: HashMap<String, u64>,
 }
 
 async fn stats(AxumState(state): AxumState<Arc<SimState>>) -> Json<Stats> {
     Json(Stats {
         seed: state.generator.seed(),
         received_requests: lock(&state.received).clone(),
+        credentials_seen: lock(&state.presented).clone(),
     })
 }

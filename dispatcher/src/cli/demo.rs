@@ -3,9 +3,16 @@
 //! Starts the Logpull simulator in-process, registers a fresh demo tenant with three
 //! zones (busy, quiet, all-empty), runs the stage worker and a plan/enqueue loop until
 //! every planned window of those zones is final, then reports volumes, compression,
-//! throughput and whether each zone's hash chain verifies. Everything is scoped to the
-//! demo's own zones, so earlier demo runs or real zones in the same database are left
-//! alone.
+//! throughput and whether each zone's hash chain verifies.
+//!
+//! The demo is isolated from whatever else runs on the same stack: its zones are
+//! registered as *demo zones fetched from its own simulator* (their endpoint is the
+//! simulator's URL, so no token of theirs can go anywhere else, and `rainlogs run`'s
+//! scheduler and reconciler leave them alone); its tasks travel on a private Redis key
+//! prefix (`{prefix}:demo:{run}`) that no other worker reads, and its worker reads only
+//! that prefix, so it never takes another zone's task; its objects live under its own
+//! zones' keys. When it ends — success, failure or timeout — its zones are paused and
+//! its private queue keys deleted.
 //!
 //! Its steps — [`register`] (tenant, zones, planned windows), [`archive`] (a stage
 //! worker plus the enqueue loop until nothing is in flight) and [`summarise`] (counts,
@@ -21,6 +28,7 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use rainlogs_logpull_sim::{SimConfig, Simulator, ZoneVolume};
 use rainlogs_shared::chain::{self, ChainReport};
+use rainlogs_shared::endpoint::ZoneEndpoint;
 use rainlogs_shared::ledger::{self, WindowState};
 use rainlogs_shared::pipeline::{WindowTask, PIPELINE_QUEUE};
 use rainlogs_shared::task::{kinds, TaskSpec};
@@ -97,6 +105,9 @@ pub struct DemoReport {
     pub zones: Vec<ZoneSummary>,
     pub elapsed: Duration,
     pub timed_out: bool,
+    /// Fingerprints of the credentials the demo's simulator was shown, with counts
+    /// (`rainlogs_logpull_sim::credential_fingerprint`): only the demo's own token.
+    pub simulator_credentials: HashMap<String, u64>,
 }
 
 impl DemoReport {
@@ -106,6 +117,17 @@ impl DemoReport {
                 .zones
                 .iter()
                 .all(|z| z.failed == 0 && z.in_flight == 0 && z.chain.is_valid())
+            && self.foreign_credentials() == 0
+    }
+
+    /// How many credentials other than the demo's own token reached its simulator
+    /// (always 0: anything else means a zone's token went where it must not).
+    pub fn foreign_credentials(&self) -> usize {
+        let own = rainlogs_logpull_sim::credential_fingerprint(SIM_TOKEN);
+        self.simulator_credentials
+            .keys()
+            .filter(|k| **k != own)
+            .count()
     }
 }
 
@@ -120,6 +142,14 @@ pub struct FlowZone {
     pub backfill_minutes: i64,
     /// Logpull fields to request; empty keeps Cloudflare's default set.
     pub fields: Vec<String>,
+}
+
+/// Where the zones of a flow come from: always a simulator (a flow never registers a
+/// real Cloudflare zone), and whether they are demo zones (driven only by this flow).
+#[derive(Debug, Clone)]
+pub struct FlowSource {
+    pub simulator_url: String,
+    pub demo: bool,
 }
 
 /// Runs the demo against `app`'s Postgres, Redis and S3. `app` must have a kms.
@@ -159,15 +189,27 @@ pub async fn run_demo(app: &App, opts: &DemoOptions) -> anyhow::Result<DemoRepor
     })
     .await
     .context("start the logpull simulator on 127.0.0.1")?;
-    let mut app = app.clone();
-    app.logpull.base_url = sim.base_url();
-
+    let source = FlowSource {
+        simulator_url: sim.base_url(),
+        demo: true,
+    };
     let now = Utc::now();
     let tenant_name = format!("demo-{}", now.format("%Y%m%d-%H%M%S-%3f"));
+    // A private queue scope: this run's worker sees only this run's tasks.
+    let mut app = app.clone();
+    app.queue = app
+        .queue
+        .scoped(&format!("demo:{}", Uuid::new_v4().simple()));
+
     let token = SecretString::from(SIM_TOKEN.to_owned());
-    let zone_ids = register(&app, &kms, &tenant_name, &zones, &token, now).await?;
+    let zone_ids = register(&app, &kms, &tenant_name, &zones, &source, &token, now).await?;
     let invoker = Arc::new(app.in_process_functions());
-    let (elapsed, timed_out) = archive(&app, invoker, &zone_ids, opts.timeout).await?;
+    let archived = archive(&app, invoker, &zone_ids, opts.timeout).await;
+    // Whatever happened, leave nothing running: the zones paused (their simulator dies
+    // with this process), the private queue gone.
+    let ended = end(&app, &zone_ids).await;
+    let (elapsed, timed_out) = archived?;
+    ended?;
 
     let mut summaries = Vec::new();
     for (id, (name, _)) in zone_ids.iter().zip(&opts.zones) {
@@ -178,17 +220,33 @@ pub async fn run_demo(app: &App, opts: &DemoOptions) -> anyhow::Result<DemoRepor
         zones: summaries,
         elapsed,
         timed_out,
+        simulator_credentials: sim.credentials_seen(),
     })
 }
 
-/// Adds tenant `tenant_name` and `zones` (their token stored through the kms) and plans
-/// each zone's windows once, as of `now`: a fixed stretch, not a moving one. Returns
-/// the zones' ids in order.
+/// Pauses the demo's zones and deletes its private queue keys.
+async fn end(app: &App, zone_ids: &[Uuid]) -> anyhow::Result<()> {
+    sqlx::query("UPDATE zones SET paused = true WHERE id = ANY($1) AND demo")
+        .bind(zone_ids)
+        .execute(&app.pool)
+        .await
+        .context("pause the demo zones")?;
+    app.queue
+        .delete_all()
+        .await
+        .context("delete the demo's queue keys")?;
+    Ok(())
+}
+
+/// Adds tenant `tenant_name` and `zones`, fetched from `source`'s simulator (their
+/// token stored through the kms), and plans each zone's windows once, as of `now`: a
+/// fixed stretch, not a moving one. Returns the zones' ids in order.
 pub async fn register(
     app: &App,
     kms: &rainlogs_kms::KmsService,
     tenant_name: &str,
     zones: &[FlowZone],
+    source: &FlowSource,
     token: &SecretString,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<Uuid>> {
@@ -207,6 +265,10 @@ pub async fn register(
                 name: &unique,
                 cadence_seconds: z.cadence_seconds,
                 backfill_minutes: z.backfill_minutes,
+                endpoint: ZoneEndpoint::Simulator {
+                    url: source.simulator_url.clone(),
+                },
+                demo: source.demo,
             },
             token,
             now,
@@ -389,6 +451,16 @@ pub fn print(report: &DemoReport) -> ExitCode {
         secs,
         mbps
     );
+    let requests: u64 = report.simulator_credentials.values().sum();
+    let foreign = report.foreign_credentials();
+    println!(
+        "simulator: {requests} authenticated requests, {} (demo zones are paused; they never reach Cloudflare)",
+        if foreign == 0 {
+            "all with the demo's own token".to_owned()
+        } else {
+            format!("{foreign} OTHER credential(s) seen")
+        }
+    );
     if report.timed_out {
         println!("demo timed out with windows still in flight");
     }
@@ -430,6 +502,7 @@ mod tests {
             zones,
             elapsed: Duration::from_secs(1),
             timed_out,
+            simulator_credentials: HashMap::new(),
         }
     }
 

@@ -15,6 +15,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rainlogs_shared::audit::{self, AuditEvent};
 use rainlogs_shared::config::{ConfigSource, DatabaseConfig};
 use rainlogs_shared::db::DbError;
+use rainlogs_shared::endpoint::{EndpointKind, ZoneEndpoint};
 use rainlogs_shared::error::{Classify, ErrorClass};
 use rainlogs_shared::kms::{KeyError, Kms, SecretBinding};
 use rainlogs_shared::ledger;
@@ -49,6 +50,10 @@ pub enum ZoneCommand {
         /// Name of the environment variable holding the Cloudflare API token.
         #[arg(long)]
         token_env: String,
+        /// Fetch this zone from a Logpull simulator at URL instead of Cloudflare (demos
+        /// and tests: the token is sent to this URL and nowhere else).
+        #[arg(long, value_name = "URL")]
+        simulator: Option<String>,
     },
     /// List zones with their tenant and state.
     List,
@@ -92,6 +97,10 @@ pub enum ZoneError {
     InvalidBackfill(i64),
     #[error("the Cloudflare token is empty")]
     EmptyToken,
+    #[error("simulator URL {0:?} must be an http(s) URL")]
+    InvalidSimulatorUrl(String),
+    #[error("only a simulated zone can be a demo zone")]
+    DemoNotSimulated,
     #[error("no tenant named {0:?}")]
     UnknownTenant(String),
     #[error("no zone {0:?} (give its Cloudflare zone id, its Rainlogs id or its name)")]
@@ -127,6 +136,8 @@ impl Classify for ZoneError {
             ZoneError::InvalidCadence(_) => "zone.invalid_cadence",
             ZoneError::InvalidBackfill(_) => "zone.invalid_backfill",
             ZoneError::EmptyToken => "zone.empty_token",
+            ZoneError::InvalidSimulatorUrl(_) => "zone.invalid_simulator_url",
+            ZoneError::DemoNotSimulated => "zone.demo_not_simulated",
             ZoneError::UnknownTenant(_) => "zone.unknown_tenant",
             ZoneError::UnknownZone(_) => "zone.unknown",
             ZoneError::Ambiguous(_) => "zone.ambiguous",
@@ -147,6 +158,10 @@ pub struct NewZone<'a> {
     pub name: &'a str,
     pub cadence_seconds: i32,
     pub backfill_minutes: i64,
+    /// Where its logs are fetched from (and its token sent).
+    pub endpoint: ZoneEndpoint,
+    /// A `rainlogs demo` zone: left alone by `rainlogs run` (needs a simulator endpoint).
+    pub demo: bool,
 }
 
 /// One row of `zone list`.
@@ -160,6 +175,9 @@ pub struct ZoneRow {
     pub paused: bool,
     pub has_token: bool,
     pub last_error: Option<String>,
+    pub endpoint: EndpointKind,
+    pub simulator_url: Option<String>,
+    pub demo: bool,
 }
 
 /// Registers a zone with its token sealed by `kms`; returns the zone's Rainlogs id.
@@ -183,6 +201,14 @@ pub async fn add(
     if token.expose_secret().trim().is_empty() {
         return Err(ZoneError::EmptyToken);
     }
+    if let ZoneEndpoint::Simulator { url } = &zone.endpoint {
+        let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+        if !scheme_ok || url.len() < 10 || url.chars().any(char::is_whitespace) {
+            return Err(ZoneError::InvalidSimulatorUrl(url.clone()));
+        }
+    } else if zone.demo {
+        return Err(ZoneError::DemoNotSimulated);
+    }
     let tenant: Uuid = sqlx::query_scalar("SELECT id FROM tenants WHERE name = $1")
         .bind(zone.tenant)
         .fetch_optional(pool)
@@ -200,8 +226,8 @@ pub async fn add(
         .await?;
     let inserted = sqlx::query(
         "INSERT INTO zones (id, tenant_id, cf_zone_id, name, cadence_seconds, backfill_from,
-                            token_ciphertext)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+                            token_ciphertext, endpoint, simulator_url, demo)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (cf_zone_id) DO NOTHING",
     )
     .bind(id)
@@ -211,6 +237,9 @@ pub async fn add(
     .bind(zone.cadence_seconds)
     .bind(now - TimeDelta::minutes(zone.backfill_minutes))
     .bind(sealed)
+    .bind(zone.endpoint.kind())
+    .bind(zone.endpoint.simulator_url())
+    .bind(zone.demo)
     .execute(pool)
     .await
     .map_err(|e| DbError::query("insert zone", e))?;
@@ -224,7 +253,8 @@ pub async fn add(
 pub async fn list(pool: &PgPool) -> Result<Vec<ZoneRow>, ZoneError> {
     Ok(sqlx::query_as(
         "SELECT z.id, t.name AS tenant, z.cf_zone_id, z.name, z.cadence_seconds, z.paused,
-                z.token_ciphertext IS NOT NULL AS has_token, z.last_error
+                z.token_ciphertext IS NOT NULL AS has_token, z.last_error, z.endpoint,
+                z.simulator_url, z.demo
          FROM zones z JOIN tenants t ON t.id = z.tenant_id ORDER BY t.name, z.name",
     )
     .fetch_all(pool)
@@ -360,6 +390,7 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
             cadence_seconds,
             backfill_minutes,
             token_env,
+            simulator,
         } => {
             let token = std::env::var(&token_env)
                 .map(SecretString::from)
@@ -375,20 +406,31 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
                 name: &name,
                 cadence_seconds,
                 backfill_minutes,
+                endpoint: match simulator {
+                    Some(url) => ZoneEndpoint::Simulator { url },
+                    None => ZoneEndpoint::Cloudflare,
+                },
+                demo: false,
             };
             let id = add(&pool, &kms, &zone, &token, Utc::now()).await?;
             println!("zone {name} ({zone_id}) added to {tenant}: {id}");
         }
         ZoneCommand::List => {
             for z in list(&pool).await? {
+                let source = match (&z.simulator_url, z.demo) {
+                    (Some(url), true) => format!("  demo simulator {url}"),
+                    (Some(url), false) => format!("  simulator {url}"),
+                    (None, _) => String::new(),
+                };
                 println!(
-                    "{}  {}  {:<20} {:<30} {:>5}s  {}{}{}",
+                    "{}  {}  {:<20} {:<30} {:>5}s  {}{}{}{}",
                     z.id,
                     z.cf_zone_id,
                     z.tenant,
                     z.name,
                     z.cadence_seconds,
                     if z.paused { "paused" } else { "active" },
+                    source,
                     if z.has_token { "" } else { "  (no token)" },
                     z.last_error
                         .map(|e| format!("  last error: {e}"))

@@ -6,9 +6,11 @@
 //! (the zone's token is stored encrypted, and staging is sealed): built without one
 //! ([`FetchFunction::new`]), every task is refused with a permanent `kind.unsupported`.
 
+pub mod endpoint;
 pub mod logpull;
 mod window;
 
+pub use endpoint::{CloudflareApi, EndpointError, CLOUDFLARE_API_ALLOW_VAR, CLOUDFLARE_API_VAR};
 pub use window::{SplitPolicy, MIN_WINDOW_VAR, SPLIT_AFTER_VAR, SPLIT_BYTES_VAR};
 
 use std::sync::Arc;
@@ -24,16 +26,15 @@ use sqlx::PgPool;
 
 /// The function's name, the first segment of the task kinds it serves.
 pub const NAME: &str = "fetch";
-/// Optional: the Logpull API base (default `https://api.cloudflare.com`), e.g. the
-/// simulator's URL.
-pub const CLOUDFLARE_API_VAR: &str = "RAINLOGS_CLOUDFLARE_API";
 
 #[derive(Clone)]
 struct Clients {
     pool: PgPool,
     store: ObjectStore,
     kms: Arc<dyn Kms>,
+    /// Client settings; the base URL is replaced per zone ([`CloudflareApi::base_for`]).
     logpull: logpull::LogpullConfig,
+    cloudflare: CloudflareApi,
     split: SplitPolicy,
 }
 
@@ -49,7 +50,8 @@ impl FetchFunction {
         Self::default()
     }
 
-    /// A function serving `fetch.window` against the Logpull API `logpull` describes.
+    /// A function serving `fetch.window` with the client settings `logpull` (its base URL
+    /// is not used: each zone's endpoint decides, see [`Self::with_cloudflare`]).
     pub fn with_clients(
         pool: PgPool,
         store: ObjectStore,
@@ -62,9 +64,18 @@ impl FetchFunction {
                 store,
                 kms,
                 logpull,
+                cloudflare: CloudflareApi::default(),
                 split: SplitPolicy::default(),
             }),
         }
+    }
+
+    /// Sets the Cloudflare API base real zones are fetched from (default Cloudflare's).
+    pub fn with_cloudflare(mut self, api: CloudflareApi) -> Self {
+        if let Some(c) = self.clients.as_mut() {
+            c.cloudflare = api;
+        }
+        self
     }
 
     /// Sets when windows are split (default [`SplitPolicy::default`]).
@@ -75,14 +86,9 @@ impl FetchFunction {
         self
     }
 
-    /// The Logpull settings from configuration: the API base from
-    /// [`CLOUDFLARE_API_VAR`], the rest defaults.
-    pub fn logpull_config(src: &ConfigSource) -> logpull::LogpullConfig {
-        let mut config = logpull::LogpullConfig::default();
-        if let Some(base) = src.get(CLOUDFLARE_API_VAR) {
-            config.base_url = base.to_owned();
-        }
-        config
+    /// The Logpull client settings from configuration (today: the defaults).
+    pub fn logpull_config(_src: &ConfigSource) -> logpull::LogpullConfig {
+        logpull::LogpullConfig::default()
     }
 
     /// Builds the clients from configuration (needs a master keyring).
@@ -95,6 +101,7 @@ impl FetchFunction {
         )?);
         Ok(
             Self::with_clients(pool, store, kms, Self::logpull_config(src))
+                .with_cloudflare(CloudflareApi::from_source(src)?)
                 .with_split(SplitPolicy::from_source(src)?),
         )
     }
@@ -114,6 +121,7 @@ impl Function for FetchFunction {
                     &c.store,
                     c.kms.clone(),
                     &c.logpull,
+                    &c.cloudflare,
                     &c.split,
                     &task,
                 )

@@ -34,6 +34,7 @@ use rainlogs_shared::task::kinds;
 use rainlogs_shared::{ErrorClass, HandlerOutput, TaskEnvelope, TaskError};
 use sqlx::PgPool;
 
+use crate::endpoint::CloudflareApi;
 use crate::logpull::{
     Credentials, LogpullClient, LogpullConfig, LogpullError, WindowRequest, WindowSummary, ZoneId,
 };
@@ -105,6 +106,7 @@ pub(crate) async fn run(
     store: &ObjectStore,
     kms: Arc<dyn Kms>,
     logpull: &LogpullConfig,
+    cloudflare: &CloudflareApi,
     policy: &SplitPolicy,
     task: &TaskEnvelope,
 ) -> Result<HandlerOutput, TaskError> {
@@ -126,7 +128,13 @@ pub(crate) async fn run(
         return resettle(pool, window.id).await;
     }
 
-    let pulled = match pull(pool, kms, logpull, policy, &window).await {
+    // The zone decides where its token goes: its own simulator, or the allow-listed
+    // Cloudflare API base — never whatever this process was pointed at.
+    let logpull = LogpullConfig {
+        base_url: cloudflare.base_for(&window.endpoint).to_owned(),
+        ..logpull.clone()
+    };
+    let pulled = match pull(pool, kms, &logpull, policy, &window).await {
         Ok(pulled) => pulled,
         Err(Failure::TooBig(reason)) => return split(pool, &window, policy, &reason).await,
         Err(Failure::Logpull(e)) if e.class() == ErrorClass::Permanent => {

@@ -120,6 +120,8 @@ impl LogpullClient {
         let auth = credentials.headers()?;
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
+            // Logpull never redirects; following one could carry the token elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("rainlogs/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| LogpullError::Client(e.to_string()))?;
