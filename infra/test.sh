@@ -11,6 +11,10 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The testcontainers path cannot run here (no Docker engine) but must keep compiling.
 cargo clippy -p rainlogs-integration-tests --features containers --all-targets --quiet -- -D warnings
+# The production binary does not link the Logpull simulator (only `--features demo` does).
+if cargo tree -e normal -p rainlogs-cli --prefix none | grep -q '^rainlogs-logpull-sim '; then
+  echo "error: the production rainlogs binary links the Logpull simulator" >&2; exit 1
+fi
 # Leftover per-test databases from interrupted runs.
 source <(bash infra/local/stack.sh env)
 psql "${RAINLOGS_DATABASE_URL%/*}/postgres" -qtAc \
@@ -22,6 +26,6 @@ cargo build --quiet --manifest-path fuzz/Cargo.toml
 # An independent decryptor written from docs/FORMAT.md alone opens every test vector.
 python3 -c 'import cryptography' 2>/dev/null || python3 -m pip install --quiet cryptography
 command -v zstd >/dev/null || { apt-get update -qq && apt-get install -y -qq zstd >/dev/null; }
-python3 docs/tools/sealed_decrypt.py --check-vectors shared/tests/vectors
+python3 docs/tools/sealed_decrypt.py --check-vectors shared/sealed/tests/vectors
 # The stack script itself: idempotent up, crash recovery, down/up keeping data.
 bash infra/local/selftest.sh

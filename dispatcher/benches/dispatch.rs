@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::Utc;
+use rainlogs_core::config::{ConfigSource, RedisConfig};
+use rainlogs_core::function::Function;
+use rainlogs_core::{HandlerOutput, TaskEnvelope, TaskError, TaskSpec};
 use rainlogs_dispatcher::config::{DispatcherConfig, QueueLimit};
 use rainlogs_dispatcher::invoker::InProcess;
 use rainlogs_dispatcher::queue::Queue;
 use rainlogs_dispatcher::worker::Worker;
-use rainlogs_shared::config::{ConfigSource, RedisConfig};
-use rainlogs_shared::function::Function;
-use rainlogs_shared::{HandlerOutput, TaskEnvelope, TaskError, TaskSpec};
 use secrecy::ExposeSecret;
 
 /// Does nothing but note how long the task waited.
@@ -219,7 +219,7 @@ async fn main() {
         (RedisConfig::KEY_PREFIX, prefix.clone()),
     ]);
     let cfg = RedisConfig::from_source(&src).expect("redis config");
-    let conn = rainlogs_shared::redis_client::connect(&cfg)
+    let conn = rainlogs_core::redis_client::connect(&cfg)
         .await
         .expect("redis answers");
     let client = redis::Client::open(cfg.url.expose_secret()).expect("redis url");

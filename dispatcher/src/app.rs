@@ -6,8 +6,8 @@
 use rainlogs_kms::MasterKeyring;
 use std::sync::Arc;
 
-use rainlogs_shared::config::{ConfigSource, DatabaseConfig, RedisConfig, S3Config};
-use rainlogs_shared::storage::ObjectStore;
+use rainlogs_core::config::{ConfigSource, DatabaseConfig, RedisConfig, S3Config};
+use rainlogs_core::storage::ObjectStore;
 use sqlx::PgPool;
 
 use crate::config::{DispatcherConfig, InvokerConfig};
@@ -44,8 +44,8 @@ impl App {
         // Checked before connecting: a worker that would send real zones' tokens to a
         // base off the allow-list must not start at all.
         let cloudflare = rainlogs_fetch::CloudflareApi::from_source(src)?;
-        let pool = rainlogs_shared::db::connect(&db).await?;
-        let conn = rainlogs_shared::redis_client::connect(&redis).await?;
+        let pool = rainlogs_core::db::connect(&db).await?;
+        let conn = rainlogs_core::redis_client::connect(&redis).await?;
         let client = redis::Client::open(secrecy::ExposeSecret::expose_secret(&redis.url))?;
         let store = ObjectStore::connect(&s3).await;
         store.check().await?;
@@ -75,7 +75,7 @@ impl App {
         let kms = self
             .kms
             .clone()
-            .map(|k| Arc::new(k) as Arc<dyn rainlogs_shared::kms::Kms>);
+            .map(|k| Arc::new(k) as Arc<dyn rainlogs_sealed::kms::Kms>);
         let upload = rainlogs_upload::UploadFunction::new(self.pool.clone(), self.store.clone());
         let (fetch, encrypt, upload) = match kms {
             Some(kms) => (
@@ -108,7 +108,7 @@ impl App {
                 rainlogs_prune::PruneFunction::new(self.pool.clone(), self.store.clone()).with_kms(
                     self.kms
                         .clone()
-                        .map(|k| Arc::new(k) as Arc<dyn rainlogs_shared::kms::Kms>),
+                        .map(|k| Arc::new(k) as Arc<dyn rainlogs_sealed::kms::Kms>),
                 ),
             )
             .with(match &self.kms {

@@ -1,12 +1,12 @@
 //! Dispatcher settings from `RAINLOGS_*` variables, parsed once at start-up in the
-//! same style as `rainlogs_shared::config`: a bad value is a [`ConfigError`] naming
+//! same style as `rainlogs_core::config`: a bad value is a [`ConfigError`] naming
 //! the variable.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rainlogs_shared::config::{ConfigError, ConfigSource};
+use rainlogs_core::config::{ConfigError, ConfigSource};
 
 use crate::schedule::Schedule;
 

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rainlogs_shared::function::Function;
-use rainlogs_shared::TaskError;
+use rainlogs_core::function::Function;
+use rainlogs_core::TaskError;
 
 /// Delivers an event to a named function.
 #[async_trait]

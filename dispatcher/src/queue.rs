@@ -24,8 +24,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rainlogs_shared::task::{EnvelopeError, TaskEnvelope, TaskSpec};
-use rainlogs_shared::TaskError;
+use rainlogs_core::task::{EnvelopeError, TaskEnvelope, TaskSpec};
+use rainlogs_core::TaskError;
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};

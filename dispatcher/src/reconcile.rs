@@ -18,12 +18,12 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rainlogs_shared::config::{ConfigError, ConfigSource};
-use rainlogs_shared::db::DbError;
-use rainlogs_shared::error::{Classify, ErrorClass};
-use rainlogs_shared::ledger::{self, WindowState};
-use rainlogs_shared::pipeline::WindowTask;
-use rainlogs_shared::task::{kinds, TaskSpec};
+use rainlogs_archive::ledger::{self, WindowState};
+use rainlogs_archive::pipeline::WindowTask;
+use rainlogs_core::config::{ConfigError, ConfigSource};
+use rainlogs_core::db::DbError;
+use rainlogs_core::error::{Classify, ErrorClass};
+use rainlogs_core::task::{kinds, TaskSpec};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -78,16 +78,6 @@ impl PassReport {
                 Enqueued::Duplicate { .. } => self.duplicates += 1,
             }
         }
-    }
-}
-
-/// The task kind a window in `state` waits for, if any.
-pub fn next_kind(state: WindowState) -> Option<&'static str> {
-    match state {
-        WindowState::Planned | WindowState::Fetching => Some(kinds::FETCH_WINDOW),
-        WindowState::Staged => Some(kinds::ENCRYPT_WINDOW),
-        WindowState::Sealed => Some(kinds::UPLOAD_WINDOW),
-        _ => None,
     }
 }
 
@@ -172,7 +162,9 @@ pub async fn reconcile(app: &App, older_than: Duration) -> Result<PassReport, Re
         let specs: Vec<TaskSpec> = rows
             .into_iter()
             .filter_map(|(window_id, state)| {
-                next_kind(state).map(|kind| WindowTask { window_id }.spec(kind))
+                state
+                    .next_task()
+                    .map(|kind| WindowTask { window_id }.spec(kind))
             })
             .collect();
         if !specs.is_empty() {

@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use rainlogs_shared::TaskError;
+use rainlogs_core::TaskError;
 
 use crate::config::RemoteConfig;
 use crate::invoker::Invoker;

@@ -10,7 +10,7 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use rainlogs_shared::task::{TaskEnvelope, TaskSpec};
+use rainlogs_core::task::{TaskEnvelope, TaskSpec};
 use serde::Deserialize;
 
 use crate::queue::{Queue, QueueError};
@@ -162,7 +162,7 @@ mod tests {
             Some(Utc.with_ymd_and_hms(2026, 11, 30, 12, 41, 0).unwrap())
         );
         assert_eq!(s[0].name, PRUNE_SCHEDULE);
-        assert_eq!(s[0].spec.kind, rainlogs_shared::task::kinds::PRUNE_RUN);
+        assert_eq!(s[0].spec.kind, rainlogs_core::task::kinds::PRUNE_RUN);
         assert_eq!(s[0].spec.payload, serde_json::json!({}));
         let t = Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap();
         assert_eq!(

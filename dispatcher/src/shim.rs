@@ -22,7 +22,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use rainlogs_shared::TaskError;
+use rainlogs_core::TaskError;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::config::ShimConfig;

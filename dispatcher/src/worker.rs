@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use rainlogs_shared::task::{HandlerOutput, TaskEnvelope};
-use rainlogs_shared::TaskError;
+use rainlogs_core::task::{HandlerOutput, TaskEnvelope};
+use rainlogs_core::TaskError;
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;

@@ -1,7 +1,7 @@
 //! Dispatcher processes dying and stopping: kill -9 mid-task, SIGTERM with a deadline.
 //! The child is `rainlogs-testkit` (a real dispatcher process over the same Redis).
 
-mod common;
+use rainlogs_integration_tests::dispatch as common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -97,14 +97,14 @@ async fn a_task_held_by_a_killed_dispatcher_is_redelivered_and_completes_once() 
 struct Completer(Recorder);
 
 #[async_trait::async_trait]
-impl rainlogs_shared::function::Function for Completer {
+impl rainlogs_core::function::Function for Completer {
     fn name(&self) -> &'static str {
         "testfn"
     }
     async fn handle(
         &self,
-        mut task: rainlogs_shared::TaskEnvelope,
-    ) -> Result<rainlogs_shared::HandlerOutput, rainlogs_shared::TaskError> {
+        mut task: rainlogs_core::TaskEnvelope,
+    ) -> Result<rainlogs_core::HandlerOutput, rainlogs_core::TaskError> {
         task.kind = "t.ok".into();
         self.0.handle(task).await
     }

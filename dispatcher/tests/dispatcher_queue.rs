@@ -1,15 +1,15 @@
 //! Queue semantics against a real Redis: retries, dead letters, poison messages, dedup,
 //! delays, schedules, pause, concurrency, heartbeats and several dispatchers at once.
 
-mod common;
+use rainlogs_integration_tests::dispatch as common;
 
 use std::time::Duration;
 
 use chrono::Utc;
 use common::*;
+use rainlogs_core::TaskEnvelope;
 use rainlogs_dispatcher::queue::{Enqueued, Settlement};
 use rainlogs_dispatcher::schedule::Schedule;
-use rainlogs_shared::TaskEnvelope;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);

@@ -2,8 +2,6 @@
 //! here, so the test stands up what the Runtime Interface Emulator is: an Invoke API
 //! in front of a Runtime API — the shim, running the real `rainlogs-testkit` binary.
 
-mod common;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +10,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::routing::post;
+use rainlogs_core::{ErrorClass, TaskEnvelope, TaskSpec};
 use rainlogs_dispatcher::config::{RemoteConfig, ShimConfig, ShimFunction};
 use rainlogs_dispatcher::invoker::Invoker;
 use rainlogs_dispatcher::remote::Remote;
 use rainlogs_dispatcher::shim::Shim;
-use rainlogs_shared::{ErrorClass, TaskEnvelope, TaskSpec};
 use serde_json::json;
 
 async fn invoke(

@@ -2,18 +2,18 @@
 //! the same `run_binary` + `lambda_runtime` client as every stage binary) — a success,
 //! a handler error and a child that crashes — directly and through the queue.
 
-mod common;
+use rainlogs_integration_tests::dispatch as common;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use rainlogs_core::{ErrorClass, TaskEnvelope, TaskSpec};
 use rainlogs_dispatcher::config::{ShimConfig, ShimFunction};
 use rainlogs_dispatcher::invoker::Invoker;
 use rainlogs_dispatcher::shim::Shim;
 use rainlogs_dispatcher::worker::Worker;
-use rainlogs_shared::{ErrorClass, TaskEnvelope, TaskSpec};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -5,7 +5,7 @@ It exists to check that FORMAT.md is complete: it shares no code with the Rust
 implementation. Needs the `cryptography` package and the `zstd` command.
 
     python3 docs/tools/sealed_decrypt.py OBJECT KEYFILE > out.ndjson
-    python3 docs/tools/sealed_decrypt.py --check-vectors shared/tests/vectors
+    python3 docs/tools/sealed_decrypt.py --check-vectors shared/sealed/tests/vectors
 """
 import hashlib
 import hmac

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rainlogs_shared::sealed::{SealedHeader, HEADER_LEN};
+use rainlogs_sealed::{SealedHeader, HEADER_LEN};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(header) = SealedHeader::parse(data) {

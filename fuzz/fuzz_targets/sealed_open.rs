@@ -5,8 +5,8 @@
 use std::io::Read;
 
 use libfuzzer_sys::fuzz_target;
-use rainlogs_shared::kms::{SecretKey, TenantKey};
-use rainlogs_shared::sealed::open_with_tenant_key;
+use rainlogs_sealed::kms::{SecretKey, TenantKey};
+use rainlogs_sealed::open_with_tenant_key;
 use uuid::Uuid;
 
 fuzz_target!(|data: &[u8]| {

@@ -46,12 +46,12 @@ fi
 export SQLX_OFFLINE="${SQLX_OFFLINE:-true}"
 log "building the simulator and the bench (release)"
 cargo build --quiet --release -p rainlogs-logpull-sim
-cargo bench --quiet -p rainlogs-dispatcher --bench e2e --no-run
+cargo bench --quiet -p rainlogs-cli --features demo --bench e2e --no-run
 
 # ---------------------------------------------------------------- run
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
 echo "commit:  $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' (modified)')"
 echo "tools:   $(curl --version | head -1 | cut -d' ' -f1-2), gzip $(gzip --version | head -1 | awk '{print $NF}'), zstd $(zstd --version | grep -o 'v[0-9.]*'), age $(age --version), $(aws --version 2>&1 | cut -d' ' -f1)"
 for cadence in ${E2E_CADENCES:-60 3600}; do
-  E2E_CADENCE="$cadence" cargo bench --quiet -p rainlogs-dispatcher --bench e2e
+  E2E_CADENCE="$cadence" cargo bench --quiet -p rainlogs-cli --features demo --bench e2e
 done

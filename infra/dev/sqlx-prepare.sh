@@ -15,7 +15,7 @@ for f in migrations/*.sql; do
 done
 rm -rf .sqlx && mkdir -p .sqlx
 # Touch sources so every query macro expands again.
-find shared functions dispatcher integration-tests -name '*.rs' -exec touch {} +
+find shared functions dispatcher cli integration-tests -name '*.rs' -exec touch {} +
 SQLX_OFFLINE=false SQLX_OFFLINE_DIR="$PWD/.sqlx" DATABASE_URL="$PG/$DB" \
   cargo check --workspace --all-targets --quiet
 echo "wrote $(ls .sqlx | wc -l) query files to .sqlx/"

@@ -8,7 +8,7 @@
 //!
 //! Not exercised on the project's own machines, which have no Docker engine.
 
-use rainlogs_shared::config::{ConfigSource, DatabaseConfig, RedisConfig, S3Config};
+use rainlogs_core::config::{ConfigSource, DatabaseConfig, RedisConfig, S3Config};
 use testcontainers::core::{ExecCommand, IntoContainerPort, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};

@@ -11,12 +11,13 @@
 
 #[cfg(feature = "containers")]
 pub mod containers;
+pub mod dispatch;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use rainlogs_core::config::{ConfigSource, DatabaseConfig, RedisConfig, S3Config};
 use rainlogs_dispatcher::app::App;
-use rainlogs_shared::config::{ConfigSource, DatabaseConfig, RedisConfig, S3Config};
 use secrecy::ExposeSecret;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
@@ -83,7 +84,7 @@ impl TestEnv {
         src.set(DatabaseConfig::MAX_CONNECTIONS, "5");
         let app = App::connect(&src).await.expect("connect test services");
         if migrate {
-            rainlogs_shared::db::migrate(&app.pool)
+            rainlogs_core::db::migrate(&app.pool)
                 .await
                 .expect("migrate test database");
         }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rainlogs_dispatcher::cli::demo::{run_demo, DemoOptions};
+use rainlogs_cli::demo::{run_demo, DemoOptions};
 use rainlogs_integration_tests::TestEnv;
 use rainlogs_kms::{KmsService, MasterKeyring};
 

@@ -7,16 +7,16 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use rainlogs_archive::catalog::{tenant, zone};
+use rainlogs_archive::endpoint::ZoneEndpoint;
+use rainlogs_archive::ledger::WindowState;
+use rainlogs_archive::pipeline::PIPELINE_QUEUE;
+use rainlogs_cli::demo::{run_demo, DemoOptions};
 use rainlogs_dispatcher::app::App;
-use rainlogs_dispatcher::cli::demo::{run_demo, DemoOptions};
-use rainlogs_dispatcher::cli::{tenant, zone};
 use rainlogs_dispatcher::reconcile;
 use rainlogs_integration_tests::{wait_for, TestEnv};
 use rainlogs_kms::{KmsService, MasterKeyring};
 use rainlogs_logpull_sim::{credential_fingerprint, SimConfig, Simulator};
-use rainlogs_shared::endpoint::ZoneEndpoint;
-use rainlogs_shared::ledger::WindowState;
-use rainlogs_shared::pipeline::PIPELINE_QUEUE;
 use secrecy::SecretString;
 use uuid::Uuid;
 

@@ -6,13 +6,13 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use chrono::{TimeZone, Utc};
-use rainlogs_dispatcher::cli::decrypt::{decrypt_to, DecryptArgs};
-use rainlogs_dispatcher::cli::kms::{run as kms_run, KmsCommand};
+use rainlogs_cli::decrypt::{decrypt_to, DecryptArgs};
+use rainlogs_cli::kms::{run as kms_run, KmsCommand};
+use rainlogs_core::config::ConfigSource;
 use rainlogs_integration_tests::TestEnv;
 use rainlogs_kms::{KmsService, MasterKeyring};
-use rainlogs_shared::config::ConfigSource;
-use rainlogs_shared::kms::{KeyError, Kms};
-use rainlogs_shared::sealed::{SealContext, SealError, SealParams, Sealer};
+use rainlogs_sealed::kms::{KeyError, Kms};
+use rainlogs_sealed::{SealContext, SealError, SealParams, Sealer};
 use uuid::Uuid;
 
 const M1: &str = "1:1111111111111111111111111111111111111111111111111111111111111111";
@@ -164,7 +164,7 @@ async fn decrypt_opens_through_keyring_or_key_file_and_refuses_damage() {
 
 #[tokio::test]
 async fn decrypt_opens_the_committed_vectors_offline() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tests/vectors");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/sealed/tests/vectors");
     let src = ConfigSource::from_pairs(Vec::<(String, String)>::new());
     for name in ["empty", "one-record", "multi-chunk", "unterminated"] {
         let mut a = args(dir.join(format!("{name}.sealed")));

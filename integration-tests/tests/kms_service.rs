@@ -4,12 +4,12 @@
 use std::io::Write;
 
 use chrono::{TimeZone, Utc};
+use rainlogs_core::function::Function;
+use rainlogs_core::task::{TaskEnvelope, TaskSpec};
 use rainlogs_integration_tests::TestEnv;
 use rainlogs_kms::{KmsFunction, KmsService, MasterKeyring};
-use rainlogs_shared::function::Function;
-use rainlogs_shared::kms::{KeyError, Kms, SecretBinding};
-use rainlogs_shared::sealed::{open_with_kms, SealContext, SealError, SealParams, Sealer};
-use rainlogs_shared::task::{TaskEnvelope, TaskSpec};
+use rainlogs_sealed::kms::{KeyError, Kms, SecretBinding};
+use rainlogs_sealed::{open_with_kms, SealContext, SealError, SealParams, Sealer};
 use uuid::Uuid;
 
 const M1: &str = "1:1111111111111111111111111111111111111111111111111111111111111111";

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use chrono::{TimeDelta, TimeZone, Utc};
+use rainlogs_archive::chain::{self, genesis_hash, link_hash, LinkContent, LinkInput};
+use rainlogs_archive::ledger::{self, WindowState};
 use rainlogs_integration_tests::TestEnv;
-use rainlogs_shared::chain::{self, genesis_hash, link_hash, LinkContent, LinkInput};
-use rainlogs_shared::ledger::{self, WindowState};
 
 #[tokio::test]
 async fn planning_covers_backfill_to_the_logpull_horizon_once() {

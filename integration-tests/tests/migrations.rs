@@ -1,8 +1,8 @@
 //! The schema: migrations apply on an empty database, re-applying is a no-op, and the
 //! forward-only policy (docs/MIGRATIONS.md) holds.
 
+use rainlogs_core::db::{migrate, MIGRATOR};
 use rainlogs_integration_tests::TestEnv;
-use rainlogs_shared::db::{migrate, MIGRATOR};
 
 #[tokio::test]
 async fn migrations_apply_on_an_empty_database_and_reapply_as_a_no_op() {

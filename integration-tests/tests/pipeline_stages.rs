@@ -9,6 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use rainlogs_archive::chain::{self, LinkContent, LinkInput};
+use rainlogs_archive::ledger::WindowState;
+use rainlogs_archive::pipeline::{archive_key, staging_key, CLOUDFLARE_TOKEN_PURPOSE};
+use rainlogs_core::function::Function;
+use rainlogs_core::task::{kinds, TaskEnvelope, TaskSpec};
+use rainlogs_core::{HandlerOutput, TaskError};
 use rainlogs_encrypt::EncryptFunction;
 use rainlogs_fetch::logpull::{
     Credentials, LogpullClient, LogpullConfig, RetryPolicy, WindowRequest, ZoneId,
@@ -17,14 +23,8 @@ use rainlogs_fetch::FetchFunction;
 use rainlogs_integration_tests::{wait_for, TestEnv};
 use rainlogs_kms::{KmsService, MasterKeyring};
 use rainlogs_logpull_sim::{SimConfig, Simulator, ZoneVolume};
-use rainlogs_shared::chain::{self, LinkContent, LinkInput};
-use rainlogs_shared::function::Function;
-use rainlogs_shared::kms::{Kms, SecretBinding};
-use rainlogs_shared::ledger::WindowState;
-use rainlogs_shared::pipeline::{archive_key, staging_key, CLOUDFLARE_TOKEN_PURPOSE};
-use rainlogs_shared::sealed::{open_with_kms, SealContext};
-use rainlogs_shared::task::{kinds, TaskEnvelope, TaskSpec};
-use rainlogs_shared::{HandlerOutput, TaskError};
+use rainlogs_sealed::kms::{Kms, SecretBinding};
+use rainlogs_sealed::{open_with_kms, SealContext};
 use rainlogs_upload::UploadFunction;
 use uuid::Uuid;
 
@@ -288,7 +288,7 @@ async fn window_with_records_is_archived_once_through_replays() {
     let mut plain = Vec::new();
     let summary = opener.copy_to(&mut plain).unwrap();
     assert_eq!(plain, expected);
-    let object_sha = rainlogs_shared::sealed::open::sha256(&object);
+    let object_sha = rainlogs_sealed::open::sha256(&object);
     let (row_key, row_sha, records): (String, Vec<u8>, i64) = sqlx::query_as(
         "SELECT object_key, object_sha256, record_count FROM archived_objects WHERE window_id = $1",
     )
@@ -395,7 +395,7 @@ async fn the_dispatcher_worker_carries_windows_through_all_three_stages() {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let worker = env
         .app
-        .worker(vec![rainlogs_shared::pipeline::PIPELINE_QUEUE.into()]);
+        .worker(vec![rainlogs_archive::pipeline::PIPELINE_QUEUE.into()]);
     let running = tokio::spawn(async move { worker.run(stopped).await });
     for id in [full_id, empty_id] {
         env.app
@@ -482,7 +482,7 @@ async fn concurrent_runs_of_each_stage_give_one_object_and_one_link() {
             .unwrap();
     assert_eq!(
         row_sha,
-        rainlogs_shared::sealed::open::sha256(&object).to_vec(),
+        rainlogs_sealed::open::sha256(&object).to_vec(),
         "the link commits to the object that stayed"
     );
     let ctx = SealContext {
@@ -532,7 +532,13 @@ async fn upload_refuses_a_tampered_archive_object_reseals_it_once_and_links_only
     assert_eq!(st, WindowState::Staged);
     assert!(err
         .unwrap_or_default()
-        .starts_with(rainlogs_shared::ledger::RESEAL_NOTE));
+        .starts_with(rainlogs_archive::ledger::RESEAL_NOTE));
+    let resealed: bool = sqlx::query_scalar("SELECT resealed FROM windows WHERE id = $1")
+        .bind(id)
+        .fetch_one(&env.app.pool)
+        .await
+        .unwrap();
+    assert!(resealed, "the one re-seal is marked on the window");
     assert_eq!(count(&env, "chain_links", id).await, 0);
     assert_eq!(count(&env, "archived_objects", id).await, 0);
 
@@ -555,11 +561,11 @@ async fn upload_refuses_a_tampered_archive_object_reseals_it_once_and_links_only
 async fn spooled_objects_larger_than_a_part_go_up_in_parts_intact() {
     use std::io::Write;
     let env = TestEnv::new().await;
-    let (spool, file) = rainlogs_shared::pipeline::Spool::create().unwrap();
+    let (spool, file) = rainlogs_archive::pipeline::Spool::create().unwrap();
     let mut file = std::io::BufWriter::new(file);
     let mut expected = Vec::new();
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    while expected.len() < rainlogs_shared::pipeline::PART_SIZE * 2 + 12345 {
+    while expected.len() < rainlogs_archive::pipeline::PART_SIZE * 2 + 12345 {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
@@ -567,7 +573,7 @@ async fn spooled_objects_larger_than_a_part_go_up_in_parts_intact() {
     }
     file.write_all(&expected).unwrap();
     file.into_inner().unwrap().sync_all().unwrap();
-    rainlogs_shared::pipeline::put_file(&env.app.store, "staging/big.sealed", spool.path())
+    rainlogs_archive::pipeline::put_file(&env.app.store, "staging/big.sealed", spool.path())
         .await
         .unwrap();
     let back = env.app.store.get("staging/big.sealed").await.unwrap();

@@ -12,14 +12,14 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use rainlogs_dispatcher::cli::tenant::{self, RetentionChange};
-use rainlogs_dispatcher::cli::zone::{self, ZoneRetentionChange};
+use rainlogs_archive::catalog::tenant::{self, RetentionChange};
+use rainlogs_archive::catalog::zone::{self, ZoneRetentionChange};
+use rainlogs_archive::chain::{self, LinkContent, LinkInput};
+use rainlogs_archive::pipeline::{archive_key, staging_key};
+use rainlogs_core::function::Function;
+use rainlogs_core::task::TaskEnvelope;
 use rainlogs_integration_tests::TestEnv;
 use rainlogs_prune::{prune, PruneError, PruneFunction, PruneOptions, PruneReport, PruneTask};
-use rainlogs_shared::chain::{self, LinkContent, LinkInput};
-use rainlogs_shared::function::Function;
-use rainlogs_shared::pipeline::{archive_key, staging_key};
-use rainlogs_shared::task::TaskEnvelope;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 

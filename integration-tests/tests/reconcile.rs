@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
+use rainlogs_archive::pipeline::PIPELINE_QUEUE;
+use rainlogs_core::config::RedisConfig;
+use rainlogs_core::task::{kinds, TaskEnvelope};
 use rainlogs_dispatcher::reconcile::{self, PassReport};
 use rainlogs_integration_tests::TestEnv;
-use rainlogs_shared::config::RedisConfig;
-use rainlogs_shared::pipeline::PIPELINE_QUEUE;
-use rainlogs_shared::task::{kinds, TaskEnvelope};
 use secrecy::ExposeSecret;
 
 /// (kind, window_id) of every task stored in the pipeline queue.
@@ -209,8 +209,8 @@ async fn run_loop_plans_until_shutdown() {
 
 #[test]
 fn scheduler_config_defaults_and_overrides() {
+    use rainlogs_core::config::ConfigSource;
     use rainlogs_dispatcher::reconcile::SchedulerConfig;
-    use rainlogs_shared::config::ConfigSource;
     let d = SchedulerConfig::from_source(&ConfigSource::from_pairs(Vec::<(String, String)>::new()))
         .unwrap();
     assert_eq!(d.interval, Duration::from_secs(15));

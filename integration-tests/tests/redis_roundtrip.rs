@@ -3,17 +3,17 @@
 
 use std::time::Duration;
 
+use rainlogs_core::config::RedisConfig;
+use rainlogs_core::task::TaskSpec;
 use rainlogs_dispatcher::queue::{Settle, Settlement};
 use rainlogs_integration_tests::TestEnv;
-use rainlogs_shared::config::RedisConfig;
-use rainlogs_shared::task::TaskSpec;
 use redis::AsyncCommands;
 
 #[tokio::test]
 async fn value_round_trip_under_the_test_prefix() {
     let env = TestEnv::new().await;
     let cfg = RedisConfig::from_source(&env.src).unwrap();
-    let mut conn = rainlogs_shared::redis_client::connect(&cfg).await.unwrap();
+    let mut conn = rainlogs_core::redis_client::connect(&cfg).await.unwrap();
     let key = format!("{}:roundtrip", cfg.key_prefix);
     let _: () = conn.set_ex(&key, "hello", 60).await.unwrap();
     let back: String = conn.get(&key).await.unwrap();
@@ -70,11 +70,11 @@ async fn unreachable_redis_is_a_clear_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let src = rainlogs_shared::config::ConfigSource::from_pairs([(
+    let src = rainlogs_core::config::ConfigSource::from_pairs([(
         RedisConfig::URL,
         format!("redis://127.0.0.1:{port}/0"),
     )]);
-    let err = rainlogs_shared::redis_client::connect(&RedisConfig::from_source(&src).unwrap())
+    let err = rainlogs_core::redis_client::connect(&RedisConfig::from_source(&src).unwrap())
         .await
         .unwrap_err()
         .to_string();
@@ -86,7 +86,7 @@ async fn unreachable_redis_is_a_clear_error() {
 async fn an_unreadable_dead_letter_stays_listed_with_its_reason() {
     let env = TestEnv::new().await;
     let cfg = RedisConfig::from_source(&env.src).unwrap();
-    let mut conn = rainlogs_shared::redis_client::connect(&cfg).await.unwrap();
+    let mut conn = rainlogs_core::redis_client::connect(&cfg).await.unwrap();
     let keys = env.app.queue.keys();
     let _: () = conn
         .hset(keys.dead("dl"), "broken-1", "{not a dead letter")

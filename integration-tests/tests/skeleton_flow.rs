@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
+use rainlogs_core::task::{kinds, TaskEnvelope, TaskSpec};
+use rainlogs_core::ErrorClass;
 use rainlogs_dispatcher::invoker::Invoker;
 use rainlogs_integration_tests::{wait_for, TestEnv};
-use rainlogs_shared::task::{kinds, TaskEnvelope, TaskSpec};
-use rainlogs_shared::ErrorClass;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use uuid::Uuid;

@@ -2,10 +2,10 @@
 //! classified with a message naming what and where.
 
 use bytes::Bytes;
+use rainlogs_core::config::S3Config;
+use rainlogs_core::error::{Classify, ErrorClass};
+use rainlogs_core::storage::{ObjectStore, StorageError, MIN_PART_SIZE};
 use rainlogs_integration_tests::{base_source, TestEnv};
-use rainlogs_shared::config::S3Config;
-use rainlogs_shared::error::{Classify, ErrorClass};
-use rainlogs_shared::storage::{ObjectStore, StorageError, MIN_PART_SIZE};
 use sha2::{Digest, Sha256};
 
 #[tokio::test]
@@ -132,9 +132,7 @@ async fn aborted_multipart_leaves_no_object() {
     env.teardown().await;
 }
 
-async fn store_with(
-    change: impl FnOnce(&mut rainlogs_shared::config::ConfigSource),
-) -> ObjectStore {
+async fn store_with(change: impl FnOnce(&mut rainlogs_core::config::ConfigSource)) -> ObjectStore {
     let mut src = base_source().await;
     change(&mut src);
     ObjectStore::connect(&S3Config::from_source(&src).unwrap()).await

@@ -15,14 +15,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use rainlogs_dispatcher::cli::demo::{run_demo, DemoOptions, DemoReport};
-use rainlogs_dispatcher::cli::logs::{self, GetArgs, RestoreError};
-use rainlogs_dispatcher::cli::verify::{self, Outcome, VerifyArgs};
+use rainlogs_archive::restore::RestoreError;
+use rainlogs_archive::verify::{Finding, Verifier};
+use rainlogs_cli::demo::{run_demo, DemoOptions, DemoReport};
+use rainlogs_cli::logs::{self, GetArgs};
+use rainlogs_cli::verify::{self, Outcome, VerifyArgs};
 use rainlogs_integration_tests::TestEnv;
 use rainlogs_kms::{KmsService, MasterKeyring};
 use rainlogs_logpull_sim::{Generator, Selection, TimestampFormat, ZoneVolume, DEFAULT_FIELDS};
-use rainlogs_shared::kms::{Kms, SecretKey, TenantKey};
-use rainlogs_shared::verify::{Finding, Verifier};
+use rainlogs_sealed::kms::{Kms, SecretKey, TenantKey};
 use uuid::Uuid;
 
 const MASTER: &str = "1:5656565656565656565656565656565656565656565656565656565656565656";

@@ -5,14 +5,15 @@
 //! failed, in-flight and missing minute ranges.
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use rainlogs_dispatcher::cli::tenant::{self, TenantError};
-use rainlogs_dispatcher::cli::zone::{self, Cover, NewZone, ZoneError};
+use rainlogs_archive::catalog::tenant::{self, TenantError};
+use rainlogs_archive::catalog::zone::{self, NewZone, ZoneError};
+use rainlogs_archive::coverage::Cover;
+use rainlogs_archive::endpoint::ZoneEndpoint;
+use rainlogs_archive::pipeline::CLOUDFLARE_TOKEN_PURPOSE;
 use rainlogs_dispatcher::reconcile;
 use rainlogs_integration_tests::TestEnv;
 use rainlogs_kms::{KmsService, MasterKeyring};
-use rainlogs_shared::endpoint::ZoneEndpoint;
-use rainlogs_shared::kms::{Kms, SecretBinding};
-use rainlogs_shared::pipeline::CLOUDFLARE_TOKEN_PURPOSE;
+use rainlogs_sealed::kms::{Kms, SecretBinding};
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -236,7 +237,7 @@ async fn coverage_reports_every_kind_of_minute() {
     let pool = &env.app.pool;
     let now = Utc::now();
     let zone = env.insert_zone(60, now - TimeDelta::minutes(20)).await;
-    rainlogs_shared::ledger::plan_zone(pool, zone, now)
+    rainlogs_archive::ledger::plan_zone(pool, zone, now)
         .await
         .unwrap();
     let windows: Vec<(i64, DateTime<Utc>)> =

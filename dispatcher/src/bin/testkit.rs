@@ -16,13 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rainlogs_core::config::{ConfigSource, RedisConfig};
+use rainlogs_core::function::{unsupported_kind, Function};
+use rainlogs_core::{HandlerOutput, TaskEnvelope, TaskError};
 use rainlogs_dispatcher::config::DispatcherConfig;
 use rainlogs_dispatcher::invoker::InProcess;
 use rainlogs_dispatcher::queue::Queue;
 use rainlogs_dispatcher::worker::Worker;
-use rainlogs_shared::config::{ConfigSource, RedisConfig};
-use rainlogs_shared::function::{unsupported_kind, Function};
-use rainlogs_shared::{HandlerOutput, TaskEnvelope, TaskError};
 
 struct TestFn;
 
@@ -70,9 +70,9 @@ impl Function for TestFn {
 #[tokio::main]
 async fn main() -> ExitCode {
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-        return rainlogs_shared::function::run_binary(|| async { Ok(TestFn) }).await;
+        return rainlogs_core::function::run_binary(|| async { Ok(TestFn) }).await;
     }
-    rainlogs_shared::telemetry::init();
+    rainlogs_core::telemetry::init();
     match dispatch().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -94,7 +94,7 @@ async fn dispatch() -> anyhow::Result<()> {
     let src = ConfigSource::from_env()?;
     let cfg = DispatcherConfig::from_source(&src)?;
     let redis = RedisConfig::from_source(&src)?;
-    let conn = rainlogs_shared::redis_client::connect(&redis).await?;
+    let conn = rainlogs_core::redis_client::connect(&redis).await?;
     let client = redis::Client::open(secrecy::ExposeSecret::expose_secret(&redis.url))?;
     let queue = Queue::new(conn, redis.key_prefix).with_client(client);
     let worker = Worker::with_config(queue, Arc::new(InProcess::new().with(TestFn)), cfg);

@@ -12,16 +12,16 @@
 use std::io::{self, Write};
 use std::sync::Arc;
 
-use rainlogs_shared::db::DbError;
-use rainlogs_shared::kms::Kms;
-use rainlogs_shared::ledger::WindowState;
-use rainlogs_shared::pipeline::{
+use rainlogs_archive::ledger::{StageAction, WindowState};
+use rainlogs_archive::pipeline::{
     blocking, open_object, put_file, spool_error, Spool, WindowFacts, WindowTask,
 };
-use rainlogs_shared::sealed::{SealParams, Sealer};
-use rainlogs_shared::storage::ObjectStore;
-use rainlogs_shared::task::kinds;
-use rainlogs_shared::{HandlerOutput, TaskEnvelope, TaskError};
+use rainlogs_core::db::DbError;
+use rainlogs_core::storage::ObjectStore;
+use rainlogs_core::task::kinds;
+use rainlogs_core::{HandlerOutput, TaskEnvelope, TaskError};
+use rainlogs_sealed::kms::Kms;
+use rainlogs_sealed::{SealParams, Sealer};
 use sqlx::PgPool;
 
 pub(crate) async fn run(
@@ -95,11 +95,9 @@ pub(crate) async fn run(
     let key = window.archive_key();
     put_file(store, &key, spool.path()).await?;
     sqlx::query!(
-        "UPDATE windows SET state = 'sealed', state_since = now(),
-             last_error = CASE WHEN starts_with(last_error, $2) THEN last_error END
+        "UPDATE windows SET state = 'sealed', state_since = now(), last_error = NULL
          WHERE id = $1",
         window.id,
-        rainlogs_shared::ledger::RESEAL_NOTE
     )
     .execute(&mut *tx)
     .await
@@ -126,23 +124,22 @@ pub(crate) async fn run(
     })
 }
 
-/// What to answer when the window is past (or not at) this stage: hand on to upload
-/// when sealed, nothing to do otherwise. `None` means "staged: do the work".
+/// What to answer when the window is not waiting for encrypt: hand on to the stage it
+/// waits for when it is past this one, nothing otherwise. `None` means "staged: do the
+/// work".
 fn settled(window: &WindowFacts, state: WindowState) -> Option<HandlerOutput> {
     let result =
         serde_json::json!({ "window_id": window.id, "state": state, "note": "nothing to encrypt" });
-    match state {
-        WindowState::Staged => None,
-        WindowState::Sealed => Some(HandlerOutput {
+    match state.for_stage(kinds::ENCRYPT_WINDOW) {
+        StageAction::Work => None,
+        StageAction::HandOn(kind) => Some(HandlerOutput {
             result,
             next: vec![WindowTask {
                 window_id: window.id,
             }
-            .spec(kinds::UPLOAD_WINDOW)],
+            .spec(kind)],
         }),
-        // Not yet staged (a message ahead of its fetch) or already final: the ledger
-        // and the reconciler drive the window; this message has nothing to add.
-        _ => Some(HandlerOutput::done(result)),
+        StageAction::Nothing => Some(HandlerOutput::done(result)),
     }
 }
 

@@ -10,8 +10,8 @@
 //! with — whatever the worker's configuration says. The Logpull client never follows
 //! redirects, so a token cannot be bounced to another host either.
 
-use rainlogs_shared::config::{ConfigError, ConfigSource};
-use rainlogs_shared::endpoint::ZoneEndpoint;
+use rainlogs_archive::endpoint::ZoneEndpoint;
+use rainlogs_core::config::{ConfigError, ConfigSource};
 use reqwest::Url;
 
 use crate::logpull::CLOUDFLARE_API;

@@ -16,12 +16,12 @@ pub use window::{SplitPolicy, MIN_WINDOW_VAR, SPLIT_AFTER_VAR, SPLIT_BYTES_VAR};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rainlogs_shared::config::ConfigSource;
-use rainlogs_shared::function::{unsupported_kind, Function};
-use rainlogs_shared::kms::Kms;
-use rainlogs_shared::storage::ObjectStore;
-use rainlogs_shared::task::kinds;
-use rainlogs_shared::{HandlerOutput, TaskEnvelope, TaskError};
+use rainlogs_core::config::ConfigSource;
+use rainlogs_core::function::{unsupported_kind, Function};
+use rainlogs_core::storage::ObjectStore;
+use rainlogs_core::task::kinds;
+use rainlogs_core::{HandlerOutput, TaskEnvelope, TaskError};
+use rainlogs_sealed::kms::Kms;
 use sqlx::PgPool;
 
 /// The function's name, the first segment of the task kinds it serves.
@@ -93,7 +93,7 @@ impl FetchFunction {
 
     /// Builds the clients from configuration (needs a master keyring).
     pub async fn from_config(src: &ConfigSource) -> anyhow::Result<Self> {
-        let (pool, store) = rainlogs_shared::function::connect_stores(src).await?;
+        let (pool, store) = rainlogs_core::function::connect_stores(src).await?;
         let kms = Arc::new(rainlogs_kms::KmsService::from_config(
             pool.clone(),
             src,
@@ -126,7 +126,7 @@ impl Function for FetchFunction {
                     &task,
                 )
                 .await;
-                rainlogs_shared::pipeline::note_failure(&c.pool, &task, &result).await;
+                rainlogs_archive::pipeline::note_failure(&c.pool, &task, &result).await;
                 result
             }
             _ => Err(unsupported_kind(NAME, &task)),

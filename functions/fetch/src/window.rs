@@ -19,19 +19,19 @@ use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rainlogs_shared::chain::{self, LinkContent, LinkInput};
-use rainlogs_shared::config::{ConfigError, ConfigSource};
-use rainlogs_shared::db::DbError;
-use rainlogs_shared::error::Classify;
-use rainlogs_shared::kms::{Kms, SecretBinding};
-use rainlogs_shared::ledger::{self, WindowState};
-use rainlogs_shared::pipeline::{
+use rainlogs_archive::chain::{LinkContent, LinkInput};
+use rainlogs_archive::ledger::{self, StageAction, WindowState};
+use rainlogs_archive::pipeline::{
     blocking, put_file, spool_error, Spool, WindowFacts, WindowTask, CLOUDFLARE_TOKEN_PURPOSE,
 };
-use rainlogs_shared::sealed::{SealParams, Sealer};
-use rainlogs_shared::storage::ObjectStore;
-use rainlogs_shared::task::kinds;
-use rainlogs_shared::{ErrorClass, HandlerOutput, TaskEnvelope, TaskError};
+use rainlogs_core::config::{ConfigError, ConfigSource};
+use rainlogs_core::db::DbError;
+use rainlogs_core::error::Classify;
+use rainlogs_core::storage::ObjectStore;
+use rainlogs_core::task::kinds;
+use rainlogs_core::{ErrorClass, HandlerOutput, TaskEnvelope, TaskError};
+use rainlogs_sealed::kms::{Kms, SecretBinding};
+use rainlogs_sealed::{SealParams, Sealer};
 use sqlx::PgPool;
 
 use crate::endpoint::CloudflareApi;
@@ -372,22 +372,11 @@ async fn mark_empty(pool: &PgPool, window: &WindowFacts) -> Result<HandlerOutput
         .begin()
         .await
         .map_err(|e| DbError::query("begin empty-window transaction", e))?;
-    let moved = sqlx::query!(
-        "UPDATE windows SET state = 'empty', state_since = now(), last_error = NULL
-         WHERE id = $1 AND state = 'fetching'",
-        window.id
-    )
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| DbError::query("mark window empty", e))?;
-    if moved.rows_affected() != 1 {
-        // Another run settled the window first; its transaction holds the truth.
-        drop(tx);
-        return resettle(pool, window.id).await;
-    }
-    let link = chain::append(
+    let link = ledger::settle(
         &mut tx,
         window.id,
+        WindowState::Fetching,
+        WindowState::Empty,
         &LinkInput {
             zone_id: window.zone_id,
             window_start: window.start_at,
@@ -396,6 +385,11 @@ async fn mark_empty(pool: &PgPool, window: &WindowFacts) -> Result<HandlerOutput
         },
     )
     .await?;
+    let Some(link) = link else {
+        // Another run settled the window first; its transaction holds the truth.
+        drop(tx);
+        return resettle(pool, window.id).await;
+    };
     tx.commit()
         .await
         .map_err(|e| DbError::query("commit empty-window transaction", e))?;
@@ -439,30 +433,24 @@ async fn resettle(pool: &PgPool, window_id: i64) -> Result<HandlerOutput, TaskEr
     Ok(settled(pool, &now).await?.unwrap_or_else(|| nothing(&now)))
 }
 
-/// What to answer when the window is past this stage; `None` when there is work.
+/// What to answer when the window is not waiting for a fetch; `None` when it is.
 async fn settled(pool: &PgPool, window: &WindowFacts) -> Result<Option<HandlerOutput>, TaskError> {
-    let task = WindowTask {
-        window_id: window.id,
-    };
-    let state = window.state;
-    let result =
-        serde_json::json!({ "window_id": window.id, "state": state, "note": "already fetched" });
-    Ok(match state {
-        WindowState::Planned | WindowState::Fetching => None,
+    let result = serde_json::json!({ "window_id": window.id, "state": window.state, "note": "already fetched" });
+    Ok(match window.state.for_stage(kinds::FETCH_WINDOW) {
+        StageAction::Work => None,
+        StageAction::HandOn(kind) => Some(HandlerOutput {
+            result,
+            next: vec![WindowTask {
+                window_id: window.id,
+            }
+            .spec(kind)],
+        }),
         // Hand the halves on again: the run that split may have died before they left.
-        WindowState::Split => {
+        StageAction::Nothing if window.state == WindowState::Split => {
             let halves = ledger::split_halves(pool, window.id).await?;
             Some(split_output(window.id, halves, "already split"))
         }
-        WindowState::Staged => Some(HandlerOutput {
-            result,
-            next: vec![task.spec(kinds::ENCRYPT_WINDOW)],
-        }),
-        WindowState::Sealed => Some(HandlerOutput {
-            result,
-            next: vec![task.spec(kinds::UPLOAD_WINDOW)],
-        }),
-        _ => Some(HandlerOutput::done(result)),
+        StageAction::Nothing => Some(HandlerOutput::done(result)),
     })
 }
 

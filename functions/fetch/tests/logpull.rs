@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use rainlogs_core::error::Classify;
+use rainlogs_core::{ErrorClass, TaskError};
 use rainlogs_fetch::logpull::{
     Credentials, LogpullClient, LogpullConfig, LogpullError, MalformedPolicy, RequestError,
     RetryPolicy, Timestamps, WindowRequest, WindowSummary, ZoneId,
@@ -12,8 +14,6 @@ use rainlogs_logpull_sim::{
     Fault, FaultRule, Field, Selection, SimConfig, Simulator, TimestampFormat, ZoneVolume,
     DEFAULT_FIELDS,
 };
-use rainlogs_shared::error::Classify;
-use rainlogs_shared::{ErrorClass, TaskError};
 use sha2::{Digest, Sha256};
 
 const ZONE: &str = "0123456789abcdef0123456789abcdef";

@@ -12,8 +12,8 @@ use std::fmt;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
-use rainlogs_shared::config::{ConfigError, ConfigSource};
-use rainlogs_shared::kms::{KeyError, SecretKey, TenantKey, WRAPPED_KEY_LEN};
+use rainlogs_core::config::{ConfigError, ConfigSource};
+use rainlogs_sealed::kms::{KeyError, SecretKey, TenantKey, WRAPPED_KEY_LEN};
 use rand::RngCore;
 use uuid::Uuid;
 use zeroize::Zeroizing;

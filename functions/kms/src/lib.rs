@@ -3,7 +3,7 @@
 //!
 //! - [`keyring`]: the master keyring from `RAINLOGS_MASTER_KEYS[_FILE]`;
 //! - [`service`]: [`KmsService`], tenant keys in Postgres, the
-//!   [`rainlogs_shared::kms::Kms`] operations the other stages call in-process, and the
+//!   [`rainlogs_sealed::kms::Kms`] operations the other stages call in-process, and the
 //!   admin operations, each audited.
 //!
 //! As a queue-driven function it serves the admin operations (`kms.rotate_master`,
@@ -15,9 +15,9 @@ pub mod keyring;
 pub mod service;
 
 use async_trait::async_trait;
-use rainlogs_shared::config::ConfigSource;
-use rainlogs_shared::function::Function;
-use rainlogs_shared::{HandlerOutput, TaskEnvelope, TaskError};
+use rainlogs_core::config::ConfigSource;
+use rainlogs_core::function::Function;
+use rainlogs_core::{HandlerOutput, TaskEnvelope, TaskError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -62,9 +62,9 @@ impl KmsFunction {
 
     /// Connects Postgres and loads the keyring from configuration.
     pub async fn from_source(src: &ConfigSource) -> anyhow::Result<Self> {
-        let db = rainlogs_shared::config::DatabaseConfig::from_source(src)?;
+        let db = rainlogs_core::config::DatabaseConfig::from_source(src)?;
         let keyring = MasterKeyring::from_source(src)?;
-        let pool = rainlogs_shared::db::connect(&db).await?;
+        let pool = rainlogs_core::db::connect(&db).await?;
         Ok(Self::with_service(KmsService::new(
             pool,
             keyring,
@@ -105,7 +105,7 @@ impl Function for KmsFunction {
                 let n = service.shred_tenant(p.tenant).await?;
                 Ok(serde_json::json!({ "tenant": p.tenant, "versions_shredded": n }))
             }
-            _ => return Err(rainlogs_shared::function::unsupported_kind(NAME, &task)),
+            _ => return Err(rainlogs_core::function::unsupported_kind(NAME, &task)),
         };
         let result = result.map_err(|e| {
             TaskError::permanent(

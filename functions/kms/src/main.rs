@@ -3,11 +3,11 @@
 
 use std::process::ExitCode;
 
-use rainlogs_shared::config::ConfigSource;
+use rainlogs_core::config::ConfigSource;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    rainlogs_shared::function::run_binary(|| async {
+    rainlogs_core::function::run_binary(|| async {
         let src = ConfigSource::from_env()?;
         rainlogs_kms::KmsFunction::from_source(&src).await
     })

@@ -7,9 +7,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rainlogs_shared::audit::{self, AuditEvent};
-use rainlogs_shared::error::Classify;
-use rainlogs_shared::kms::{
+use rainlogs_archive::audit::{self, AuditEvent};
+use rainlogs_core::error::Classify;
+use rainlogs_sealed::kms::{
     secret_blob_version, GeneratedDataKey, KeyError, Kms, SealContext, SecretBinding, SecretKey,
     TenantKey,
 };
@@ -36,8 +36,8 @@ pub mod ops {
 fn db(op: &'static str) -> impl Fn(sqlx::Error) -> KeyError {
     move |e| {
         let retryable = matches!(
-            rainlogs_shared::db::DbError::query(op, e),
-            rainlogs_shared::db::DbError::Query {
+            rainlogs_core::db::DbError::query(op, e),
+            rainlogs_core::db::DbError::Query {
                 retryable: true,
                 ..
             }
@@ -125,9 +125,9 @@ impl KmsService {
     /// The service over `pool` with the keyring the configuration names.
     pub fn from_config(
         pool: PgPool,
-        src: &rainlogs_shared::config::ConfigSource,
+        src: &rainlogs_core::config::ConfigSource,
         actor: impl Into<String>,
-    ) -> Result<Self, rainlogs_shared::config::ConfigError> {
+    ) -> Result<Self, rainlogs_core::config::ConfigError> {
         Ok(Self::new(pool, MasterKeyring::from_source(src)?, actor))
     }
 

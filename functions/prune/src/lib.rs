@@ -21,12 +21,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
-use rainlogs_shared::config::ConfigSource;
-use rainlogs_shared::function::{invoke_envelope, unsupported_kind, Function};
-use rainlogs_shared::kms::Kms;
-use rainlogs_shared::storage::ObjectStore;
-use rainlogs_shared::task::{kinds, TaskSpec};
-use rainlogs_shared::{HandlerOutput, TaskEnvelope, TaskError};
+use rainlogs_core::config::ConfigSource;
+use rainlogs_core::function::{invoke_envelope, unsupported_kind, Function};
+use rainlogs_core::storage::ObjectStore;
+use rainlogs_core::task::{kinds, TaskSpec};
+use rainlogs_core::{HandlerOutput, TaskEnvelope, TaskError};
+use rainlogs_sealed::kms::Kms;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -142,7 +142,7 @@ impl PruneFunction {
     /// Builds the clients from configuration and checks both services answer; the kms
     /// only when a master keyring is configured (without it sampling stays shallow).
     pub async fn from_config(src: &ConfigSource) -> anyhow::Result<Self> {
-        let (pool, store) = rainlogs_shared::function::connect_stores(src).await?;
+        let (pool, store) = rainlogs_core::function::connect_stores(src).await?;
         let kms: Option<Arc<dyn Kms>> = if rainlogs_kms::MasterKeyring::configured(src) {
             Some(Arc::new(rainlogs_kms::KmsService::from_config(
                 pool.clone(),

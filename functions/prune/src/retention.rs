@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 
-use rainlogs_shared::storage::ObjectStore;
+use rainlogs_core::storage::ObjectStore;
 use uuid::Uuid;
 
 use crate::run::{db, storage, PruneError, RetentionReport, Run};

@@ -7,11 +7,11 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use rainlogs_shared::audit::{self, AuditEvent};
-use rainlogs_shared::db::DbError;
-use rainlogs_shared::error::{Classify, ErrorClass};
-use rainlogs_shared::storage::{ObjectStore, StorageError};
-use rainlogs_shared::TaskError;
+use rainlogs_archive::audit::{self, AuditEvent};
+use rainlogs_core::db::DbError;
+use rainlogs_core::error::{Classify, ErrorClass};
+use rainlogs_core::storage::{ObjectStore, StorageError};
+use rainlogs_core::TaskError;
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;

@@ -5,7 +5,7 @@
 //! checks `objects` random archived windows — catalog row against link, object size and
 //! SHA-256, and, for `deep_fraction` of them, decryption against the window's context
 //! and the plaintext hash and record count — with the same checks as `rainlogs verify`
-//! ([`rainlogs_shared::verify`]), then writes one `audit_events` row (operation
+//! ([`rainlogs_archive::verify`]), then writes one `audit_events` row (operation
 //! `verify.sample`, result `ok` or `findings`, the counts and findings in `detail`) and
 //! returns the same summary.
 //!
@@ -14,13 +14,13 @@
 
 use std::sync::Arc;
 
-use rainlogs_shared::audit::{self, AuditEvent};
-use rainlogs_shared::db::DbError;
-use rainlogs_shared::kms::Kms;
-use rainlogs_shared::storage::ObjectStore;
-use rainlogs_shared::task::TaskSpec;
-use rainlogs_shared::verify::{self, Finding, Verifier, VerifyError};
-use rainlogs_shared::TaskError;
+use rainlogs_archive::audit::{self, AuditEvent};
+use rainlogs_archive::verify::{self, Finding, Verifier, VerifyError};
+use rainlogs_core::db::DbError;
+use rainlogs_core::storage::ObjectStore;
+use rainlogs_core::task::TaskSpec;
+use rainlogs_core::TaskError;
+use rainlogs_sealed::kms::Kms;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 

@@ -17,8 +17,8 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use rainlogs_shared::pipeline::{parse_archive_key, parse_staging_key};
-use rainlogs_shared::storage::ObjectInfo;
+use rainlogs_archive::pipeline::{parse_archive_key, parse_staging_key};
+use rainlogs_core::storage::ObjectInfo;
 use sqlx::{PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 

@@ -12,12 +12,12 @@ mod window;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rainlogs_shared::config::ConfigSource;
-use rainlogs_shared::function::{unsupported_kind, Function};
-use rainlogs_shared::kms::Kms;
-use rainlogs_shared::storage::ObjectStore;
-use rainlogs_shared::task::kinds;
-use rainlogs_shared::{HandlerOutput, TaskEnvelope, TaskError};
+use rainlogs_core::config::ConfigSource;
+use rainlogs_core::function::{unsupported_kind, Function};
+use rainlogs_core::storage::ObjectStore;
+use rainlogs_core::task::kinds;
+use rainlogs_core::{HandlerOutput, TaskEnvelope, TaskError};
+use rainlogs_sealed::kms::Kms;
 use sqlx::PgPool;
 
 pub use probe::{probe_object_key, ProbePayload, ProbeResult, PROBE_PREFIX};
@@ -51,7 +51,7 @@ impl UploadFunction {
 
     /// Builds the clients from configuration and checks both services answer.
     pub async fn from_config(src: &ConfigSource) -> anyhow::Result<Self> {
-        let (pool, store) = rainlogs_shared::function::connect_stores(src).await?;
+        let (pool, store) = rainlogs_core::function::connect_stores(src).await?;
         let function = Self::new(pool.clone(), store);
         // Without a master keyring the binary still serves the probe.
         if !rainlogs_kms::MasterKeyring::configured(src) {
@@ -74,7 +74,7 @@ impl Function for UploadFunction {
             kinds::UPLOAD_WINDOW => match &self.kms {
                 Some(kms) => {
                     let result = window::run(&self.pool, &self.store, kms.clone(), &task).await;
-                    rainlogs_shared::pipeline::note_failure(&self.pool, &task, &result).await;
+                    rainlogs_archive::pipeline::note_failure(&self.pool, &task, &result).await;
                     result
                 }
                 None => Err(unsupported_kind(NAME, &task)),

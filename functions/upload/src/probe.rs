@@ -5,9 +5,9 @@
 //! deliveries of one task write the same object and leave exactly one row.
 
 use bytes::Bytes;
-use rainlogs_shared::db::DbError;
-use rainlogs_shared::storage::ObjectStore;
-use rainlogs_shared::{HandlerOutput, TaskEnvelope, TaskError};
+use rainlogs_core::db::DbError;
+use rainlogs_core::storage::ObjectStore;
+use rainlogs_core::{HandlerOutput, TaskEnvelope, TaskError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;

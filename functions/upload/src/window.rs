@@ -16,14 +16,14 @@
 
 use std::sync::Arc;
 
-use rainlogs_shared::chain::{self, LinkContent, LinkInput};
-use rainlogs_shared::db::DbError;
-use rainlogs_shared::kms::Kms;
-use rainlogs_shared::ledger::{self, WindowState};
-use rainlogs_shared::pipeline::{open_object, WindowFacts, WindowTask};
-use rainlogs_shared::storage::ObjectStore;
-use rainlogs_shared::task::kinds;
-use rainlogs_shared::{ErrorClass, HandlerOutput, TaskEnvelope, TaskError};
+use rainlogs_archive::chain::{LinkContent, LinkInput};
+use rainlogs_archive::ledger::{self, WindowState};
+use rainlogs_archive::pipeline::{open_object, WindowFacts, WindowTask};
+use rainlogs_core::db::DbError;
+use rainlogs_core::storage::ObjectStore;
+use rainlogs_core::task::kinds;
+use rainlogs_core::{ErrorClass, HandlerOutput, TaskEnvelope, TaskError};
+use rainlogs_sealed::kms::Kms;
 
 use sqlx::PgPool;
 
@@ -82,9 +82,11 @@ pub(crate) async fn run(
     .execute(&mut *tx)
     .await
     .map_err(|e| DbError::query("insert archived_objects", e))?;
-    let link = chain::append(
+    let link = ledger::settle(
         &mut tx,
         window.id,
+        WindowState::Sealed,
+        WindowState::Archived,
         &LinkInput {
             zone_id: window.zone_id,
             window_start: window.start_at,
@@ -97,20 +99,12 @@ pub(crate) async fn run(
         },
     )
     .await?;
-    let moved = sqlx::query!(
-        "UPDATE windows SET state = 'archived', state_since = now(), last_error = NULL
-         WHERE id = $1 AND state = 'sealed'",
-        window.id
-    )
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| DbError::query("mark window archived", e))?;
-    if moved.rows_affected() != 1 {
+    let Some(link) = link else {
         // A concurrent upload committed first; its transaction holds the link.
         drop(tx);
         cleanup(store, &window).await?;
         return Ok(done(&window, "archived concurrently"));
-    }
+    };
     tx.commit()
         .await
         .map_err(|e| DbError::query("commit upload transaction", e))?;
@@ -137,29 +131,13 @@ async fn reseal(
     window: &WindowFacts,
     failure: TaskError,
 ) -> Result<HandlerOutput, TaskError> {
-    let previous: Option<String> =
-        sqlx::query_scalar!("SELECT last_error FROM windows WHERE id = $1", window.id)
-            .fetch_one(pool)
-            .await
-            .map_err(|e| DbError::query("read window error", e))?;
-    if previous.is_some_and(|p| p.starts_with(ledger::RESEAL_NOTE)) {
-        return Err(failure);
-    }
     let reason = format!(
         "{}: {} ({})",
         ledger::RESEAL_NOTE,
         failure.message,
         failure.code
     );
-    if !ledger::transition(
-        pool,
-        window.id,
-        &[WindowState::Sealed],
-        WindowState::Staged,
-        Some(&reason),
-    )
-    .await?
-    {
+    if !ledger::reseal(pool, window.id, &reason).await? {
         return Err(failure);
     }
     tracing::warn!(window = window.id, %reason, "archive object rejected; sealing again");

@@ -64,7 +64,7 @@ fn an_event_that_is_not_an_envelope_is_refused_with_its_reason() {
 
 #[tokio::test]
 async fn a_probe_event_runs_once_and_prints_its_result() {
-    use rainlogs_shared::config::{ConfigSource, DatabaseConfig};
+    use rainlogs_core::config::{ConfigSource, DatabaseConfig};
     use secrecy::ExposeSecret;
     use sqlx::Connection;
 
@@ -96,7 +96,7 @@ async fn a_probe_event_runs_once_and_prints_its_result() {
         .unwrap();
     let url = format!("{server}/{db}");
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    rainlogs_shared::db::migrate(&pool).await.unwrap();
+    rainlogs_core::db::migrate(&pool).await.unwrap();
 
     let id = uuid::Uuid::new_v4();
     let event = serde_json::json!({

@@ -12,8 +12,8 @@
 
 use std::time::Duration;
 
-use rainlogs_shared::error::{Classify, ErrorClass};
-use rainlogs_shared::TaskError;
+use rainlogs_core::error::{Classify, ErrorClass};
+use rainlogs_core::TaskError;
 
 use super::credentials::InvalidCredential;
 use super::request::RequestError;

@@ -36,7 +36,7 @@ pub use error::LogpullError;
 pub use request::{RequestError, Timestamps, WindowRequest, ZoneId};
 
 use body::TransportError;
-use rainlogs_shared::error::Classify;
+use rainlogs_core::error::Classify;
 
 /// Cloudflare's API base.
 pub const CLOUDFLARE_API: &str = "https://api.cloudflare.com";
@@ -302,7 +302,7 @@ impl LogpullClient {
                     Ok(Ok(resp)) => status_error(resp, what).await,
                 };
             if attempt >= policy.max_attempts
-                || !err.class().eq(&rainlogs_shared::ErrorClass::Retryable)
+                || !err.class().eq(&rainlogs_core::ErrorClass::Retryable)
             {
                 return Err(err);
             }

@@ -1,0 +1,180 @@
+//! The `rainlogs` subcommands. Each lives in its own module; this one only parses
+//! arguments, loads configuration once and hands over.
+
+pub mod decrypt;
+#[cfg(feature = "demo")]
+pub mod demo;
+pub mod kms;
+pub mod logs;
+mod probe;
+pub mod prune;
+mod queue;
+mod run;
+pub mod tenant;
+pub mod verify;
+pub mod zone;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rainlogs_core::config::{ConfigSource, DatabaseConfig};
+use tokio::sync::watch;
+
+use rainlogs_dispatcher::app::App;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rainlogs",
+    version,
+    about = "Cloudflare log archive: operator CLI"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending database migrations.
+    Migrate,
+    /// Check configuration and that Postgres, Redis and S3 answer.
+    Check,
+    /// Run the dispatcher until SIGINT/SIGTERM (invoker, queues, limits: RAINLOGS_* settings).
+    Run {
+        /// Queues to consume, comma-separated (overrides RAINLOGS_QUEUES).
+        #[arg(long, value_delimiter = ',')]
+        queues: Vec<String>,
+    },
+    /// Inspect and repair the task queues: stats, dead letters, pause/resume.
+    Queue(queue::QueueArgs),
+    /// Enqueue end-to-end probes and wait for a running dispatcher to complete them.
+    Probe(probe::ProbeArgs),
+    /// Walking-skeleton self-test: migrate, start a dispatcher in-process, send probes
+    /// through Redis → dispatcher → upload function → Garage + Postgres, and report.
+    SelfTest(probe::ProbeArgs),
+    /// Archive demo: simulator + three zones through fetch → encrypt → upload, then
+    /// volumes, compression, throughput and chain verification (needs the keyring).
+    Demo(DemoArgs),
+    /// Key management: status, rotation, shredding, key export.
+    Kms {
+        #[command(subcommand)]
+        command: kms::KmsCommand,
+    },
+    /// Tenants: add, list, set (retention, legal hold).
+    Tenant {
+        #[command(subcommand)]
+        command: tenant::TenantCommand,
+    },
+    /// Zones: add (token read from an env var, stored encrypted), list, pause, resume,
+    /// set (retention override, legal hold), coverage.
+    Zone {
+        #[command(subcommand)]
+        command: zone::ZoneCommand,
+    },
+    /// Open a sealed object offline and write its NDJSON to stdout.
+    Decrypt(decrypt::DecryptArgs),
+    /// Verify the archive: chain, objects, catalog, pruned windows, coverage
+    /// (exit 0 clean, 1 findings, 2 could not verify).
+    Verify(verify::VerifyArgs),
+    /// Restore logs: `logs get --zone Z --from T1 --to T2` streams verified NDJSON.
+    Logs {
+        #[command(subcommand)]
+        command: logs::LogsCommand,
+    },
+    /// Delete what retention says must go, and sweep orphaned and stale staged objects
+    /// (in-process; the daily `prune.run` schedule does the same). See docs/RETENTION.md.
+    Prune(prune::PruneArgs),
+}
+
+/// Runs one parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let src = ConfigSource::from_env()?;
+    match cli.command {
+        Command::Migrate => {
+            let db = DatabaseConfig::from_source(&src)?;
+            let pool = rainlogs_core::db::connect(&db).await?;
+            rainlogs_core::db::migrate(&pool).await?;
+            println!("migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check => {
+            App::connect(&src).await?;
+            println!("postgres, redis and s3 answer; configuration is valid");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { queues } => run::run(&src, queues).await,
+        Command::Queue(args) => queue::run(&src, args).await,
+        Command::Probe(args) => {
+            let app = App::connect(&src).await?;
+            probe::probe(&app, &args).await
+        }
+        #[cfg(feature = "demo")]
+        Command::Demo(args) => {
+            let app = App::connect(&src).await?;
+            let opts =
+                demo::DemoOptions::new(args.backfill_minutes, Duration::from_secs(args.timeout));
+            Ok(demo::print(&demo::run_demo(&app, &opts).await?))
+        }
+        #[cfg(not(feature = "demo"))]
+        Command::Demo(_) => anyhow::bail!(
+            "this build of rainlogs has no demo (it does not link the Logpull simulator): \
+             build it with `cargo build --bin rainlogs --features demo`, or run infra/demo.sh"
+        ),
+        Command::SelfTest(args) => {
+            let app = App::connect(&src).await?;
+            rainlogs_core::db::migrate(&app.pool).await?;
+            let (tx, rx) = watch::channel(false);
+            let worker = app.worker(vec![args.queue.clone()]);
+            let handle = tokio::spawn(async move { worker.run(rx).await });
+            let result = probe::probe(&app, &args).await;
+            let _ = tx.send(true);
+            tokio::time::timeout(Duration::from_secs(30), handle)
+                .await
+                .context("dispatcher did not stop within 30 s")?
+                .context("dispatcher task panicked")?
+                .context("dispatcher")?;
+            result
+        }
+        Command::Kms { command } => kms::run(&src, command).await,
+        Command::Tenant { command } => tenant::run(&src, command).await,
+        Command::Zone { command } => zone::run(&src, command).await,
+        Command::Decrypt(args) => decrypt::run(&src, &args).await,
+        Command::Verify(args) => verify::run(&src, &args).await,
+        Command::Logs { command } => logs::run(&src, command).await,
+        Command::Prune(args) => prune::run(&src, &args).await,
+    }
+}
+
+/// `rainlogs demo`'s arguments (the command itself needs the `demo` feature).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Give up (and exit non-zero) after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Minutes of history each demo zone backfills.
+    #[arg(long, default_value_t = 30)]
+    pub backfill_minutes: i64,
+}
+
+/// `cli:<user>:<command>`, the audit actor of operator commands.
+pub fn cli_actor(command: &str) -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}:{command}")
+}
+
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

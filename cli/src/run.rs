@@ -1,0 +1,61 @@
+//! `rainlogs run`: the dispatcher process — configuration, invoker, metrics endpoint,
+//! signal handling, the window scheduler/reconciler ([`rainlogs_dispatcher::reconcile`]) and the
+//! worker, until SIGTERM/SIGINT and a graceful shutdown.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use rainlogs_core::config::ConfigSource;
+use tokio::sync::watch;
+
+use rainlogs_dispatcher::app::App;
+use rainlogs_dispatcher::config::DispatcherConfig;
+use rainlogs_dispatcher::metrics::Metrics;
+
+pub(crate) async fn run(src: &ConfigSource, queues: Vec<String>) -> anyhow::Result<ExitCode> {
+    let mut cfg = DispatcherConfig::from_source(src)?;
+    if !queues.is_empty() {
+        cfg.queues =
+            rainlogs_dispatcher::config::parse_queues(&queues.join(","), cfg.queues[0].concurrency)
+                .map_err(|e| anyhow::anyhow!("--queues: {e}"))?;
+    }
+    let scheduler = rainlogs_dispatcher::reconcile::SchedulerConfig::from_source(src)?;
+    // Listen for SIGTERM/SIGINT before connecting: a stop requested while start-up is
+    // still connecting or migrating ends the process cleanly once it is up, instead of
+    // killing it with the signal's default action.
+    let (tx, rx) = watch::channel(false);
+    let grace = cfg.shutdown_grace;
+    tokio::spawn(async move {
+        super::shutdown_signal().await;
+        tracing::info!(?grace, "shutdown requested; finishing in-flight tasks");
+        let _ = tx.send(true);
+    });
+    tokio::task::yield_now().await;
+    let app = App::connect(src).await?;
+    rainlogs_core::db::migrate(&app.pool).await?;
+    let invoker = app.invoker(&cfg.invoker, rx.clone()).await?;
+    let metrics = Metrics::new();
+    if let Some(addr) = cfg.metrics_addr {
+        let bound = metrics
+            .clone()
+            .serve(app.queue.clone(), addr, rx.clone())
+            .await
+            .with_context(|| format!("metrics endpoint on {addr}"))?;
+        tracing::info!(%bound, "metrics at http://{bound}/metrics");
+    }
+    let planner = tokio::spawn(rainlogs_dispatcher::reconcile::run_loop(
+        app.clone(),
+        scheduler,
+        rx.clone(),
+    ));
+    let names: Vec<&str> = cfg.queues.iter().map(|q| q.name.as_str()).collect();
+    tracing::info!(queues = ?names, invoker = ?cfg.invoker, "dispatcher running");
+    app.worker_with(cfg, invoker)
+        .with_metrics(metrics)
+        .run(rx)
+        .await
+        .context("dispatcher")?;
+    planner.await.context("scheduler task panicked")?;
+    tracing::info!("dispatcher stopped");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,570 @@
+//! The per-zone hash chain: what a link commits to, and appending links without forks.
+//!
+//! Every window of a zone that reaches an end state gets one link: archived windows
+//! commit to their object's and plaintext's SHA-256 and record count; empty windows
+//! commit to "empty" with zero records. Pruning deletes the object but keeps the link,
+//! so missing (no link), empty, pruned (link, no object, a deletion receipt) and
+//! tampered (object hash ≠ link) are four different, provable answers.
+//!
+//! Link hash (all integers big-endian), specified in docs/CHAIN.md:
+//!
+//! ```text
+//! link_hash = SHA-256( "rainlogs.chain.v1" || zone_id (16 bytes) || seq (u64)
+//!                      || prev_hash (32) || window_start_us (i64) || window_end_us (i64)
+//!                      || kind (u8: 1 archived, 2 empty) || object_sha256 (32, zeros if empty)
+//!                      || plaintext_sha256 (32, zeros if empty) || record_count (u64) )
+//! prev_hash of link 0 = SHA-256( "rainlogs.chain.v1.genesis" || zone_id )
+//! ```
+//!
+//! Appending serialises on the zone's row (`SELECT … FOR UPDATE`), reads the tip and
+//! inserts the next link in the same transaction; the primary key `(zone_id, seq)` is a
+//! second guard. A window that already has a link gets that link back, so replays of
+//! the upload stage are harmless.
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use sqlx::{PgConnection, Postgres, Transaction};
+use uuid::Uuid;
+
+use rainlogs_core::db::DbError;
+
+const DOMAIN: &[u8] = b"rainlogs.chain.v1";
+const GENESIS_DOMAIN: &[u8] = b"rainlogs.chain.v1.genesis";
+
+/// What a window's link says about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkContent {
+    /// The window's logs are in a sealed object with these hashes.
+    Archived {
+        object_sha256: [u8; 32],
+        plaintext_sha256: [u8; 32],
+        record_count: u64,
+    },
+    /// Cloudflare returned no records for the window.
+    Empty,
+}
+
+/// The facts one link commits to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkInput {
+    pub zone_id: Uuid,
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    pub content: LinkContent,
+}
+
+/// A link as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainLink {
+    pub zone_id: Uuid,
+    pub seq: i64,
+    pub window_id: i64,
+    pub prev_hash: [u8; 32],
+    pub link_hash: [u8; 32],
+}
+
+/// The `prev_hash` of a zone's first link.
+pub fn genesis_hash(zone_id: Uuid) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(GENESIS_DOMAIN);
+    h.update(zone_id.as_bytes());
+    h.finalize().into()
+}
+
+/// The hash of link `seq` following `prev_hash`.
+pub fn link_hash(input: &LinkInput, seq: u64, prev_hash: &[u8; 32]) -> [u8; 32] {
+    let (kind, object, plaintext, records) = match input.content {
+        LinkContent::Archived {
+            object_sha256,
+            plaintext_sha256,
+            record_count,
+        } => (1u8, object_sha256, plaintext_sha256, record_count),
+        LinkContent::Empty => (2u8, [0u8; 32], [0u8; 32], 0),
+    };
+    let mut h = Sha256::new();
+    h.update(DOMAIN);
+    h.update(input.zone_id.as_bytes());
+    h.update(seq.to_be_bytes());
+    h.update(prev_hash);
+    h.update(input.window_start.timestamp_micros().to_be_bytes());
+    h.update(input.window_end.timestamp_micros().to_be_bytes());
+    h.update([kind]);
+    h.update(object);
+    h.update(plaintext);
+    h.update(records.to_be_bytes());
+    h.finalize().into()
+}
+
+fn to32(bytes: Vec<u8>, what: &'static str) -> Result<[u8; 32], DbError> {
+    bytes.try_into().map_err(|_| DbError::Query {
+        op: what,
+        reason: "stored hash is not 32 bytes".into(),
+        retryable: false,
+    })
+}
+
+/// Appends the link for `window_id` to its zone's chain inside `tx`, or returns the
+/// link the window already has. The caller commits.
+pub async fn append(
+    tx: &mut Transaction<'_, Postgres>,
+    window_id: i64,
+    input: &LinkInput,
+) -> Result<ChainLink, DbError> {
+    let conn: &mut PgConnection = tx;
+    // Serialise appends per zone: every appender waits here for the one before it.
+    sqlx::query!(
+        "SELECT id FROM zones WHERE id = $1 FOR UPDATE",
+        input.zone_id
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| DbError::query("lock zone for chain append", e))?
+    .ok_or_else(|| DbError::Query {
+        op: "lock zone for chain append",
+        reason: format!("zone {} does not exist", input.zone_id),
+        retryable: false,
+    })?;
+
+    if let Some(existing) = sqlx::query!(
+        "SELECT zone_id, seq, window_id, prev_hash, link_hash FROM chain_links WHERE window_id = $1",
+        window_id
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| DbError::query("read existing link", e))?
+    {
+        return Ok(ChainLink {
+            zone_id: existing.zone_id,
+            seq: existing.seq,
+            window_id: existing.window_id,
+            prev_hash: to32(existing.prev_hash, "read existing link")?,
+            link_hash: to32(existing.link_hash, "read existing link")?,
+        });
+    }
+
+    let tip = sqlx::query!(
+        "SELECT seq, link_hash FROM chain_links WHERE zone_id = $1 ORDER BY seq DESC LIMIT 1",
+        input.zone_id
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| DbError::query("read chain tip", e))?;
+    let (seq, prev_hash) = match tip {
+        Some(t) => (t.seq + 1, to32(t.link_hash, "read chain tip")?),
+        None => (0, genesis_hash(input.zone_id)),
+    };
+    let hash = link_hash(input, seq as u64, &prev_hash);
+    let (object, plaintext, records) = match input.content {
+        LinkContent::Archived {
+            object_sha256,
+            plaintext_sha256,
+            record_count,
+        } => (
+            Some(object_sha256.to_vec()),
+            Some(plaintext_sha256.to_vec()),
+            record_count as i64,
+        ),
+        LinkContent::Empty => (None, None, 0),
+    };
+    sqlx::query!(
+        "INSERT INTO chain_links
+           (zone_id, seq, window_id, prev_hash, link_hash, object_sha256, plaintext_sha256, record_count)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        input.zone_id,
+        seq,
+        window_id,
+        &prev_hash[..],
+        &hash[..],
+        object,
+        plaintext,
+        records,
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| DbError::query("insert chain link", e))?;
+    Ok(ChainLink {
+        zone_id: input.zone_id,
+        seq,
+        window_id,
+        prev_hash,
+        link_hash: hash,
+    })
+}
+
+/// Why a zone's chain does not verify, at the first link that fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainBreak {
+    /// The link's `seq` is not the next number: a link is missing before it.
+    Gap { expected_seq: i64 },
+    /// The link's `prev_hash` is not the previous link's hash (or the genesis hash).
+    PrevHashMismatch,
+    /// The stored `link_hash` differs from the hash recomputed from the window and link.
+    HashMismatch,
+    /// The link's columns cannot be a valid link (e.g. a hash that is not 32 bytes, or
+    /// a plaintext hash without an object hash).
+    Malformed(String),
+}
+
+impl std::fmt::Display for ChainBreak {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChainBreak::Gap { expected_seq } => {
+                write!(f, "link missing: expected seq {expected_seq}")
+            }
+            ChainBreak::PrevHashMismatch => f.write_str("prev_hash does not match previous link"),
+            ChainBreak::HashMismatch => f.write_str("link_hash does not match the recomputed hash"),
+            ChainBreak::Malformed(why) => write!(f, "malformed link: {why}"),
+        }
+    }
+}
+
+/// The result of walking a zone's chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    pub zone_id: Uuid,
+    /// Links that verified before the first break (all links if none).
+    pub links_checked: u64,
+    /// The first link that does not verify, by its stored `seq`, and why.
+    pub first_break: Option<(i64, ChainBreak)>,
+}
+
+impl ChainReport {
+    pub fn is_valid(&self) -> bool {
+        self.first_break.is_none()
+    }
+}
+
+fn content_of(
+    object: Option<Vec<u8>>,
+    plaintext: Option<Vec<u8>>,
+    records: i64,
+) -> Result<LinkContent, ChainBreak> {
+    let records = u64::try_from(records)
+        .map_err(|_| ChainBreak::Malformed(format!("negative record_count {records}")))?;
+    let hash32 = |v: Vec<u8>, what: &str| -> Result<[u8; 32], ChainBreak> {
+        v.try_into()
+            .map_err(|_| ChainBreak::Malformed(format!("{what} is not 32 bytes")))
+    };
+    match (object, plaintext) {
+        (Some(o), Some(p)) => Ok(LinkContent::Archived {
+            object_sha256: hash32(o, "object_sha256")?,
+            plaintext_sha256: hash32(p, "plaintext_sha256")?,
+            record_count: records,
+        }),
+        (Some(_), None) => Err(ChainBreak::Malformed(
+            "object_sha256 without plaintext_sha256".into(),
+        )),
+        // Kind is decided by object_sha256 alone (docs/CHAIN.md); an empty link with a
+        // stray plaintext hash or a record count will simply not recompute.
+        (None, _) if records == 0 => Ok(LinkContent::Empty),
+        (None, _) => Err(ChainBreak::Malformed(format!(
+            "empty link with record_count {records}"
+        ))),
+    }
+}
+
+/// One stored link with its window's bounds, as verification reads it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredLink {
+    pub seq: i64,
+    pub window_id: i64,
+    pub prev_hash: Vec<u8>,
+    pub link_hash: Vec<u8>,
+    pub object_sha256: Option<Vec<u8>>,
+    pub plaintext_sha256: Option<Vec<u8>>,
+    pub record_count: i64,
+    pub start_at: DateTime<Utc>,
+    pub end_at: DateTime<Utc>,
+}
+
+/// Links of `zone_id` with `seq > after`, in `seq` order, at most `limit`: verification
+/// pages through a chain of any length with bounded memory.
+pub async fn links_page(
+    pool: &sqlx::PgPool,
+    zone_id: Uuid,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredLink>, DbError> {
+    // Runtime-checked query: verification reads the chain as stored, nothing more.
+    sqlx::query_as(
+        "SELECT l.seq, l.window_id, l.prev_hash, l.link_hash, l.object_sha256,
+                l.plaintext_sha256, l.record_count, w.start_at, w.end_at
+         FROM chain_links l JOIN windows w ON w.id = l.window_id
+         WHERE l.zone_id = $1 AND l.seq > $2 ORDER BY l.seq LIMIT $3",
+    )
+    .bind(zone_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| DbError::query("read chain for verification", e))
+}
+
+/// What a link commits to, from its stored columns.
+pub fn stored_content(link: &StoredLink) -> Result<LinkContent, ChainBreak> {
+    content_of(
+        link.object_sha256.clone(),
+        link.plaintext_sha256.clone(),
+        link.record_count,
+    )
+}
+
+/// Checks links one by one in `seq` order and reports every break, not just the first.
+///
+/// Each link is judged on its own: its `seq` must follow the previous one, its
+/// `prev_hash` must be the previous stored link's hash (the genesis hash for seq 0), and
+/// its hash must recompute from its own columns, window and stored `prev_hash`. Judging
+/// locally keeps one edit from being reported again at every later link; after a gap the
+/// `prev_hash` check of the next link is skipped (the link it points to is gone, which
+/// the gap already says).
+#[derive(Debug, Clone)]
+pub struct ChainChecker {
+    zone_id: Uuid,
+    expected_seq: i64,
+    prev: Option<[u8; 32]>,
+    checked: u64,
+}
+
+impl ChainChecker {
+    pub fn new(zone_id: Uuid) -> Self {
+        Self {
+            zone_id,
+            expected_seq: 0,
+            prev: Some(genesis_hash(zone_id)),
+            checked: 0,
+        }
+    }
+
+    /// Links seen so far.
+    pub fn links_seen(&self) -> u64 {
+        self.checked
+    }
+
+    /// The `seq` after which the next page starts.
+    pub fn last_seq(&self) -> i64 {
+        self.expected_seq - 1
+    }
+
+    /// Checks the next link; returns its breaks (empty when it verifies).
+    pub fn check(&mut self, link: &StoredLink) -> Vec<ChainBreak> {
+        let mut breaks = Vec::new();
+        let after_gap = link.seq != self.expected_seq;
+        if after_gap {
+            breaks.push(ChainBreak::Gap {
+                expected_seq: self.expected_seq,
+            });
+        }
+        let prev_hash: Option<[u8; 32]> = link.prev_hash.as_slice().try_into().ok();
+        let stored_hash: Option<[u8; 32]> = link.link_hash.as_slice().try_into().ok();
+        match (prev_hash, stored_hash) {
+            (Some(prev_hash), Some(stored_hash)) => {
+                if !after_gap && self.prev.is_some_and(|p| p != prev_hash) {
+                    breaks.push(ChainBreak::PrevHashMismatch);
+                }
+                match stored_content(link) {
+                    Err(why) => breaks.push(why),
+                    Ok(content) => {
+                        let input = LinkInput {
+                            zone_id: self.zone_id,
+                            window_start: link.start_at,
+                            window_end: link.end_at,
+                            content,
+                        };
+                        let seq = u64::try_from(link.seq).unwrap_or(0);
+                        if link_hash(&input, seq, &prev_hash) != stored_hash {
+                            breaks.push(ChainBreak::HashMismatch);
+                        }
+                    }
+                }
+                self.prev = Some(stored_hash);
+            }
+            _ => {
+                breaks.push(ChainBreak::Malformed(
+                    "prev_hash or link_hash is not 32 bytes".into(),
+                ));
+                self.prev = None;
+            }
+        }
+        self.expected_seq = link.seq.saturating_add(1);
+        self.checked += 1;
+        breaks
+    }
+}
+
+/// Links read per page by [`verify_zone`] and the verifier.
+pub const LINK_PAGE: i64 = 1000;
+
+/// Walks `zone_id`'s chain in `seq` order, recomputing every link hash from its window
+/// row and link columns and checking that each `prev_hash` is the hash before it.
+/// Stops at the first break; a zone without links verifies with zero links. Paged, so
+/// memory does not grow with the chain. (`rainlogs verify` reports every break through
+/// [`ChainChecker`].)
+pub async fn verify_zone(pool: &sqlx::PgPool, zone_id: Uuid) -> Result<ChainReport, DbError> {
+    let mut checker = ChainChecker::new(zone_id);
+    let mut verified = 0u64;
+    loop {
+        let page = links_page(pool, zone_id, checker.last_seq(), LINK_PAGE).await?;
+        if page.is_empty() {
+            return Ok(ChainReport {
+                zone_id,
+                links_checked: verified,
+                first_break: None,
+            });
+        }
+        for link in &page {
+            if let Some(why) = checker.check(link).into_iter().next() {
+                return Ok(ChainReport {
+                    zone_id,
+                    links_checked: verified,
+                    first_break: Some((link.seq, why)),
+                });
+            }
+            verified += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn input(content: LinkContent) -> LinkInput {
+        LinkInput {
+            zone_id: Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef),
+            window_start: Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap(),
+            window_end: Utc.with_ymd_and_hms(2026, 11, 30, 8, 1, 0).unwrap(),
+            content,
+        }
+    }
+
+    #[test]
+    fn every_committed_field_changes_the_hash() {
+        let archived = LinkContent::Archived {
+            object_sha256: [1; 32],
+            plaintext_sha256: [2; 32],
+            record_count: 10,
+        };
+        let base = link_hash(&input(archived), 5, &[9; 32]);
+        let mut variants = vec![
+            link_hash(&input(archived), 6, &[9; 32]),
+            link_hash(&input(archived), 5, &[8; 32]),
+            link_hash(&input(LinkContent::Empty), 5, &[9; 32]),
+        ];
+        for content in [
+            LinkContent::Archived {
+                object_sha256: [3; 32],
+                plaintext_sha256: [2; 32],
+                record_count: 10,
+            },
+            LinkContent::Archived {
+                object_sha256: [1; 32],
+                plaintext_sha256: [3; 32],
+                record_count: 10,
+            },
+            LinkContent::Archived {
+                object_sha256: [1; 32],
+                plaintext_sha256: [2; 32],
+                record_count: 11,
+            },
+        ] {
+            variants.push(link_hash(&input(content), 5, &[9; 32]));
+        }
+        let mut other_zone = input(archived);
+        other_zone.zone_id = Uuid::from_u128(1);
+        variants.push(link_hash(&other_zone, 5, &[9; 32]));
+        let mut other_window = input(archived);
+        other_window.window_end += chrono::Duration::seconds(1);
+        variants.push(link_hash(&other_window, 5, &[9; 32]));
+        for v in variants {
+            assert_ne!(v, base);
+        }
+    }
+
+    #[test]
+    fn genesis_differs_per_zone() {
+        assert_ne!(
+            genesis_hash(Uuid::from_u128(1)),
+            genesis_hash(Uuid::from_u128(2))
+        );
+    }
+
+    #[test]
+    fn known_vector() {
+        // Pinned so a change to the link layout cannot slip in unnoticed (docs/CHAIN.md).
+        let h = link_hash(
+            &input(LinkContent::Empty),
+            0,
+            &genesis_hash(input(LinkContent::Empty).zone_id),
+        );
+        assert_eq!(hex::encode(h), KNOWN_EMPTY_LINK_0);
+    }
+
+    /// A valid chain of `n` empty links of one zone, one minute each.
+    fn chain(n: i64) -> Vec<StoredLink> {
+        let zone = input(LinkContent::Empty).zone_id;
+        let mut prev = genesis_hash(zone);
+        (0..n)
+            .map(|seq| {
+                let mut i = input(LinkContent::Empty);
+                i.window_start += chrono::Duration::minutes(seq);
+                i.window_end += chrono::Duration::minutes(seq);
+                let hash = link_hash(&i, seq as u64, &prev);
+                let link = StoredLink {
+                    seq,
+                    window_id: 100 + seq,
+                    prev_hash: prev.to_vec(),
+                    link_hash: hash.to_vec(),
+                    object_sha256: None,
+                    plaintext_sha256: None,
+                    record_count: 0,
+                    start_at: i.window_start,
+                    end_at: i.window_end,
+                };
+                prev = hash;
+                link
+            })
+            .collect()
+    }
+
+    fn breaks(links: &[StoredLink]) -> Vec<(i64, ChainBreak)> {
+        let mut checker = ChainChecker::new(input(LinkContent::Empty).zone_id);
+        links
+            .iter()
+            .flat_map(|l| checker.check(l).into_iter().map(|b| (l.seq, b)))
+            .collect()
+    }
+
+    #[test]
+    fn checker_reports_every_break_once_where_it_is() {
+        assert_eq!(breaks(&chain(6)), vec![]);
+
+        let mut removed = chain(6);
+        removed.remove(2);
+        assert_eq!(
+            breaks(&removed),
+            vec![(3, ChainBreak::Gap { expected_seq: 2 })]
+        );
+
+        let mut swapped = chain(6);
+        swapped[1].seq = 4;
+        swapped[4].seq = 1;
+        swapped.swap(1, 4);
+        let found = breaks(&swapped);
+        assert!(found.contains(&(1, ChainBreak::HashMismatch)), "{found:?}");
+        assert!(found.contains(&(4, ChainBreak::HashMismatch)), "{found:?}");
+        assert!(
+            found.iter().all(|(seq, _)| [1, 2, 4, 5].contains(seq)),
+            "{found:?}"
+        );
+
+        let mut edited = chain(6);
+        edited[3].record_count = 0;
+        edited[3].end_at += chrono::Duration::seconds(1);
+        assert_eq!(breaks(&edited), vec![(3, ChainBreak::HashMismatch)]);
+    }
+
+    // Computed independently (Python hashlib) from the layout in the module docs.
+    const KNOWN_EMPTY_LINK_0: &str =
+        "9d30d714f99b2339a4f67b02efbf3149ea4e531649ea833e7476408d0656d423";
+}

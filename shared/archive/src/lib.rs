@@ -1,0 +1,26 @@
+//! The archive domain of Rainlogs: what a window, a zone and a tenant are, and the
+//! operations every front end (the `rainlogs` CLI, the HTTP API, the receiver) calls.
+//!
+//! - [`catalog`] — tenants and zones (add, list, resolve, retention, hold, coverage);
+//! - [`ledger`] — the window ledger and its state machine;
+//! - [`chain`] — the per-zone hash chain; [`coverage`] — which stretches of time are
+//!   archived, empty, pruned, failed, in flight or missing;
+//! - [`endpoint`] — where a zone's logs are fetched from (Cloudflare or a simulator);
+//! - [`pipeline`] — what the window stages share (task payload, object keys, window
+//!   facts, spooling);
+//! - [`verify`] — integrity findings: chain, objects, catalog and coverage checks;
+//! - [`restore`] — verified NDJSON restore, from the catalog or from the bucket alone;
+//! - [`audit`] — the audit log.
+//!
+//! It builds on `rainlogs-core` (platform) and `rainlogs-sealed` (format and keys);
+//! docs/ARCHITECTURE.md draws the layers.
+
+pub mod audit;
+pub mod catalog;
+pub mod chain;
+pub mod coverage;
+pub mod endpoint;
+pub mod ledger;
+pub mod pipeline;
+pub mod restore;
+pub mod verify;

@@ -1,0 +1,946 @@
+//! Restore: a zone's logs for a time range as NDJSON, verified before a byte of an
+//! object is emitted. The engine every front end calls (`rainlogs logs get`, the HTTP
+//! API's export); the front end chooses the [`Source`], the output and the [`Observer`].
+//!
+//! Windows come out ordered by start; inside a window, records keep the order the object
+//! stores them in (the order Logpull served them). Windows wholly inside `[from, to)` are
+//! copied as stored; in a window that straddles an edge each record is kept when its
+//! `EdgeEndTimestamp` (else `EdgeStartTimestamp`; integer seconds, milliseconds,
+//! microseconds or nanoseconds, or an RFC 3339 string) lies in `[from, to)` — the field
+//! Logpull selects windows by — and a record without a readable timestamp is kept (and
+//! counted) rather than dropped. A [`Filter`] keeps records whose top-level or dotted
+//! nested field equals a value (all must match).
+//!
+//! Nothing unverified is emitted: each window's output is held (up to
+//! [`Request::max_window_bytes`]) until its object has been read to the end and checked
+//! — SHA-256 and size against the catalog, header context (tenant, zone, window), every
+//! AEAD chunk, the trailer, and the plaintext SHA-256 and record count against the
+//! catalog. A bigger window is verified in a first pass and streamed in a second one,
+//! whose hash is checked again. A failure stops the restore with an error naming the
+//! object.
+//!
+//! Without Postgres ([`Source::Bucket`], disaster recovery) the windows come from
+//! listing `archive/{tenant}/{zone}/{yyyy}/{mm}/{dd}/` and their keys; the object's own
+//! header and trailer are what is verified, since no catalog hash exists to compare with.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
+use rainlogs_core::error::ErrorClass;
+use rainlogs_core::storage::ObjectStore;
+use rainlogs_core::TaskError;
+use rainlogs_sealed::kms::Kms;
+use rainlogs_sealed::SealContext;
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::coverage::{Cover, CoverageWalk};
+use crate::pipeline::{open_object, VerifiedObject};
+use crate::verify::{self, WindowRow};
+
+/// Exit code for a restore stopped by an object that failed verification.
+pub const EXIT_VERIFICATION: u8 = 1;
+/// Exit code for everything else that stops a restore (input, Postgres, S3, output).
+pub const EXIT_OTHER: u8 = 2;
+/// Longest NDJSON line accepted when records are parsed (trim or filter).
+const MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// One `--filter field=value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    pub field: String,
+    pub value: String,
+}
+
+impl std::str::FromStr for Filter {
+    type Err = RestoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('=') {
+            Some((field, value)) if !field.is_empty() => Ok(Self {
+                field: field.to_owned(),
+                value: value.to_owned(),
+            }),
+            _ => Err(RestoreError::Input(format!(
+                "--filter {s:?}: expected FIELD=VALUE (e.g. EdgeResponseStatus=404)"
+            ))),
+        }
+    }
+}
+
+impl Filter {
+    /// The field: a top-level key as written, else a dotted path into nested objects.
+    fn lookup<'v>(&self, record: &'v Value) -> Option<&'v Value> {
+        if let Some(v) = record.get(&self.field) {
+            return Some(v);
+        }
+        self.field
+            .split('.')
+            .try_fold(record, |v, part| v.get(part))
+    }
+
+    pub fn matches(&self, record: &Value) -> bool {
+        match self.lookup(record) {
+            None => false,
+            Some(Value::String(s)) => *s == self.value,
+            Some(Value::Number(n)) => {
+                n.to_string() == self.value
+                    || matches!((n.as_f64(), self.value.parse::<f64>()), (Some(a), Ok(b)) if a == b)
+            }
+            Some(Value::Bool(b)) => b.to_string() == self.value,
+            Some(Value::Null) => self.value == "null",
+            // Arrays and objects compare as their compact JSON text.
+            Some(other) => serde_json::to_string(other).is_ok_and(|text| text == self.value),
+        }
+    }
+}
+
+/// A record's time in nanoseconds since the epoch: `EdgeEndTimestamp`, else
+/// `EdgeStartTimestamp`, in any of Logpull's timestamp formats.
+pub fn record_time_ns(record: &Value) -> Option<i64> {
+    let v = record
+        .get("EdgeEndTimestamp")
+        .or_else(|| record.get("EdgeStartTimestamp"))?;
+    let from_int = |n: i64| -> Option<i64> {
+        let a = n.unsigned_abs();
+        // Scale by magnitude: seconds, milliseconds, microseconds, nanoseconds.
+        if a < 100_000_000_000 {
+            n.checked_mul(1_000_000_000)
+        } else if a < 100_000_000_000_000 {
+            n.checked_mul(1_000_000)
+        } else if a < 100_000_000_000_000_000 {
+            n.checked_mul(1_000)
+        } else {
+            Some(n)
+        }
+    };
+    match v {
+        Value::Number(n) => n.as_i64().and_then(from_int),
+        Value::String(s) => match DateTime::parse_from_rfc3339(s) {
+            Ok(t) => t.timestamp_nanos_opt(),
+            Err(_) => s.parse::<i64>().ok().and_then(from_int),
+        },
+        _ => None,
+    }
+}
+
+/// Why a restore stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// An object failed verification: nothing of it was emitted.
+    #[error(
+        "object {object_key} (window [{window_start}, {window_end})) failed verification: {reason}"
+    )]
+    Verification {
+        object_key: String,
+        window_start: String,
+        window_end: String,
+        reason: String,
+    },
+    #[error("{0}")]
+    Input(String),
+    #[error("{0}")]
+    Operational(String),
+}
+
+impl RestoreError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RestoreError::Verification { .. } => EXIT_VERIFICATION,
+            _ => EXIT_OTHER,
+        }
+    }
+
+    fn verification(ctx: &SealContext, key: &str, reason: impl Into<String>) -> Self {
+        RestoreError::Verification {
+            object_key: key.to_owned(),
+            window_start: ctx.window_start.to_rfc3339(),
+            window_end: ctx.window_end.to_rfc3339(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Anything that stopped the restore other than input or verification.
+    pub fn operational(e: impl std::fmt::Display) -> Self {
+        RestoreError::Operational(e.to_string())
+    }
+}
+
+impl From<rainlogs_core::db::DbError> for RestoreError {
+    fn from(e: rainlogs_core::db::DbError) -> Self {
+        RestoreError::operational(e)
+    }
+}
+
+/// Where windows come from.
+pub enum Source {
+    /// Postgres: the catalog gives the windows and the hashes to check objects against.
+    Catalog {
+        pool: PgPool,
+        store: ObjectStore,
+        kms: Arc<dyn Kms>,
+    },
+    /// Disaster recovery: the bucket's listing and exported tenant keys only.
+    Bucket {
+        store: ObjectStore,
+        kms: Arc<dyn Kms>,
+        tenant: Uuid,
+    },
+}
+
+/// What to restore.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub zone: String,
+    pub tenant: Option<String>,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub filters: Vec<Filter>,
+    pub max_window_bytes: usize,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub zone_id: Uuid,
+    /// Objects opened, verified and emitted.
+    pub windows_restored: u64,
+    /// Windows known to be empty (Postgres only).
+    pub windows_empty: u64,
+    /// Records read from the objects / written out.
+    pub records_read: u64,
+    pub records_out: u64,
+    /// NDJSON bytes written.
+    pub bytes_out: u64,
+    /// Sealed bytes read (both passes of a large window count).
+    pub object_bytes: u64,
+    /// Records of straddling windows kept because their timestamp was unreadable.
+    pub untimed_records: u64,
+    /// Stretches of the range without restorable logs (pruned, failed, in flight,
+    /// missing; offline: no object).
+    pub gaps: u64,
+    /// Windows larger than the buffer, verified then streamed.
+    pub two_pass_windows: u64,
+}
+
+/// Warnings (gaps) and progress, reported on the side of the data.
+pub trait Observer: Send {
+    fn warn(&mut self, message: &str);
+    fn progress(&mut self, _stats: &Stats) {}
+}
+
+/// Where a window's output goes while its object is read.
+enum SinkOut {
+    /// Held until the object verifies; `limit` bounds memory.
+    Buffer { buf: Vec<u8>, limit: usize },
+    /// Straight out (second pass of a large window, already verified once).
+    Stream(Box<dyn Write + Send>),
+    /// Verification pass: nothing kept.
+    Discard,
+}
+
+/// Turns a window's plaintext into output lines: trimmed and filtered when asked.
+struct LineSink {
+    trim: Option<(i64, i64)>,
+    filters: Arc<Vec<Filter>>,
+    partial: Vec<u8>,
+    out: SinkOut,
+    records_out: u64,
+    bytes_out: u64,
+    untimed: u64,
+    line_no: u64,
+    /// Why the sink refused a write (the opener only sees an I/O error).
+    failure: Arc<Mutex<Option<SinkFailure>>>,
+}
+
+#[derive(Debug, Clone)]
+enum SinkFailure {
+    BufferFull,
+    BadRecord(String),
+    Output(String),
+}
+
+impl LineSink {
+    fn parses(&self) -> bool {
+        self.trim.is_some() || !self.filters.is_empty()
+    }
+
+    fn fail(&self, why: SinkFailure) -> std::io::Error {
+        let text = format!("{why:?}");
+        if let Ok(mut slot) = self.failure.lock() {
+            slot.get_or_insert(why);
+        }
+        std::io::Error::other(text)
+    }
+
+    fn emit(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.bytes_out += bytes.len() as u64;
+        let result = match &mut self.out {
+            SinkOut::Buffer { buf, limit } => {
+                if buf.len() + bytes.len() > *limit {
+                    Err(SinkFailure::BufferFull)
+                } else {
+                    buf.extend_from_slice(bytes);
+                    Ok(())
+                }
+            }
+            SinkOut::Stream(w) => w
+                .write_all(bytes)
+                .map_err(|e| SinkFailure::Output(e.to_string())),
+            SinkOut::Discard => Ok(()),
+        };
+        result.map_err(|why| self.fail(why))
+    }
+
+    fn line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        self.line_no += 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        let record: Value = serde_json::from_slice(line).map_err(|e| {
+            self.fail(SinkFailure::BadRecord(format!(
+                "line {} is not a JSON record: {e}",
+                self.line_no
+            )))
+        })?;
+        if let Some((from, to)) = self.trim {
+            match record_time_ns(&record) {
+                Some(t) if t < from || t >= to => return Ok(()),
+                Some(_) => {}
+                None => self.untimed += 1,
+            }
+        }
+        if !self.filters.iter().all(|f| f.matches(&record)) {
+            return Ok(());
+        }
+        self.records_out += 1;
+        self.emit(line)?;
+        self.emit(b"\n")
+    }
+
+    /// The last line when the plaintext does not end with a newline.
+    fn finish(&mut self) -> std::io::Result<()> {
+        if self.parses() && !self.partial.is_empty() {
+            let rest = std::mem::take(&mut self.partial);
+            self.line(&rest)?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for LineSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if !self.parses() {
+            self.emit(data)?;
+            return Ok(data.len());
+        }
+        let mut rest = data;
+        while let Some(nl) = memchr::memchr(b'\n', rest) {
+            let line = if self.partial.is_empty() {
+                &rest[..nl]
+            } else {
+                self.partial.extend_from_slice(&rest[..nl]);
+                &self.partial[..]
+            };
+            let line = line.to_vec();
+            self.partial.clear();
+            self.line(&line)?;
+            rest = &rest[nl + 1..];
+        }
+        if self.partial.len() + rest.len() > MAX_LINE {
+            return Err(self.fail(SinkFailure::BadRecord(format!(
+                "line {} is longer than {MAX_LINE} bytes",
+                self.line_no + 1
+            ))));
+        }
+        self.partial.extend_from_slice(rest);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.out {
+            SinkOut::Stream(w) => w.flush(),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One window to restore.
+struct Target {
+    context: SealContext,
+    key: String,
+    /// From the catalog; `None` offline.
+    catalog: Option<Catalog>,
+}
+
+/// What the catalog records about an object: object SHA-256 and size, plaintext
+/// SHA-256, length and record count.
+type Catalog = ([u8; 32], u64, [u8; 32], u64, u64);
+
+fn to32(v: &Option<Vec<u8>>) -> Option<[u8; 32]> {
+    v.as_deref().and_then(|b| b.try_into().ok())
+}
+
+impl Target {
+    fn from_row(row: &WindowRow) -> Option<Self> {
+        let catalog = (
+            to32(&row.object_sha256)?,
+            u64::try_from(row.size_bytes?).ok()?,
+            to32(&row.plaintext_sha256)?,
+            u64::try_from(row.plaintext_bytes?).ok()?,
+            u64::try_from(row.record_count?).ok()?,
+        );
+        Some(Self {
+            context: row.context(),
+            key: row.object_key.clone()?,
+            catalog: Some(catalog),
+        })
+    }
+
+    /// Compares what reading the object proved with the catalog.
+    fn check(&self, v: &VerifiedObject) -> Result<(), RestoreError> {
+        let Some((sha, size, plain_sha, plain_len, records)) = self.catalog else {
+            return Ok(());
+        };
+        let fail = |why: String| Err(RestoreError::verification(&self.context, &self.key, why));
+        if v.object_sha256 != sha {
+            return fail(format!(
+                "object SHA-256 {} differs from the catalog's {}",
+                hex::encode(v.object_sha256),
+                hex::encode(sha)
+            ));
+        }
+        if v.object_len != size {
+            return fail(format!(
+                "object is {} bytes, the catalog says {size}",
+                v.object_len
+            ));
+        }
+        if v.plaintext.plaintext_sha256 != plain_sha || v.plaintext.plaintext_len != plain_len {
+            return fail("plaintext SHA-256 or length differs from the catalog".into());
+        }
+        if v.plaintext.record_count != records {
+            return fail(format!(
+                "{} records, the catalog says {records}",
+                v.plaintext.record_count
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Restores `req` from `source` into `out`; returns `out` and what was done.
+pub async fn restore(
+    source: &Source,
+    req: &Request,
+    out: Box<dyn Write + Send>,
+    observer: &mut dyn Observer,
+) -> Result<(Box<dyn Write + Send>, Stats), RestoreError> {
+    if req.from >= req.to {
+        return Err(RestoreError::Input(
+            "empty range: --from must be before --to".into(),
+        ));
+    }
+    let mut run = Run {
+        req,
+        filters: Arc::new(req.filters.clone()),
+        out: Some(out),
+        stats: Stats::default(),
+    };
+    match source {
+        Source::Catalog { pool, store, kms } => {
+            run.restore_catalog(pool, store, kms, observer).await?
+        }
+        Source::Bucket { store, kms, tenant } => {
+            run.restore_bucket(store, kms, *tenant, observer).await?
+        }
+    }
+    let mut out = run
+        .out
+        .take()
+        .ok_or_else(|| RestoreError::Operational("output lost after a failed window".into()))?;
+    out.flush()
+        .map_err(|e| RestoreError::Operational(format!("write output: {e}")))?;
+    Ok((out, run.stats))
+}
+
+struct Run<'a> {
+    req: &'a Request,
+    filters: Arc<Vec<Filter>>,
+    out: Option<Box<dyn Write + Send>>,
+    stats: Stats,
+}
+
+fn ns(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+impl Run<'_> {
+    async fn restore_catalog(
+        &mut self,
+        pool: &PgPool,
+        store: &ObjectStore,
+        kms: &Arc<dyn Kms>,
+        observer: &mut dyn Observer,
+    ) -> Result<(), RestoreError> {
+        let zone = crate::catalog::zone::resolve(pool, &self.req.zone)
+            .await
+            .map_err(|e| match e {
+                crate::catalog::zone::ZoneError::Db(d) => RestoreError::operational(d),
+                other => RestoreError::Input(other.to_string()),
+            })?;
+        self.stats.zone_id = zone;
+        if let Some(t) = &self.req.tenant {
+            let owner: Option<(Uuid, String)> = sqlx::query_as(
+                "SELECT t.id, t.name FROM zones z JOIN tenants t ON t.id = z.tenant_id WHERE z.id = $1",
+            )
+            .bind(zone)
+            .fetch_optional(pool)
+            .await
+            .map_err(RestoreError::operational)?;
+            if !owner.is_some_and(|(id, name)| id.to_string() == *t || name == *t) {
+                return Err(RestoreError::Input(format!(
+                    "zone {} does not belong to tenant {t}",
+                    self.req.zone
+                )));
+            }
+        }
+        let receipts = verify::receipts_exist(pool).await?;
+        let mut walk = CoverageWalk::new(self.req.from, self.req.to);
+        let mut spans = Vec::new();
+        let mut after = None;
+        loop {
+            let page = verify::window_page(
+                pool,
+                receipts,
+                zone,
+                self.req.from,
+                self.req.to,
+                after,
+                verify::WINDOW_PAGE,
+            )
+            .await?;
+            let Some(last) = page.last() else { break };
+            after = Some((last.start_at, last.end_at, last.id));
+            for row in &page {
+                let Some(cover) = Cover::of_state_text(&row.state) else {
+                    continue; // split: its children carry its time
+                };
+                walk.window(cover, row.start_at, row.end_at, &mut spans);
+                self.warn_gaps(&mut spans, zone, observer);
+                match cover {
+                    Cover::Archived => {
+                        let target = Target::from_row(row).ok_or_else(|| {
+                            RestoreError::verification(
+                                &row.context(),
+                                row.object_key.as_deref().unwrap_or("(no catalog row)"),
+                                "archived window without a complete catalog row",
+                            )
+                        })?;
+                        self.window(store, kms, &target).await?;
+                        observer.progress(&self.stats);
+                    }
+                    Cover::Empty => self.stats.windows_empty += 1,
+                    _ => {}
+                }
+            }
+        }
+        walk.finish(&mut spans);
+        self.warn_gaps(&mut spans, zone, observer);
+        Ok(())
+    }
+
+    fn warn_gaps(
+        &mut self,
+        spans: &mut Vec<crate::coverage::Span>,
+        zone: Uuid,
+        observer: &mut dyn Observer,
+    ) {
+        for (kind, from, to) in spans.drain(..) {
+            let why = match kind {
+                Cover::Pruned => "pruned under retention (logs deleted)",
+                Cover::Failed => "failed permanently (never archived)",
+                Cover::InFlight => "not archived yet (in flight)",
+                Cover::Missing => "no window planned",
+                Cover::Archived | Cover::Empty => continue,
+            };
+            self.stats.gaps += 1;
+            observer.warn(&format!(
+                "zone {zone} [{}, {}) has no logs to restore: {why}",
+                from.to_rfc3339(),
+                to.to_rfc3339()
+            ));
+        }
+    }
+
+    async fn restore_bucket(
+        &mut self,
+        store: &ObjectStore,
+        kms: &Arc<dyn Kms>,
+        tenant: Uuid,
+        observer: &mut dyn Observer,
+    ) -> Result<(), RestoreError> {
+        let zone = Uuid::parse_str(&self.req.zone).map_err(|_| {
+            RestoreError::Input(format!(
+                "--zone {:?}: without Postgres give the zone's Rainlogs id (a UUID)",
+                self.req.zone
+            ))
+        })?;
+        self.stats.zone_id = zone;
+        // A window starts at most an hour before it ends (Logpull's limit), so one that
+        // overlaps `from` starts no earlier than the day of `from - 1h`.
+        let mut day = (self.req.from - TimeDelta::hours(1)).date_naive();
+        let last_day = (self.req.to - TimeDelta::nanoseconds(1)).date_naive();
+        let mut covered_to = self.req.from;
+        while day <= last_day {
+            let prefix = format!("archive/{tenant}/{zone}/{}/", day.format("%Y/%m/%d"));
+            let mut token = None;
+            loop {
+                let (page, next) = store
+                    .list_page(&prefix, token, 1000)
+                    .await
+                    .map_err(RestoreError::operational)?;
+                for object in page {
+                    let Some((start, end)) = bounds_of_key(&object.key) else {
+                        observer.warn(&format!(
+                            "{}: not an archive object name; skipped",
+                            object.key
+                        ));
+                        continue;
+                    };
+                    if end <= self.req.from || start >= self.req.to {
+                        continue;
+                    }
+                    if start < covered_to && end <= covered_to {
+                        observer.warn(&format!(
+                            "{}: overlaps windows already restored; skipped",
+                            object.key
+                        ));
+                        continue;
+                    }
+                    if start > covered_to {
+                        self.stats.gaps += 1;
+                        observer.warn(&format!(
+                            "zone {zone} [{}, {}) has no object: empty, pruned or missing (cannot tell without Postgres)",
+                            covered_to.to_rfc3339(),
+                            start.to_rfc3339()
+                        ));
+                    }
+                    covered_to = covered_to.max(end);
+                    let target = Target {
+                        context: SealContext {
+                            tenant,
+                            zone,
+                            window_start: start,
+                            window_end: end,
+                        },
+                        key: object.key,
+                        catalog: None,
+                    };
+                    self.window(store, kms, &target).await?;
+                    observer.progress(&self.stats);
+                }
+                match next {
+                    Some(t) => token = Some(t),
+                    None => break,
+                }
+            }
+            day = match day.succ_opt() {
+                Some(d) => d,
+                None => break,
+            };
+        }
+        if covered_to < self.req.to {
+            self.stats.gaps += 1;
+            observer.warn(&format!(
+                "zone {zone} [{}, {}) has no object: empty, pruned or missing (cannot tell without Postgres)",
+                covered_to.to_rfc3339(),
+                self.req.to.to_rfc3339()
+            ));
+        }
+        Ok(())
+    }
+
+    fn sink(&self, target: &Target, out: SinkOut) -> (LineSink, Arc<Mutex<Option<SinkFailure>>>) {
+        let inside = target.context.window_start >= self.req.from
+            && target.context.window_end <= self.req.to;
+        let failure = Arc::new(Mutex::new(None));
+        let sink = LineSink {
+            trim: (!inside).then(|| (ns(self.req.from), ns(self.req.to))),
+            filters: self.filters.clone(),
+            partial: Vec::new(),
+            out,
+            records_out: 0,
+            bytes_out: 0,
+            untimed: 0,
+            line_no: 0,
+            failure: failure.clone(),
+        };
+        (sink, failure)
+    }
+
+    /// Why reading a window stopped: too big for the buffer (go two-pass), or a
+    /// failure that ends the restore.
+    fn failed(
+        &self,
+        target: &Target,
+        error: Option<TaskError>,
+        failure: &Arc<Mutex<Option<SinkFailure>>>,
+    ) -> Failed {
+        let failure = failure.lock().ok().and_then(|f| f.clone());
+        let stop = |e| Failed::Stop(e);
+        match (failure, error) {
+            (Some(SinkFailure::BufferFull), _) => Failed::TooBig,
+            (Some(SinkFailure::BadRecord(why)), _) => stop(RestoreError::verification(
+                &target.context,
+                &target.key,
+                why,
+            )),
+            (Some(SinkFailure::Output(why)), _) => {
+                stop(RestoreError::Operational(format!("write output: {why}")))
+            }
+            (None, Some(e))
+                if e.class == ErrorClass::Retryable && !e.code.starts_with("sealed.") =>
+            {
+                stop(RestoreError::Operational(format!("{}: {e}", target.key)))
+            }
+            (None, Some(e)) => stop(RestoreError::verification(
+                &target.context,
+                &target.key,
+                e.to_string(),
+            )),
+            (None, None) => stop(RestoreError::Operational(format!(
+                "{}: output failed",
+                target.key
+            ))),
+        }
+    }
+
+    /// Opens `target` through `sink` and checks it against the catalog; the sink comes
+    /// back only when everything verified.
+    async fn read(
+        &self,
+        store: &ObjectStore,
+        kms: &Arc<dyn Kms>,
+        target: &Target,
+        out: SinkOut,
+    ) -> Result<(VerifiedObject, LineSink), Failed> {
+        let (sink, failure) = self.sink(target, out);
+        let (verified, mut sink) =
+            match open_object(store, kms.clone(), &target.key, target.context, sink).await {
+                Ok(done) => done,
+                Err(e) => return Err(self.failed(target, Some(e), &failure)),
+            };
+        if sink.finish().is_err() {
+            return Err(self.failed(target, None, &failure));
+        }
+        target.check(&verified).map_err(Failed::Stop)?;
+        Ok((verified, sink))
+    }
+
+    fn account(&mut self, v: &VerifiedObject, sink: &LineSink) {
+        self.stats.windows_restored += 1;
+        self.stats.records_read += v.plaintext.record_count;
+        self.stats.records_out += if sink.parses() {
+            sink.records_out
+        } else {
+            v.plaintext.record_count
+        };
+        self.stats.bytes_out += sink.bytes_out;
+        self.stats.untimed_records += sink.untimed;
+    }
+
+    /// Restores one window: buffered and verified, or verified then streamed.
+    async fn window(
+        &mut self,
+        store: &ObjectStore,
+        kms: &Arc<dyn Kms>,
+        target: &Target,
+    ) -> Result<(), RestoreError> {
+        let buffer = SinkOut::Buffer {
+            buf: Vec::new(),
+            limit: self.req.max_window_bytes,
+        };
+        match self.read(store, kms, target, buffer).await {
+            Ok((verified, sink)) => {
+                self.stats.object_bytes += verified.object_len;
+                let SinkOut::Buffer { buf, .. } = &sink.out else {
+                    return Err(RestoreError::Operational("window sink mode changed".into()));
+                };
+                let out = self.out.as_mut().ok_or_else(|| {
+                    RestoreError::Operational("output lost after a failed window".into())
+                })?;
+                out.write_all(buf)
+                    .map_err(|e| RestoreError::Operational(format!("write output: {e}")))?;
+                self.account(&verified, &sink);
+                Ok(())
+            }
+            Err(Failed::Stop(e)) => Err(e),
+            Err(Failed::TooBig) => self.two_pass(store, kms, target).await,
+        }
+    }
+
+    /// A window too big to hold: verify it whole first, then stream it and check that
+    /// the second read was the same object.
+    async fn two_pass(
+        &mut self,
+        store: &ObjectStore,
+        kms: &Arc<dyn Kms>,
+        target: &Target,
+    ) -> Result<(), RestoreError> {
+        self.stats.two_pass_windows += 1;
+        let unverified = |why: &str| {
+            RestoreError::verification(
+                &target.context,
+                &target.key,
+                format!("{why}: output of this window written so far is NOT verified"),
+            )
+        };
+        let (first, _) = match self.read(store, kms, target, SinkOut::Discard).await {
+            Ok(done) => done,
+            Err(Failed::Stop(e)) => return Err(e),
+            Err(Failed::TooBig) => {
+                return Err(RestoreError::Operational(
+                    "verification pass buffered output".into(),
+                ))
+            }
+        };
+        self.stats.object_bytes += first.object_len;
+        let out = self
+            .out
+            .take()
+            .ok_or_else(|| RestoreError::Operational("output lost after a failed window".into()))?;
+        match self.read(store, kms, target, SinkOut::Stream(out)).await {
+            Ok((second, sink)) => {
+                self.stats.object_bytes += second.object_len;
+                if second.object_sha256 != first.object_sha256 {
+                    return Err(unverified(
+                        "the object changed between the verification pass and the output pass",
+                    ));
+                }
+                self.account(&second, &sink);
+                let SinkOut::Stream(out) = sink.out else {
+                    return Err(RestoreError::Operational("window sink mode changed".into()));
+                };
+                self.out = Some(out);
+                Ok(())
+            }
+            Err(Failed::Stop(RestoreError::Verification { reason, .. })) => {
+                Err(unverified(&format!("output pass failed ({reason})")))
+            }
+            Err(Failed::Stop(e)) => Err(e),
+            Err(Failed::TooBig) => Err(unverified("output pass failed")),
+        }
+    }
+}
+
+/// How reading one window ended when it did not verify.
+enum Failed {
+    TooBig,
+    Stop(RestoreError),
+}
+
+/// Window bounds from an archive key's file name (`{start}_{end}.sealed`, UTC).
+pub fn bounds_of_key(key: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let name = key.rsplit('/').next()?.strip_suffix(".sealed")?;
+    let (start, end) = name.split_once('_')?;
+    let parse = |s: &str| {
+        NaiveDateTime::parse_from_str(s, "%Y%m%dT%H%M%SZ")
+            .ok()
+            .map(|t| t.and_utc())
+    };
+    let (start, end) = (parse(start)?, parse(end)?);
+    (start < end).then_some((start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_match_top_level_nested_and_numbers() {
+        let r: Value = serde_json::json!({
+            "EdgeResponseStatus": 404, "ClientCountry": "de",
+            "Cache": {"Status": "hit"}, "WAF.Score": 5, "Flag": true
+        });
+        let f = |s: &str| s.parse::<Filter>().unwrap();
+        assert!(f("EdgeResponseStatus=404").matches(&r));
+        assert!(!f("EdgeResponseStatus=200").matches(&r));
+        assert!(f("ClientCountry=de").matches(&r));
+        assert!(f("Cache.Status=hit").matches(&r));
+        assert!(f("WAF.Score=5").matches(&r), "a literal dotted key wins");
+        assert!(f("Flag=true").matches(&r));
+        assert!(!f("Missing=x").matches(&r));
+        assert!("novalue".parse::<Filter>().is_err());
+        assert!("=x".parse::<Filter>().is_err());
+    }
+
+    #[test]
+    fn timestamps_in_every_format() {
+        let t = DateTime::parse_from_rfc3339("2026-11-30T08:00:01Z")
+            .unwrap()
+            .timestamp_nanos_opt()
+            .unwrap();
+        for v in [
+            serde_json::json!({"EdgeEndTimestamp": t}),
+            serde_json::json!({"EdgeEndTimestamp": t / 1_000_000_000}),
+            serde_json::json!({"EdgeEndTimestamp": "2026-11-30T08:00:01Z"}),
+            serde_json::json!({"EdgeStartTimestamp": t / 1_000}),
+        ] {
+            assert_eq!(record_time_ns(&v), Some(t), "{v}");
+        }
+        assert_eq!(record_time_ns(&serde_json::json!({"x": 1})), None);
+    }
+
+    #[test]
+    fn keys_give_window_bounds() {
+        let k = "archive/t/z/2026/03/04/20260304T050600Z_20260304T050700Z.sealed";
+        let (s, e) = bounds_of_key(k).unwrap();
+        assert_eq!(s.to_rfc3339(), "2026-03-04T05:06:00+00:00");
+        assert_eq!(e - s, TimeDelta::minutes(1));
+        assert!(bounds_of_key("archive/t/z/x.sealed").is_none());
+        assert!(bounds_of_key("archive/t/z/20260304T050700Z_20260304T050600Z.sealed").is_none());
+    }
+
+    #[test]
+    fn sink_trims_filters_and_bounds_its_buffer() {
+        let failure = Arc::new(Mutex::new(None));
+        let mut sink = LineSink {
+            trim: Some((10_000_000_000, 20_000_000_000)),
+            filters: Arc::new(vec!["a=1".parse().unwrap()]),
+            partial: Vec::new(),
+            out: SinkOut::Buffer {
+                buf: Vec::new(),
+                limit: 64,
+            },
+            records_out: 0,
+            bytes_out: 0,
+            untimed: 0,
+            line_no: 0,
+            failure: failure.clone(),
+        };
+        let data = b"{\"a\":1,\"EdgeEndTimestamp\":5}\n{\"a\":1,\"EdgeEndTimestamp\":15}\n{\"a\":2,\"EdgeEndTimestamp\":15}\n{\"a\":1}";
+        sink.write_all(&data[..20]).unwrap();
+        sink.write_all(&data[20..]).unwrap();
+        sink.finish().unwrap();
+        let SinkOut::Buffer { buf, .. } = &sink.out else {
+            panic!()
+        };
+        assert_eq!(
+            String::from_utf8_lossy(buf),
+            "{\"a\":1,\"EdgeEndTimestamp\":15}\n{\"a\":1}\n"
+        );
+        assert_eq!((sink.records_out, sink.untimed), (2, 1));
+        let big = format!(
+            "{{\"a\":1,\"EdgeEndTimestamp\":15,\"pad\":\"{}\"}}\n",
+            "x".repeat(80)
+        );
+        assert!(sink.write_all(big.as_bytes()).is_err());
+        assert!(matches!(
+            *failure.lock().unwrap(),
+            Some(SinkFailure::BufferFull)
+        ));
+    }
+}

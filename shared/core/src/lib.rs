@@ -1,0 +1,25 @@
+//! The platform layer of Rainlogs: what every crate needs, whatever the domain.
+//!
+//! - [`config`] — typed configuration from `RAINLOGS_*` variables and the env file;
+//! - [`error`] — the retryable/permanent classification every failure carries;
+//! - [`task`] — the versioned task envelope moving through Redis to the functions;
+//! - [`function`] — the handler trait and the runner behind every function binary;
+//! - [`db`], [`storage`], [`redis_client`] — Postgres (and the migrations), S3 (Garage)
+//!   and Redis access;
+//! - [`telemetry`] — logging.
+//!
+//! Nothing here knows about windows, zones or sealed objects: those are
+//! `rainlogs-sealed` (the format and the key contract) and `rainlogs-archive` (the
+//! archive domain), which build on this crate (docs/ARCHITECTURE.md).
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod function;
+pub mod redis_client;
+pub mod storage;
+pub mod task;
+pub mod telemetry;
+
+pub use error::{ErrorClass, TaskError};
+pub use task::{HandlerOutput, TaskEnvelope, TaskSpec};
