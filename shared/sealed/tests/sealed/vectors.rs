@@ -3,7 +3,7 @@
 //! and the positive ones re-seal byte for byte from the recorded inputs.
 //!
 //! Regenerate (only when the format changes, with a new format version):
-//! `RAINLOGS_WRITE_VECTORS=1 cargo test -p rainlogs-shared --test vectors`.
+//! `RAINLOGS_WRITE_VECTORS=1 cargo test -p rainlogs-sealed --test sealed vectors`.
 
 use std::path::PathBuf;
 

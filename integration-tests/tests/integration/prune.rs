@@ -5,7 +5,7 @@
 //! bounded pages, the chain still verifying afterwards, the scheduled-Lambda event and
 //! the CLI's tenant/zone settings with their audit rows.
 //!
-//! The long suite (`cargo test -p rainlogs-integration-tests --test prune -- --ignored`)
+//! The long suite (`cargo test -p rainlogs-integration-tests --test integration prune:: -- --ignored`)
 //! prunes a million windows through Garage's DeleteObjects and prints the rate.
 
 use std::time::Instant;

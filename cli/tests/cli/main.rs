@@ -1,0 +1,7 @@
+//! The cli tests as one test binary (linking sqlx and the AWS SDK once, not once a
+//! file); each module is one former test file.
+
+mod cli_config;
+mod dispatcher_ops;
+mod run_e2e;
+mod shim_stage_binary;

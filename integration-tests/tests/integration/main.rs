@@ -1,0 +1,17 @@
+//! The integration-tests tests as one test binary (linking sqlx and the AWS SDK once, not once a
+//! file); each module is one former test file.
+
+mod demo;
+mod isolation;
+mod kms_cli;
+mod kms_service;
+mod ledger_chain;
+mod migrations;
+mod pipeline_stages;
+mod prune;
+mod reconcile;
+mod redis_roundtrip;
+mod skeleton_flow;
+mod storage;
+mod verify_restore;
+mod zone_cli;
