@@ -381,7 +381,11 @@ async fn execute(shared: &Shared, delivery: Delivery) -> Settle {
         .observe(latency.as_secs_f64());
     let result = match envelope.function() {
         Some(function) => match serde_json::to_value(&envelope) {
-            Ok(event) => shared.invoker.invoke(function, event).await,
+            // Every invoker is guarded, not only the in-process one: a panic anywhere
+            // under `invoke` is a failed attempt, never a task lost to an ended future.
+            Ok(event) => {
+                crate::invoker::settle_panic(function, shared.invoker.invoke(function, event)).await
+            }
             Err(e) => Err(TaskError::permanent("envelope.invalid", e.to_string())),
         },
         None => Err(TaskError::permanent(

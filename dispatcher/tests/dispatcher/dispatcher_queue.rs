@@ -120,6 +120,66 @@ async fn permanent_error_goes_to_the_dead_letters_at_once() {
 }
 
 #[tokio::test]
+async fn a_panicking_handler_is_a_retryable_failure_that_releases_lease_and_key() {
+    // Issue 11 item 8: before, the panic ended the worker's task silently; the
+    // heartbeat kept the lease and the idempotency key held until a restart.
+    let r = TestRedis::new().await;
+    let rec = Recorder::new("w");
+    let (tx, h) = spawn_worker(rec.worker(&r.queue, fast_config("panic", 4)));
+    let mut s = spec("panic", "t.panic", json!({"message": "handler bug"}))
+        .idempotency_key("zone-1:window-1");
+    s.max_attempts = Some(3);
+    let always = r.queue.enqueue(s).await.unwrap();
+    let mut s = spec(
+        "panic",
+        "t.panic",
+        json!({"message": "flaky", "succeed_on": 2}),
+    );
+    s.max_attempts = Some(3);
+    let once = r.queue.enqueue(s).await.unwrap();
+
+    let letter = wait_for("the always-panicking task dead-lettered", WAIT, || async {
+        r.queue
+            .dead_letter("panic", &always.id.to_string())
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!(letter.attempts, 3, "retried up to the attempt limit");
+    assert_eq!(letter.error.code, "function.panicked");
+    assert!(letter.error.is_retryable());
+    assert!(
+        letter.error.message.contains("handler bug (attempt 3)"),
+        "carries the panic message: {}",
+        letter.error.message
+    );
+    wait_for(
+        "the flaky task succeeds on its second attempt",
+        WAIT,
+        || async { rec.done().contains(&once.id).then_some(()) },
+    )
+    .await;
+    wait_for("nothing left active", WAIT, || async {
+        let st = r.queue.stats("panic").await.unwrap();
+        (st.depth.active + st.depth.ready + st.depth.delayed == 0 && st.processed == 1)
+            .then_some(())
+    })
+    .await;
+    // The idempotency key was released with the dead letter.
+    let again = r
+        .queue
+        .enqueue_checked(spec("panic", "t.ok", json!({})).idempotency_key("zone-1:window-1"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, Enqueued::New(ref e) if e.id != always.id),
+        "key is free after the panic was settled"
+    );
+    stop(tx, h).await;
+    r.cleanup().await;
+}
+
+#[tokio::test]
 async fn poison_messages_are_dead_lettered_while_other_tasks_keep_flowing() {
     let r = TestRedis::new().await;
     let rec = Recorder::new("w");
