@@ -90,9 +90,8 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
                 .with_context(|| {
                     format!("--token-env: environment variable {token_env} is not set")
                 })?;
-            let keyring = rainlogs_kms::MasterKeyring::from_source(src)?;
             let kms =
-                rainlogs_kms::KmsService::new(pool.clone(), keyring, super::cli_actor("zone"));
+                rainlogs_kms::KmsService::from_config(pool.clone(), src, super::cli_actor("zone"))?;
             let zone = NewZone {
                 tenant: &tenant,
                 cf_zone_id: &zone_id,
