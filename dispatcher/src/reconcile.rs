@@ -5,7 +5,7 @@
 //! zones on its own queue scope, and nothing else may.
 //!
 //! - [`plan_and_enqueue`] plans the windows of every non-paused zone
-//!   ([`ledger::plan_zone`]) and enqueues a `fetch.window` task for each `planned` window;
+//!   ([`ledger::plan_zone`], `App::plan`'s safety margin behind now) and enqueues a `fetch.window` task for each `planned` window;
 //! - [`reconcile`] re-enqueues the task a window in flight waits for once it has sat in
 //!   its state longer than a timeout (planned/fetching → fetch, staged → encrypt,
 //!   sealed → upload), so emptying Redis entirely loses nothing.
@@ -106,7 +106,7 @@ pub async fn plan_and_enqueue(app: &App, now: DateTime<Utc>) -> Result<PassRepor
             break;
         };
         for zone in zones {
-            report.planned += ledger::plan_zone(&app.pool, zone, now).await?;
+            report.planned += ledger::plan_zone(&app.pool, zone, now, &app.plan).await?;
         }
         after = last;
     }

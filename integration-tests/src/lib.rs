@@ -82,6 +82,14 @@ impl TestEnv {
         src.set(RedisConfig::KEY_PREFIX, format!("rltest:{id}"));
         src.set(S3Config::KEY_PREFIX, format!("tests/{id}/"));
         src.set(DatabaseConfig::MAX_CONNECTIONS, "5");
+        // Planner, fetcher and simulator share this host's clock: no skew to absorb, so
+        // tests plan up to Logpull's minute (the default margin has its own tests).
+        if src
+            .get(rainlogs_archive::ledger::PlanPolicy::MARGIN_VAR)
+            .is_none()
+        {
+            src.set(rainlogs_archive::ledger::PlanPolicy::MARGIN_VAR, "60");
+        }
         let app = App::connect(&src).await.expect("connect test services");
         if migrate {
             rainlogs_core::db::migrate(&app.pool)

@@ -237,7 +237,7 @@ async fn coverage_reports_every_kind_of_minute() {
     let pool = &env.app.pool;
     let now = Utc::now();
     let zone = env.insert_zone(60, now - TimeDelta::minutes(20)).await;
-    rainlogs_archive::ledger::plan_zone(pool, zone, now)
+    rainlogs_archive::ledger::plan_zone(pool, zone, now, &env.app.plan)
         .await
         .unwrap();
     let windows: Vec<(i64, DateTime<Utc>)> =
