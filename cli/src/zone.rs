@@ -1,4 +1,4 @@
-//! `rainlogs zone add|list|pause|resume|set|coverage`: parses, calls
+//! `rainlogs zone add|list|pause|resume|set|coverage|retry-failed`: parses, calls
 //! `rainlogs_archive::catalog::zone`, prints. The API token is read from an environment
 //! variable named on the command line (never from argv, which other users can read in
 //! `ps`).
@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use rainlogs_archive::catalog::zone::{
-    add, coverage, list, set_paused, set_retention, NewZone, ZoneRetentionChange,
+    add, coverage, list, retry_failed, set_paused, set_retention, NewZone, ZoneRetentionChange,
 };
 use rainlogs_archive::endpoint::ZoneEndpoint;
 use rainlogs_core::config::{ConfigSource, DatabaseConfig};
@@ -68,6 +68,18 @@ pub enum ZoneCommand {
         #[arg(long)]
         from: Option<DateTime<Utc>>,
         /// End (RFC 3339); default: now.
+        #[arg(long)]
+        to: Option<DateTime<Utc>>,
+    },
+    /// Re-plan the zone's failed windows still inside Cloudflare's 7 days, so they are
+    /// fetched again (after fixing a token, a clock-skew or outage failure). Refuses a
+    /// --from older than 7 days: those windows are lost for good.
+    RetryFailed {
+        zone: String,
+        /// Oldest window start to retry (RFC 3339); default: the oldest Logpull still serves.
+        #[arg(long)]
+        from: Option<DateTime<Utc>>,
+        /// Retry windows starting before this (RFC 3339); default: now.
         #[arg(long)]
         to: Option<DateTime<Utc>>,
     },
@@ -166,6 +178,36 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
                 if hold { "on" } else { "off" }
             );
         }
+        ZoneCommand::RetryFailed { zone, from, to } => {
+            let actor = super::cli_actor("zone");
+            let r = retry_failed(&pool, &zone, from, to, Utc::now(), &actor).await?;
+            let fmt = "%Y-%m-%dT%H:%M:%SZ";
+            println!(
+                "zone {}: {} failed windows re-planned ({} .. {})",
+                r.zone,
+                r.replanned.len(),
+                r.from.format(fmt),
+                r.to.format(fmt)
+            );
+            if r.unrecoverable > 0 {
+                println!(
+                    "  {} failed windows are older than Cloudflare's 7 days: lost for good, left failed",
+                    r.unrecoverable
+                );
+            }
+            if r.paused {
+                println!("  the zone is paused: they are fetched once it is resumed (rainlogs zone resume {})", r.zone);
+            } else if !r.replanned.is_empty() {
+                // Send them now; if Redis cannot be reached, the scheduler's reconciler
+                // sends planned windows on its own (RAINLOGS_RECONCILE_AFTER_MS).
+                match enqueue(src, &r.replanned).await {
+                    Ok(n) => println!("  {n} fetch tasks enqueued"),
+                    Err(e) => println!(
+                        "  not enqueued now ({e:#}); a running scheduler sends them within RAINLOGS_RECONCILE_AFTER_MS"
+                    ),
+                }
+            }
+        }
         ZoneCommand::Coverage { zone, from, to } => {
             let c = coverage(&pool, &zone, from, to, Utc::now()).await?;
             let fmt = "%Y-%m-%dT%H:%M:%SZ";
@@ -185,4 +227,13 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Enqueues `fetch.window` for re-planned windows; returns how many entered the queue.
+async fn enqueue(src: &ConfigSource, window_ids: &[i64]) -> anyhow::Result<u64> {
+    let redis = rainlogs_core::config::RedisConfig::from_source(src)?;
+    let conn = rainlogs_core::redis_client::connect(&redis).await?;
+    let queue = rainlogs_dispatcher::queue::Queue::new(conn, redis.key_prefix);
+    let report = rainlogs_dispatcher::reconcile::enqueue_fetches(&queue, window_ids).await?;
+    Ok(report.enqueued + report.duplicates)
 }

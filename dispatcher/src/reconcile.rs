@@ -136,6 +136,24 @@ pub async fn plan_and_enqueue(app: &App, now: DateTime<Utc>) -> Result<PassRepor
     Ok(report)
 }
 
+/// Enqueues `fetch.window` for these windows now (windows re-planned by `rainlogs zone
+/// retry-failed`), in batches; duplicates are absorbed by the idempotency keys. Without
+/// it the reconciler sends them once they are `RAINLOGS_RECONCILE_AFTER_MS` old.
+pub async fn enqueue_fetches(
+    queue: &crate::queue::Queue,
+    window_ids: &[i64],
+) -> Result<PassReport, ReconcileError> {
+    let mut report = PassReport::default();
+    for chunk in window_ids.chunks(BATCH as usize) {
+        let specs: Vec<TaskSpec> = chunk
+            .iter()
+            .map(|&window_id| WindowTask { window_id }.spec(kinds::FETCH_WINDOW))
+            .collect();
+        report.count(&queue.enqueue_many(specs).await?);
+    }
+    Ok(report)
+}
+
 /// Re-enqueues the next task of every window in flight (planned, fetching, staged,
 /// sealed) whose state is older than `older_than`.
 pub async fn reconcile(app: &App, older_than: Duration) -> Result<PassReport, ReconcileError> {

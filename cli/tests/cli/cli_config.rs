@@ -202,6 +202,7 @@ fn every_subcommand_answers_help() {
         &["zone", "resume"],
         &["zone", "set"],
         &["zone", "coverage"],
+        &["zone", "retry-failed"],
         &["decrypt"],
         &["verify"],
         &["logs", "get"],

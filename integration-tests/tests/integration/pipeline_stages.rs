@@ -41,6 +41,11 @@ struct Stages {
 
 impl Stages {
     async fn new(env: &TestEnv) -> Self {
+        Self::with_clock_lag(env, Duration::ZERO).await
+    }
+
+    /// Stages whose simulated Cloudflare's clock lags this host's by `lag`.
+    async fn with_clock_lag(env: &TestEnv, lag: Duration) -> Self {
         let sim = Simulator::start_local(SimConfig {
             seed: 7,
             default_volume: ZoneVolume {
@@ -48,6 +53,7 @@ impl Stages {
                 empty_ratio: 0.0,
             },
             tokens: vec![TOKEN.to_owned()],
+            clock_lag: lag,
             ..SimConfig::default()
         })
         .await
@@ -340,6 +346,32 @@ async fn empty_window_gets_one_empty_link() {
         None
     );
     assert_link_verifies(&env, &zone, id, LinkContent::Empty).await;
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn a_window_too_recent_for_cloudflares_clock_is_retried_not_failed() {
+    // Issue 11 item 2: the fetching host's clock runs 30 s ahead of Cloudflare's; a
+    // window ending 70 s ago is "too late" for Cloudflare. Before: failed_permanent.
+    let env = TestEnv::new().await;
+    let stages = Stages::with_clock_lag(&env, Duration::from_secs(30)).await;
+    let zone = zone(&env, &stages, TOKEN).await;
+    let end = Utc::now() - TimeDelta::seconds(70);
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO windows (zone_id, start_at, end_at) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(zone.id)
+    .bind(end - TimeDelta::minutes(1))
+    .bind(end)
+    .fetch_one(&env.app.pool)
+    .await
+    .unwrap();
+    let err = stages.run(spec(kinds::FETCH_WINDOW, id)).await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert_eq!(err.code, "logpull.too_recent");
+    assert!(err.retry_after_ms.is_some_and(|ms| ms >= 60_000), "{err:?}");
+    let (st, _) = state(&env, id).await;
+    assert_eq!(st, WindowState::Fetching, "left for the retry, not failed");
     env.teardown().await;
 }
 

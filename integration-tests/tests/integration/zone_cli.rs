@@ -310,3 +310,138 @@ async fn coverage_reports_every_kind_of_minute() {
     ));
     env.teardown().await;
 }
+
+async fn insert_window(
+    env: &TestEnv,
+    zone: Uuid,
+    start: DateTime<Utc>,
+    state: &str,
+    error: Option<&str>,
+) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO windows (zone_id, start_at, end_at, state, last_error)
+         VALUES ($1, $2, $2 + interval '1 minute', $3::window_state, $4) RETURNING id",
+    )
+    .bind(zone)
+    .bind(start)
+    .bind(state)
+    .bind(error)
+    .fetch_one(&env.app.pool)
+    .await
+    .expect("insert window")
+}
+
+async fn state_of(env: &TestEnv, id: i64) -> (String, Option<String>) {
+    sqlx::query_as("SELECT state::text, last_error FROM windows WHERE id = $1")
+        .bind(id)
+        .fetch_one(&env.app.pool)
+        .await
+        .expect("window")
+}
+
+#[tokio::test]
+async fn retry_failed_replans_failed_windows_inside_seven_days_and_refuses_beyond() {
+    // Issue 11 item 2: nothing ever moved a window out of failed_permanent.
+    let env = TestEnv::new().await;
+    let pool = &env.app.pool;
+    let now = Utc::now().duration_trunc(TimeDelta::minutes(1)).unwrap();
+    let zone = env.insert_zone(60, now - TimeDelta::days(8)).await;
+    let too_late = "logpull: Cloudflare rejected the request (400): too late";
+    let lost = insert_window(
+        &env,
+        zone,
+        now - TimeDelta::days(8),
+        "failed_permanent",
+        Some(too_late),
+    )
+    .await;
+    let old = insert_window(
+        &env,
+        zone,
+        now - TimeDelta::days(2),
+        "failed_permanent",
+        Some(too_late),
+    )
+    .await;
+    let recent = insert_window(
+        &env,
+        zone,
+        now - TimeDelta::hours(1),
+        "failed_permanent",
+        Some(too_late),
+    )
+    .await;
+    let fine = insert_window(&env, zone, now - TimeDelta::minutes(30), "empty", None).await;
+
+    // Beyond Cloudflare's 7 days: refused, with the reason and the earliest usable start.
+    let err = zone::retry_failed(
+        pool,
+        &zone.to_string(),
+        Some(now - TimeDelta::days(8)),
+        None,
+        now,
+        "test",
+    )
+    .await
+    .expect_err("beyond 7 days");
+    assert!(matches!(err, ZoneError::BeyondLogpull { .. }), "{err}");
+    assert_eq!(
+        rainlogs_core::error::Classify::code(&err),
+        "zone.beyond_logpull"
+    );
+    assert!(err.to_string().contains("7 days"), "{err}");
+    assert_eq!(
+        state_of(&env, old).await.0,
+        "failed_permanent",
+        "nothing moved"
+    );
+
+    // A narrower range moves only what is in it.
+    let r = zone::retry_failed(
+        pool,
+        &zone.to_string(),
+        Some(now - TimeDelta::hours(2)),
+        Some(now),
+        now,
+        "test",
+    )
+    .await
+    .expect("retry the last two hours");
+    assert_eq!(r.replanned, vec![recent]);
+    assert_eq!(r.unrecoverable, 1);
+    assert!(!r.paused);
+    // Default range: everything still inside the 7 days.
+    let r = zone::retry_failed(pool, &zone.to_string(), None, None, now, "test")
+        .await
+        .expect("retry all");
+    assert_eq!(r.replanned, vec![old]);
+    assert_eq!(
+        r.unrecoverable, 1,
+        "the 8-day-old window is reported, not moved"
+    );
+
+    let (state, error) = state_of(&env, recent).await;
+    assert_eq!(state, "planned");
+    assert!(
+        error.unwrap().contains("too late"),
+        "the old reason is kept"
+    );
+    assert_eq!(state_of(&env, old).await.0, "planned");
+    assert_eq!(state_of(&env, lost).await.0, "failed_permanent");
+    assert_eq!(state_of(&env, fine).await.0, "empty");
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE operation = 'zone.retry_failed' AND zone_id = $1",
+    )
+    .bind(zone)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(audited, 2);
+
+    // Re-planned windows are picked up by the pipeline: the fetch tasks can be sent now.
+    let report = reconcile::enqueue_fetches(&env.app.queue, &[old, recent])
+        .await
+        .expect("enqueue");
+    assert_eq!(report.enqueued, 2);
+    env.teardown().await;
+}

@@ -50,6 +50,11 @@ pub enum ZoneError {
     InvalidRetention(i32),
     #[error("nothing to change: give --retention-days, --inherit-retention and/or --legal-hold")]
     NothingToChange,
+    #[error("cannot retry windows starting before {earliest}: Cloudflare keeps Logpull data for 7 days, so failed windows from {from} on are lost for good and stay failed_permanent (give --from {earliest} or later)")]
+    BeyondLogpull {
+        from: DateTime<Utc>,
+        earliest: DateTime<Utc>,
+    },
     #[error("storing the token: {0}")]
     Key(#[from] KeyError),
     #[error(transparent)]
@@ -80,6 +85,7 @@ impl Classify for ZoneError {
             ZoneError::EmptyRange => "zone.empty_range",
             ZoneError::InvalidRetention(_) => "zone.invalid_retention",
             ZoneError::NothingToChange => "zone.nothing_to_change",
+            ZoneError::BeyondLogpull { .. } => "zone.beyond_logpull",
             ZoneError::Key(e) => e.code(),
             ZoneError::Db(e) => e.code(),
         }
@@ -311,4 +317,105 @@ pub async fn coverage(
     }
     let windows = ledger::windows_between(pool, id, from, to).await?;
     Ok(coverage_of(&windows, from, to))
+}
+
+/// How close to Cloudflare's 7-day edge `retry-failed` still re-plans a window: it must
+/// remain fetchable until a fetch gets to it.
+pub const RETRY_HEADROOM: TimeDelta = TimeDelta::minutes(10);
+
+/// What [`retry_failed`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryReport {
+    pub zone: Uuid,
+    /// The range looked at: `[from, to)` by window start.
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Windows moved from `failed_permanent` back to `planned`, oldest first.
+    pub replanned: Vec<i64>,
+    /// Failed windows of the zone starting before Cloudflare's 7 days (minus
+    /// [`RETRY_HEADROOM`]): lost for good, left as they are.
+    pub unrecoverable: i64,
+    /// The zone is paused: the re-planned windows wait until it is resumed.
+    pub paused: bool,
+}
+
+/// Re-plans the zone's `failed_permanent` windows starting in `[from, to)` (defaults:
+/// the oldest start Logpull can still serve, and `now`), so the pipeline fetches them
+/// again — after a token was fixed, a clock-skew failure, an outage at Cloudflare.
+/// A `from` older than Cloudflare's 7 days (less [`RETRY_HEADROOM`]) is refused:
+/// those windows cannot be fetched any more. One `zone.retry_failed` audit row.
+pub async fn retry_failed(
+    pool: &PgPool,
+    zone: &str,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    actor: &str,
+) -> Result<RetryReport, ZoneError> {
+    let id = resolve(pool, zone).await?;
+    let earliest = now - ledger::LOGPULL_MAX_AGE + RETRY_HEADROOM;
+    if let Some(from) = from {
+        if from < earliest {
+            return Err(ZoneError::BeyondLogpull { from, earliest });
+        }
+    }
+    let from = from.unwrap_or(earliest);
+    let to = to.unwrap_or(now);
+    if from >= to {
+        return Err(ZoneError::EmptyRange);
+    }
+    let op = |what| move |e| DbError::query(what, e);
+    let mut tx = pool.begin().await.map_err(op("begin retry-failed"))?;
+    let (tenant, paused): (Uuid, bool) =
+        sqlx::query_as("SELECT tenant_id, paused FROM zones WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(op("lock zone"))?;
+    let replanned: Vec<i64> = sqlx::query_scalar(
+        "WITH moved AS (
+             UPDATE windows
+             SET state = 'planned', state_since = now(), resealed = false,
+                 last_error = 'retry requested; it failed with: ' || coalesce(last_error, '(no reason)')
+             WHERE zone_id = $1 AND state = 'failed_permanent' AND start_at >= $2 AND start_at < $3
+             RETURNING id, start_at)
+         SELECT id FROM moved ORDER BY start_at",
+    )
+    .bind(id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(op("re-plan failed windows"))?;
+    let unrecoverable: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM windows
+         WHERE zone_id = $1 AND state = 'failed_permanent' AND start_at < $2",
+    )
+    .bind(id)
+    .bind(earliest)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(op("count unrecoverable windows"))?;
+    let event = AuditEvent {
+        tenant: Some(tenant),
+        zone: Some(id),
+        detail: serde_json::json!({
+            "from": from, "to": to,
+            "replanned": replanned.len(),
+            "unrecoverable": unrecoverable,
+        }),
+        ..AuditEvent::new(actor, "zone.retry_failed", "ok")
+    };
+    audit::record(&mut *tx, &event)
+        .await
+        .map_err(op("write zone audit row"))?;
+    tx.commit().await.map_err(op("commit retry-failed"))?;
+    Ok(RetryReport {
+        zone: id,
+        from,
+        to,
+        replanned,
+        unrecoverable,
+        paused,
+    })
 }
