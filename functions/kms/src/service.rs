@@ -525,6 +525,18 @@ impl KmsService {
             .await
             .map_err(db("shred tenant keys"))?
             .rows_affected();
+            // Nothing of the tenant can be fetched or sealed any more: park its zones
+            // (with the reason) instead of letting their windows fail and loop.
+            let reason = format!(
+                "tenant {tenant} was crypto-shredded: its keys are destroyed, nothing of it can be fetched or sealed again"
+            );
+            rainlogs_archive::catalog::zone::park_tenant_zones(&mut tx, tenant, &reason, &self.actor)
+                .await
+                .map_err(|e| KeyError::Backend {
+                    reason: format!("postgres: park the tenant's zones failed: {e}"),
+                    retryable: rainlogs_core::error::Classify::class(&e)
+                        == rainlogs_core::ErrorClass::Retryable,
+                })?;
             tx.commit().await.map_err(db("commit shred"))?;
             Ok((done, None))
         }

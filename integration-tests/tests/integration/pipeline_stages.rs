@@ -376,28 +376,102 @@ async fn a_window_too_recent_for_cloudflares_clock_is_retried_not_failed() {
 }
 
 #[tokio::test]
-async fn refused_token_fails_the_window_permanently_with_its_reason() {
+async fn a_refused_token_parks_the_zone_and_its_windows_wait_until_a_new_token() {
+    // Issue 11 item 3: a 401/403 failed every window of the zone for good while
+    // planning went on; the only repair was SQL.
     let env = TestEnv::new().await;
     let stages = Stages::new(&env).await;
     let zone = zone(&env, &stages, "not-the-token").await;
     let (id, _, _) = window(&env, &zone).await;
+    let (later,): (i64,) = sqlx::query_as(
+        "INSERT INTO windows (zone_id, start_at, end_at)
+         SELECT zone_id, end_at, end_at + interval '1 minute' FROM windows WHERE id = $1
+         RETURNING id",
+    )
+    .bind(id)
+    .fetch_one(&env.app.pool)
+    .await
+    .unwrap();
 
-    let err = stages.run(spec(kinds::FETCH_WINDOW, id)).await.unwrap_err();
-    assert!(!err.is_retryable(), "403 is permanent: {err:?}");
-    let (st, reason) = state(&env, id).await;
-    assert_eq!(st, WindowState::FailedPermanent);
-    let reason = reason.expect("reason recorded on the window");
-    assert!(reason.contains("403"), "{reason}");
-    let (zone_error,): (Option<String>,) =
-        sqlx::query_as("SELECT last_error FROM zones WHERE id = $1")
+    let out = stages
+        .run(spec(kinds::FETCH_WINDOW, id))
+        .await
+        .expect("parked, not failed");
+    let reason = out.result["parked"].as_str().expect("parked").to_owned();
+    assert!(
+        reason.contains("403") && reason.contains("logpull.forbidden"),
+        "{reason}"
+    );
+    assert!(!reason.contains("not-the-token"), "no token in the reason");
+    let (st, window_reason) = state(&env, id).await;
+    assert_eq!(st, WindowState::Planned, "back to planned, not failed");
+    assert_eq!(window_reason.as_deref(), Some(reason.as_str()));
+    let (paused, why, last): (bool, Option<String>, Option<String>) =
+        sqlx::query_as("SELECT paused, paused_reason, last_error FROM zones WHERE id = $1")
             .bind(zone.id)
             .fetch_one(&env.app.pool)
             .await
             .unwrap();
-    assert_eq!(zone_error.as_deref(), Some(reason.as_str()));
-    // The token never appears in what was recorded.
-    assert!(!reason.contains("not-the-token"));
+    assert!(paused);
+    assert_eq!(why.as_deref(), Some(reason.as_str()));
+    assert_eq!(last.as_deref(), Some(reason.as_str()));
     assert_eq!(count(&env, "chain_links", id).await, 0);
+    let parked_audits: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE operation = 'zone.parked' AND zone_id = $1",
+    )
+    .bind(zone.id)
+    .fetch_one(&env.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(parked_audits, 1);
+
+    // Another queued window of the parked zone: no request with the bad token.
+    let asked = stages.sim.received_requests(&zone.cf);
+    let out = stages.run(spec(kinds::FETCH_WINDOW, later)).await.unwrap();
+    assert!(out.result["parked"].is_string(), "{:?}", out.result);
+    assert_eq!(stages.sim.received_requests(&zone.cf), asked);
+    assert_eq!(state(&env, later).await.0, WindowState::Planned);
+
+    // A new token (probed at the zone's simulator) resumes the zone; the window runs.
+    let probe = rainlogs_fetch::LogpullProbe::new(
+        LogpullConfig::default(),
+        rainlogs_fetch::CloudflareApi::default(),
+    );
+    let zone_ref = zone.id.to_string();
+    let refused = rainlogs_archive::catalog::zone::set_token(
+        &env.app.pool,
+        stages.kms.as_ref(),
+        &probe,
+        &zone_ref,
+        &secrecy::SecretString::from("still-wrong"),
+        "test",
+    )
+    .await
+    .expect_err("a refused token is not stored");
+    assert_eq!(
+        rainlogs_core::error::Classify::code(&refused),
+        "zone.token_refused"
+    );
+    let report = rainlogs_archive::catalog::zone::set_token(
+        &env.app.pool,
+        stages.kms.as_ref(),
+        &probe,
+        &zone_ref,
+        &secrecy::SecretString::from(TOKEN),
+        "test",
+    )
+    .await
+    .expect("the right token");
+    assert!(report.resumed && !report.still_paused);
+    let (paused, why): (bool, Option<String>) =
+        sqlx::query_as("SELECT paused, paused_reason FROM zones WHERE id = $1")
+            .bind(zone.id)
+            .fetch_one(&env.app.pool)
+            .await
+            .unwrap();
+    assert!(!paused && why.is_none());
+    let out = stages.run(spec(kinds::FETCH_WINDOW, id)).await.unwrap();
+    assert_eq!(out.result["state"], "staged", "{:?}", out.result);
     env.teardown().await;
 }
 

@@ -11,7 +11,7 @@ use rainlogs_archive::coverage::Cover;
 use rainlogs_archive::endpoint::ZoneEndpoint;
 use rainlogs_archive::pipeline::CLOUDFLARE_TOKEN_PURPOSE;
 use rainlogs_dispatcher::reconcile;
-use rainlogs_integration_tests::TestEnv;
+use rainlogs_integration_tests::{cloudflare_stand_in, TestEnv};
 use rainlogs_kms::{KmsService, MasterKeyring};
 use rainlogs_sealed::kms::{Kms, SecretBinding};
 use secrecy::SecretString;
@@ -48,6 +48,7 @@ async fn tenants_and_zones_are_added_listed_and_validated() {
     let kms = kms(&env);
     let token = SecretString::from(TOKEN);
     let now = Utc::now();
+    let (_cloudflare, probe) = cloudflare_stand_in(&[TOKEN]).await;
 
     let acme = tenant::add(pool, "acme", 30).await.unwrap();
     assert!(matches!(
@@ -63,18 +64,19 @@ async fn tenants_and_zones_are_added_listed_and_validated() {
         Err(TenantError::InvalidName)
     ));
 
-    let id = zone::add(pool, &kms, &new_zone("acme", CF), &token, now)
+    let id = zone::add(pool, &kms, &probe, &new_zone("acme", CF), &token, now)
         .await
         .unwrap();
     for (bad, want) in [
         (
-            zone::add(pool, &kms, &new_zone("acme", "0123"), &token, now).await,
+            zone::add(pool, &kms, &probe, &new_zone("acme", "0123"), &token, now).await,
             "InvalidZoneId",
         ),
         (
             zone::add(
                 pool,
                 &kms,
+                &probe,
                 &new_zone("nobody", &CF.replace('0', "1")),
                 &token,
                 now,
@@ -83,13 +85,14 @@ async fn tenants_and_zones_are_added_listed_and_validated() {
             "UnknownTenant",
         ),
         (
-            zone::add(pool, &kms, &new_zone("acme", CF), &token, now).await,
+            zone::add(pool, &kms, &probe, &new_zone("acme", CF), &token, now).await,
             "Exists",
         ),
         (
             zone::add(
                 pool,
                 &kms,
+                &probe,
                 &NewZone {
                     backfill_minutes: 7 * 24 * 60 + 1,
                     ..new_zone("acme", &CF.replace('1', "2"))
@@ -104,6 +107,7 @@ async fn tenants_and_zones_are_added_listed_and_validated() {
             zone::add(
                 pool,
                 &kms,
+                &probe,
                 &new_zone("acme", &CF.replace('1', "3")),
                 &SecretString::from(" "),
                 now,
@@ -115,6 +119,7 @@ async fn tenants_and_zones_are_added_listed_and_validated() {
             zone::add(
                 pool,
                 &kms,
+                &probe,
                 &NewZone {
                     demo: true,
                     ..new_zone("acme", &CF.replace('1', "4"))
@@ -129,6 +134,7 @@ async fn tenants_and_zones_are_added_listed_and_validated() {
             zone::add(
                 pool,
                 &kms,
+                &probe,
                 &NewZone {
                     endpoint: ZoneEndpoint::Simulator {
                         url: "ftp://127.0.0.1:1".into(),
@@ -191,10 +197,12 @@ async fn tenants_and_zones_are_added_listed_and_validated() {
 async fn pause_resume_steer_the_scheduler() {
     let env = TestEnv::new().await;
     let pool = &env.app.pool;
+    let (_cloudflare, probe) = cloudflare_stand_in(&[TOKEN]).await;
     tenant::add(pool, "acme", 30).await.unwrap();
     let id = zone::add(
         pool,
         &kms(&env),
+        &probe,
         &new_zone("acme", CF),
         &SecretString::from(TOKEN),
         Utc::now(),
@@ -443,5 +451,110 @@ async fn retry_failed_replans_failed_windows_inside_seven_days_and_refuses_beyon
         .await
         .expect("enqueue");
     assert_eq!(report.enqueued, 2);
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn zone_add_and_set_token_probe_the_token_and_the_retention_flag() {
+    // Issue 11 item 3: a wrong or under-privileged token was stored without a word and
+    // found out window by window.
+    let env = TestEnv::new().await;
+    let pool = &env.app.pool;
+    let kms = kms(&env);
+    tenant::add(pool, "acme", 30).await.unwrap();
+    let (_cloudflare, probe) = cloudflare_stand_in(&[TOKEN]).await;
+
+    let err = zone::add(
+        pool,
+        &kms,
+        &probe,
+        &new_zone("acme", CF),
+        &SecretString::from("a-revoked-token"),
+        Utc::now(),
+    )
+    .await
+    .expect_err("Cloudflare refuses the token");
+    assert!(matches!(err, ZoneError::TokenRefused { .. }), "{err}");
+    assert!(
+        err.to_string().contains(CF) && err.to_string().contains("403"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("a-revoked-token"));
+    assert!(zone::list(pool).await.unwrap().is_empty(), "nothing stored");
+
+    // Retention off at the zone: refused with the fix, or switched on when asked.
+    let sim = rainlogs_logpull_sim::Simulator::start_local(rainlogs_logpull_sim::SimConfig {
+        tokens: vec![TOKEN.to_owned()],
+        retention_default: false,
+        ..rainlogs_logpull_sim::SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let simulated = NewZone {
+        endpoint: ZoneEndpoint::Simulator {
+            url: sim.base_url(),
+        },
+        ..new_zone("acme", CF)
+    };
+    let at_sim = rainlogs_fetch::LogpullProbe::new(
+        rainlogs_fetch::logpull::LogpullConfig::default(),
+        rainlogs_fetch::CloudflareApi::default(),
+    );
+    let err = zone::add(
+        pool,
+        &kms,
+        &at_sim,
+        &simulated,
+        &SecretString::from(TOKEN),
+        Utc::now(),
+    )
+    .await
+    .expect_err("retention off");
+    assert!(matches!(err, ZoneError::RetentionOff { .. }), "{err}");
+    assert!(err.to_string().contains("retention/flag"), "{err}");
+    let id = zone::add(
+        pool,
+        &kms,
+        &at_sim.clone().enabling_retention(true),
+        &simulated,
+        &SecretString::from(TOKEN),
+        Utc::now(),
+    )
+    .await
+    .expect("retention switched on");
+
+    // set_token probes too; an unreachable endpoint is a retryable refusal.
+    let err = zone::set_token(
+        pool,
+        &kms,
+        &at_sim,
+        &id.to_string(),
+        &SecretString::from("nope"),
+        "test",
+    )
+    .await
+    .expect_err("refused");
+    assert!(matches!(err, ZoneError::TokenRefused { .. }), "{err}");
+    sim.shutdown().await.unwrap();
+    let err = zone::set_token(
+        pool,
+        &kms,
+        &at_sim,
+        &id.to_string(),
+        &SecretString::from(TOKEN),
+        "test",
+    )
+    .await
+    .expect_err("simulator gone");
+    assert!(
+        matches!(
+            err,
+            ZoneError::ProbeFailed {
+                retryable: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     env.teardown().await;
 }
