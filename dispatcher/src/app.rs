@@ -68,7 +68,9 @@ impl App {
             cloudflare,
             fetch_split: rainlogs_fetch::SplitPolicy::from_source(src)?,
             plan: rainlogs_archive::ledger::PlanPolicy::from_source(src)?,
-            queue: Queue::new(conn, redis.key_prefix).with_client(client),
+            queue: Queue::new(conn, redis.key_prefix)
+                .with_client(client)
+                .with_dead_letters(crate::queue::DeadLetterPolicy::from_source(src)?),
         })
     }
 

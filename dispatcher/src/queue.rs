@@ -265,7 +265,8 @@ end
 return out
 ";
 
-/// ARGV: prefix, then operations, each `op, queue, member, id, ...`:
+/// ARGV: prefix, dead-letter cap, dead-letter TTL (ms; 0 = none for either), then
+/// operations, each `op, queue, member, id, ...`:
 ///   ack     ukey, n, (queue, id, body, due, ukey)*n   – done; enqueue follow-ups
 ///   retry   body, due                                 – another attempt later
 ///   dead    ukey, letter                              – to the dead letters
@@ -274,8 +275,28 @@ return out
 /// Returns per operation 1 (applied) or 0 (lease lost: someone else owns the task).
 const LUA_SETTLE: &str = r"
 local now = now_ms()
+local dead_max, dead_ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
+-- The dead-letter policy (docs/QUEUE.md): letters older than the TTL expire, and past
+-- the cap the oldest go. Bounded work per call (a backlog shrinks over several calls).
+local function trim_dead(q)
+  local gone = {}
+  if dead_ttl > 0 then
+    gone = redis.call('ZRANGEBYSCORE', k(q, 'dead_idx'), '-inf', now - dead_ttl, 'LIMIT', 0, 100)
+  end
+  if dead_max > 0 then
+    local over = redis.call('ZCARD', k(q, 'dead_idx')) - #gone - dead_max
+    if over > 0 then
+      gone = redis.call('ZRANGE', k(q, 'dead_idx'), 0, #gone + math.min(over, 1000) - 1)
+    end
+  end
+  if #gone > 0 then
+    redis.call('HDEL', k(q, 'dead'), unpack(gone))
+    redis.call('ZREM', k(q, 'dead_idx'), unpack(gone))
+    redis.call('HINCRBY', k(q, 'stats'), 'dead_dropped', #gone)
+  end
+end
 local out = {}
-local i = 2
+local i = 4
 while i <= #ARGV do
   local op, q, member, id = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
   i = i + 4
@@ -318,6 +339,7 @@ while i <= #ARGV do
       redis.call('ZADD', k(q, 'dead_idx'), now, id)
       redis.call('HINCRBY', k(q, 'stats'), 'failed', 1)
       redis.call('HINCRBY', k(q, 'stats'), 'dead', 1)
+      trim_dead(q)
     end
   elseif op == 'requeue' then
     if held then
@@ -531,6 +553,51 @@ pub struct Queue {
     client: Option<redis::Client>,
     keys: Keys,
     scripts: std::sync::Arc<Scripts>,
+    dead_letters: DeadLetterPolicy,
+}
+
+/// How many dead letters a queue keeps, and for how long (docs/QUEUE.md). Applied each
+/// time a task is dead-lettered: letters past `ttl` expire, and beyond `max` the oldest
+/// go; both counted in the queue's `dead_dropped` counter. Nothing of the archive is
+/// lost with a dropped letter: window tasks are re-derived from the Postgres ledger by
+/// the reconciler; a dead letter is the diagnosis, not the work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadLetterPolicy {
+    /// Most dead letters kept per queue (0 = no cap).
+    pub max: u64,
+    /// Longest a dead letter is kept (zero = forever).
+    pub ttl: std::time::Duration,
+}
+
+impl DeadLetterPolicy {
+    pub const MAX: &'static str = "RAINLOGS_DEAD_LETTER_MAX";
+    pub const TTL_DAYS: &'static str = "RAINLOGS_DEAD_LETTER_TTL_DAYS";
+
+    pub fn from_source(
+        src: &rainlogs_core::config::ConfigSource,
+    ) -> Result<Self, rainlogs_core::config::ConfigError> {
+        let d = Self::default();
+        let days: u64 = src.parsed_or(Self::TTL_DAYS, d.ttl.as_secs() / 86_400)?;
+        if days > 3650 {
+            return Err(rainlogs_core::config::ConfigError::Invalid {
+                var: Self::TTL_DAYS.into(),
+                reason: format!("{days} days is more than 10 years (0 keeps them forever)"),
+            });
+        }
+        Ok(Self {
+            max: src.parsed_or(Self::MAX, d.max)?,
+            ttl: std::time::Duration::from_secs(days * 86_400),
+        })
+    }
+}
+
+impl Default for DeadLetterPolicy {
+    fn default() -> Self {
+        Self {
+            max: 10_000,
+            ttl: std::time::Duration::from_secs(30 * 86_400),
+        }
+    }
 }
 
 impl Queue {
@@ -540,7 +607,14 @@ impl Queue {
             client: None,
             keys: Keys::new(prefix),
             scripts: std::sync::Arc::new(Scripts::new()),
+            dead_letters: DeadLetterPolicy::default(),
         }
+    }
+
+    /// Applies `policy` to the dead letters this queue writes.
+    pub fn with_dead_letters(mut self, policy: DeadLetterPolicy) -> Self {
+        self.dead_letters = policy;
+        self
     }
 
     /// Lets idle workers block on Redis for new work instead of polling.
@@ -561,6 +635,7 @@ impl Queue {
             client: self.client.clone(),
             keys: Keys::new(format!("{}:{scope}", self.keys.prefix())),
             scripts: self.scripts.clone(),
+            dead_letters: self.dead_letters,
         }
     }
 
@@ -785,7 +860,9 @@ impl Queue {
             return Ok(Vec::new());
         };
         let mut inv = self.scripts.settle.prepare_invoke();
-        inv.arg(self.keys.prefix());
+        inv.arg(self.keys.prefix())
+            .arg(self.dead_letters.max)
+            .arg(self.dead_letters.ttl.as_millis() as u64);
         for item in batch {
             let d = &item.delivery;
             let op = match &item.settlement {
@@ -1062,6 +1139,7 @@ impl Queue {
             failed: c("failed"),
             retried: c("retried"),
             dead_lettered: c("dead"),
+            dead_dropped: c("dead_dropped"),
         })
     }
 }
@@ -1102,4 +1180,6 @@ pub struct QueueStats {
     pub failed: u64,
     pub retried: u64,
     pub dead_lettered: u64,
+    /// Dead letters expired or dropped over the cap ([`DeadLetterPolicy`]).
+    pub dead_dropped: u64,
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use common::*;
 use rainlogs_core::TaskEnvelope;
-use rainlogs_dispatcher::queue::{Enqueued, Settlement};
+use rainlogs_dispatcher::queue::{DeadLetterPolicy, Enqueued, Settlement};
 use rainlogs_dispatcher::schedule::Schedule;
 use serde_json::json;
 
@@ -618,6 +618,89 @@ async fn dead_letters_can_be_listed_redriven_and_purged() {
     );
     stop(tx, h).await;
     r.cleanup().await;
+}
+
+#[tokio::test]
+async fn dead_letters_are_capped_and_expire_by_policy() {
+    // Issue 11 item 4: dead letters grew without bound (a window that could never
+    // succeed added one every reconcile). Policy: at most `max`, none older than `ttl`.
+    let r = TestRedis::new().await;
+    let queue = r.queue.clone().with_dead_letters(DeadLetterPolicy {
+        max: 3,
+        ttl: Duration::from_secs(86_400),
+    });
+    // A letter from two days ago (as an older dispatcher would have left it).
+    let mut conn = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let old_ms = (Utc::now() - chrono::Duration::days(2)).timestamp_millis();
+    let _: () = redis::pipe()
+        .hset(queue.keys().dead("dlcap"), "ancient", "{}")
+        .zadd(queue.keys().dead_index("dlcap"), "ancient", old_ms)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let rec = Recorder::new("w");
+    let (tx, h) = spawn_worker(rec.worker(&queue, fast_config("dlcap", 1)));
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let env = queue
+            .enqueue(spec("dlcap", "t.fail", json!({ "n": n })))
+            .await
+            .unwrap();
+        ids.push(env.id.to_string());
+        // One at a time, so "oldest" is well defined.
+        wait_for("dead-lettered", WAIT, || async {
+            queue
+                .dead_letter("dlcap", &env.id.to_string())
+                .await
+                .unwrap()
+                .map(|_| ())
+        })
+        .await;
+    }
+    stop(tx, h).await;
+    let left: Vec<String> = queue
+        .dead_letters("dlcap")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(
+        left,
+        vec![ids[4].clone(), ids[3].clone(), ids[2].clone()],
+        "the newest three"
+    );
+    let stats = queue.stats("dlcap").await.unwrap();
+    assert_eq!(stats.depth.dead, 3);
+    assert_eq!(stats.dead_lettered, 5);
+    assert_eq!(
+        stats.dead_dropped, 3,
+        "the expired one and two over the cap"
+    );
+    r.cleanup().await;
+}
+
+#[test]
+fn dead_letter_policy_reads_its_variables() {
+    use rainlogs_core::config::ConfigSource;
+    let d = DeadLetterPolicy::from_source(&ConfigSource::default()).unwrap();
+    assert_eq!((d.max, d.ttl), (10_000, Duration::from_secs(30 * 86_400)));
+    let p = DeadLetterPolicy::from_source(&ConfigSource::from_pairs([
+        (DeadLetterPolicy::MAX, "0"),
+        (DeadLetterPolicy::TTL_DAYS, "7"),
+    ]))
+    .unwrap();
+    assert_eq!((p.max, p.ttl), (0, Duration::from_secs(7 * 86_400)));
+    let err = DeadLetterPolicy::from_source(&ConfigSource::from_pairs([(
+        DeadLetterPolicy::TTL_DAYS,
+        "99999",
+    )]))
+    .unwrap_err();
+    assert_eq!(err.subject(), DeadLetterPolicy::TTL_DAYS);
 }
 
 #[tokio::test]

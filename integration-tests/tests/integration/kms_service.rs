@@ -166,7 +166,26 @@ async fn shredded_tenant_objects_and_secrets_become_unreadable() {
     };
     let blob = kms.encrypt_secret(&binding, b"cf-token").await.unwrap();
 
+    let zone: Uuid = sqlx::query_scalar(
+        "INSERT INTO zones (id, tenant_id, cf_zone_id, name, cadence_seconds, backfill_from)
+         VALUES ($3, $1, $2, 'shred.example', 60, now()) RETURNING id",
+    )
+    .bind(t)
+    .bind(Uuid::new_v4().simple().to_string())
+    .bind(Uuid::new_v4())
+    .fetch_one(&env.app.pool)
+    .await
+    .unwrap();
     assert_eq!(kms.shred_tenant(t).await.unwrap(), 2);
+    // Issue 11 item 4: shredding parks the tenant's zones, with the reason.
+    let (paused, why): (bool, Option<String>) =
+        sqlx::query_as("SELECT paused, paused_reason FROM zones WHERE id = $1")
+            .bind(zone)
+            .fetch_one(&env.app.pool)
+            .await
+            .unwrap();
+    assert!(paused, "a shredded tenant's zone is paused");
+    assert!(why.unwrap_or_default().contains("crypto-shredded"));
     assert!(matches!(
         open(&kms, &ctx, &object).await,
         Err(SealError::Key(KeyError::Shredded { version: 1, .. }))

@@ -376,6 +376,76 @@ async fn a_window_too_recent_for_cloudflares_clock_is_retried_not_failed() {
 }
 
 #[tokio::test]
+async fn windows_that_can_never_succeed_are_parked_not_re_sent_forever() {
+    // Issue 11 item 4: no token, or a shredded tenant, left the window in flight; the
+    // reconciler re-sent it every 5 minutes, a dead letter and audit rows each time.
+    let env = TestEnv::new().await;
+    let stages = Stages::new(&env).await;
+
+    // A zone without a token.
+    let bare = env.insert_zone(60, Utc::now() - TimeDelta::hours(1)).await;
+    let bare = Zone {
+        id: bare,
+        tenant: Uuid::nil(),
+        cf: String::new(),
+    };
+    let (w1, _, _) = window(&env, &bare).await;
+    let out = stages
+        .run(spec(kinds::FETCH_WINDOW, w1))
+        .await
+        .expect("parked");
+    let reason = out.result["parked"].as_str().unwrap().to_owned();
+    assert!(reason.contains("zone.no_token"), "{reason}");
+    assert_eq!(state(&env, w1).await.0, WindowState::Planned);
+
+    // A tenant shredded while its window is staged: shredding parks its zones, and
+    // encrypt (which cannot get a data key) parks instead of failing in a loop.
+    let zone = zone(&env, &stages, TOKEN).await;
+    let (w2, _, _) = window(&env, &zone).await;
+    stages.run(spec(kinds::FETCH_WINDOW, w2)).await.unwrap();
+    assert_eq!(state(&env, w2).await.0, WindowState::Staged);
+    let keyring = MasterKeyring::parse(MASTER, None).unwrap();
+    KmsService::new(env.app.pool.clone(), keyring, "test")
+        .shred_tenant(zone.tenant)
+        .await
+        .unwrap();
+    let (paused, why): (bool, Option<String>) =
+        sqlx::query_as("SELECT paused, paused_reason FROM zones WHERE id = $1")
+            .bind(zone.id)
+            .fetch_one(&env.app.pool)
+            .await
+            .unwrap();
+    assert!(
+        paused && why.as_deref().unwrap_or_default().contains("shredded"),
+        "{why:?}"
+    );
+    let out = stages
+        .run(spec(kinds::ENCRYPT_WINDOW, w2))
+        .await
+        .expect("parked");
+    assert!(
+        out.result["parked"]
+            .as_str()
+            .unwrap()
+            .contains("kms.shredded"),
+        "{:?}",
+        out.result
+    );
+    assert_eq!(
+        state(&env, w2).await.0,
+        WindowState::Staged,
+        "kept, not failed"
+    );
+
+    // Neither window is sent again: their zones are parked.
+    let pass = rainlogs_dispatcher::reconcile::reconcile(&env.app, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(pass.enqueued + pass.duplicates, 0, "{pass:?}");
+    env.teardown().await;
+}
+
+#[tokio::test]
 async fn a_refused_token_parks_the_zone_and_its_windows_wait_until_a_new_token() {
     // Issue 11 item 3: a 401/403 failed every window of the zone for good while
     // planning went on; the only repair was SQL.
