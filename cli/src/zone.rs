@@ -74,6 +74,9 @@ pub enum ZoneCommand {
         /// A legal hold blocks every deletion of the zone's archives.
         #[arg(long)]
         legal_hold: Option<crate::tenant::OnOff>,
+        /// Accept a retention below the legal minimum (395 days; docs/RETENTION.md).
+        #[arg(long, requires = "retention_days")]
+        confirm_short_retention: bool,
     },
     /// Which minutes of the zone are archived, empty, failed, in flight or missing.
     Coverage {
@@ -175,6 +178,7 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
             retention_days,
             inherit_retention,
             legal_hold,
+            confirm_short_retention,
         } => {
             let actor = super::cli_actor("zone");
             if let Some(var) = token_env {
@@ -202,6 +206,7 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
                     retention_days.map(Some)
                 },
                 legal_hold: legal_hold.map(crate::tenant::OnOff::is_on),
+                confirm_short_retention,
             };
             let id = set_retention(&pool, &zone, change, &actor).await?;
             let (days, hold): (Option<i32>, bool) =

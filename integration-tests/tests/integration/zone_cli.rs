@@ -558,3 +558,89 @@ async fn zone_add_and_set_token_probe_the_token_and_the_retention_flag() {
     );
     env.teardown().await;
 }
+
+#[tokio::test]
+async fn retention_below_the_legal_minimum_needs_explicit_confirmation() {
+    // Issue 11 item 13: `tenant set --retention-days 30` was accepted silently, and the
+    // next prune deleted 12 months of logs the law may still require.
+    let env = TestEnv::new().await;
+    let pool = &env.app.pool;
+    tenant::add(pool, "acme", 395).await.unwrap();
+    assert_eq!(tenant::LEGAL_MIN_RETENTION_DAYS, 395);
+    let short = tenant::RetentionChange {
+        retention_days: Some(30),
+        ..Default::default()
+    };
+    let err = tenant::set(pool, "acme", short, "test").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TenantError::ShortRetention {
+                days: 30,
+                minimum: 395
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("--confirm-short-retention"),
+        "{err}"
+    );
+    assert_eq!(
+        tenant::list(pool).await.unwrap()[0].retention_days,
+        395,
+        "unchanged"
+    );
+    // At the minimum and above: no confirmation needed. Below, with it: accepted, audited.
+    for days in [395, 730] {
+        let change = tenant::RetentionChange {
+            retention_days: Some(days),
+            ..Default::default()
+        };
+        tenant::set(pool, "acme", change, "test").await.unwrap();
+    }
+    let confirmed = tenant::RetentionChange {
+        confirm_short_retention: true,
+        ..short
+    };
+    tenant::set(pool, "acme", confirmed, "test").await.unwrap();
+    assert_eq!(tenant::list(pool).await.unwrap()[0].retention_days, 30);
+    let detail: serde_json::Value = sqlx::query_scalar(
+        "SELECT detail FROM audit_events WHERE operation = 'tenant.set' ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(detail["confirmed_short_retention"], true);
+
+    // A zone override follows the same rule.
+    let zone_id = env.insert_zone(60, Utc::now()).await;
+    let err = zone::set_retention(
+        pool,
+        &zone_id.to_string(),
+        zone::ZoneRetentionChange {
+            retention_days: Some(Some(90)),
+            ..Default::default()
+        },
+        "test",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, ZoneError::ShortRetention { days: 90, .. }),
+        "{err}"
+    );
+    zone::set_retention(
+        pool,
+        &zone_id.to_string(),
+        zone::ZoneRetentionChange {
+            retention_days: Some(Some(90)),
+            confirm_short_retention: true,
+            ..Default::default()
+        },
+        "test",
+    )
+    .await
+    .unwrap();
+    env.teardown().await;
+}

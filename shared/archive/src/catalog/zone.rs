@@ -50,6 +50,8 @@ pub enum ZoneError {
     InvalidRetention(i32),
     #[error("nothing to change: give --retention-days, --inherit-retention and/or --legal-hold")]
     NothingToChange,
+    #[error("retention of {days} days is below the legal minimum of {minimum} days (13 months, NIS2-style log retention): prune would delete archives the law may still require; pass --confirm-short-retention if these logs are not bound by it")]
+    ShortRetention { days: i32, minimum: i32 },
     #[error("cannot retry windows starting before {earliest}: Cloudflare keeps Logpull data for 7 days, so failed windows from {from} on are lost for good and stay failed_permanent (give --from {earliest} or later)")]
     BeyondLogpull {
         from: DateTime<Utc>,
@@ -100,6 +102,7 @@ impl Classify for ZoneError {
             ZoneError::EmptyRange => "zone.empty_range",
             ZoneError::InvalidRetention(_) => "zone.invalid_retention",
             ZoneError::NothingToChange => "zone.nothing_to_change",
+            ZoneError::ShortRetention { .. } => "zone.short_retention",
             ZoneError::BeyondLogpull { .. } => "zone.beyond_logpull",
             ZoneError::TokenRefused { .. } => "zone.token_refused",
             ZoneError::RetentionOff { .. } => "zone.retention_off",
@@ -343,6 +346,8 @@ pub async fn set_paused(pool: &PgPool, zone: &str, paused: bool) -> Result<Uuid,
 pub struct ZoneRetentionChange {
     pub retention_days: Option<Option<i32>>,
     pub legal_hold: Option<bool>,
+    /// Accept an override below `tenant::LEGAL_MIN_RETENTION_DAYS`.
+    pub confirm_short_retention: bool,
 }
 
 /// Applies `change` to a zone and writes one `zone.set` audit row (old and new values)
@@ -360,6 +365,14 @@ pub async fn set_retention(
     if let Some(Some(days)) = change.retention_days {
         if !(1..=crate::catalog::tenant::MAX_RETENTION_DAYS).contains(&days) {
             return Err(ZoneError::InvalidRetention(days));
+        }
+        if days < crate::catalog::tenant::LEGAL_MIN_RETENTION_DAYS
+            && !change.confirm_short_retention
+        {
+            return Err(ZoneError::ShortRetention {
+                days,
+                minimum: crate::catalog::tenant::LEGAL_MIN_RETENTION_DAYS,
+            });
         }
     }
     let id = resolve(pool, zone).await?;
