@@ -94,6 +94,40 @@ async fn retry_after_hint_is_honoured() {
 }
 
 #[tokio::test]
+async fn a_huge_retry_after_hint_is_capped_by_configuration() {
+    // Issue 11 item 13: a Retry-After of ten days parked the task — and its window's
+    // dedup key — past Cloudflare's 7 days.
+    let r = TestRedis::new().await;
+    let rec = Recorder::new("w");
+    let cfg = rainlogs_dispatcher::config::DispatcherConfig {
+        retry_after_max: Duration::from_millis(300),
+        ..fast_config("hintcap", 4)
+    };
+    let (tx, h) = spawn_worker(rec.worker(&r.queue, cfg));
+    let ten_days_ms = 10 * 86_400 * 1000u64;
+    let env = r
+        .queue
+        .enqueue(spec(
+            "hintcap",
+            "t.retry",
+            json!({"retry_after_ms": ten_days_ms, "succeed_on": 2}),
+        ))
+        .await
+        .unwrap();
+    wait_for(
+        "the second attempt, after the capped wait",
+        WAIT,
+        || async { rec.done().contains(&env.id).then_some(()) },
+    )
+    .await;
+    let starts = rec.starts();
+    let due = starts[1].not_before.expect("a retry carries its due time");
+    assert!(due - starts[0].started < chrono::Duration::days(1), "{due}");
+    stop(tx, h).await;
+    r.cleanup().await;
+}
+
+#[tokio::test]
 async fn permanent_error_goes_to_the_dead_letters_at_once() {
     let r = TestRedis::new().await;
     let rec = Recorder::new("w");
