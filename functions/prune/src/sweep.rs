@@ -22,7 +22,7 @@ use rainlogs_core::storage::ObjectInfo;
 use sqlx::{PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::run::{db, storage, PruneError, Run, SweepReport};
+use crate::context::{db, storage, PruneError, Run, SweepReport};
 
 /// The window states that still need their objects (see `WindowState::IN_FLIGHT`).
 /// Compared as text so a state added by a later migration is simply "not in flight".
