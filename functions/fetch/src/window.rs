@@ -436,21 +436,16 @@ async fn resettle(pool: &PgPool, window_id: i64) -> Result<HandlerOutput, TaskEr
 /// What to answer when the window is not waiting for a fetch; `None` when it is.
 async fn settled(pool: &PgPool, window: &WindowFacts) -> Result<Option<HandlerOutput>, TaskError> {
     let result = serde_json::json!({ "window_id": window.id, "state": window.state, "note": "already fetched" });
+    let task = WindowTask {
+        window_id: window.id,
+    };
     Ok(match window.state.for_stage(kinds::FETCH_WINDOW) {
-        StageAction::Work => None,
-        StageAction::HandOn(kind) => Some(HandlerOutput {
-            result,
-            next: vec![WindowTask {
-                window_id: window.id,
-            }
-            .spec(kind)],
-        }),
         // Hand the halves on again: the run that split may have died before they left.
         StageAction::Nothing if window.state == WindowState::Split => {
             let halves = ledger::split_halves(pool, window.id).await?;
             Some(split_output(window.id, halves, "already split"))
         }
-        StageAction::Nothing => Some(HandlerOutput::done(result)),
+        action => task.answer(action, result),
     })
 }
 

@@ -99,11 +99,13 @@ fn counts<T: Serialize>(part: &T) -> serde_json::Value {
 
 async fn passes(run: &mut Run<'_>, report: &mut PruneReport) -> Result<(), PruneError> {
     if let Some(tenant) = run.opts.tenant {
-        let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)")
-            .bind(tenant)
-            .fetch_one(run.pool)
-            .await
-            .map_err(db("look up tenant"))?;
+        let known: bool = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1) AS "known!""#,
+            tenant
+        )
+        .fetch_one(run.pool)
+        .await
+        .map_err(db("look up tenant"))?;
         if !known {
             return Err(PruneError::UnknownTenant(tenant));
         }

@@ -59,8 +59,7 @@ pub(crate) async fn staging(
         None => vec!["staging/".to_owned()],
         Some(t) => {
             let zones: Vec<Uuid> =
-                sqlx::query_scalar("SELECT id FROM zones WHERE tenant_id = $1 ORDER BY id")
-                    .bind(t)
+                sqlx::query_scalar!("SELECT id FROM zones WHERE tenant_id = $1 ORDER BY id", t)
                     .fetch_all(run.pool)
                     .await
                     .map_err(db(format!("list zones of tenant {t}")))?;
@@ -205,14 +204,15 @@ async fn judge_orphans(
     at: &str,
 ) -> Result<Vec<Doomed>, PruneError> {
     let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
-    let catalogued: HashSet<String> =
-        sqlx::query_scalar("SELECT object_key FROM archived_objects WHERE object_key = ANY($1)")
-            .bind(&keys)
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(db(format!("read catalog, {at}")))?
-            .into_iter()
-            .collect();
+    let catalogued: HashSet<String> = sqlx::query_scalar!(
+        "SELECT object_key FROM archived_objects WHERE object_key = ANY($1)",
+        &keys
+    )
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db(format!("read catalog, {at}")))?
+    .into_iter()
+    .collect();
     let mut doomed = Vec::new();
     for o in objects {
         if catalogued.contains(&o.key) {
@@ -334,20 +334,20 @@ async fn receipts(
     let tenants: Vec<Option<Uuid>> = deleted.iter().map(|d| d.tenant).collect();
     let keys: Vec<&str> = deleted.iter().map(|d| d.key.as_str()).collect();
     let sizes: Vec<i64> = deleted.iter().map(|d| d.size as i64).collect();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO deletion_receipts
            (run_id, rule, window_id, zone_id, tenant_id, object_key, size_bytes)
          SELECT $1, $2, r.window_id, r.zone_id, r.tenant_id, r.object_key, r.size_bytes
          FROM unnest($3::bigint[], $4::uuid[], $5::uuid[], $6::text[], $7::bigint[])
               AS r(window_id, zone_id, tenant_id, object_key, size_bytes)",
+        run_id,
+        rule,
+        &windows as &[Option<i64>],
+        &zones as &[Option<Uuid>],
+        &tenants as &[Option<Uuid>],
+        &keys as &[&str],
+        &sizes,
     )
-    .bind(run_id)
-    .bind(rule)
-    .bind(&windows)
-    .bind(&zones)
-    .bind(&tenants)
-    .bind(&keys)
-    .bind(&sizes)
     .execute(tx)
     .await
     .map_err(db(format!("write deletion receipts, {at}")))?;

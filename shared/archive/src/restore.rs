@@ -493,13 +493,14 @@ impl Run<'_> {
             })?;
         self.stats.zone_id = zone;
         if let Some(t) = &self.req.tenant {
-            let owner: Option<(Uuid, String)> = sqlx::query_as(
+            let owner: Option<(Uuid, String)> = sqlx::query!(
                 "SELECT t.id, t.name FROM zones z JOIN tenants t ON t.id = z.tenant_id WHERE z.id = $1",
+                zone
             )
-            .bind(zone)
             .fetch_optional(pool)
             .await
-            .map_err(RestoreError::operational)?;
+            .map_err(RestoreError::operational)?
+            .map(|r| (r.id, r.name));
             if !owner.is_some_and(|(id, name)| id.to_string() == *t || name == *t) {
                 return Err(RestoreError::Input(format!(
                     "zone {} does not belong to tenant {t}",

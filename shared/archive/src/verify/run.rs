@@ -76,7 +76,7 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 struct ZoneSel {
     id: Uuid,
     tenant_id: Uuid,
@@ -95,14 +95,15 @@ async fn select_zones(pool: &PgPool, req: &Request) -> Result<Vec<ZoneSel>, Sele
         None => None,
         Some(z) => Some(zone::resolve(pool, z).await?),
     };
-    let zones: Vec<ZoneSel> = sqlx::query_as(
+    let zones: Vec<ZoneSel> = sqlx::query_as!(
+        ZoneSel,
         "SELECT z.id, z.tenant_id, z.name, z.cadence_seconds, z.backfill_from
          FROM zones z JOIN tenants t ON t.id = z.tenant_id
          WHERE ($1::uuid IS NULL OR z.tenant_id = $1) AND ($2::uuid IS NULL OR z.id = $2)
          ORDER BY t.name, z.name, z.id",
+        tenant,
+        zone,
     )
-    .bind(tenant)
-    .bind(zone)
     .fetch_all(pool)
     .await
     .map_err(|e| DbError::query("list zones to verify", e))?;
