@@ -112,9 +112,13 @@ pub struct RetentionReport {
 pub struct SweepReport {
     /// Objects listed under the prefix.
     pub listed: u64,
-    /// Deleted (dry run: that would be), and their bytes.
+    /// Deleted (dry run: that would be), and their bytes (for orphans: the reported
+    /// objects' bytes).
     pub deleted: u64,
     pub bytes: u64,
+    /// Orphans found and left in place: the orphan sweep reports, it never deletes
+    /// (docs/RETENTION.md, "Orphans").
+    pub reported: u64,
     /// Kept: younger than the grace period / age threshold.
     pub kept_young: u64,
     /// Kept: their window is still in flight.

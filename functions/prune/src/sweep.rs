@@ -3,7 +3,10 @@
 //! - Orphans: objects under `archive/` without an `archived_objects` row, older than
 //!   the grace period (upload puts the object *before* committing its row, so a young
 //!   uncatalogued object may be a window mid-upload) and whose window — read back from
-//!   the key — is not in flight. Receipt rule `orphan`.
+//!   the key — is not in flight. They are **reported, never deleted**: an archive object
+//!   the catalog does not know may be the only copy of a window (a Postgres restored
+//!   from an older backup, two deployments sharing a bucket, catalog rows dropped by a
+//!   database-only attacker), and it is self-describing, so it can be re-adopted.
 //! - Stale staging: objects under `staging/` older than the age threshold whose window
 //!   is final or gone (a window in flight still needs its staged payload). Receipt
 //!   rule `staging-stale`.
@@ -157,6 +160,18 @@ async fn page(
         Sweep::Staging => judge_staging(&mut tx, objects, report, &at).await?,
     };
     if doomed.is_empty() {
+        return Ok(());
+    }
+    if matches!(kind, Sweep::Orphans) {
+        // Report only: nothing under archive/ is deleted by a sweep.
+        for d in &doomed {
+            report.reported += 1;
+            report.bytes += d.size;
+            if report.sample.len() < run.opts.sample {
+                report.sample.push(d.key.clone());
+            }
+            tracing::warn!(key = %d.key, window = ?d.window, "archive object without a catalog row (reported, kept)");
+        }
         return Ok(());
     }
     let deleted: Vec<&Doomed> = if run.opts.dry_run {
