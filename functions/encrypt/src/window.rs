@@ -95,9 +95,11 @@ pub(crate) async fn run(
     let key = window.archive_key();
     put_file(store, &key, spool.path()).await?;
     sqlx::query!(
-        "UPDATE windows SET state = 'sealed', state_since = now(), last_error = NULL
+        "UPDATE windows SET state = 'sealed', state_since = now(), last_error = NULL,
+                            sealed_sha256 = $2
          WHERE id = $1",
         window.id,
+        &summary.object_sha256[..],
     )
     .execute(&mut *tx)
     .await
