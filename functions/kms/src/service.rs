@@ -131,6 +131,11 @@ impl KmsService {
         Ok(Self::new(pool, MasterKeyring::from_source(src)?, actor))
     }
 
+    /// The Postgres pool the kms keeps its keys (and approvals) in.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     pub fn new(pool: PgPool, keyring: MasterKeyring, actor: impl Into<String>) -> Self {
         Self {
             pool,
