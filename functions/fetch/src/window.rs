@@ -150,15 +150,33 @@ pub(crate) async fn run(
         return mark_empty(pool, &window).await;
     };
     put_file(store, &window.staging_key(), spool.path()).await?;
-    if !ledger::transition(
-        pool,
+    // `staged`, with the quarantined lines' count and first positions on the window.
+    let sample = (!pulled.summary.malformed.is_empty()).then(|| {
+        serde_json::Value::Array(
+            pulled
+                .summary
+                .malformed
+                .iter()
+                .map(
+                    |m| serde_json::json!({"line": m.line, "offset": m.offset, "reason": m.reason}),
+                )
+                .collect(),
+        )
+    });
+    let staged = sqlx::query!(
+        "UPDATE windows SET state = 'staged', state_since = now(), last_error = NULL,
+                            malformed_lines = $2, malformed_sample = $3
+         WHERE id = $1 AND state = 'fetching'",
         window.id,
-        &[WindowState::Fetching],
-        WindowState::Staged,
-        None,
+        pulled.summary.malformed_lines as i64,
+        sample,
     )
-    .await?
-    {
+    .execute(pool)
+    .await
+    .map_err(|e| TaskError::from(DbError::query("mark window staged", e)))?
+    .rows_affected()
+        == 1;
+    if !staged {
         // A concurrent fetch got there first. If the window is already past upload,
         // nobody will delete what this run just staged: do it here. (While the window
         // is staged or sealed, upload's cleanup still comes after this put.)
