@@ -244,6 +244,8 @@ pub async fn register(
 ) -> anyhow::Result<Vec<Uuid>> {
     tenant::add(&app.pool, tenant_name, 30).await?;
     let mut zone_ids = Vec::new();
+    // The token is probed at the simulator like any zone's (retention, fields).
+    let probe = rainlogs_fetch::LogpullProbe::new(app.logpull.clone(), app.cloudflare.clone());
     for z in zones {
         // Zone names are unique per run too, so several flows can share a database.
         let prefix = z.cf_zone_id.get(..8).unwrap_or(&z.cf_zone_id);
@@ -251,6 +253,7 @@ pub async fn register(
         let id = zone::add(
             &app.pool,
             kms,
+            &probe,
             &zone::NewZone {
                 tenant: tenant_name,
                 cf_zone_id: &z.cf_zone_id,
@@ -272,7 +275,8 @@ pub async fn register(
                 .await
                 .context("set the zone's Logpull fields")?;
         }
-        ledger::plan_zone(&app.pool, id, now).await?;
+        // The demo's simulator runs on this host's clock: Logpull's minute is enough.
+        ledger::plan_zone(&app.pool, id, now, &ledger::PlanPolicy::same_clock()).await?;
         zone_ids.push(id);
     }
     Ok(zone_ids)

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use rainlogs_core::config::{ConfigSource, DatabaseConfig};
-use rainlogs_kms::{KmsService, MasterKeyring};
+use rainlogs_kms::KmsService;
 use uuid::Uuid;
 
 #[derive(Debug, clap::Subcommand)]
@@ -62,9 +62,8 @@ pub enum ApproveOperation {
 /// The kms as this CLI user: Postgres plus the master keyring from configuration.
 pub async fn connect(src: &ConfigSource, what: &str) -> anyhow::Result<KmsService> {
     let db = DatabaseConfig::from_source(src)?;
-    let keyring = MasterKeyring::from_source(src)?;
     let pool = rainlogs_core::db::connect(&db).await?;
-    Ok(KmsService::new(pool, keyring, super::cli_actor(what)))
+    Ok(KmsService::from_config(pool, src, super::cli_actor(what))?)
 }
 
 pub async fn run(src: &ConfigSource, cmd: KmsCommand) -> anyhow::Result<ExitCode> {
@@ -88,8 +87,13 @@ pub async fn run(src: &ConfigSource, cmd: KmsCommand) -> anyhow::Result<ExitCode
             if let Some(t) = tenant {
                 for row in kms.tenant_keys(Some(t)).await? {
                     println!(
-                        "tenant {} key v{}: {} (master v{})",
-                        row.tenant_id, row.version, row.state, row.master_version
+                        "tenant {} key v{}: {} (master v{}, {} encryptions of {} before automatic rotation)",
+                        row.tenant_id,
+                        row.version,
+                        row.state,
+                        row.master_version,
+                        row.wraps,
+                        kms.rotate_after_wraps()
                     );
                 }
             }

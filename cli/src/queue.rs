@@ -198,7 +198,7 @@ pub fn stats_table(all: &[QueueStats]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<16} {:>7} {:>8} {:>7} {:>8} {:>6} {:>10} {:>10} {:>8} {:>8} {:>6}",
+        "{:<16} {:>7} {:>8} {:>7} {:>8} {:>6} {:>10} {:>10} {:>8} {:>8} {:>6} {:>8}",
         "QUEUE",
         "STATE",
         "READY",
@@ -209,12 +209,13 @@ pub fn stats_table(all: &[QueueStats]) -> String {
         "PROCESSED",
         "FAILED",
         "RETRIED",
-        "DEAD#"
+        "DEAD#",
+        "DROPPED"
     );
     for s in all {
         let _ = writeln!(
             out,
-            "{:<16} {:>7} {:>8} {:>7} {:>8} {:>6} {:>10} {:>10} {:>8} {:>8} {:>6}",
+            "{:<16} {:>7} {:>8} {:>7} {:>8} {:>6} {:>10} {:>10} {:>8} {:>8} {:>6} {:>8}",
             s.queue,
             if s.paused { "paused" } else { "running" },
             s.depth.ready,
@@ -225,7 +226,8 @@ pub fn stats_table(all: &[QueueStats]) -> String {
             s.processed,
             s.failed,
             s.retried,
-            s.dead_lettered
+            s.dead_lettered,
+            s.dead_dropped
         );
     }
     let _ = writeln!(

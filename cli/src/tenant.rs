@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use rainlogs_archive::catalog::tenant::{add, list, set, RetentionChange};
+use rainlogs_archive::catalog::tenant::{add, check_short_retention, list, set, RetentionChange};
 use rainlogs_core::config::{ConfigSource, DatabaseConfig};
 
 #[derive(Debug, clap::Subcommand)]
@@ -14,6 +14,9 @@ pub enum TenantCommand {
         /// How long its archives are kept (days).
         #[arg(long, default_value_t = 395)]
         retention_days: i32,
+        /// Accept a retention below the legal minimum (395 days; docs/RETENTION.md).
+        #[arg(long)]
+        confirm_short_retention: bool,
     },
     /// List tenants with their zone counts.
     List,
@@ -27,6 +30,9 @@ pub enum TenantCommand {
         /// A legal hold blocks every deletion of the tenant's archives.
         #[arg(long)]
         legal_hold: Option<OnOff>,
+        /// Accept a retention below the legal minimum (395 days; docs/RETENTION.md).
+        #[arg(long, requires = "retention_days")]
+        confirm_short_retention: bool,
     },
 }
 
@@ -49,7 +55,9 @@ pub(crate) async fn run(src: &ConfigSource, cmd: TenantCommand) -> anyhow::Resul
         TenantCommand::Add {
             name,
             retention_days,
+            confirm_short_retention,
         } => {
+            check_short_retention(retention_days, confirm_short_retention)?;
             let id = add(&pool, &name, retention_days).await?;
             println!("tenant {name} added: {id}");
         }
@@ -57,10 +65,12 @@ pub(crate) async fn run(src: &ConfigSource, cmd: TenantCommand) -> anyhow::Resul
             tenant,
             retention_days,
             legal_hold,
+            confirm_short_retention,
         } => {
             let change = RetentionChange {
                 retention_days,
                 legal_hold: legal_hold.map(OnOff::is_on),
+                confirm_short_retention,
             };
             let applied = set(&pool, &tenant, change, &super::cli_actor("tenant")).await?;
             let (id, days, hold) = (applied.id, applied.retention_days, applied.legal_hold);

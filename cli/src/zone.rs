@@ -1,4 +1,4 @@
-//! `rainlogs zone add|list|pause|resume|set|coverage`: parses, calls
+//! `rainlogs zone add|list|pause|resume|set|coverage|retry-failed`: parses, calls
 //! `rainlogs_archive::catalog::zone`, prints. The API token is read from an environment
 //! variable named on the command line (never from argv, which other users can read in
 //! `ps`).
@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use rainlogs_archive::catalog::zone::{
-    add, coverage, list, set_paused, set_retention, NewZone, ZoneRetentionChange,
+    add, coverage, list, retry_failed, set_paused, set_retention, set_token, NewZone,
+    ZoneRetentionChange,
 };
 use rainlogs_archive::endpoint::ZoneEndpoint;
 use rainlogs_core::config::{ConfigSource, DatabaseConfig};
@@ -41,6 +42,10 @@ pub enum ZoneCommand {
         /// and tests: the token is sent to this URL and nowhere else).
         #[arg(long, value_name = "URL")]
         simulator: Option<String>,
+        /// Switch the zone's log retention on if it is off (else the zone is refused:
+        /// Logpull would have nothing to fetch).
+        #[arg(long)]
+        enable_retention: bool,
     },
     /// List zones with their tenant and state.
     List,
@@ -48,9 +53,18 @@ pub enum ZoneCommand {
     Pause { zone: String },
     /// Resume a paused zone.
     Resume { zone: String },
-    /// Change a zone's retention override or legal hold (each change writes an audit row).
+    /// Change a zone's Cloudflare token, retention override or legal hold (each change
+    /// writes an audit row).
     Set {
         zone: String,
+        /// Replace the Cloudflare token with the one in this environment variable: probed
+        /// at the zone's endpoint first, then stored encrypted. Resumes a zone Rainlogs
+        /// parked (e.g. after Cloudflare refused the old token).
+        #[arg(long, value_name = "VAR")]
+        token_env: Option<String>,
+        /// With --token-env: switch the zone's log retention on if it is off.
+        #[arg(long, requires = "token_env")]
+        enable_retention: bool,
         /// Keep this zone's archives this many days (overrides the tenant's; 1-36500).
         #[arg(long, conflicts_with = "inherit_retention")]
         retention_days: Option<i32>,
@@ -60,6 +74,9 @@ pub enum ZoneCommand {
         /// A legal hold blocks every deletion of the zone's archives.
         #[arg(long)]
         legal_hold: Option<crate::tenant::OnOff>,
+        /// Accept a retention below the legal minimum (395 days; docs/RETENTION.md).
+        #[arg(long, requires = "retention_days")]
+        confirm_short_retention: bool,
     },
     /// Which minutes of the zone are archived, empty, failed, in flight or missing.
     Coverage {
@@ -68,6 +85,18 @@ pub enum ZoneCommand {
         #[arg(long)]
         from: Option<DateTime<Utc>>,
         /// End (RFC 3339); default: now.
+        #[arg(long)]
+        to: Option<DateTime<Utc>>,
+    },
+    /// Re-plan the zone's failed windows still inside Cloudflare's 7 days, so they are
+    /// fetched again (after fixing a token, a clock-skew or outage failure). Refuses a
+    /// --from older than 7 days: those windows are lost for good.
+    RetryFailed {
+        zone: String,
+        /// Oldest window start to retry (RFC 3339); default: the oldest Logpull still serves.
+        #[arg(long)]
+        from: Option<DateTime<Utc>>,
+        /// Retry windows starting before this (RFC 3339); default: now.
         #[arg(long)]
         to: Option<DateTime<Utc>>,
     },
@@ -84,15 +113,12 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
             backfill_minutes,
             token_env,
             simulator,
+            enable_retention,
         } => {
-            let token = std::env::var(&token_env)
-                .map(SecretString::from)
-                .with_context(|| {
-                    format!("--token-env: environment variable {token_env} is not set")
-                })?;
-            let keyring = rainlogs_kms::MasterKeyring::from_source(src)?;
+            let token = token_from_env(&token_env)?;
             let kms =
-                rainlogs_kms::KmsService::new(pool.clone(), keyring, super::cli_actor("zone"));
+                rainlogs_kms::KmsService::from_config(pool.clone(), src, super::cli_actor("zone"))?;
+            let probe = probe(src, enable_retention)?;
             let zone = NewZone {
                 tenant: &tenant,
                 cf_zone_id: &zone_id,
@@ -105,8 +131,10 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
                 },
                 demo: false,
             };
-            let id = add(&pool, &kms, &zone, &token, Utc::now()).await?;
-            println!("zone {name} ({zone_id}) added to {tenant}: {id}");
+            let id = add(&pool, &kms, &probe, &zone, &token, Utc::now()).await?;
+            println!(
+                "zone {name} ({zone_id}) added to {tenant}: {id} (token checked at its endpoint)"
+            );
         }
         ZoneCommand::List => {
             for z in list(&pool).await? {
@@ -122,7 +150,11 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
                     z.tenant,
                     z.name,
                     z.cadence_seconds,
-                    if z.paused { "paused" } else { "active" },
+                    match (&z.paused_reason, z.paused) {
+                        (Some(reason), _) => format!("PARKED ({reason})"),
+                        (None, true) => "paused".into(),
+                        (None, false) => "active".into(),
+                    },
                     source,
                     if z.has_token { "" } else { "  (no token)" },
                     z.last_error
@@ -141,10 +173,32 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
         }
         ZoneCommand::Set {
             zone,
+            token_env,
+            enable_retention,
             retention_days,
             inherit_retention,
             legal_hold,
+            confirm_short_retention,
         } => {
+            let actor = super::cli_actor("zone");
+            if let Some(var) = token_env {
+                let token = token_from_env(&var)?;
+                let kms = rainlogs_kms::KmsService::from_config(pool.clone(), src, &actor)?;
+                let probe = probe(src, enable_retention)?;
+                let r = set_token(&pool, &kms, &probe, &zone, &token, &actor).await?;
+                println!("zone {}: token replaced (checked at its endpoint)", r.zone);
+                if r.probe.retention_enabled {
+                    println!("  log retention switched on");
+                }
+                if r.resumed {
+                    println!("  the zone was parked and runs again; `rainlogs zone retry-failed {}` re-plans windows that failed before", r.zone);
+                } else if r.still_paused {
+                    println!("  the zone stays paused (rainlogs zone resume {})", r.zone);
+                }
+                if retention_days.is_none() && !inherit_retention && legal_hold.is_none() {
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
             let change = ZoneRetentionChange {
                 retention_days: if inherit_retention {
                     Some(None)
@@ -152,8 +206,8 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
                     retention_days.map(Some)
                 },
                 legal_hold: legal_hold.map(crate::tenant::OnOff::is_on),
+                confirm_short_retention,
             };
-            let actor = super::cli_actor("zone");
             let applied = set_retention(&pool, &zone, change, &actor).await?;
             let (id, days, hold) = (applied.id, applied.retention_days, applied.legal_hold);
             println!(
@@ -162,6 +216,36 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
                     .unwrap_or_else(|| "as the tenant's".into()),
                 if hold { "on" } else { "off" }
             );
+        }
+        ZoneCommand::RetryFailed { zone, from, to } => {
+            let actor = super::cli_actor("zone");
+            let r = retry_failed(&pool, &zone, from, to, Utc::now(), &actor).await?;
+            let fmt = "%Y-%m-%dT%H:%M:%SZ";
+            println!(
+                "zone {}: {} failed windows re-planned ({} .. {})",
+                r.zone,
+                r.replanned.len(),
+                r.from.format(fmt),
+                r.to.format(fmt)
+            );
+            if r.unrecoverable > 0 {
+                println!(
+                    "  {} failed windows are older than Cloudflare's 7 days: lost for good, left failed",
+                    r.unrecoverable
+                );
+            }
+            if r.paused {
+                println!("  the zone is paused: they are fetched once it is resumed (rainlogs zone resume {})", r.zone);
+            } else if !r.replanned.is_empty() {
+                // Send them now; if Redis cannot be reached, the scheduler's reconciler
+                // sends planned windows on its own (RAINLOGS_RECONCILE_AFTER_MS).
+                match enqueue(src, &r.replanned).await {
+                    Ok(n) => println!("  {n} fetch tasks enqueued"),
+                    Err(e) => println!(
+                        "  not enqueued now ({e:#}); a running scheduler sends them within RAINLOGS_RECONCILE_AFTER_MS"
+                    ),
+                }
+            }
         }
         ZoneCommand::Coverage { zone, from, to } => {
             let c = coverage(&pool, &zone, from, to, Utc::now()).await?;
@@ -182,4 +266,32 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Enqueues `fetch.window` for re-planned windows; returns how many entered the queue.
+async fn enqueue(src: &ConfigSource, window_ids: &[i64]) -> anyhow::Result<u64> {
+    let redis = rainlogs_core::config::RedisConfig::from_source(src)?;
+    let conn = rainlogs_core::redis_client::connect(&redis).await?;
+    let queue = rainlogs_dispatcher::queue::Queue::new(conn, redis.key_prefix);
+    let report = rainlogs_dispatcher::reconcile::enqueue_fetches(&queue, window_ids).await?;
+    Ok(report.enqueued + report.duplicates)
+}
+
+/// The token in environment variable `var` (never argv: other users can read that).
+fn token_from_env(var: &str) -> anyhow::Result<SecretString> {
+    std::env::var(var)
+        .map(SecretString::from)
+        .with_context(|| format!("--token-env: environment variable {var} is not set"))
+}
+
+/// The token probe: the fetch stage's Logpull client settings and Cloudflare API base.
+fn probe(
+    src: &ConfigSource,
+    enable_retention: bool,
+) -> anyhow::Result<rainlogs_fetch::LogpullProbe> {
+    Ok(rainlogs_fetch::LogpullProbe::new(
+        rainlogs_fetch::FetchFunction::logpull_config(src),
+        rainlogs_fetch::CloudflareApi::from_source(src)?,
+    )
+    .enabling_retention(enable_retention))
 }

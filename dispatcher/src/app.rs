@@ -33,6 +33,8 @@ pub struct App {
     pub cloudflare: rainlogs_fetch::CloudflareApi,
     /// When the fetch stage splits a window (`RAINLOGS_FETCH_SPLIT_*`).
     pub fetch_split: rainlogs_fetch::SplitPolicy,
+    /// How far behind now the scheduler plans (`RAINLOGS_PLAN_MARGIN_SECS`).
+    pub plan: rainlogs_archive::ledger::PlanPolicy,
 }
 
 impl App {
@@ -65,7 +67,10 @@ impl App {
             logpull: rainlogs_fetch::FetchFunction::logpull_config(src),
             cloudflare,
             fetch_split: rainlogs_fetch::SplitPolicy::from_source(src)?,
-            queue: Queue::new(conn, redis.key_prefix).with_client(client),
+            plan: rainlogs_archive::ledger::PlanPolicy::from_source(src)?,
+            queue: Queue::new(conn, redis.key_prefix)
+                .with_client(client)
+                .with_dead_letters(crate::queue::DeadLetterPolicy::from_source(src)?),
         })
     }
 

@@ -82,6 +82,8 @@ pub struct DispatcherConfig {
     pub shutdown_grace: Duration,
     pub retry_base: Duration,
     pub retry_cap: Duration,
+    /// The longest a handler's Retry-After hint may delay a retry (docs/QUEUE.md).
+    pub retry_after_max: Duration,
     /// Longest idle blocking wait (also bounds how late a delayed task is noticed
     /// when no enqueue wakes the worker).
     pub idle_wait: Duration,
@@ -104,6 +106,7 @@ impl Default for DispatcherConfig {
             shutdown_grace: Duration::from_secs(25),
             retry_base: Duration::from_millis(500),
             retry_cap: Duration::from_secs(300),
+            retry_after_max: Duration::from_secs(900),
             idle_wait: Duration::from_secs(1),
             metrics_addr: None,
             schedules: Vec::new(),
@@ -125,6 +128,7 @@ impl DispatcherConfig {
     pub const SHUTDOWN_GRACE_MS: &'static str = "RAINLOGS_SHUTDOWN_GRACE_MS";
     pub const RETRY_BASE_MS: &'static str = "RAINLOGS_RETRY_BASE_MS";
     pub const RETRY_CAP_MS: &'static str = "RAINLOGS_RETRY_CAP_MS";
+    pub const RETRY_AFTER_MAX_MS: &'static str = "RAINLOGS_RETRY_AFTER_MAX_MS";
     pub const IDLE_WAIT_MS: &'static str = "RAINLOGS_IDLE_WAIT_MS";
     pub const METRICS_ADDR: &'static str = "RAINLOGS_METRICS_ADDR";
     pub const SCHEDULES_FILE: &'static str = "RAINLOGS_SCHEDULES_FILE";
@@ -217,6 +221,16 @@ impl DispatcherConfig {
             shutdown_grace: src.duration_ms_or(Self::SHUTDOWN_GRACE_MS, d.shutdown_grace)?,
             retry_base: src.duration_ms_or(Self::RETRY_BASE_MS, d.retry_base)?,
             retry_cap: src.duration_ms_or(Self::RETRY_CAP_MS, d.retry_cap)?,
+            retry_after_max: {
+                let max = src.duration_ms_or(Self::RETRY_AFTER_MAX_MS, d.retry_after_max)?;
+                if max > Duration::from_secs(24 * 3600) {
+                    return Err(invalid(
+                        Self::RETRY_AFTER_MAX_MS,
+                        "must be at most 86400000 (a day): a longer wait can push a window past Cloudflare's 7 days".into(),
+                    ));
+                }
+                max
+            },
             idle_wait: src
                 .duration_ms_or(Self::IDLE_WAIT_MS, d.idle_wait)?
                 .max(Duration::from_millis(1)),
@@ -412,6 +426,18 @@ mod tests {
         assert!(parse_queues("Bad Name", 1).is_err());
         assert!(parse_queues("a,a", 1).is_err());
         assert!(parse_queues(" , ", 1).is_err());
+    }
+
+    #[test]
+    fn retry_after_max_defaults_to_15_minutes_and_stays_under_a_day() {
+        let cfg = DispatcherConfig::from_source(&ConfigSource::default()).unwrap();
+        assert_eq!(cfg.retry_after_max, Duration::from_secs(900));
+        let src = ConfigSource::from_pairs([(DispatcherConfig::RETRY_AFTER_MAX_MS, "60000")]);
+        let cfg = DispatcherConfig::from_source(&src).unwrap();
+        assert_eq!(cfg.retry_after_max, Duration::from_secs(60));
+        let src = ConfigSource::from_pairs([(DispatcherConfig::RETRY_AFTER_MAX_MS, "604800000")]);
+        let err = DispatcherConfig::from_source(&src).unwrap_err();
+        assert_eq!(err.subject(), DispatcherConfig::RETRY_AFTER_MAX_MS);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! zones on its own queue scope, and nothing else may.
 //!
 //! - [`plan_and_enqueue`] plans the windows of every non-paused zone
-//!   ([`ledger::plan_zone`]) and enqueues a `fetch.window` task for each `planned` window;
+//!   ([`ledger::plan_zone`], `App::plan`'s safety margin behind now) and enqueues a `fetch.window` task for each `planned` window;
 //! - [`reconcile`] re-enqueues the task a window in flight waits for once it has sat in
 //!   its state longer than a timeout (planned/fetching → fetch, staged → encrypt,
 //!   sealed → upload), so emptying Redis entirely loses nothing.
@@ -107,7 +107,7 @@ pub async fn plan_and_enqueue(app: &App, now: DateTime<Utc>) -> Result<PassRepor
             break;
         };
         for zone in zones {
-            report.planned += ledger::plan_zone(&app.pool, zone, now).await?;
+            report.planned += ledger::plan_zone(&app.pool, zone, now, &app.plan).await?;
         }
         after = last;
     }
@@ -133,6 +133,24 @@ pub async fn plan_and_enqueue(app: &App, now: DateTime<Utc>) -> Result<PassRepor
             .collect();
         report.count(&app.queue.enqueue_many(specs).await?);
         after_id = last;
+    }
+    Ok(report)
+}
+
+/// Enqueues `fetch.window` for these windows now (windows re-planned by `rainlogs zone
+/// retry-failed`), in batches; duplicates are absorbed by the idempotency keys. Without
+/// it the reconciler sends them once they are `RAINLOGS_RECONCILE_AFTER_MS` old.
+pub async fn enqueue_fetches(
+    queue: &crate::queue::Queue,
+    window_ids: &[i64],
+) -> Result<PassReport, ReconcileError> {
+    let mut report = PassReport::default();
+    for chunk in window_ids.chunks(BATCH as usize) {
+        let specs: Vec<TaskSpec> = chunk
+            .iter()
+            .map(|&window_id| WindowTask { window_id }.spec(kinds::FETCH_WINDOW))
+            .collect();
+        report.count(&queue.enqueue_many(specs).await?);
     }
     Ok(report)
 }

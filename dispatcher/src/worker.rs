@@ -29,11 +29,16 @@ use crate::invoker::Invoker;
 use crate::metrics::Metrics;
 use crate::queue::{DeadLetter, Delivery, Queue, QueueError, Settle, Settlement};
 
-/// Retry timing: exponential backoff with full jitter, capped.
+/// Retry timing: exponential backoff with full jitter, capped; a handler's Retry-After
+/// hint is honoured up to `max_hint`.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
     pub base: Duration,
     pub cap: Duration,
+    /// The longest a Retry-After hint may delay a retry: an upstream's huge or hostile
+    /// Retry-After must not park a task (and its window's dedup key) for days — past
+    /// Cloudflare's 7 days the window would be lost.
+    pub max_hint: Duration,
 }
 
 impl Default for Backoff {
@@ -41,6 +46,7 @@ impl Default for Backoff {
         Self {
             base: Duration::from_millis(500),
             cap: Duration::from_secs(300),
+            max_hint: Duration::from_secs(900),
         }
     }
 }
@@ -62,9 +68,17 @@ impl Backoff {
     }
 
     /// The delay for a failed attempt: the jittered backoff, but never shorter than
-    /// the handler's Retry-After hint.
+    /// the handler's Retry-After hint — itself never longer than `max_hint`.
     pub fn delay_with_hint(&self, attempt: u32, hint: Option<Duration>) -> Duration {
-        self.delay(attempt).max(hint.unwrap_or_default())
+        let hint = hint.unwrap_or_default();
+        if hint > self.max_hint {
+            tracing::warn!(
+                hint_ms = hint.as_millis() as u64,
+                max_ms = self.max_hint.as_millis() as u64,
+                "Retry-After hint capped"
+            );
+        }
+        self.delay(attempt).max(hint.min(self.max_hint))
     }
 }
 
@@ -126,6 +140,7 @@ impl Worker {
         let backoff = Backoff {
             base: cfg.retry_base,
             cap: cfg.retry_cap,
+            max_hint: cfg.retry_after_max,
         };
         Self {
             queue,
@@ -381,7 +396,11 @@ async fn execute(shared: &Shared, delivery: Delivery) -> Settle {
         .observe(latency.as_secs_f64());
     let result = match envelope.function() {
         Some(function) => match serde_json::to_value(&envelope) {
-            Ok(event) => shared.invoker.invoke(function, event).await,
+            // Every invoker is guarded, not only the in-process one: a panic anywhere
+            // under `invoke` is a failed attempt, never a task lost to an ended future.
+            Ok(event) => {
+                crate::invoker::settle_panic(function, shared.invoker.invoke(function, event)).await
+            }
             Err(e) => Err(TaskError::permanent("envelope.invalid", e.to_string())),
         },
         None => Err(TaskError::permanent(
@@ -696,6 +715,7 @@ mod tests {
         let b = Backoff {
             base: Duration::from_millis(100),
             cap: Duration::from_secs(1),
+            ..Backoff::default()
         };
         for attempt in 1..40 {
             let ceiling = Duration::from_millis(100 * 2u64.pow((attempt - 1).min(20)))
@@ -712,9 +732,29 @@ mod tests {
         let b = Backoff {
             base: Duration::from_millis(1),
             cap: Duration::from_millis(2),
+            ..Backoff::default()
         };
         for _ in 0..50 {
             assert!(b.delay_with_hint(1, Some(Duration::from_secs(7))) >= Duration::from_secs(7));
         }
+    }
+
+    #[test]
+    fn a_huge_retry_after_hint_is_capped() {
+        // Issue 11 item 13: a Retry-After of days parked the task (and its window's
+        // dedup key) past Cloudflare's 7 days.
+        let b = Backoff {
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(2),
+            max_hint: Duration::from_secs(900),
+        };
+        let ten_days = Duration::from_secs(10 * 86_400);
+        for _ in 0..50 {
+            assert_eq!(
+                b.delay_with_hint(1, Some(ten_days)),
+                Duration::from_secs(900)
+            );
+        }
+        assert_eq!(Backoff::default().max_hint, Duration::from_secs(900));
     }
 }

@@ -119,7 +119,8 @@ pub struct Record {
 /// A function named `t` that records every attempt. Kinds: `t.ok`, `t.sleep`
 /// (payload `ms`), `t.gate` (waits for a permit from `gate`), `t.retry` (payload
 /// `retry_after_ms`, `succeed_on`), `t.fail`, `t.next` (returns follow-ups from
-/// payload `next`).
+/// payload `next`), `t.panic` (panics with payload `message` until attempt
+/// `succeed_on`).
 #[derive(Clone)]
 pub struct Recorder {
     pub name: String,
@@ -221,6 +222,13 @@ impl Recorder {
                 Err(e)
             }
             "t.fail" => Err(TaskError::permanent("t.refused", "refused for good")),
+            "t.panic" => {
+                if num("succeed_on").is_some_and(|n| u64::from(task.attempt) >= n) {
+                    return Ok(HandlerOutput::default());
+                }
+                let message = task.payload["message"].as_str().unwrap_or("t.panic");
+                panic!("{message} (attempt {})", task.attempt)
+            }
             "t.next" => {
                 let next: Vec<TaskSpec> = serde_json::from_value(task.payload["next"].clone())
                     .map_err(|e| TaskError::permanent("event.invalid", e.to_string()))?;

@@ -82,6 +82,14 @@ impl TestEnv {
         src.set(RedisConfig::KEY_PREFIX, format!("rltest:{id}"));
         src.set(S3Config::KEY_PREFIX, format!("tests/{id}/"));
         src.set(DatabaseConfig::MAX_CONNECTIONS, "5");
+        // Planner, fetcher and simulator share this host's clock: no skew to absorb, so
+        // tests plan up to Logpull's minute (the default margin has its own tests).
+        if src
+            .get(rainlogs_archive::ledger::PlanPolicy::MARGIN_VAR)
+            .is_none()
+        {
+            src.set(rainlogs_archive::ledger::PlanPolicy::MARGIN_VAR, "60");
+        }
         let app = App::connect(&src).await.expect("connect test services");
         if migrate {
             rainlogs_core::db::migrate(&app.pool)
@@ -218,6 +226,29 @@ pub fn with_database(url: &str, db: &str) -> String {
         out.push_str(q);
     }
     out
+}
+
+/// A Logpull simulator standing in for Cloudflare's API, accepting `tokens`, and the
+/// token probe (`zone add`, `zone set --token-env`) aimed at it for real (`cloudflare`)
+/// zones — so tests probe tokens like production does, and no test token is ever sent
+/// to api.cloudflare.com. Simulated zones are probed at their own simulator.
+pub async fn cloudflare_stand_in(
+    tokens: &[&str],
+) -> (
+    rainlogs_logpull_sim::Simulator,
+    rainlogs_fetch::LogpullProbe,
+) {
+    let sim = rainlogs_logpull_sim::Simulator::start_local(rainlogs_logpull_sim::SimConfig {
+        tokens: tokens.iter().map(|t| (*t).to_owned()).collect(),
+        ..rainlogs_logpull_sim::SimConfig::default()
+    })
+    .await
+    .expect("stand-in simulator starts");
+    let api = rainlogs_fetch::CloudflareApi::new(&sim.base_url(), &[sim.base_url()])
+        .expect("the stand-in is allowed");
+    let probe =
+        rainlogs_fetch::LogpullProbe::new(rainlogs_fetch::logpull::LogpullConfig::default(), api);
+    (sim, probe)
 }
 
 /// Polls `check` until it yields `Some`, failing the test at `deadline`.

@@ -60,6 +60,10 @@ pub struct SimConfig {
     pub retention_default: bool,
     /// Size of the raw NDJSON chunks the body is produced in.
     pub chunk_size: usize,
+    /// How far the simulated Cloudflare's clock lags this host's: a client whose clock
+    /// runs ahead of Cloudflare's sees windows it thinks old enough refused as "too
+    /// late" (clock-skew tests; docs/LOGPULL.md).
+    pub clock_lag: Duration,
 }
 
 impl Default for SimConfig {
@@ -74,6 +78,7 @@ impl Default for SimConfig {
             gzip_level: 1,
             retention_default: true,
             chunk_size: 64 * 1024,
+            clock_lag: Duration::ZERO,
         }
     }
 }
@@ -92,6 +97,7 @@ struct SimState {
     presented: Mutex<HashMap<String, u64>>,
     gzip_level: u32,
     chunk_size: usize,
+    clock_lag: chrono::Duration,
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked (single-step updates).
@@ -166,6 +172,7 @@ impl Simulator {
             presented: Mutex::new(HashMap::new()),
             gzip_level: config.gzip_level.min(9),
             chunk_size: config.chunk_size.max(1024),
+            clock_lag: chrono::Duration::from_std(config.clock_lag).unwrap_or_default(),
         });
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
@@ -308,7 +315,7 @@ async fn received(
         Ok(Query(p)) => p,
         Err(e) => return bad_query(e.body_text()),
     };
-    let sel = match parse_selection(&params, Utc::now()) {
+    let sel = match parse_selection(&params, Utc::now() - state.clock_lag) {
         Ok(sel) => sel,
         Err(resp) => return *resp,
     };

@@ -203,6 +203,7 @@ fn every_subcommand_answers_help() {
         &["zone", "resume"],
         &["zone", "set"],
         &["zone", "coverage"],
+        &["zone", "retry-failed"],
         &["decrypt"],
         &["verify"],
         &["logs", "get"],

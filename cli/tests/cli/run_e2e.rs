@@ -5,8 +5,9 @@
 //!
 //! Every scenario ends with the archive checked from outside the process
 //! ([`Deployment::check`]): each zone's time is covered by exactly one leaf window per
-//! instant, contiguously; every leaf window is archived or empty (or failed
-//! permanently where the scenario says so) with exactly one chain link; the bucket
+//! instant, contiguously; every leaf window is archived or empty with exactly one chain
+//! link (or, where the scenario revokes the token, the zone is parked with the reason
+//! and its windows wait `planned`, unlinked); the bucket
 //! holds exactly one object per archived window under its catalogued key and size, and
 //! nothing in staging; the chain verifies; and the record counts in the chain add up to
 //! what the simulator serves for the covered minutes — nothing lost, nothing twice.
@@ -52,8 +53,9 @@ enum Expect {
     Complete,
     /// Like `Complete`, but a fault rewrote a line: counts are not compared.
     CompleteAnyCount,
-    /// Every window failed permanently with a reason containing this text.
-    Failed(&'static str),
+    /// Cloudflare refused the credential: the zone is parked (paused with a reason
+    /// containing this text) and every window waits `planned`, none failed.
+    Parked(&'static str),
 }
 
 struct ZoneUnderTest {
@@ -152,9 +154,14 @@ impl Deployment {
             Err(e) => panic!("tenant add: {e}"),
         };
         let cf = Uuid::new_v4().simple().to_string();
+        let probe = rainlogs_fetch::LogpullProbe::new(
+            rainlogs_fetch::logpull::LogpullConfig::default(),
+            rainlogs_fetch::CloudflareApi::default(),
+        );
         let id = zone::add(
             self.pool(),
             &kms,
+            &probe,
             &zone::NewZone {
                 tenant: &name,
                 cf_zone_id: &cf,
@@ -185,6 +192,48 @@ impl Deployment {
             expect,
         });
         id
+    }
+
+    /// `zone add` with a token the simulator refuses: refused, nothing stored.
+    async fn add_zone_refused(&mut self, token: &str) {
+        let keyring = MasterKeyring::parse(MASTER, None).expect("keyring");
+        let kms = KmsService::new(self.pool().clone(), keyring, "e2e-test");
+        let name = format!("refused-{}", Uuid::new_v4().simple());
+        tenant::add(self.pool(), &name, 395)
+            .await
+            .expect("tenant add");
+        let probe = rainlogs_fetch::LogpullProbe::new(
+            rainlogs_fetch::logpull::LogpullConfig::default(),
+            rainlogs_fetch::CloudflareApi::default(),
+        );
+        let cf = Uuid::new_v4().simple().to_string();
+        let err = zone::add(
+            self.pool(),
+            &kms,
+            &probe,
+            &zone::NewZone {
+                tenant: &name,
+                cf_zone_id: &cf,
+                name: "refused.example",
+                cadence_seconds: 60,
+                backfill_minutes: 8,
+                endpoint: ZoneEndpoint::Simulator {
+                    url: self.sim.base_url(),
+                },
+                demo: false,
+            },
+            &SecretString::from(token.to_owned()),
+            Utc::now(),
+        )
+        .await
+        .expect_err("a refused token");
+        assert!(matches!(err, zone::ZoneError::TokenRefused { .. }), "{err}");
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM zones WHERE cf_zone_id = $1")
+            .bind(&cf)
+            .fetch_one(self.pool())
+            .await
+            .expect("count");
+        assert_eq!(stored, 0);
     }
 
     /// Starts `rainlogs run` (output appended to the scenario's log).
@@ -269,9 +318,10 @@ impl Deployment {
     async fn progress(&self) -> (i64, i64, i64) {
         sqlx::query_as(
             "SELECT count(*) FILTER (WHERE state <> 'split'),
-                    count(*) FILTER (WHERE state IN ('planned','fetching','staged','sealed')),
+                    count(*) FILTER (WHERE state IN ('planned','fetching','staged','sealed')
+                                     AND z.paused_reason IS NULL),
                     count(*) FILTER (WHERE state = 'archived')
-             FROM windows",
+             FROM windows JOIN zones z ON z.id = windows.zone_id",
         )
         .fetch_one(self.pool())
         .await
@@ -394,26 +444,22 @@ impl Deployment {
         );
 
         match &z.expect {
-            Expect::Failed(reason) => {
-                for (id, _, _, state, err) in &leaves {
-                    assert_eq!(state, "failed_permanent", "zone {} window {id}", z.cf);
-                    let err = err.as_deref().unwrap_or_default();
-                    assert!(
-                        err.contains(reason),
-                        "window {id}: reason {err:?} lacks {reason:?}"
-                    );
+            Expect::Parked(reason) => {
+                for (id, _, _, state, _) in &leaves {
+                    assert_eq!(state, "planned", "zone {} window {id}", z.cf);
                 }
-                let zone_err: Option<String> =
-                    sqlx::query_scalar("SELECT last_error FROM zones WHERE id = $1")
-                        .bind(z.id)
-                        .fetch_one(pool)
-                        .await
-                        .expect("zone error");
-                assert!(
-                    zone_err.unwrap_or_default().contains(reason),
-                    "zone {} records the reason",
-                    z.cf
-                );
+                let (paused, why, zone_err): (bool, Option<String>, Option<String>) =
+                    sqlx::query_as(
+                        "SELECT paused, paused_reason, last_error FROM zones WHERE id = $1",
+                    )
+                    .bind(z.id)
+                    .fetch_one(pool)
+                    .await
+                    .expect("zone state");
+                assert!(paused, "zone {} is paused", z.cf);
+                let why = why.unwrap_or_default();
+                assert!(why.contains(reason), "zone {} parked for {why:?}", z.cf);
+                assert_eq!(zone_err.as_deref(), Some(why.as_str()));
             }
             Expect::Complete | Expect::CompleteAnyCount => {
                 for (id, start, end, state, err) in &leaves {
@@ -672,14 +718,16 @@ async fn every_simulator_fault_ends_correctly_and_big_or_slow_windows_split() {
         ),
         // High volume: split for size.
         (2000, TOKEN, vec![], Expect::Complete),
-        (100, "not-the-token", vec![], Expect::Failed("403")),
+        // The token is revoked after `zone add` checked it: the zone is parked.
         (
             100,
             TOKEN,
             vec![FaultRule::zone("", Fault::BadToken)],
-            Expect::Failed("403"),
+            Expect::Parked("403"),
         ),
     ];
+    // A token Cloudflare refuses is not even stored: `zone add` probes it.
+    d.add_zone_refused("not-the-token").await;
     let mut ids = Vec::new();
     for (rpm, token, faults, expect) in zones {
         let empty_ratio = if ids.is_empty() { 0.2 } else { 0.0 };

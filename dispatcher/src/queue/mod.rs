@@ -92,7 +92,8 @@ const LUA_REAP: &str = include_str!("lua/reap.lua");
 /// member 1 if extended, 0 if the lease was lost.
 const LUA_HEARTBEAT: &str = include_str!("lua/heartbeat.lua");
 
-/// ARGV: prefix, then operations, each `op, queue, member, id, ...`:
+/// ARGV: prefix, dead-letter cap, dead-letter TTL (ms; 0 = none for either), then
+/// operations, each `op, queue, member, id, ...`:
 ///   ack     ukey, n, (queue, id, body, due, ukey)*n   – done; enqueue follow-ups
 ///   retry   body, due                                 – another attempt later
 ///   dead    ukey, letter                              – to the dead letters
@@ -285,6 +286,51 @@ pub struct Queue {
     client: Option<redis::Client>,
     keys: Keys,
     scripts: std::sync::Arc<Scripts>,
+    dead_letters: DeadLetterPolicy,
+}
+
+/// How many dead letters a queue keeps, and for how long (docs/QUEUE.md). Applied each
+/// time a task is dead-lettered: letters past `ttl` expire, and beyond `max` the oldest
+/// go; both counted in the queue's `dead_dropped` counter. Nothing of the archive is
+/// lost with a dropped letter: window tasks are re-derived from the Postgres ledger by
+/// the reconciler; a dead letter is the diagnosis, not the work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadLetterPolicy {
+    /// Most dead letters kept per queue (0 = no cap).
+    pub max: u64,
+    /// Longest a dead letter is kept (zero = forever).
+    pub ttl: std::time::Duration,
+}
+
+impl DeadLetterPolicy {
+    pub const MAX: &'static str = "RAINLOGS_DEAD_LETTER_MAX";
+    pub const TTL_DAYS: &'static str = "RAINLOGS_DEAD_LETTER_TTL_DAYS";
+
+    pub fn from_source(
+        src: &rainlogs_core::config::ConfigSource,
+    ) -> Result<Self, rainlogs_core::config::ConfigError> {
+        let d = Self::default();
+        let days: u64 = src.parsed_or(Self::TTL_DAYS, d.ttl.as_secs() / 86_400)?;
+        if days > 3650 {
+            return Err(rainlogs_core::config::ConfigError::Invalid {
+                var: Self::TTL_DAYS.into(),
+                reason: format!("{days} days is more than 10 years (0 keeps them forever)"),
+            });
+        }
+        Ok(Self {
+            max: src.parsed_or(Self::MAX, d.max)?,
+            ttl: std::time::Duration::from_secs(days * 86_400),
+        })
+    }
+}
+
+impl Default for DeadLetterPolicy {
+    fn default() -> Self {
+        Self {
+            max: 10_000,
+            ttl: std::time::Duration::from_secs(30 * 86_400),
+        }
+    }
 }
 
 impl Queue {
@@ -294,7 +340,14 @@ impl Queue {
             client: None,
             keys: Keys::new(prefix),
             scripts: std::sync::Arc::new(Scripts::new()),
+            dead_letters: DeadLetterPolicy::default(),
         }
+    }
+
+    /// Applies `policy` to the dead letters this queue writes.
+    pub fn with_dead_letters(mut self, policy: DeadLetterPolicy) -> Self {
+        self.dead_letters = policy;
+        self
     }
 
     /// Lets idle workers block on Redis for new work instead of polling.
@@ -315,6 +368,7 @@ impl Queue {
             client: self.client.clone(),
             keys: Keys::new(format!("{}:{scope}", self.keys.prefix())),
             scripts: self.scripts.clone(),
+            dead_letters: self.dead_letters,
         }
     }
 
@@ -539,7 +593,9 @@ impl Queue {
             return Ok(Vec::new());
         };
         let mut inv = self.scripts.settle.prepare_invoke();
-        inv.arg(self.keys.prefix());
+        inv.arg(self.keys.prefix())
+            .arg(self.dead_letters.max)
+            .arg(self.dead_letters.ttl.as_millis() as u64);
         for item in batch {
             let d = &item.delivery;
             let op = match &item.settlement {
@@ -816,6 +872,7 @@ impl Queue {
             failed: c("failed"),
             retried: c("retried"),
             dead_lettered: c("dead"),
+            dead_dropped: c("dead_dropped"),
         })
     }
 }
@@ -856,4 +913,6 @@ pub struct QueueStats {
     pub failed: u64,
     pub retried: u64,
     pub dead_lettered: u64,
+    /// Dead letters expired or dropped over the cap ([`DeadLetterPolicy`]).
+    pub dead_dropped: u64,
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use common::*;
 use rainlogs_core::TaskEnvelope;
-use rainlogs_dispatcher::queue::{Enqueued, Settlement};
+use rainlogs_dispatcher::queue::{DeadLetterPolicy, Enqueued, Settlement};
 use rainlogs_dispatcher::schedule::Schedule;
 use serde_json::json;
 
@@ -94,6 +94,40 @@ async fn retry_after_hint_is_honoured() {
 }
 
 #[tokio::test]
+async fn a_huge_retry_after_hint_is_capped_by_configuration() {
+    // Issue 11 item 13: a Retry-After of ten days parked the task — and its window's
+    // dedup key — past Cloudflare's 7 days.
+    let r = TestRedis::new().await;
+    let rec = Recorder::new("w");
+    let cfg = rainlogs_dispatcher::config::DispatcherConfig {
+        retry_after_max: Duration::from_millis(300),
+        ..fast_config("hintcap", 4)
+    };
+    let (tx, h) = spawn_worker(rec.worker(&r.queue, cfg));
+    let ten_days_ms = 10 * 86_400 * 1000u64;
+    let env = r
+        .queue
+        .enqueue(spec(
+            "hintcap",
+            "t.retry",
+            json!({"retry_after_ms": ten_days_ms, "succeed_on": 2}),
+        ))
+        .await
+        .unwrap();
+    wait_for(
+        "the second attempt, after the capped wait",
+        WAIT,
+        || async { rec.done().contains(&env.id).then_some(()) },
+    )
+    .await;
+    let starts = rec.starts();
+    let due = starts[1].not_before.expect("a retry carries its due time");
+    assert!(due - starts[0].started < chrono::Duration::days(1), "{due}");
+    stop(tx, h).await;
+    r.cleanup().await;
+}
+
+#[tokio::test]
 async fn permanent_error_goes_to_the_dead_letters_at_once() {
     let r = TestRedis::new().await;
     let rec = Recorder::new("w");
@@ -114,6 +148,66 @@ async fn permanent_error_goes_to_the_dead_letters_at_once() {
     assert_eq!(
         (letter.attempts, letter.error.code.as_str()),
         (1, "t.refused")
+    );
+    stop(tx, h).await;
+    r.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_a_retryable_failure_that_releases_lease_and_key() {
+    // Issue 11 item 8: before, the panic ended the worker's task silently; the
+    // heartbeat kept the lease and the idempotency key held until a restart.
+    let r = TestRedis::new().await;
+    let rec = Recorder::new("w");
+    let (tx, h) = spawn_worker(rec.worker(&r.queue, fast_config("panic", 4)));
+    let mut s = spec("panic", "t.panic", json!({"message": "handler bug"}))
+        .idempotency_key("zone-1:window-1");
+    s.max_attempts = Some(3);
+    let always = r.queue.enqueue(s).await.unwrap();
+    let mut s = spec(
+        "panic",
+        "t.panic",
+        json!({"message": "flaky", "succeed_on": 2}),
+    );
+    s.max_attempts = Some(3);
+    let once = r.queue.enqueue(s).await.unwrap();
+
+    let letter = wait_for("the always-panicking task dead-lettered", WAIT, || async {
+        r.queue
+            .dead_letter("panic", &always.id.to_string())
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!(letter.attempts, 3, "retried up to the attempt limit");
+    assert_eq!(letter.error.code, "function.panicked");
+    assert!(letter.error.is_retryable());
+    assert!(
+        letter.error.message.contains("handler bug (attempt 3)"),
+        "carries the panic message: {}",
+        letter.error.message
+    );
+    wait_for(
+        "the flaky task succeeds on its second attempt",
+        WAIT,
+        || async { rec.done().contains(&once.id).then_some(()) },
+    )
+    .await;
+    wait_for("nothing left active", WAIT, || async {
+        let st = r.queue.stats("panic").await.unwrap();
+        (st.depth.active + st.depth.ready + st.depth.delayed == 0 && st.processed == 1)
+            .then_some(())
+    })
+    .await;
+    // The idempotency key was released with the dead letter.
+    let again = r
+        .queue
+        .enqueue_checked(spec("panic", "t.ok", json!({})).idempotency_key("zone-1:window-1"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, Enqueued::New(ref e) if e.id != always.id),
+        "key is free after the panic was settled"
     );
     stop(tx, h).await;
     r.cleanup().await;
@@ -589,6 +683,89 @@ async fn dead_letters_can_be_listed_redriven_and_purged() {
     );
     stop(tx, h).await;
     r.cleanup().await;
+}
+
+#[tokio::test]
+async fn dead_letters_are_capped_and_expire_by_policy() {
+    // Issue 11 item 4: dead letters grew without bound (a window that could never
+    // succeed added one every reconcile). Policy: at most `max`, none older than `ttl`.
+    let r = TestRedis::new().await;
+    let queue = r.queue.clone().with_dead_letters(DeadLetterPolicy {
+        max: 3,
+        ttl: Duration::from_secs(86_400),
+    });
+    // A letter from two days ago (as an older dispatcher would have left it).
+    let mut conn = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let old_ms = (Utc::now() - chrono::Duration::days(2)).timestamp_millis();
+    let _: () = redis::pipe()
+        .hset(queue.keys().dead("dlcap"), "ancient", "{}")
+        .zadd(queue.keys().dead_index("dlcap"), "ancient", old_ms)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let rec = Recorder::new("w");
+    let (tx, h) = spawn_worker(rec.worker(&queue, fast_config("dlcap", 1)));
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let env = queue
+            .enqueue(spec("dlcap", "t.fail", json!({ "n": n })))
+            .await
+            .unwrap();
+        ids.push(env.id.to_string());
+        // One at a time, so "oldest" is well defined.
+        wait_for("dead-lettered", WAIT, || async {
+            queue
+                .dead_letter("dlcap", &env.id.to_string())
+                .await
+                .unwrap()
+                .map(|_| ())
+        })
+        .await;
+    }
+    stop(tx, h).await;
+    let left: Vec<String> = queue
+        .dead_letters("dlcap")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(
+        left,
+        vec![ids[4].clone(), ids[3].clone(), ids[2].clone()],
+        "the newest three"
+    );
+    let stats = queue.stats("dlcap").await.unwrap();
+    assert_eq!(stats.depth.dead, 3);
+    assert_eq!(stats.dead_lettered, 5);
+    assert_eq!(
+        stats.dead_dropped, 3,
+        "the expired one and two over the cap"
+    );
+    r.cleanup().await;
+}
+
+#[test]
+fn dead_letter_policy_reads_its_variables() {
+    use rainlogs_core::config::ConfigSource;
+    let d = DeadLetterPolicy::from_source(&ConfigSource::default()).unwrap();
+    assert_eq!((d.max, d.ttl), (10_000, Duration::from_secs(30 * 86_400)));
+    let p = DeadLetterPolicy::from_source(&ConfigSource::from_pairs([
+        (DeadLetterPolicy::MAX, "0"),
+        (DeadLetterPolicy::TTL_DAYS, "7"),
+    ]))
+    .unwrap();
+    assert_eq!((p.max, p.ttl), (0, Duration::from_secs(7 * 86_400)));
+    let err = DeadLetterPolicy::from_source(&ConfigSource::from_pairs([(
+        DeadLetterPolicy::TTL_DAYS,
+        "99999",
+    )]))
+    .unwrap_err();
+    assert_eq!(err.subject(), DeadLetterPolicy::TTL_DAYS);
 }
 
 #[tokio::test]

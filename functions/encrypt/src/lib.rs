@@ -70,8 +70,7 @@ impl Function for EncryptFunction {
         match (task.kind.as_str(), &self.clients) {
             (kinds::ENCRYPT_WINDOW, Some(c)) => {
                 let result = window::run(&c.pool, &c.store, c.kms.clone(), &task).await;
-                rainlogs_archive::pipeline::note_failure(&c.pool, &task, &result).await;
-                result
+                rainlogs_archive::pipeline::finish_attempt(&c.pool, &task, NAME, result).await
             }
             _ => Err(unsupported_kind(NAME, &task)),
         }

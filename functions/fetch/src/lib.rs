@@ -8,9 +8,11 @@
 
 pub mod endpoint;
 pub mod logpull;
+pub mod probe;
 mod window;
 
 pub use endpoint::{CloudflareApi, EndpointError, CLOUDFLARE_API_ALLOW_VAR, CLOUDFLARE_API_VAR};
+pub use probe::LogpullProbe;
 pub use window::{SplitPolicy, MIN_WINDOW_VAR, SPLIT_AFTER_VAR, SPLIT_BYTES_VAR};
 
 use std::sync::Arc;
@@ -126,8 +128,7 @@ impl Function for FetchFunction {
                     &task,
                 )
                 .await;
-                rainlogs_archive::pipeline::note_failure(&c.pool, &task, &result).await;
-                result
+                rainlogs_archive::pipeline::finish_attempt(&c.pool, &task, NAME, result).await
             }
             _ => Err(unsupported_kind(NAME, &task)),
         }

@@ -6,8 +6,10 @@
 //! plaintext never lands anywhere: the sealed bytes are spooled to a temporary file and
 //! uploaded to `staging/{zone}/{window_id}.sealed`. A window with no lines at all becomes
 //! `empty` with its Empty chain link in one transaction; otherwise it becomes `staged`
-//! and hands on to `encrypt.window`. Cloudflare's permanent refusals (400, 403) mark the
-//! window `failed_permanent` and record the reason on the window and the zone.
+//! and hands on to `encrypt.window`. Cloudflare's permanent refusals of the window
+//! (400) mark it `failed_permanent` and record the reason on the window and the zone;
+//! a refused credential (401/403), a missing or unreadable token or tenant key parks
+//! the zone instead (`pipeline::finish_attempt`): the window goes back to `planned`.
 //!
 //! A window too large (more raw bytes than [`SplitPolicy::max_raw_bytes`]) or too slow
 //! (not done within [`SplitPolicy::max_duration`], first byte included) is abandoned
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 use rainlogs_archive::chain::{LinkContent, LinkInput};
 use rainlogs_archive::ledger::{self, StageAction, WindowState};
 use rainlogs_archive::pipeline::{
-    blocking, put_file, spool_error, Spool, WindowFacts, WindowTask, CLOUDFLARE_TOKEN_PURPOSE,
+    self, blocking, put_file, spool_error, Spool, WindowFacts, WindowTask, CLOUDFLARE_TOKEN_PURPOSE,
 };
 use rainlogs_core::config::{ConfigError, ConfigSource};
 use rainlogs_core::db::DbError;
@@ -30,7 +32,7 @@ use rainlogs_core::error::Classify;
 use rainlogs_core::storage::ObjectStore;
 use rainlogs_core::task::kinds;
 use rainlogs_core::{ErrorClass, HandlerOutput, TaskEnvelope, TaskError};
-use rainlogs_sealed::kms::{Kms, SecretBinding};
+use rainlogs_sealed::kms::{KeyError, Kms, SecretBinding};
 use rainlogs_sealed::{SealParams, Sealer};
 use sqlx::PgPool;
 
@@ -115,6 +117,11 @@ pub(crate) async fn run(
     if let Some(out) = settled(pool, &window).await? {
         return Ok(out);
     }
+    // A parked zone (bad token, shredded tenant, …): do not ask Cloudflare with what is
+    // known not to work; the window waits, `planned`, until the zone is resumed.
+    if let Some(reason) = &window.parked {
+        return pipeline::park_window(pool, window.id, reason, crate::NAME).await;
+    }
     // planned → fetching, or a replay of a fetch that never finished.
     if !ledger::transition(
         pool,
@@ -137,6 +144,9 @@ pub(crate) async fn run(
     let pulled = match pull(pool, kms, &logpull, policy, &window).await {
         Ok(pulled) => pulled,
         Err(Failure::TooBig(reason)) => return split(pool, &window, policy, &reason).await,
+        // 401/403: the zone's credential, not this window. `finish_attempt` parks the
+        // zone and puts the window back to `planned` instead of failing it.
+        Err(Failure::Logpull(e @ LogpullError::Forbidden { .. })) => return Err(e.into()),
         Err(Failure::Logpull(e)) if e.class() == ErrorClass::Permanent => {
             let reason = e.to_string();
             record_permanent_failure(pool, &window, &reason).await?;
@@ -296,7 +306,17 @@ async fn pull(
     let token = kms
         .decrypt_secret(&binding, &blob)
         .await
-        .map_err(TaskError::from)?;
+        .map_err(|e| match e {
+            // The stored token does not open under its own binding: no retry helps.
+            KeyError::Unwrap { .. } => TaskError::permanent(
+                "zone.bad_token",
+                format!(
+                    "zone {}: the stored Cloudflare token cannot be opened: {e}",
+                    window.zone_id
+                ),
+            ),
+            e => TaskError::from(e),
+        })?;
     let token = std::str::from_utf8(&token).map_err(|_| {
         TaskError::permanent(
             "zone.bad_token",

@@ -309,7 +309,6 @@ async fn windows_breaking_cloudflare_rules_fail_before_any_request() {
             now - TimeDelta::days(7) - TimeDelta::minutes(1),
             now - TimeDelta::days(7) + TimeDelta::minutes(1),
         ),
-        (now - TimeDelta::minutes(2), now - TimeDelta::seconds(30)),
         (now - TimeDelta::minutes(70), now - TimeDelta::minutes(9)),
     ];
     for (start, end) in cases {
@@ -319,6 +318,31 @@ async fn windows_breaking_cloudflare_rules_fail_before_any_request() {
         assert!(matches!(err, LogpullError::InvalidRequest(_)), "{err}");
         assert_eq!(err.class(), ErrorClass::Permanent);
     }
+    // Only too recent: not wrong, early. Retryable once the end is a minute old.
+    let err = fetch(
+        &c,
+        &WindowRequest::new(
+            zone(),
+            now - TimeDelta::minutes(2),
+            now - TimeDelta::seconds(30),
+        ),
+    )
+    .await
+    .expect_err("too recent");
+    assert!(
+        matches!(
+            err,
+            LogpullError::InvalidRequest(RequestError::TooLate { .. })
+        ),
+        "{err}"
+    );
+    assert_eq!(err.class(), ErrorClass::Retryable);
+    let hint = err.retry_after().expect("a delay");
+    assert!(
+        (Duration::from_secs(30)..=Duration::from_secs(40)).contains(&hint),
+        "{hint:?}"
+    );
+    assert_eq!(TaskError::from(err).code, "logpull.too_recent");
     let err = fetch(&c, &request().count(0)).await.expect_err("count 0");
     assert!(matches!(
         err,
@@ -332,6 +356,32 @@ async fn windows_breaking_cloudflare_rules_fail_before_any_request() {
         LogpullError::InvalidRequest(RequestError::Sample(_))
     ));
     assert_eq!(sim.received_requests(ZONE), 0, "nothing reached the server");
+}
+
+#[tokio::test]
+async fn a_window_too_recent_for_cloudflares_clock_is_retryable_with_a_delay() {
+    // Issue 11 item 2: a host a little ahead of Cloudflare's clock got 400 "too late"
+    // for a window it thought a minute old, and the window failed for good.
+    let sim = Simulator::start_local(SimConfig {
+        tokens: vec![TOKEN.to_owned()],
+        clock_lag: Duration::from_secs(30),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator starts");
+    let c = client(&sim);
+    // Fine by our clock (ends 70 s ago), 40 s old by the simulated Cloudflare's.
+    let end = Utc::now() - TimeDelta::seconds(70);
+    let req = WindowRequest::new(zone(), end - TimeDelta::minutes(1), end);
+    let err = fetch(&c, &req)
+        .await
+        .expect_err("too recent for Cloudflare");
+    assert!(matches!(err, LogpullError::TooRecent { .. }), "{err}");
+    assert_eq!(err.class(), ErrorClass::Retryable);
+    let task = TaskError::from(err);
+    assert_eq!(task.code, "logpull.too_recent");
+    assert_eq!(task.retry_after_ms, Some(65_000));
+    assert_eq!(sim.received_requests(ZONE), 1);
 }
 
 #[tokio::test]

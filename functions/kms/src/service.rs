@@ -56,7 +56,22 @@ pub struct TenantKeyRow {
     pub version: u32,
     pub master_version: u32,
     pub state: String,
+    /// Encryptions under this version with a random nonce (data-key wraps, secrets).
+    pub wraps: u64,
 }
+
+/// The default for [`KmsService::ROTATE_AFTER_WRAPS`]: 2^31, half of the 2^32
+/// random-nonce encryptions NIST SP 800-38D allows under one AES-GCM key.
+pub const DEFAULT_ROTATE_AFTER_WRAPS: u64 = 1 << 31;
+
+/// The most a tenant key version may ever encrypt with random 96-bit nonces
+/// (NIST SP 800-38D, 8.3): the threshold cannot be configured above it.
+pub const MAX_WRAPS_PER_KEY: u64 = 1 << 32;
+
+/// How often the kms tries to get a usable active key when rotations race it. Every
+/// round some caller makes progress (a use, or a rotation that frees `threshold` more),
+/// so only a tiny threshold under heavy concurrency needs more than one or two.
+const WRAP_ATTEMPTS: usize = 100;
 
 /// What `rainlogs kms status` shows.
 #[derive(Debug, Clone, Serialize)]
@@ -82,6 +97,7 @@ pub struct KmsService {
     pool: PgPool,
     keyring: Arc<MasterKeyring>,
     actor: String,
+    rotate_after_wraps: u64,
 }
 
 impl std::fmt::Debug for KmsService {
@@ -89,6 +105,7 @@ impl std::fmt::Debug for KmsService {
         f.debug_struct("KmsService")
             .field("keyring", &self.keyring)
             .field("actor", &self.actor)
+            .field("rotate_after_wraps", &self.rotate_after_wraps)
             .finish_non_exhaustive()
     }
 }
@@ -122,13 +139,21 @@ impl Audit {
 }
 
 impl KmsService {
-    /// The service over `pool` with the keyring the configuration names.
+    /// Encryptions under one tenant key version after which the kms rotates the tenant
+    /// key by itself (default [`DEFAULT_ROTATE_AFTER_WRAPS`], at most
+    /// [`MAX_WRAPS_PER_KEY`]).
+    pub const ROTATE_AFTER_WRAPS: &'static str = "RAINLOGS_KMS_ROTATE_AFTER_WRAPS";
+
+    /// The service over `pool` with the keyring (and rotation threshold) the
+    /// configuration names.
     pub fn from_config(
         pool: PgPool,
         src: &rainlogs_core::config::ConfigSource,
         actor: impl Into<String>,
     ) -> Result<Self, rainlogs_core::config::ConfigError> {
-        Ok(Self::new(pool, MasterKeyring::from_source(src)?, actor))
+        let threshold = rotate_after_wraps(src)?;
+        Ok(Self::new(pool, MasterKeyring::from_source(src)?, actor)
+            .with_rotate_after_wraps(threshold))
     }
 
     /// The Postgres pool the kms keeps its keys (and approvals) in.
@@ -141,7 +166,19 @@ impl KmsService {
             pool,
             keyring: Arc::new(keyring),
             actor: actor.into(),
+            rotate_after_wraps: DEFAULT_ROTATE_AFTER_WRAPS,
         }
+    }
+
+    /// Rotates a tenant key once one of its versions has encrypted `n` times
+    /// (clamped to 1..=[`MAX_WRAPS_PER_KEY`]).
+    pub fn with_rotate_after_wraps(mut self, n: u64) -> Self {
+        self.rotate_after_wraps = n.clamp(1, MAX_WRAPS_PER_KEY);
+        self
+    }
+
+    pub fn rotate_after_wraps(&self) -> u64 {
+        self.rotate_after_wraps
     }
 
     /// The same kms acting for someone else (audit `actor`).
@@ -194,33 +231,116 @@ impl KmsService {
         result.map(|(v, _)| v)
     }
 
-    /// The tenant's active key, creating version 1 on first use. A tenant whose keys
+    /// The tenant's active key for one more encryption under a random nonce, counted
+    /// in `tenant_keys.wraps`; version 1 is created on first use. A tenant whose keys
     /// were all shredded gets no new key: it was erased.
-    async fn active_key(&self, tenant: Uuid) -> Result<TenantKey, KeyError> {
-        let row: Option<(i32, i32, Option<Vec<u8>>)> = sqlx::query_as(
-            "SELECT version, master_version, wrapped_key FROM tenant_keys
-             WHERE tenant_id = $1 AND state = 'active'",
-        )
-        .bind(tenant)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db("read active tenant key"))?;
-        match row {
-            Some((version, master, Some(wrapped))) => {
-                self.keyring
-                    .unwrap(tenant, version as u32, master as u32, &wrapped)
-            }
-            Some((version, _, None)) => Err(KeyError::Shredded {
-                tenant,
-                version: version as u32,
-            }),
-            None => {
+    ///
+    /// The count is taken *before* the key is used (one `UPDATE … RETURNING`), so it
+    /// is an upper bound on the key's uses even across crashes and concurrent callers.
+    /// A use that would go past the threshold rotates the tenant key first and takes
+    /// the new one; the use that reaches the threshold rotates after itself, so the
+    /// next caller finds a fresh key. A version therefore encrypts at most
+    /// `rotate_after_wraps` times.
+    async fn key_for_encryption(&self, tenant: Uuid) -> Result<TenantKey, KeyError> {
+        for _ in 0..WRAP_ATTEMPTS {
+            let row: Option<(i32, i32, Option<Vec<u8>>, i64)> = sqlx::query_as(
+                "UPDATE tenant_keys SET wraps = wraps + 1
+                 WHERE tenant_id = $1 AND state = 'active'
+                 RETURNING version, master_version, wrapped_key, wraps",
+            )
+            .bind(tenant)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("count tenant key use"))?;
+            let Some((version, master, wrapped, wraps)) = row else {
+                // No active key yet (or a rotation between two statements): make one.
                 let mut tx = self.begin().await?;
-                let key = self.rotate_in(&mut tx, tenant, true).await?;
+                self.rotate_in(&mut tx, tenant, true).await?;
                 tx.commit().await.map_err(db("commit first tenant key"))?;
-                Ok(key)
+                continue;
+            };
+            let version = version as u32;
+            let Some(wrapped) = wrapped else {
+                return Err(KeyError::Shredded { tenant, version });
+            };
+            let wraps = wraps.max(0) as u64;
+            if wraps > self.rotate_after_wraps {
+                // Over budget (the rotation after the last allowed use failed, or the
+                // threshold was lowered): rotate, then count on the new version.
+                self.rotate_for_wraps(tenant, version, wraps).await?;
+                continue;
             }
+            let key = self
+                .keyring
+                .unwrap(tenant, version, master as u32, &wrapped)?;
+            if wraps == self.rotate_after_wraps {
+                // The last allowed use: rotate now. A failure here is not this
+                // caller's: the next one finds the key over budget and retries.
+                if let Err(e) = self.rotate_for_wraps(tenant, version, wraps).await {
+                    tracing::warn!(%tenant, version, error = %e, "automatic tenant key rotation failed; the next encryption retries it");
+                }
+            }
+            return Ok(key);
         }
+        Err(KeyError::Backend {
+            reason: format!(
+                "tenant {tenant}: no usable active key after {WRAP_ATTEMPTS} attempts (concurrent rotations)"
+            ),
+            retryable: true,
+        })
+    }
+
+    /// Rotates the tenant key because version `version` used up its encryptions —
+    /// unless another caller already did. Audited as `rotate_tenant` with the reason.
+    async fn rotate_for_wraps(
+        &self,
+        tenant: Uuid,
+        version: u32,
+        wraps: u64,
+    ) -> Result<(), KeyError> {
+        let result = async {
+            let mut tx = self.begin().await?;
+            // rotate_in locks the tenant row; check under that lock that `version` is
+            // still the active one, so racing callers rotate once.
+            let lock: Option<(Uuid,)> =
+                sqlx::query_as("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
+                    .bind(tenant)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db("lock tenant"))?;
+            if lock.is_none() {
+                return Err(KeyError::UnknownTenant { tenant });
+            }
+            let active: Option<(i32,)> = sqlx::query_as(
+                "SELECT version FROM tenant_keys WHERE tenant_id = $1 AND state = 'active'",
+            )
+            .bind(tenant)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db("read active tenant key"))?;
+            if active.map(|(v,)| v as u32) != Some(version) {
+                return Ok((None, None));
+            }
+            let key = self.rotate_in(&mut tx, tenant, false).await?;
+            tx.commit()
+                .await
+                .map_err(db("commit automatic tenant rotation"))?;
+            Ok((Some(key.version), Some(key.version)))
+        }
+        .await;
+        if let Ok((None, _)) = result {
+            return Ok(()); // someone else rotated: nothing happened here to audit
+        }
+        let mut audit = Audit::new(ops::ROTATE_TENANT).tenant(tenant);
+        audit.detail = json!({
+            "automatic": true,
+            "reason": "wrap_limit",
+            "from_version": version,
+            "wraps": wraps,
+            "rotate_after_wraps": self.rotate_after_wraps,
+        });
+        self.audited(audit, result).await?;
+        Ok(())
     }
 
     async fn key_version(&self, tenant: Uuid, version: u32) -> Result<TenantKey, KeyError> {
@@ -410,6 +530,18 @@ impl KmsService {
             .await
             .map_err(db("shred tenant keys"))?
             .rows_affected();
+            // Nothing of the tenant can be fetched or sealed any more: park its zones
+            // (with the reason) instead of letting their windows fail and loop.
+            let reason = format!(
+                "tenant {tenant} was crypto-shredded: its keys are destroyed, nothing of it can be fetched or sealed again"
+            );
+            rainlogs_archive::catalog::zone::park_tenant_zones(&mut tx, tenant, &reason, &self.actor)
+                .await
+                .map_err(|e| KeyError::Backend {
+                    reason: format!("postgres: park the tenant's zones failed: {e}"),
+                    retryable: rainlogs_core::error::Classify::class(&e)
+                        == rainlogs_core::ErrorClass::Retryable,
+                })?;
             tx.commit().await.map_err(db("commit shred"))?;
             Ok((done, None))
         }
@@ -437,8 +569,8 @@ impl KmsService {
 
     /// Key versions of one tenant, or of all.
     pub async fn tenant_keys(&self, tenant: Option<Uuid>) -> Result<Vec<TenantKeyRow>, KeyError> {
-        let rows: Vec<(Uuid, i32, i32, String)> = sqlx::query_as(
-            "SELECT tenant_id, version, master_version, state::text FROM tenant_keys
+        let rows: Vec<(Uuid, i32, i32, String, i64)> = sqlx::query_as(
+            "SELECT tenant_id, version, master_version, state::text, wraps FROM tenant_keys
              WHERE $1::uuid IS NULL OR tenant_id = $1 ORDER BY tenant_id, version",
         )
         .bind(tenant)
@@ -447,11 +579,12 @@ impl KmsService {
         .map_err(db("list tenant keys"))?;
         Ok(rows
             .into_iter()
-            .map(|(tenant_id, version, master, state)| TenantKeyRow {
+            .map(|(tenant_id, version, master, state, wraps)| TenantKeyRow {
                 tenant_id,
                 version: version as u32,
                 master_version: master as u32,
                 state,
+                wraps: wraps.max(0) as u64,
             })
             .collect())
     }
@@ -479,6 +612,23 @@ impl KmsService {
     }
 }
 
+/// `RAINLOGS_KMS_ROTATE_AFTER_WRAPS`: 1..=2^32, default 2^31.
+fn rotate_after_wraps(
+    src: &rainlogs_core::config::ConfigSource,
+) -> Result<u64, rainlogs_core::config::ConfigError> {
+    let var = KmsService::ROTATE_AFTER_WRAPS;
+    let n: u64 = src.parsed_or(var, DEFAULT_ROTATE_AFTER_WRAPS)?;
+    if n == 0 || n > MAX_WRAPS_PER_KEY {
+        return Err(rainlogs_core::config::ConfigError::Invalid {
+            var: var.into(),
+            reason: format!(
+                "{n} is outside 1..={MAX_WRAPS_PER_KEY}: AES-GCM with random nonces allows at most 2^32 encryptions per key (NIST SP 800-38D)"
+            ),
+        });
+    }
+    Ok(n)
+}
+
 fn context_detail(ctx: &SealContext) -> serde_json::Value {
     json!({
         "window_start": ctx.window_start.to_rfc3339(),
@@ -489,7 +639,7 @@ fn context_detail(ctx: &SealContext) -> serde_json::Value {
 #[async_trait]
 impl Kms for KmsService {
     async fn generate_data_key(&self, ctx: &SealContext) -> Result<GeneratedDataKey, KeyError> {
-        let result = self.active_key(ctx.tenant).await.map(|tk| {
+        let result = self.key_for_encryption(ctx.tenant).await.map(|tk| {
             let key = SecretKey::random();
             let wrapped = tk.wrap_data_key(ctx, &key);
             let v = tk.version;
@@ -533,7 +683,7 @@ impl Kms for KmsService {
         plaintext: &[u8],
     ) -> Result<Vec<u8>, KeyError> {
         let result = async {
-            let tk = self.active_key(binding.tenant).await?;
+            let tk = self.key_for_encryption(binding.tenant).await?;
             Ok((tk.encrypt_secret(binding, plaintext)?, Some(tk.version)))
         }
         .await;
@@ -560,5 +710,35 @@ impl Kms for KmsService {
             .zone(binding.zone);
         audit.detail = json!({ "purpose": binding.purpose });
         self.audited(audit, result).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rainlogs_core::config::ConfigSource;
+
+    #[test]
+    fn rotation_threshold_defaults_to_2_pow_31_and_refuses_beyond_nist() {
+        assert_eq!(
+            rotate_after_wraps(&ConfigSource::default()).unwrap(),
+            1 << 31
+        );
+        let with = |v: &str| {
+            rotate_after_wraps(&ConfigSource::from_pairs([(
+                KmsService::ROTATE_AFTER_WRAPS,
+                v,
+            )]))
+        };
+        assert_eq!(with("1000").unwrap(), 1000);
+        assert_eq!(with("4294967296").unwrap(), 1 << 32);
+        for bad in ["0", "4294967297", "lots"] {
+            let err = with(bad).unwrap_err();
+            assert_eq!(
+                err.subject(),
+                KmsService::ROTATE_AFTER_WRAPS,
+                "{bad}: {err}"
+            );
+        }
     }
 }

@@ -74,8 +74,8 @@ impl Function for UploadFunction {
             kinds::UPLOAD_WINDOW => match &self.kms {
                 Some(kms) => {
                     let result = window::run(&self.pool, &self.store, kms.clone(), &task).await;
-                    rainlogs_archive::pipeline::note_failure(&self.pool, &task, &result).await;
-                    result
+                    rainlogs_archive::pipeline::finish_attempt(&self.pool, &task, NAME, result)
+                        .await
                 }
                 None => Err(unsupported_kind(NAME, &task)),
             },

@@ -14,6 +14,7 @@ use rainlogs_archive::pipeline::PIPELINE_QUEUE;
 use rainlogs_cli::demo::{run_demo, DemoOptions};
 use rainlogs_dispatcher::app::App;
 use rainlogs_dispatcher::reconcile;
+use rainlogs_integration_tests::cloudflare_stand_in;
 use rainlogs_integration_tests::{wait_for, TestEnv};
 use rainlogs_kms::{KmsService, MasterKeyring};
 use rainlogs_logpull_sim::{credential_fingerprint, SimConfig, Simulator};
@@ -47,9 +48,13 @@ async fn live_zone(env: &TestEnv, endpoint: ZoneEndpoint, token: &str) -> Uuid {
         .await
         .expect("tenant add");
     let cf = Uuid::new_v4().simple().to_string();
+    // Real zones' tokens are probed at a stand-in, never at Cloudflare; simulated zones
+    // at their own simulator.
+    let (_stand_in, probe) = cloudflare_stand_in(&[token]).await;
     let id = zone::add(
         &env.app.pool,
         &kms,
+        &probe,
         &zone::NewZone {
             tenant: &tenant_name,
             cf_zone_id: &cf,
@@ -117,6 +122,8 @@ async fn the_demo_leaves_a_live_zone_and_its_queued_tasks_alone() {
     let before = windows(&env, live).await;
     let queued = env.app.queue.depth(PIPELINE_QUEUE).await.unwrap();
     assert_eq!(queued.ready, before.len() as u64, "one fetch per window");
+    // `zone add` probed the token at sim A; nothing else has reached it yet.
+    let probed = sim_a.credentials_seen();
 
     let report = run_demo(&env.app, &DemoOptions::new(3, Duration::from_secs(120)))
         .await
@@ -131,7 +138,11 @@ async fn the_demo_leaves_a_live_zone_and_its_queued_tasks_alone() {
         (after.ready, after.active, after.dead),
         (queued.ready, 0, 0)
     );
-    assert!(sim_a.credentials_seen().is_empty());
+    assert_eq!(
+        sim_a.credentials_seen(),
+        probed,
+        "the demo sent nothing to A"
+    );
     // The demo's simulator saw the demo's token only.
     assert_eq!(report.foreign_credentials(), 0, "{report:?}");
     assert!(!report

@@ -166,7 +166,26 @@ async fn shredded_tenant_objects_and_secrets_become_unreadable() {
     };
     let blob = kms.encrypt_secret(&binding, b"cf-token").await.unwrap();
 
+    let zone: Uuid = sqlx::query_scalar(
+        "INSERT INTO zones (id, tenant_id, cf_zone_id, name, cadence_seconds, backfill_from)
+         VALUES ($3, $1, $2, 'shred.example', 60, now()) RETURNING id",
+    )
+    .bind(t)
+    .bind(Uuid::new_v4().simple().to_string())
+    .bind(Uuid::new_v4())
+    .fetch_one(&env.app.pool)
+    .await
+    .unwrap();
     assert_eq!(kms.shred_tenant(t).await.unwrap(), 2);
+    // Issue 11 item 4: shredding parks the tenant's zones, with the reason.
+    let (paused, why): (bool, Option<String>) =
+        sqlx::query_as("SELECT paused, paused_reason FROM zones WHERE id = $1")
+            .bind(zone)
+            .fetch_one(&env.app.pool)
+            .await
+            .unwrap();
+    assert!(paused, "a shredded tenant's zone is paused");
+    assert!(why.unwrap_or_default().contains("crypto-shredded"));
     assert!(matches!(
         open(&kms, &ctx, &object).await,
         Err(SealError::Key(KeyError::Shredded { version: 1, .. }))
@@ -360,5 +379,112 @@ async fn a_queued_shred_needs_an_operators_unused_unexpired_approval_for_that_te
         .await
         .unwrap_err();
     assert_eq!(err.code, "kms.approval_used");
+    env.teardown().await;
+}
+
+async fn wraps(env: &TestEnv, t: Uuid) -> Vec<(i32, String, i64)> {
+    sqlx::query_as(
+        "SELECT version, state::text, wraps FROM tenant_keys WHERE tenant_id = $1 ORDER BY version",
+    )
+    .bind(t)
+    .fetch_all(&env.app.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn tenant_key_rotates_by_itself_at_its_wrap_threshold() {
+    // Issue 11 item 12: nothing counted wraps per tenant key; a key could encrypt past
+    // NIST SP 800-38D's 2^32 random-nonce limit. Here the threshold is 3.
+    let env = TestEnv::new().await;
+    let kms = KmsService::new(env.app.pool.clone(), ring(M1), "test").with_rotate_after_wraps(3);
+    let t = tenant(&env).await;
+    let ctx = context(t);
+    let mut objects = Vec::new();
+    for i in 0..7 {
+        let plain = format!("{{\"n\":{i}}}\n");
+        let (object, version) = seal(&kms, &ctx, plain.as_bytes()).await;
+        objects.push((object, version, plain));
+    }
+    let versions: Vec<u32> = objects.iter().map(|o| o.1).collect();
+    assert_eq!(versions, vec![1, 1, 1, 2, 2, 2, 3]);
+    assert_eq!(
+        wraps(&env, t).await,
+        vec![
+            (1, "retired".into(), 3),
+            (2, "retired".into(), 3),
+            (3, "active".into(), 1)
+        ]
+    );
+    // A secret is an encryption under the tenant key too: counted.
+    let binding = SecretBinding {
+        tenant: t,
+        zone: ctx.zone,
+        purpose: "cloudflare-api-token".into(),
+    };
+    let blob = kms.encrypt_secret(&binding, b"cf-token").await.unwrap();
+    assert_eq!(wraps(&env, t).await[2].2, 2);
+    assert_eq!(
+        &kms.decrypt_secret(&binding, &blob).await.unwrap()[..],
+        b"cf-token"
+    );
+    for (object, _, plain) in &objects {
+        assert_eq!(open(&kms, &ctx, object).await.unwrap(), plain.as_bytes());
+    }
+    let rotations: Vec<(serde_json::Value,)> = sqlx::query_as(
+        "SELECT detail FROM audit_events WHERE tenant_id = $1 AND operation = 'rotate_tenant'
+         AND result = 'ok' ORDER BY id",
+    )
+    .bind(t)
+    .fetch_all(&env.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rotations.len(),
+        2,
+        "one audited rotation per used-up version"
+    );
+    assert_eq!(rotations[0].0["automatic"], true);
+    assert_eq!(rotations[0].0["reason"], "wrap_limit");
+    assert_eq!(rotations[1].0["from_version"], 2);
+    let rows = kms.tenant_keys(Some(t)).await.unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r.wraps).collect::<Vec<_>>(),
+        vec![3, 3, 2]
+    );
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn concurrent_encryptions_never_use_a_key_version_past_its_threshold() {
+    let env = TestEnv::new().await;
+    let kms = KmsService::new(env.app.pool.clone(), ring(M1), "test").with_rotate_after_wraps(4);
+    let t = tenant(&env).await;
+    let ctx = context(t);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let kms = kms.clone();
+        tasks.spawn(async move {
+            kms.generate_data_key(&ctx)
+                .await
+                .map(|k| k.tenant_key_version)
+        });
+    }
+    let mut uses = std::collections::BTreeMap::<u32, u64>::new();
+    while let Some(r) = tasks.join_next().await {
+        *uses.entry(r.unwrap().unwrap()).or_default() += 1;
+    }
+    assert_eq!(uses.values().sum::<u64>(), 40);
+    for (version, n) in &uses {
+        assert!(*n <= 4, "version {version} used {n} times, threshold 4");
+    }
+    // The counter is an upper bound on the uses of each version.
+    for (version, _, counted) in wraps(&env, t).await {
+        let used = uses.get(&(version as u32)).copied().unwrap_or(0);
+        assert!(
+            counted as u64 >= used,
+            "v{version}: counted {counted} < used {used}"
+        );
+    }
     env.teardown().await;
 }

@@ -15,10 +15,14 @@ async fn planning_covers_backfill_to_the_logpull_horizon_once() {
     let now = Utc.with_ymd_and_hms(2026, 11, 30, 10, 0, 30).unwrap();
     let zone = env.insert_zone(60, now - TimeDelta::minutes(30)).await;
 
-    let added = ledger::plan_zone(&env.app.pool, zone, now).await.unwrap();
+    let added = ledger::plan_zone(&env.app.pool, zone, now, &env.app.plan)
+        .await
+        .unwrap();
     // 09:30 .. 09:59 start times; the window ending 10:00 is not a minute old at 10:00:30.
     assert_eq!(added, 29);
-    let again = ledger::plan_zone(&env.app.pool, zone, now).await.unwrap();
+    let again = ledger::plan_zone(&env.app.pool, zone, now, &env.app.plan)
+        .await
+        .unwrap();
     assert_eq!(again, 0, "planning twice adds nothing");
 
     let windows = ledger::windows_between(&env.app.pool, zone, now - TimeDelta::hours(1), now)
@@ -38,10 +42,68 @@ async fn planning_covers_backfill_to_the_logpull_horizon_once() {
     }
     assert!(windows.iter().all(|w| w.state == WindowState::Planned));
 
-    let later = ledger::plan_zone(&env.app.pool, zone, now + TimeDelta::minutes(5))
+    let later = ledger::plan_zone(
+        &env.app.pool,
+        zone,
+        now + TimeDelta::minutes(5),
+        &env.app.plan,
+    )
+    .await
+    .unwrap();
+    assert_eq!(later, 5, "later planning continues from the last window");
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn planning_stays_a_safety_margin_behind_now() {
+    // Issue 11 item 2: windows were planned up to exactly one minute ago, so a host a
+    // few seconds ahead of Cloudflare got "too late" for the newest window.
+    let env = TestEnv::new().await;
+    let now = Utc.with_ymd_and_hms(2026, 11, 30, 10, 0, 30).unwrap();
+    let zone = env.insert_zone(60, now - TimeDelta::minutes(30)).await;
+    let default = ledger::PlanPolicy::default();
+    assert_eq!(default.margin, TimeDelta::minutes(5));
+    let added = ledger::plan_zone(&env.app.pool, zone, now, &default)
         .await
         .unwrap();
-    assert_eq!(later, 5, "later planning continues from the last window");
+    // 09:30 .. 09:54 start times: the newest window ends 09:55, five minutes back.
+    assert_eq!(added, 25);
+    let newest = ledger::windows_between(&env.app.pool, zone, now - TimeDelta::hours(1), now)
+        .await
+        .unwrap()
+        .last()
+        .map(|w| w.end_at)
+        .unwrap();
+    assert_eq!(
+        newest,
+        Utc.with_ymd_and_hms(2026, 11, 30, 9, 55, 0).unwrap()
+    );
+    assert!(now - newest >= default.margin);
+    // A wider margin plans nothing newer; the window ending 09:50 is already there.
+    let wide = ledger::PlanPolicy {
+        margin: TimeDelta::minutes(10),
+    };
+    assert_eq!(
+        ledger::plan_zone(&env.app.pool, zone, now + TimeDelta::minutes(4), &wide)
+            .await
+            .unwrap(),
+        0
+    );
+    // A margin below Logpull's minute is never used, even if a caller builds one.
+    let too_small = ledger::PlanPolicy {
+        margin: TimeDelta::seconds(1),
+    };
+    let later = now + TimeDelta::minutes(5);
+    ledger::plan_zone(&env.app.pool, zone, later, &too_small)
+        .await
+        .unwrap();
+    let newest = ledger::windows_between(&env.app.pool, zone, now - TimeDelta::hours(1), later)
+        .await
+        .unwrap()
+        .last()
+        .map(|w| w.end_at)
+        .unwrap();
+    assert!(later - newest >= TimeDelta::minutes(1), "{newest}");
     env.teardown().await;
 }
 
@@ -50,7 +112,9 @@ async fn planning_never_reaches_past_logpulls_seven_days() {
     let env = TestEnv::new().await;
     let now = Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap();
     let zone = env.insert_zone(3600, now - TimeDelta::days(30)).await;
-    ledger::plan_zone(&env.app.pool, zone, now).await.unwrap();
+    ledger::plan_zone(&env.app.pool, zone, now, &env.app.plan)
+        .await
+        .unwrap();
     let windows = ledger::windows_between(&env.app.pool, zone, now - TimeDelta::days(60), now)
         .await
         .unwrap();
@@ -74,7 +138,9 @@ async fn a_paused_zone_plans_nothing() {
         .await
         .unwrap();
     assert_eq!(
-        ledger::plan_zone(&env.app.pool, zone, now).await.unwrap(),
+        ledger::plan_zone(&env.app.pool, zone, now, &env.app.plan)
+            .await
+            .unwrap(),
         0
     );
     env.teardown().await;
@@ -85,7 +151,9 @@ async fn transitions_only_move_from_the_expected_state_and_count_attempts() {
     let env = TestEnv::new().await;
     let now = Utc::now();
     let zone = env.insert_zone(60, now - TimeDelta::minutes(3)).await;
-    ledger::plan_zone(&env.app.pool, zone, now).await.unwrap();
+    ledger::plan_zone(&env.app.pool, zone, now, &env.app.plan)
+        .await
+        .unwrap();
     let w = &ledger::windows_between(&env.app.pool, zone, now - TimeDelta::hours(1), now)
         .await
         .unwrap()[0];
@@ -122,7 +190,9 @@ async fn windows_stuck_in_flight_are_found_by_age() {
     let env = TestEnv::new().await;
     let now = Utc::now();
     let zone = env.insert_zone(60, now - TimeDelta::minutes(4)).await;
-    ledger::plan_zone(&env.app.pool, zone, now).await.unwrap();
+    ledger::plan_zone(&env.app.pool, zone, now, &env.app.plan)
+        .await
+        .unwrap();
     let windows = ledger::windows_between(&env.app.pool, zone, now - TimeDelta::hours(1), now)
         .await
         .unwrap();
@@ -153,7 +223,9 @@ async fn concurrent_appends_build_one_unforked_chain_and_replays_return_the_same
     let env = TestEnv::new().await;
     let now = Utc::now();
     let zone = env.insert_zone(60, now - TimeDelta::minutes(25)).await;
-    ledger::plan_zone(&env.app.pool, zone, now).await.unwrap();
+    ledger::plan_zone(&env.app.pool, zone, now, &env.app.plan)
+        .await
+        .unwrap();
     let windows = ledger::windows_between(&env.app.pool, zone, now - TimeDelta::hours(1), now)
         .await
         .unwrap();
@@ -226,7 +298,9 @@ async fn verify_zone_accepts_a_valid_chain_and_finds_edits_and_removed_links() {
     let env = TestEnv::new().await;
     let now = Utc::now();
     let zone = env.insert_zone(60, now - TimeDelta::minutes(12)).await;
-    ledger::plan_zone(&env.app.pool, zone, now).await.unwrap();
+    ledger::plan_zone(&env.app.pool, zone, now, &env.app.plan)
+        .await
+        .unwrap();
     let windows = ledger::windows_between(&env.app.pool, zone, now - TimeDelta::hours(1), now)
         .await
         .unwrap();
@@ -297,7 +371,9 @@ async fn verify_zone_accepts_a_valid_chain_and_finds_edits_and_removed_links() {
 
     // An edited window row (the link commits to its bounds) breaks its link too.
     let other = env.insert_zone(60, now - TimeDelta::minutes(5)).await;
-    ledger::plan_zone(&env.app.pool, other, now).await.unwrap();
+    ledger::plan_zone(&env.app.pool, other, now, &env.app.plan)
+        .await
+        .unwrap();
     let ws = ledger::windows_between(&env.app.pool, other, now - TimeDelta::hours(1), now)
         .await
         .unwrap();

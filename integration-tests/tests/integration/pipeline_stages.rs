@@ -44,6 +44,11 @@ struct Stages {
 
 impl Stages {
     async fn new(env: &TestEnv) -> Self {
+        Self::with_clock_lag(env, Duration::ZERO).await
+    }
+
+    /// Stages whose simulated Cloudflare's clock lags this host's by `lag`.
+    async fn with_clock_lag(env: &TestEnv, lag: Duration) -> Self {
         let sim = Simulator::start_local(SimConfig {
             seed: 7,
             default_volume: ZoneVolume {
@@ -51,6 +56,7 @@ impl Stages {
                 empty_ratio: 0.0,
             },
             tokens: vec![TOKEN.to_owned()],
+            clock_lag: lag,
             ..SimConfig::default()
         })
         .await
@@ -347,28 +353,198 @@ async fn empty_window_gets_one_empty_link() {
 }
 
 #[tokio::test]
-async fn refused_token_fails_the_window_permanently_with_its_reason() {
+async fn a_window_too_recent_for_cloudflares_clock_is_retried_not_failed() {
+    // Issue 11 item 2: the fetching host's clock runs 30 s ahead of Cloudflare's; a
+    // window ending 70 s ago is "too late" for Cloudflare. Before: failed_permanent.
+    let env = TestEnv::new().await;
+    let stages = Stages::with_clock_lag(&env, Duration::from_secs(30)).await;
+    let zone = zone(&env, &stages, TOKEN).await;
+    let end = Utc::now() - TimeDelta::seconds(70);
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO windows (zone_id, start_at, end_at) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(zone.id)
+    .bind(end - TimeDelta::minutes(1))
+    .bind(end)
+    .fetch_one(&env.app.pool)
+    .await
+    .unwrap();
+    let err = stages.run(spec(kinds::FETCH_WINDOW, id)).await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert_eq!(err.code, "logpull.too_recent");
+    assert!(err.retry_after_ms.is_some_and(|ms| ms >= 60_000), "{err:?}");
+    let (st, _) = state(&env, id).await;
+    assert_eq!(st, WindowState::Fetching, "left for the retry, not failed");
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn windows_that_can_never_succeed_are_parked_not_re_sent_forever() {
+    // Issue 11 item 4: no token, or a shredded tenant, left the window in flight; the
+    // reconciler re-sent it every 5 minutes, a dead letter and audit rows each time.
     let env = TestEnv::new().await;
     let stages = Stages::new(&env).await;
-    let zone = zone(&env, &stages, "not-the-token").await;
-    let (id, _, _) = window(&env, &zone).await;
 
-    let err = stages.run(spec(kinds::FETCH_WINDOW, id)).await.unwrap_err();
-    assert!(!err.is_retryable(), "403 is permanent: {err:?}");
-    let (st, reason) = state(&env, id).await;
-    assert_eq!(st, WindowState::FailedPermanent);
-    let reason = reason.expect("reason recorded on the window");
-    assert!(reason.contains("403"), "{reason}");
-    let (zone_error,): (Option<String>,) =
-        sqlx::query_as("SELECT last_error FROM zones WHERE id = $1")
+    // A zone without a token.
+    let bare = env.insert_zone(60, Utc::now() - TimeDelta::hours(1)).await;
+    let bare = Zone {
+        id: bare,
+        tenant: Uuid::nil(),
+        cf: String::new(),
+    };
+    let (w1, _, _) = window(&env, &bare).await;
+    let out = stages
+        .run(spec(kinds::FETCH_WINDOW, w1))
+        .await
+        .expect("parked");
+    let reason = out.result["parked"].as_str().unwrap().to_owned();
+    assert!(reason.contains("zone.no_token"), "{reason}");
+    assert_eq!(state(&env, w1).await.0, WindowState::Planned);
+
+    // A tenant shredded while its window is staged: shredding parks its zones, and
+    // encrypt (which cannot get a data key) parks instead of failing in a loop.
+    let zone = zone(&env, &stages, TOKEN).await;
+    let (w2, _, _) = window(&env, &zone).await;
+    stages.run(spec(kinds::FETCH_WINDOW, w2)).await.unwrap();
+    assert_eq!(state(&env, w2).await.0, WindowState::Staged);
+    let keyring = MasterKeyring::parse(MASTER, None).unwrap();
+    KmsService::new(env.app.pool.clone(), keyring, "test")
+        .shred_tenant(zone.tenant)
+        .await
+        .unwrap();
+    let (paused, why): (bool, Option<String>) =
+        sqlx::query_as("SELECT paused, paused_reason FROM zones WHERE id = $1")
             .bind(zone.id)
             .fetch_one(&env.app.pool)
             .await
             .unwrap();
-    assert_eq!(zone_error.as_deref(), Some(reason.as_str()));
-    // The token never appears in what was recorded.
-    assert!(!reason.contains("not-the-token"));
+    assert!(
+        paused && why.as_deref().unwrap_or_default().contains("shredded"),
+        "{why:?}"
+    );
+    let out = stages
+        .run(spec(kinds::ENCRYPT_WINDOW, w2))
+        .await
+        .expect("parked");
+    assert!(
+        out.result["parked"]
+            .as_str()
+            .unwrap()
+            .contains("kms.shredded"),
+        "{:?}",
+        out.result
+    );
+    assert_eq!(
+        state(&env, w2).await.0,
+        WindowState::Staged,
+        "kept, not failed"
+    );
+
+    // Neither window is sent again: their zones are parked.
+    let pass = rainlogs_dispatcher::reconcile::reconcile(&env.app, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(pass.enqueued + pass.duplicates, 0, "{pass:?}");
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn a_refused_token_parks_the_zone_and_its_windows_wait_until_a_new_token() {
+    // Issue 11 item 3: a 401/403 failed every window of the zone for good while
+    // planning went on; the only repair was SQL.
+    let env = TestEnv::new().await;
+    let stages = Stages::new(&env).await;
+    let zone = zone(&env, &stages, "not-the-token").await;
+    let (id, _, _) = window(&env, &zone).await;
+    let (later,): (i64,) = sqlx::query_as(
+        "INSERT INTO windows (zone_id, start_at, end_at)
+         SELECT zone_id, end_at, end_at + interval '1 minute' FROM windows WHERE id = $1
+         RETURNING id",
+    )
+    .bind(id)
+    .fetch_one(&env.app.pool)
+    .await
+    .unwrap();
+
+    let out = stages
+        .run(spec(kinds::FETCH_WINDOW, id))
+        .await
+        .expect("parked, not failed");
+    let reason = out.result["parked"].as_str().expect("parked").to_owned();
+    assert!(
+        reason.contains("403") && reason.contains("logpull.forbidden"),
+        "{reason}"
+    );
+    assert!(!reason.contains("not-the-token"), "no token in the reason");
+    let (st, window_reason) = state(&env, id).await;
+    assert_eq!(st, WindowState::Planned, "back to planned, not failed");
+    assert_eq!(window_reason.as_deref(), Some(reason.as_str()));
+    let (paused, why, last): (bool, Option<String>, Option<String>) =
+        sqlx::query_as("SELECT paused, paused_reason, last_error FROM zones WHERE id = $1")
+            .bind(zone.id)
+            .fetch_one(&env.app.pool)
+            .await
+            .unwrap();
+    assert!(paused);
+    assert_eq!(why.as_deref(), Some(reason.as_str()));
+    assert_eq!(last.as_deref(), Some(reason.as_str()));
     assert_eq!(count(&env, "chain_links", id).await, 0);
+    let parked_audits: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE operation = 'zone.parked' AND zone_id = $1",
+    )
+    .bind(zone.id)
+    .fetch_one(&env.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(parked_audits, 1);
+
+    // Another queued window of the parked zone: no request with the bad token.
+    let asked = stages.sim.received_requests(&zone.cf);
+    let out = stages.run(spec(kinds::FETCH_WINDOW, later)).await.unwrap();
+    assert!(out.result["parked"].is_string(), "{:?}", out.result);
+    assert_eq!(stages.sim.received_requests(&zone.cf), asked);
+    assert_eq!(state(&env, later).await.0, WindowState::Planned);
+
+    // A new token (probed at the zone's simulator) resumes the zone; the window runs.
+    let probe = rainlogs_fetch::LogpullProbe::new(
+        LogpullConfig::default(),
+        rainlogs_fetch::CloudflareApi::default(),
+    );
+    let zone_ref = zone.id.to_string();
+    let refused = rainlogs_archive::catalog::zone::set_token(
+        &env.app.pool,
+        stages.kms.as_ref(),
+        &probe,
+        &zone_ref,
+        &secrecy::SecretString::from("still-wrong"),
+        "test",
+    )
+    .await
+    .expect_err("a refused token is not stored");
+    assert_eq!(
+        rainlogs_core::error::Classify::code(&refused),
+        "zone.token_refused"
+    );
+    let report = rainlogs_archive::catalog::zone::set_token(
+        &env.app.pool,
+        stages.kms.as_ref(),
+        &probe,
+        &zone_ref,
+        &secrecy::SecretString::from(TOKEN),
+        "test",
+    )
+    .await
+    .expect("the right token");
+    assert!(report.resumed && !report.still_paused);
+    let (paused, why): (bool, Option<String>) =
+        sqlx::query_as("SELECT paused, paused_reason FROM zones WHERE id = $1")
+            .bind(zone.id)
+            .fetch_one(&env.app.pool)
+            .await
+            .unwrap();
+    assert!(!paused && why.is_none());
+    let out = stages.run(spec(kinds::FETCH_WINDOW, id)).await.unwrap();
+    assert_eq!(out.result["state"], "staged", "{:?}", out.result);
     env.teardown().await;
 }
 

@@ -334,6 +334,7 @@ async fn zone_override_beats_tenant_retention() {
         &short.id.to_string(),
         ZoneRetentionChange {
             retention_days: Some(Some(30)),
+            confirm_short_retention: true,
             ..Default::default()
         },
         "test",

@@ -11,7 +11,7 @@ use rainlogs_archive::coverage::Cover;
 use rainlogs_archive::endpoint::ZoneEndpoint;
 use rainlogs_archive::pipeline::CLOUDFLARE_TOKEN_PURPOSE;
 use rainlogs_dispatcher::reconcile;
-use rainlogs_integration_tests::TestEnv;
+use rainlogs_integration_tests::{cloudflare_stand_in, TestEnv};
 use rainlogs_kms::{KmsService, MasterKeyring};
 use rainlogs_sealed::kms::{Kms, SecretBinding};
 use secrecy::SecretString;
@@ -48,6 +48,7 @@ async fn tenants_and_zones_are_added_listed_and_validated() {
     let kms = kms(&env);
     let token = SecretString::from(TOKEN);
     let now = Utc::now();
+    let (_cloudflare, probe) = cloudflare_stand_in(&[TOKEN]).await;
 
     let acme = tenant::add(pool, "acme", 30).await.unwrap();
     assert!(matches!(
@@ -63,18 +64,19 @@ async fn tenants_and_zones_are_added_listed_and_validated() {
         Err(TenantError::InvalidName)
     ));
 
-    let id = zone::add(pool, &kms, &new_zone("acme", CF), &token, now)
+    let id = zone::add(pool, &kms, &probe, &new_zone("acme", CF), &token, now)
         .await
         .unwrap();
     for (bad, want) in [
         (
-            zone::add(pool, &kms, &new_zone("acme", "0123"), &token, now).await,
+            zone::add(pool, &kms, &probe, &new_zone("acme", "0123"), &token, now).await,
             "InvalidZoneId",
         ),
         (
             zone::add(
                 pool,
                 &kms,
+                &probe,
                 &new_zone("nobody", &CF.replace('0', "1")),
                 &token,
                 now,
@@ -83,13 +85,14 @@ async fn tenants_and_zones_are_added_listed_and_validated() {
             "UnknownTenant",
         ),
         (
-            zone::add(pool, &kms, &new_zone("acme", CF), &token, now).await,
+            zone::add(pool, &kms, &probe, &new_zone("acme", CF), &token, now).await,
             "Exists",
         ),
         (
             zone::add(
                 pool,
                 &kms,
+                &probe,
                 &NewZone {
                     backfill_minutes: 7 * 24 * 60 + 1,
                     ..new_zone("acme", &CF.replace('1', "2"))
@@ -104,6 +107,7 @@ async fn tenants_and_zones_are_added_listed_and_validated() {
             zone::add(
                 pool,
                 &kms,
+                &probe,
                 &new_zone("acme", &CF.replace('1', "3")),
                 &SecretString::from(" "),
                 now,
@@ -115,6 +119,7 @@ async fn tenants_and_zones_are_added_listed_and_validated() {
             zone::add(
                 pool,
                 &kms,
+                &probe,
                 &NewZone {
                     demo: true,
                     ..new_zone("acme", &CF.replace('1', "4"))
@@ -129,6 +134,7 @@ async fn tenants_and_zones_are_added_listed_and_validated() {
             zone::add(
                 pool,
                 &kms,
+                &probe,
                 &NewZone {
                     endpoint: ZoneEndpoint::Simulator {
                         url: "ftp://127.0.0.1:1".into(),
@@ -191,10 +197,12 @@ async fn tenants_and_zones_are_added_listed_and_validated() {
 async fn pause_resume_steer_the_scheduler() {
     let env = TestEnv::new().await;
     let pool = &env.app.pool;
+    let (_cloudflare, probe) = cloudflare_stand_in(&[TOKEN]).await;
     tenant::add(pool, "acme", 30).await.unwrap();
     let id = zone::add(
         pool,
         &kms(&env),
+        &probe,
         &new_zone("acme", CF),
         &SecretString::from(TOKEN),
         Utc::now(),
@@ -237,7 +245,7 @@ async fn coverage_reports_every_kind_of_minute() {
     let pool = &env.app.pool;
     let now = Utc::now();
     let zone = env.insert_zone(60, now - TimeDelta::minutes(20)).await;
-    rainlogs_archive::ledger::plan_zone(pool, zone, now)
+    rainlogs_archive::ledger::plan_zone(pool, zone, now, &env.app.plan)
         .await
         .unwrap();
     let windows: Vec<(i64, DateTime<Utc>)> =
@@ -308,5 +316,331 @@ async fn coverage_reports_every_kind_of_minute() {
         zone::coverage(pool, &zone.to_string(), Some(m(5)), Some(m(5)), now).await,
         Err(ZoneError::EmptyRange)
     ));
+    env.teardown().await;
+}
+
+async fn insert_window(
+    env: &TestEnv,
+    zone: Uuid,
+    start: DateTime<Utc>,
+    state: &str,
+    error: Option<&str>,
+) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO windows (zone_id, start_at, end_at, state, last_error)
+         VALUES ($1, $2, $2 + interval '1 minute', $3::window_state, $4) RETURNING id",
+    )
+    .bind(zone)
+    .bind(start)
+    .bind(state)
+    .bind(error)
+    .fetch_one(&env.app.pool)
+    .await
+    .expect("insert window")
+}
+
+async fn state_of(env: &TestEnv, id: i64) -> (String, Option<String>) {
+    sqlx::query_as("SELECT state::text, last_error FROM windows WHERE id = $1")
+        .bind(id)
+        .fetch_one(&env.app.pool)
+        .await
+        .expect("window")
+}
+
+#[tokio::test]
+async fn retry_failed_replans_failed_windows_inside_seven_days_and_refuses_beyond() {
+    // Issue 11 item 2: nothing ever moved a window out of failed_permanent.
+    let env = TestEnv::new().await;
+    let pool = &env.app.pool;
+    let now = Utc::now().duration_trunc(TimeDelta::minutes(1)).unwrap();
+    let zone = env.insert_zone(60, now - TimeDelta::days(8)).await;
+    let too_late = "logpull: Cloudflare rejected the request (400): too late";
+    let lost = insert_window(
+        &env,
+        zone,
+        now - TimeDelta::days(8),
+        "failed_permanent",
+        Some(too_late),
+    )
+    .await;
+    let old = insert_window(
+        &env,
+        zone,
+        now - TimeDelta::days(2),
+        "failed_permanent",
+        Some(too_late),
+    )
+    .await;
+    let recent = insert_window(
+        &env,
+        zone,
+        now - TimeDelta::hours(1),
+        "failed_permanent",
+        Some(too_late),
+    )
+    .await;
+    let fine = insert_window(&env, zone, now - TimeDelta::minutes(30), "empty", None).await;
+
+    // Beyond Cloudflare's 7 days: refused, with the reason and the earliest usable start.
+    let err = zone::retry_failed(
+        pool,
+        &zone.to_string(),
+        Some(now - TimeDelta::days(8)),
+        None,
+        now,
+        "test",
+    )
+    .await
+    .expect_err("beyond 7 days");
+    assert!(matches!(err, ZoneError::BeyondLogpull { .. }), "{err}");
+    assert_eq!(
+        rainlogs_core::error::Classify::code(&err),
+        "zone.beyond_logpull"
+    );
+    assert!(err.to_string().contains("7 days"), "{err}");
+    assert_eq!(
+        state_of(&env, old).await.0,
+        "failed_permanent",
+        "nothing moved"
+    );
+
+    // A narrower range moves only what is in it.
+    let r = zone::retry_failed(
+        pool,
+        &zone.to_string(),
+        Some(now - TimeDelta::hours(2)),
+        Some(now),
+        now,
+        "test",
+    )
+    .await
+    .expect("retry the last two hours");
+    assert_eq!(r.replanned, vec![recent]);
+    assert_eq!(r.unrecoverable, 1);
+    assert!(!r.paused);
+    // Default range: everything still inside the 7 days.
+    let r = zone::retry_failed(pool, &zone.to_string(), None, None, now, "test")
+        .await
+        .expect("retry all");
+    assert_eq!(r.replanned, vec![old]);
+    assert_eq!(
+        r.unrecoverable, 1,
+        "the 8-day-old window is reported, not moved"
+    );
+
+    let (state, error) = state_of(&env, recent).await;
+    assert_eq!(state, "planned");
+    assert!(
+        error.unwrap().contains("too late"),
+        "the old reason is kept"
+    );
+    assert_eq!(state_of(&env, old).await.0, "planned");
+    assert_eq!(state_of(&env, lost).await.0, "failed_permanent");
+    assert_eq!(state_of(&env, fine).await.0, "empty");
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE operation = 'zone.retry_failed' AND zone_id = $1",
+    )
+    .bind(zone)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(audited, 2);
+
+    // Re-planned windows are picked up by the pipeline: the fetch tasks can be sent now.
+    let report = reconcile::enqueue_fetches(&env.app.queue, &[old, recent])
+        .await
+        .expect("enqueue");
+    assert_eq!(report.enqueued, 2);
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn zone_add_and_set_token_probe_the_token_and_the_retention_flag() {
+    // Issue 11 item 3: a wrong or under-privileged token was stored without a word and
+    // found out window by window.
+    let env = TestEnv::new().await;
+    let pool = &env.app.pool;
+    let kms = kms(&env);
+    tenant::add(pool, "acme", 30).await.unwrap();
+    let (_cloudflare, probe) = cloudflare_stand_in(&[TOKEN]).await;
+
+    let err = zone::add(
+        pool,
+        &kms,
+        &probe,
+        &new_zone("acme", CF),
+        &SecretString::from("a-revoked-token"),
+        Utc::now(),
+    )
+    .await
+    .expect_err("Cloudflare refuses the token");
+    assert!(matches!(err, ZoneError::TokenRefused { .. }), "{err}");
+    assert!(
+        err.to_string().contains(CF) && err.to_string().contains("403"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("a-revoked-token"));
+    assert!(zone::list(pool).await.unwrap().is_empty(), "nothing stored");
+
+    // Retention off at the zone: refused with the fix, or switched on when asked.
+    let sim = rainlogs_logpull_sim::Simulator::start_local(rainlogs_logpull_sim::SimConfig {
+        tokens: vec![TOKEN.to_owned()],
+        retention_default: false,
+        ..rainlogs_logpull_sim::SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let simulated = NewZone {
+        endpoint: ZoneEndpoint::Simulator {
+            url: sim.base_url(),
+        },
+        ..new_zone("acme", CF)
+    };
+    let at_sim = rainlogs_fetch::LogpullProbe::new(
+        rainlogs_fetch::logpull::LogpullConfig::default(),
+        rainlogs_fetch::CloudflareApi::default(),
+    );
+    let err = zone::add(
+        pool,
+        &kms,
+        &at_sim,
+        &simulated,
+        &SecretString::from(TOKEN),
+        Utc::now(),
+    )
+    .await
+    .expect_err("retention off");
+    assert!(matches!(err, ZoneError::RetentionOff { .. }), "{err}");
+    assert!(err.to_string().contains("retention/flag"), "{err}");
+    let id = zone::add(
+        pool,
+        &kms,
+        &at_sim.clone().enabling_retention(true),
+        &simulated,
+        &SecretString::from(TOKEN),
+        Utc::now(),
+    )
+    .await
+    .expect("retention switched on");
+
+    // set_token probes too; an unreachable endpoint is a retryable refusal.
+    let err = zone::set_token(
+        pool,
+        &kms,
+        &at_sim,
+        &id.to_string(),
+        &SecretString::from("nope"),
+        "test",
+    )
+    .await
+    .expect_err("refused");
+    assert!(matches!(err, ZoneError::TokenRefused { .. }), "{err}");
+    sim.shutdown().await.unwrap();
+    let err = zone::set_token(
+        pool,
+        &kms,
+        &at_sim,
+        &id.to_string(),
+        &SecretString::from(TOKEN),
+        "test",
+    )
+    .await
+    .expect_err("simulator gone");
+    assert!(
+        matches!(
+            err,
+            ZoneError::ProbeFailed {
+                retryable: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn retention_below_the_legal_minimum_needs_explicit_confirmation() {
+    // Issue 11 item 13: `tenant set --retention-days 30` was accepted silently, and the
+    // next prune deleted 12 months of logs the law may still require.
+    let env = TestEnv::new().await;
+    let pool = &env.app.pool;
+    tenant::add(pool, "acme", 395).await.unwrap();
+    assert_eq!(tenant::LEGAL_MIN_RETENTION_DAYS, 395);
+    let short = tenant::RetentionChange {
+        retention_days: Some(30),
+        ..Default::default()
+    };
+    let err = tenant::set(pool, "acme", short, "test").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TenantError::ShortRetention {
+                days: 30,
+                minimum: 395
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("--confirm-short-retention"),
+        "{err}"
+    );
+    assert_eq!(
+        tenant::list(pool).await.unwrap()[0].retention_days,
+        395,
+        "unchanged"
+    );
+    // At the minimum and above: no confirmation needed. Below, with it: accepted, audited.
+    for days in [395, 730] {
+        let change = tenant::RetentionChange {
+            retention_days: Some(days),
+            ..Default::default()
+        };
+        tenant::set(pool, "acme", change, "test").await.unwrap();
+    }
+    let confirmed = tenant::RetentionChange {
+        confirm_short_retention: true,
+        ..short
+    };
+    tenant::set(pool, "acme", confirmed, "test").await.unwrap();
+    assert_eq!(tenant::list(pool).await.unwrap()[0].retention_days, 30);
+    let detail: serde_json::Value = sqlx::query_scalar(
+        "SELECT detail FROM audit_events WHERE operation = 'tenant.set' ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(detail["confirmed_short_retention"], true);
+
+    // A zone override follows the same rule.
+    let zone_id = env.insert_zone(60, Utc::now()).await;
+    let err = zone::set_retention(
+        pool,
+        &zone_id.to_string(),
+        zone::ZoneRetentionChange {
+            retention_days: Some(Some(90)),
+            ..Default::default()
+        },
+        "test",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, ZoneError::ShortRetention { days: 90, .. }),
+        "{err}"
+    );
+    zone::set_retention(
+        pool,
+        &zone_id.to_string(),
+        zone::ZoneRetentionChange {
+            retention_days: Some(Some(90)),
+            confirm_short_retention: true,
+            ..Default::default()
+        },
+        "test",
+    )
+    .await
+    .unwrap();
     env.teardown().await;
 }

@@ -21,6 +21,59 @@ pub const LOGPULL_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::days(7);
 /// Logpull's `end` must be at least this far in the past.
 pub const LOGPULL_MIN_DELAY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
+/// How far behind `now` the planner stays: the newest window it plans ends at least
+/// `margin` ago. Logpull needs one minute; the margin on top absorbs clock skew between
+/// this host, the fetcher's and Cloudflare's (a window planned up to exactly one minute
+/// ago by a clock a few seconds ahead is refused as "too late"). docs/PIPELINE.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanPolicy {
+    pub margin: chrono::TimeDelta,
+}
+
+impl PlanPolicy {
+    /// `RAINLOGS_PLAN_MARGIN_SECS`: 60 (Logpull's minimum) to 86400; default 300.
+    pub const MARGIN_VAR: &'static str = "RAINLOGS_PLAN_MARGIN_SECS";
+    pub const DEFAULT_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+    pub const MAX_MARGIN: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+    pub fn from_source(
+        src: &rainlogs_core::config::ConfigSource,
+    ) -> Result<Self, rainlogs_core::config::ConfigError> {
+        let secs: i64 = src.parsed_or(Self::MARGIN_VAR, Self::DEFAULT_MARGIN.num_seconds())?;
+        let (min, max) = (
+            LOGPULL_MIN_DELAY.num_seconds(),
+            Self::MAX_MARGIN.num_seconds(),
+        );
+        if !(min..=max).contains(&secs) {
+            return Err(rainlogs_core::config::ConfigError::Invalid {
+                var: Self::MARGIN_VAR.into(),
+                reason: format!(
+                    "{secs} is outside {min}..={max} seconds (Logpull refuses windows ending less than a minute ago)"
+                ),
+            });
+        }
+        Ok(Self {
+            margin: chrono::TimeDelta::seconds(secs),
+        })
+    }
+
+    /// Logpull's bare minimum, for a planner, fetcher and simulator that share one
+    /// clock (the demo, tests on one host): no skew to absorb.
+    pub fn same_clock() -> Self {
+        Self {
+            margin: LOGPULL_MIN_DELAY,
+        }
+    }
+}
+
+impl Default for PlanPolicy {
+    fn default() -> Self {
+        Self {
+            margin: Self::DEFAULT_MARGIN,
+        }
+    }
+}
+
 /// `last_error` of a window upload sent back to encrypt because its archive object
 /// failed verification (the fact itself is `windows.resealed`, see [`reseal`]).
 pub const RESEAL_NOTE: &str = "archive object failed verification, sealing again";
@@ -123,10 +176,16 @@ pub struct Window {
 }
 
 /// Plans every window of `zone_id` from its backfill start (or its last planned window)
-/// up to the newest window Logpull can serve at `now`. Returns how many were added.
+/// up to `policy.margin` before `now` (never closer than Logpull's minute). Returns how
+/// many were added.
 ///
 /// Windows older than Logpull's 7 days are not planned: they can never be fetched.
-pub async fn plan_zone(pool: &PgPool, zone_id: Uuid, now: DateTime<Utc>) -> Result<u64, DbError> {
+pub async fn plan_zone(
+    pool: &PgPool,
+    zone_id: Uuid,
+    now: DateTime<Utc>,
+    policy: &PlanPolicy,
+) -> Result<u64, DbError> {
     let zone = sqlx::query!(
         "SELECT cadence_seconds, backfill_from, paused,
                 (SELECT max(end_at) FROM windows WHERE zone_id = zones.id) AS last_end
@@ -146,7 +205,7 @@ pub async fn plan_zone(pool: &PgPool, zone_id: Uuid, now: DateTime<Utc>) -> Resu
     }
     let cadence = chrono::TimeDelta::seconds(i64::from(zone.cadence_seconds));
     let align = |t: DateTime<Utc>| t.duration_trunc(cadence).unwrap_or(t);
-    let horizon = align(now - LOGPULL_MIN_DELAY);
+    let horizon = align(now - policy.margin.max(LOGPULL_MIN_DELAY));
     let earliest = align(now - LOGPULL_MAX_AGE) + cadence;
     let start = zone
         .last_end
@@ -401,6 +460,24 @@ where
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn plan_margin_defaults_to_five_minutes_and_never_goes_below_logpulls_minute() {
+        use rainlogs_core::config::ConfigSource;
+        let with = |v: &str| {
+            PlanPolicy::from_source(&ConfigSource::from_pairs([(PlanPolicy::MARGIN_VAR, v)]))
+        };
+        assert_eq!(
+            PlanPolicy::from_source(&ConfigSource::default()).unwrap(),
+            PlanPolicy::default()
+        );
+        assert_eq!(PlanPolicy::default().margin, chrono::TimeDelta::minutes(5));
+        assert_eq!(with("60").unwrap(), PlanPolicy::same_clock());
+        for bad in ["59", "0", "-300", "86401", "soon"] {
+            let err = with(bad).unwrap_err();
+            assert_eq!(err.subject(), PlanPolicy::MARGIN_VAR, "{bad}");
+        }
+    }
 
     #[test]
     fn split_point_halves_on_whole_seconds_and_stops_at_min_width() {

@@ -41,6 +41,89 @@ pub async fn note_failure<T>(
     }
 }
 
+/// Error codes no retry of a window can fix while its zone stays as it is: Cloudflare
+/// refused the token (401/403), the zone has no token or one that does not open, the
+/// tenant was shredded or is gone, the keyring lacks the master key of the tenant's
+/// keys. Retrying such a window only adds dead letters (and Cloudflare requests with a
+/// bad token), and the reconciler would re-send it forever; the zone is parked instead
+/// ([`park_window`]). Object-level failures (a staged object that does not open, a
+/// tampered archive object) are not here: they concern one window.
+pub const ZONE_BLOCKING_CODES: &[&str] = &[
+    "logpull.forbidden",
+    "zone.no_token",
+    "zone.bad_token",
+    "kms.shredded",
+    "kms.unknown_tenant",
+    "kms.master_key_unavailable",
+];
+
+/// Whether `err` is one no retry of the window can fix ([`ZONE_BLOCKING_CODES`]).
+pub fn blocks_zone(err: &TaskError) -> bool {
+    !err.is_retryable() && ZONE_BLOCKING_CODES.contains(&err.code.as_str())
+}
+
+/// How a window stage ends an attempt: a zone-blocking failure ([`blocks_zone`]) parks
+/// the zone and ends the message ([`park_window`]); any other failure is noted on the
+/// window ([`note_failure`]) and returned for the dispatcher to retry or dead-letter.
+pub async fn finish_attempt(
+    pool: &PgPool,
+    task: &rainlogs_core::task::TaskEnvelope,
+    stage: &str,
+    result: Result<rainlogs_core::task::HandlerOutput, TaskError>,
+) -> Result<rainlogs_core::task::HandlerOutput, TaskError> {
+    if let Err(err) = &result {
+        if blocks_zone(err) {
+            if let Ok(WindowTask { window_id }) = task.payload_as::<WindowTask>() {
+                let reason = format!("{stage}: {} [{}]", err.message, err.code);
+                return park_window(pool, window_id, &reason, stage).await;
+            }
+        }
+    }
+    note_failure(pool, task, &result).await;
+    result
+}
+
+/// Parks window `window_id`'s zone with `reason` (`catalog::zone::park`: paused, the
+/// reason in `zones.paused_reason` and `last_error`, audited) and leaves the window to
+/// wait: a `fetching` window goes back to `planned` (it is not failed — nothing about
+/// it is wrong), a later one keeps its state; the reason is noted on it. The message
+/// ends successfully with `"parked"` in its result: nothing is lost (the ledger holds
+/// the window), nothing is dead-lettered, and once the zone is resumed the reconciler
+/// sends it again.
+pub async fn park_window(
+    pool: &PgPool,
+    window_id: i64,
+    reason: &str,
+    stage: &str,
+) -> Result<rainlogs_core::task::HandlerOutput, TaskError> {
+    let zone: Uuid = sqlx::query_scalar("SELECT zone_id FROM windows WHERE id = $1")
+        .bind(window_id)
+        .fetch_one(pool)
+        .await
+        .map_err(|e| DbError::query("read window's zone", e))?;
+    crate::catalog::zone::park(pool, zone, reason, stage).await?;
+    sqlx::query(
+        "UPDATE windows
+         SET state = CASE WHEN state = 'fetching' THEN 'planned'::window_state ELSE state END,
+             state_since = CASE WHEN state = 'fetching' THEN now() ELSE state_since END,
+             last_error = $2
+         WHERE id = $1 AND state IN ('planned', 'fetching', 'staged', 'sealed')",
+    )
+    .bind(window_id)
+    .bind(reason)
+    .execute(pool)
+    .await
+    .map_err(|e| DbError::query("park window", e))?;
+    tracing::warn!(window = window_id, %zone, %reason, "window parked with its zone");
+    Ok(rainlogs_core::task::HandlerOutput::done(
+        serde_json::json!({
+            "window_id": window_id,
+            "zone": zone,
+            "parked": reason,
+        }),
+    ))
+}
+
 /// The queue window tasks travel on.
 pub const PIPELINE_QUEUE: &str = "default";
 /// Objects up to this size are written with one PutObject, larger ones in parts of it.
@@ -98,6 +181,8 @@ pub struct WindowFacts {
     pub state: WindowState,
     /// Where the zone's logs are fetched from (docs/PIPELINE.md).
     pub endpoint: ZoneEndpoint,
+    /// Why Rainlogs parked the zone (`zones.paused_reason`), if it did.
+    pub parked: Option<String>,
 }
 
 impl WindowFacts {
@@ -106,7 +191,7 @@ impl WindowFacts {
         let row = sqlx::query!(
             r#"SELECT w.id, w.zone_id, z.tenant_id, z.cf_zone_id, z.fields, w.start_at, w.end_at,
                       w.state AS "state: WindowState", z.endpoint AS "endpoint: EndpointKind",
-                      z.simulator_url
+                      z.simulator_url, z.paused_reason
                FROM windows w JOIN zones z ON z.id = w.zone_id WHERE w.id = $1"#,
             id
         )
@@ -130,6 +215,7 @@ impl WindowFacts {
             end_at: row.end_at,
             state: row.state,
             endpoint,
+            parked: row.paused_reason,
         })
     }
 

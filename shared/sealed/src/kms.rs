@@ -537,3 +537,15 @@ impl Kms for StaticKms {
             .decrypt_secret(binding, blob)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Compiles only when the AES key schedule under `Aes256Gcm` is wiped on drop (the
+    /// `zeroize` features in the workspace Cargo.toml); issue 11 item 12.
+    #[test]
+    fn aes_key_schedules_are_zeroized_on_drop() {
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wiped_on_drop::<aes::Aes256>();
+        wiped_on_drop::<aes::Aes256Enc>();
+    }
+}

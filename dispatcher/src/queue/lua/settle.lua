@@ -1,6 +1,26 @@
 local now = now_ms()
+local dead_max, dead_ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
+-- The dead-letter policy (docs/QUEUE.md): letters older than the TTL expire, and past
+-- the cap the oldest go. Bounded work per call (a backlog shrinks over several calls).
+local function trim_dead(q)
+  local gone = {}
+  if dead_ttl > 0 then
+    gone = redis.call('ZRANGEBYSCORE', k(q, 'dead_idx'), '-inf', now - dead_ttl, 'LIMIT', 0, 100)
+  end
+  if dead_max > 0 then
+    local over = redis.call('ZCARD', k(q, 'dead_idx')) - #gone - dead_max
+    if over > 0 then
+      gone = redis.call('ZRANGE', k(q, 'dead_idx'), 0, #gone + math.min(over, 1000) - 1)
+    end
+  end
+  if #gone > 0 then
+    redis.call('HDEL', k(q, 'dead'), unpack(gone))
+    redis.call('ZREM', k(q, 'dead_idx'), unpack(gone))
+    redis.call('HINCRBY', k(q, 'stats'), 'dead_dropped', #gone)
+  end
+end
 local out = {}
-local i = 2
+local i = 4
 while i <= #ARGV do
   local op, q, member, id = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
   i = i + 4
@@ -43,6 +63,7 @@ while i <= #ARGV do
       redis.call('ZADD', k(q, 'dead_idx'), now, id)
       redis.call('HINCRBY', k(q, 'stats'), 'failed', 1)
       redis.call('HINCRBY', k(q, 'stats'), 'dead', 1)
+      trim_dead(q)
     end
   elseif op == 'requeue' then
     if held then

@@ -338,7 +338,7 @@ async fn status_error(resp: Response, what: &str) -> LogpullError {
             retry_after,
             reason,
         },
-        StatusCode::BAD_REQUEST => LogpullError::BadRequest { what, reason },
+        StatusCode::BAD_REQUEST => LogpullError::bad_request(what, reason),
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => LogpullError::Forbidden {
             what,
             status: status.as_u16(),

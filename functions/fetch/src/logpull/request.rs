@@ -33,13 +33,17 @@ pub enum RequestError {
         end: String,
         earliest: String,
     },
+    /// Not wrong, only early: the window becomes fetchable in `ready_in_secs` (clock
+    /// skew between planner and fetcher). Retryable with that delay
+    /// ([`super::LogpullError::retry_after`]).
     #[error(
-        "window [{start}, {end}): end must be at least 1 minute in the past (latest {latest})"
+        "window [{start}, {end}): end must be at least 1 minute in the past (latest {latest}; fetchable in {ready_in_secs} s)"
     )]
     TooLate {
         start: String,
         end: String,
         latest: String,
+        ready_in_secs: u64,
     },
     #[error("window [{start}, {end}): {secs} s is longer than the 1 hour a request may cover")]
     TooLong {
@@ -189,10 +193,13 @@ impl WindowRequest {
         }
         let latest = now - chrono_duration(MIN_AGE);
         if self.end > latest {
+            let early = self.end - latest;
+            let ready_in_secs = (early.num_milliseconds().max(0) as u64).div_ceil(1000);
             return Err(RequestError::TooLate {
                 start,
                 end,
                 latest: fmt_time(latest),
+                ready_in_secs,
             });
         }
         let len = self.end - self.start;

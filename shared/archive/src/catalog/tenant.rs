@@ -13,11 +13,31 @@ use crate::audit::{self, AuditEvent};
 /// Longest retention `set` accepts (100 years): beyond it day arithmetic is nonsense.
 pub const MAX_RETENTION_DAYS: i32 = 36_500;
 
-/// A change to the retention settings of a tenant or zone.
+/// The shortest retention accepted without an explicit confirmation: 395 days, 13
+/// months of 30.4 days — the log retention NIS2-style rules ask of the entities
+/// Rainlogs is for (docs/RETENTION.md). Shorter is allowed (a tenant not bound by
+/// them, a test) but only with `confirm_short_retention`, because prune then deletes
+/// archives the law may still require.
+pub const LEGAL_MIN_RETENTION_DAYS: i32 = 395;
+
+/// Refuses a retention below [`LEGAL_MIN_RETENTION_DAYS`] unless it is confirmed.
+pub fn check_short_retention(days: i32, confirmed: bool) -> Result<(), TenantError> {
+    if days < LEGAL_MIN_RETENTION_DAYS && !confirmed {
+        return Err(TenantError::ShortRetention {
+            days,
+            minimum: LEGAL_MIN_RETENTION_DAYS,
+        });
+    }
+    Ok(())
+}
+
+/// A change to the retention settings of a tenant.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RetentionChange {
     pub retention_days: Option<i32>,
     pub legal_hold: Option<bool>,
+    /// Accept `retention_days` below [`LEGAL_MIN_RETENTION_DAYS`].
+    pub confirm_short_retention: bool,
 }
 
 impl RetentionChange {
@@ -39,6 +59,8 @@ pub enum TenantError {
     Unknown(String),
     #[error("nothing to change: give --retention-days and/or --legal-hold")]
     NothingToChange,
+    #[error("retention of {days} days is below the legal minimum of {minimum} days (13 months, NIS2-style log retention): prune would delete archives the law may still require; pass --confirm-short-retention if these logs are not bound by it")]
+    ShortRetention { days: i32, minimum: i32 },
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -58,6 +80,7 @@ impl Classify for TenantError {
             TenantError::Exists(_) => "tenant.exists",
             TenantError::Unknown(_) => "tenant.unknown",
             TenantError::NothingToChange => "tenant.nothing_to_change",
+            TenantError::ShortRetention { .. } => "tenant.short_retention",
             TenantError::Db(e) => e.code(),
         }
     }
@@ -147,6 +170,7 @@ pub async fn set(
         if !(1..=MAX_RETENTION_DAYS).contains(&days) {
             return Err(TenantError::InvalidRetention(days));
         }
+        check_short_retention(days, change.confirm_short_retention)?;
     }
     let id = resolve(pool, tenant).await?;
     let op = |what| move |e| DbError::query(what, e);
@@ -171,6 +195,8 @@ pub async fn set(
         detail: serde_json::json!({
             "retention_days": {"from": days, "to": new_days},
             "legal_hold": {"from": hold, "to": new_hold},
+            "confirmed_short_retention": new_days < LEGAL_MIN_RETENTION_DAYS
+                && change.retention_days.is_some(),
         }),
         ..AuditEvent::new(actor, "tenant.set", "ok")
     };

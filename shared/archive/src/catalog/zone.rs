@@ -50,6 +50,25 @@ pub enum ZoneError {
     InvalidRetention(i32),
     #[error("nothing to change: give --retention-days, --inherit-retention and/or --legal-hold")]
     NothingToChange,
+    #[error("retention of {days} days is below the legal minimum of {minimum} days (13 months, NIS2-style log retention): prune would delete archives the law may still require; pass --confirm-short-retention if these logs are not bound by it")]
+    ShortRetention { days: i32, minimum: i32 },
+    #[error("cannot retry windows starting before {earliest}: Cloudflare keeps Logpull data for 7 days, so failed windows from {from} on are lost for good and stay failed_permanent (give --from {earliest} or later)")]
+    BeyondLogpull {
+        from: DateTime<Utc>,
+        earliest: DateTime<Utc>,
+    },
+    #[error("Cloudflare refused the token for zone {zone}: {reason} (check the token is valid and has Logs Read on this zone; nothing was stored)")]
+    TokenRefused { zone: String, reason: String },
+    #[error("log retention is switched off for Cloudflare zone {zone}: Logpull keeps nothing to fetch (switch it on: POST /zones/{zone}/logs/control/retention/flag {{\"flag\": true}}, or pass --enable-retention); nothing was stored")]
+    RetentionOff { zone: String },
+    #[error(
+        "could not check the token for zone {zone} at its endpoint: {reason}; nothing was stored"
+    )]
+    ProbeFailed {
+        zone: String,
+        reason: String,
+        retryable: bool,
+    },
     #[error("storing the token: {0}")]
     Key(#[from] KeyError),
     #[error(transparent)]
@@ -61,6 +80,9 @@ impl Classify for ZoneError {
         match self {
             ZoneError::Key(e) => e.class(),
             ZoneError::Db(e) => e.class(),
+            ZoneError::ProbeFailed {
+                retryable: true, ..
+            } => ErrorClass::Retryable,
             _ => ErrorClass::Permanent,
         }
     }
@@ -80,10 +102,79 @@ impl Classify for ZoneError {
             ZoneError::EmptyRange => "zone.empty_range",
             ZoneError::InvalidRetention(_) => "zone.invalid_retention",
             ZoneError::NothingToChange => "zone.nothing_to_change",
+            ZoneError::ShortRetention { .. } => "zone.short_retention",
+            ZoneError::BeyondLogpull { .. } => "zone.beyond_logpull",
+            ZoneError::TokenRefused { .. } => "zone.token_refused",
+            ZoneError::RetentionOff { .. } => "zone.retention_off",
+            ZoneError::ProbeFailed { .. } => "zone.probe_failed",
             ZoneError::Key(e) => e.code(),
             ZoneError::Db(e) => e.code(),
         }
     }
+}
+
+/// What a probe of a zone's token at its endpoint found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeReport {
+    /// The zone's log-retention flag (`logs/control/retention/flag`), after the probe
+    /// switched it on if it was allowed to.
+    pub retention: bool,
+    /// The probe switched retention on (it was off).
+    pub retention_enabled: bool,
+    /// The fields the zone's Logpull offers (`logs/received/fields`).
+    pub fields: Vec<String>,
+}
+
+/// Why a probe did not pass.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    /// 401/403: the token is wrong, expired, revoked or lacks Logs Read on the zone.
+    #[error("{0}")]
+    Refused(String),
+    /// Anything else (unreachable, 5xx, an unexpected answer); `retryable` as classified.
+    #[error("{reason}")]
+    Failed { reason: String, retryable: bool },
+}
+
+/// Checks a token against a zone's Logpull endpoint before it is stored: the retention
+/// flag and the fields list both need it. Implemented by the fetch stage's Logpull
+/// client (`rainlogs_fetch::LogpullProbe`), which knows where a zone's endpoint is.
+#[async_trait::async_trait]
+pub trait ZoneProbe: Send + Sync {
+    async fn probe(
+        &self,
+        endpoint: &ZoneEndpoint,
+        cf_zone_id: &str,
+        token: &SecretString,
+    ) -> Result<ProbeReport, ProbeError>;
+}
+
+/// Runs `probe` and turns what it found into the zone's refusal, if any.
+async fn probe_token(
+    probe: &dyn ZoneProbe,
+    endpoint: &ZoneEndpoint,
+    cf_zone_id: &str,
+    token: &SecretString,
+) -> Result<ProbeReport, ZoneError> {
+    let zone = cf_zone_id.to_owned();
+    let report = probe
+        .probe(endpoint, cf_zone_id, token)
+        .await
+        .map_err(|e| match e {
+            ProbeError::Refused(reason) => ZoneError::TokenRefused {
+                zone: zone.clone(),
+                reason,
+            },
+            ProbeError::Failed { reason, retryable } => ZoneError::ProbeFailed {
+                zone: zone.clone(),
+                reason,
+                retryable,
+            },
+        })?;
+    if !report.retention {
+        return Err(ZoneError::RetentionOff { zone });
+    }
+    Ok(report)
 }
 
 /// What `zone add` registers.
@@ -108,6 +199,9 @@ pub struct ZoneRow {
     pub name: String,
     pub cadence_seconds: i32,
     pub paused: bool,
+    /// Why Rainlogs parked (paused) the zone by itself; `None` if it runs or an
+    /// operator paused it.
+    pub paused_reason: Option<String>,
     pub has_token: bool,
     pub last_error: Option<String>,
     pub endpoint: EndpointKind,
@@ -116,9 +210,12 @@ pub struct ZoneRow {
 }
 
 /// Registers a zone with its token sealed by `kms`; returns the zone's Rainlogs id.
+/// The token is first probed at the zone's endpoint (`probe`): a token Cloudflare
+/// refuses, or a zone whose log retention is off, is refused and nothing is stored.
 pub async fn add(
     pool: &PgPool,
     kms: &dyn Kms,
+    probe: &dyn ZoneProbe,
     zone: &NewZone<'_>,
     token: &SecretString,
     now: DateTime<Utc>,
@@ -150,6 +247,15 @@ pub async fn add(
         .await
         .map_err(|e| DbError::query("find tenant", e))?
         .ok_or_else(|| ZoneError::UnknownTenant(zone.tenant.to_owned()))?;
+    let exists: Option<Uuid> = sqlx::query_scalar("SELECT id FROM zones WHERE cf_zone_id = $1")
+        .bind(cf)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| DbError::query("find zone", e))?;
+    if exists.is_some() {
+        return Err(ZoneError::Exists(cf.to_owned()));
+    }
+    probe_token(probe, &zone.endpoint, cf, token).await?;
     let id = Uuid::new_v4();
     let binding = SecretBinding {
         tenant,
@@ -188,7 +294,7 @@ pub async fn add(
 pub async fn list(pool: &PgPool) -> Result<Vec<ZoneRow>, ZoneError> {
     Ok(sqlx::query_as(
         "SELECT z.id, t.name AS tenant, z.cf_zone_id, z.name, z.cadence_seconds, z.paused,
-                z.token_ciphertext IS NOT NULL AS has_token, z.last_error, z.endpoint,
+                z.paused_reason, z.token_ciphertext IS NOT NULL AS has_token, z.last_error, z.endpoint,
                 z.simulator_url, z.demo
          FROM zones z JOIN tenants t ON t.id = z.tenant_id ORDER BY t.name, z.name",
     )
@@ -217,15 +323,20 @@ pub async fn resolve(pool: &PgPool, zone: &str) -> Result<Uuid, ZoneError> {
     }
 }
 
-/// Pauses or resumes a zone; returns its Rainlogs id.
+/// Pauses or resumes a zone; returns its Rainlogs id. Resuming also clears a parked
+/// zone's reason ([`park`]): the operator says the cause is fixed.
 pub async fn set_paused(pool: &PgPool, zone: &str, paused: bool) -> Result<Uuid, ZoneError> {
     let id = resolve(pool, zone).await?;
-    sqlx::query("UPDATE zones SET paused = $2 WHERE id = $1")
-        .bind(id)
-        .bind(paused)
-        .execute(pool)
-        .await
-        .map_err(|e| DbError::query("pause zone", e))?;
+    sqlx::query(
+        "UPDATE zones SET paused = $2,
+                          paused_reason = CASE WHEN $2 THEN paused_reason END
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(paused)
+    .execute(pool)
+    .await
+    .map_err(|e| DbError::query("pause zone", e))?;
     Ok(id)
 }
 
@@ -235,6 +346,8 @@ pub async fn set_paused(pool: &PgPool, zone: &str, paused: bool) -> Result<Uuid,
 pub struct ZoneRetentionChange {
     pub retention_days: Option<Option<i32>>,
     pub legal_hold: Option<bool>,
+    /// Accept an override below `tenant::LEGAL_MIN_RETENTION_DAYS`.
+    pub confirm_short_retention: bool,
 }
 
 /// A zone's retention settings after [`set_retention`]: its own override (`None`:
@@ -262,6 +375,14 @@ pub async fn set_retention(
     if let Some(Some(days)) = change.retention_days {
         if !(1..=crate::catalog::tenant::MAX_RETENTION_DAYS).contains(&days) {
             return Err(ZoneError::InvalidRetention(days));
+        }
+        if days < crate::catalog::tenant::LEGAL_MIN_RETENTION_DAYS
+            && !change.confirm_short_retention
+        {
+            return Err(ZoneError::ShortRetention {
+                days,
+                minimum: crate::catalog::tenant::LEGAL_MIN_RETENTION_DAYS,
+            });
         }
     }
     let id = resolve(pool, zone).await?;
@@ -325,4 +446,259 @@ pub async fn coverage(
     }
     let windows = ledger::windows_between(pool, id, from, to).await?;
     Ok(coverage_of(&windows, from, to))
+}
+
+/// How close to Cloudflare's 7-day edge `retry-failed` still re-plans a window: it must
+/// remain fetchable until a fetch gets to it.
+pub const RETRY_HEADROOM: TimeDelta = TimeDelta::minutes(10);
+
+/// What [`retry_failed`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryReport {
+    pub zone: Uuid,
+    /// The range looked at: `[from, to)` by window start.
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Windows moved from `failed_permanent` back to `planned`, oldest first.
+    pub replanned: Vec<i64>,
+    /// Failed windows of the zone starting before Cloudflare's 7 days (minus
+    /// [`RETRY_HEADROOM`]): lost for good, left as they are.
+    pub unrecoverable: i64,
+    /// The zone is paused: the re-planned windows wait until it is resumed.
+    pub paused: bool,
+}
+
+/// Re-plans the zone's `failed_permanent` windows starting in `[from, to)` (defaults:
+/// the oldest start Logpull can still serve, and `now`), so the pipeline fetches them
+/// again — after a token was fixed, a clock-skew failure, an outage at Cloudflare.
+/// A `from` older than Cloudflare's 7 days (less [`RETRY_HEADROOM`]) is refused:
+/// those windows cannot be fetched any more. One `zone.retry_failed` audit row.
+pub async fn retry_failed(
+    pool: &PgPool,
+    zone: &str,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    actor: &str,
+) -> Result<RetryReport, ZoneError> {
+    let id = resolve(pool, zone).await?;
+    let earliest = now - ledger::LOGPULL_MAX_AGE + RETRY_HEADROOM;
+    if let Some(from) = from {
+        if from < earliest {
+            return Err(ZoneError::BeyondLogpull { from, earliest });
+        }
+    }
+    let from = from.unwrap_or(earliest);
+    let to = to.unwrap_or(now);
+    if from >= to {
+        return Err(ZoneError::EmptyRange);
+    }
+    let op = |what| move |e| DbError::query(what, e);
+    let mut tx = pool.begin().await.map_err(op("begin retry-failed"))?;
+    let (tenant, paused): (Uuid, bool) =
+        sqlx::query_as("SELECT tenant_id, paused FROM zones WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(op("lock zone"))?;
+    let replanned: Vec<i64> = sqlx::query_scalar(
+        "WITH moved AS (
+             UPDATE windows
+             SET state = 'planned', state_since = now(), resealed = false,
+                 last_error = 'retry requested; it failed with: ' || coalesce(last_error, '(no reason)')
+             WHERE zone_id = $1 AND state = 'failed_permanent' AND start_at >= $2 AND start_at < $3
+             RETURNING id, start_at)
+         SELECT id FROM moved ORDER BY start_at",
+    )
+    .bind(id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(op("re-plan failed windows"))?;
+    let unrecoverable: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM windows
+         WHERE zone_id = $1 AND state = 'failed_permanent' AND start_at < $2",
+    )
+    .bind(id)
+    .bind(earliest)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(op("count unrecoverable windows"))?;
+    let event = AuditEvent {
+        tenant: Some(tenant),
+        zone: Some(id),
+        detail: serde_json::json!({
+            "from": from, "to": to,
+            "replanned": replanned.len(),
+            "unrecoverable": unrecoverable,
+        }),
+        ..AuditEvent::new(actor, "zone.retry_failed", "ok")
+    };
+    audit::record(&mut *tx, &event)
+        .await
+        .map_err(op("write zone audit row"))?;
+    tx.commit().await.map_err(op("commit retry-failed"))?;
+    Ok(RetryReport {
+        zone: id,
+        from,
+        to,
+        replanned,
+        unrecoverable,
+        paused,
+    })
+}
+
+/// Parks a zone: pauses it with `reason` (`zones.paused_reason`, also its `last_error`)
+/// because an error no retry of a window can fix stopped it — Cloudflare refused its
+/// token, it has none, its tenant was shredded, its keys cannot be opened. Its windows
+/// stay where they are (the fetch stage puts a `fetching` one back to `planned`); the
+/// scheduler and the reconciler leave the zone alone until `zone resume` or a new
+/// token. Returns whether this call parked it (the first reason is kept); audited as
+/// `zone.parked`.
+pub async fn park(
+    pool: &PgPool,
+    zone_id: Uuid,
+    reason: &str,
+    actor: &str,
+) -> Result<bool, DbError> {
+    let op = |what| move |e| DbError::query(what, e);
+    let mut tx = pool.begin().await.map_err(op("begin zone park"))?;
+    let parked = park_in(&mut tx, "id", zone_id, reason, actor).await?;
+    tx.commit().await.map_err(op("commit zone park"))?;
+    Ok(parked > 0)
+}
+
+/// Parks every zone of `tenant` in `tx` (a shredded tenant: nothing of it can be
+/// fetched or sealed again); returns how many were newly parked.
+pub async fn park_tenant_zones(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tenant: Uuid,
+    reason: &str,
+    actor: &str,
+) -> Result<u64, DbError> {
+    park_in(tx, "tenant_id", tenant, reason, actor).await
+}
+
+async fn park_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    column: &'static str,
+    id: Uuid,
+    reason: &str,
+    actor: &str,
+) -> Result<u64, DbError> {
+    let op = |what| move |e| DbError::query(what, e);
+    let parked: Vec<(Uuid, Uuid)> = sqlx::query_as(&format!(
+        "UPDATE zones SET paused = true, paused_reason = $2, last_error = $2
+         WHERE {column} = $1 AND paused_reason IS NULL
+         RETURNING id, tenant_id"
+    ))
+    .bind(id)
+    .bind(reason)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(op("park zone"))?;
+    for (zone, tenant) in &parked {
+        let event = AuditEvent {
+            tenant: Some(*tenant),
+            zone: Some(*zone),
+            detail: serde_json::json!({ "reason": reason }),
+            ..AuditEvent::new(actor, "zone.parked", "ok")
+        };
+        audit::record(&mut **tx, &event)
+            .await
+            .map_err(op("write zone audit row"))?;
+        tracing::error!(%zone, %reason, "zone parked: paused until the cause is fixed");
+    }
+    Ok(parked.len() as u64)
+}
+
+/// What [`set_token`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetTokenReport {
+    pub zone: Uuid,
+    pub probe: ProbeReport,
+    /// The zone was parked and is running again.
+    pub resumed: bool,
+    /// The zone stays paused (an operator paused it): `zone resume` to run it.
+    pub still_paused: bool,
+}
+
+/// Replaces a zone's Cloudflare token: probed at the zone's endpoint first (refused
+/// tokens are not stored), then sealed through `kms` like `zone add` does. A zone
+/// Rainlogs parked is resumed (its cause was most likely the old token; if not, the
+/// next failure parks it again). Audited as `zone.set_token` (never the token).
+pub async fn set_token(
+    pool: &PgPool,
+    kms: &dyn Kms,
+    probe: &dyn ZoneProbe,
+    zone: &str,
+    token: &SecretString,
+    actor: &str,
+) -> Result<SetTokenReport, ZoneError> {
+    if token.expose_secret().trim().is_empty() {
+        return Err(ZoneError::EmptyToken);
+    }
+    let id = resolve(pool, zone).await?;
+    let op = |what| move |e| DbError::query(what, e);
+    let (tenant, cf, kind, url): (Uuid, String, EndpointKind, Option<String>) = sqlx::query_as(
+        "SELECT tenant_id, cf_zone_id, endpoint, simulator_url FROM zones WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .map_err(op("read zone"))?;
+    let endpoint = ZoneEndpoint::from_columns(kind, url).map_err(|e| DbError::Query {
+        op: "read zone endpoint",
+        reason: format!("zone {id}: {e}"),
+        retryable: false,
+    })?;
+    let report = probe_token(probe, &endpoint, &cf, token).await?;
+    let binding = SecretBinding {
+        tenant,
+        zone: id,
+        purpose: CLOUDFLARE_TOKEN_PURPOSE.to_owned(),
+    };
+    let sealed = kms
+        .encrypt_secret(&binding, token.expose_secret().as_bytes())
+        .await?;
+    let mut tx = pool.begin().await.map_err(op("begin zone token change"))?;
+    let (was_parked, paused): (bool, bool) = sqlx::query_as(
+        "SELECT paused_reason IS NOT NULL, paused FROM zones WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(op("lock zone"))?;
+    sqlx::query(
+        "UPDATE zones SET token_ciphertext = $2,
+                paused = CASE WHEN paused_reason IS NOT NULL THEN false ELSE paused END,
+                last_error = CASE WHEN paused_reason IS NOT NULL THEN NULL ELSE last_error END,
+                paused_reason = NULL
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(sealed)
+    .execute(&mut *tx)
+    .await
+    .map_err(op("store zone token"))?;
+    let event = AuditEvent {
+        tenant: Some(tenant),
+        zone: Some(id),
+        detail: serde_json::json!({
+            "resumed": was_parked,
+            "retention_enabled": report.retention_enabled,
+        }),
+        ..AuditEvent::new(actor, "zone.set_token", "ok")
+    };
+    audit::record(&mut *tx, &event)
+        .await
+        .map_err(op("write zone audit row"))?;
+    tx.commit().await.map_err(op("commit zone token change"))?;
+    Ok(SetTokenReport {
+        zone: id,
+        probe: report,
+        resumed: was_parked,
+        still_paused: paused && !was_parked,
+    })
 }
