@@ -151,6 +151,17 @@ async fn json(resp: reqwest::Response) -> serde_json::Value {
     serde_json::from_slice(&resp.bytes().await.expect("answer body")).expect("json answer")
 }
 
+/// record_count, malformed_lines, first/last edge, received_at, staging_key, content hash.
+type BatchRow = (
+    i64,
+    i64,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    String,
+    Vec<u8>,
+);
+
 #[tokio::test]
 async fn batch_is_sealed_and_recorded_before_2xx() {
     let s = Setup::new().await;
@@ -167,15 +178,7 @@ async fn batch_is_sealed_and_recorded_before_2xx() {
     let batch: Uuid = answer["batch_id"].as_str().unwrap().parse().unwrap();
 
     // The row was committed before the answer.
-    let (records, malformed, first, last, received, key, sha): (
-        i64,
-        i64,
-        DateTime<Utc>,
-        DateTime<Utc>,
-        DateTime<Utc>,
-        String,
-        Vec<u8>,
-    ) = sqlx::query_as(
+    let (records, malformed, first, last, received, key, sha): BatchRow = sqlx::query_as(
         "SELECT record_count, malformed_lines, first_edge_at, last_edge_at, received_at,
                 staging_key, content_sha256
          FROM push_batches WHERE id = $1 AND state = 'sealed'",

@@ -55,9 +55,7 @@ impl Destination {
     /// Whether `presented` is this destination's secret (and the destination is on).
     /// The digests are compared in constant time.
     pub fn accepts(&self, presented: &str) -> bool {
-        let ok: bool = secret_digest(presented)
-            .ct_eq(&self.secret_sha256)
-            .into();
+        let ok: bool = secret_digest(presented).ct_eq(&self.secret_sha256).into();
         ok && !self.disabled
     }
 }
