@@ -3,13 +3,14 @@
 //! staging and its `push_batches` row is committed (docs/INGEST.md is the contract).
 //!
 //! [`Receiver::router`] is an axum router: served by the `rainlogs-receiver` binary
-//! ([`serve`]), or mounted elsewhere. The per-destination secret is checked against its
+//! over HTTPS ([`tls::serve_tls`]) or plain HTTP ([`serve`]), or mounted elsewhere. The per-destination secret is checked against its
 //! stored hash before a byte of the body is read; limits on body size, decompressed
 //! size and batches in flight answer 413/429 with `Retry-After`; trouble with Postgres,
 //! Garage, the kms or the spool answers 503, so Cloudflare retries.
 
 mod ingest;
 pub mod lines;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
