@@ -501,3 +501,47 @@ async fn full_receiver_is_429_with_retry_after() {
     drop(server);
     s.env.teardown().await;
 }
+
+#[tokio::test]
+async fn https_push_with_a_configured_certificate() {
+    let s = Setup::new().await;
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/receiver/tests/tls");
+    let config = rainlogs_receiver::tls::server_config(&dir.join("cert.pem"), &dir.join("key.pem"))
+        .expect("test certificate loads");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let receiver = s.receiver(ReceiverLimits::default());
+    let server = Server {
+        base: format!("https://localhost:{port}"),
+        task: tokio::spawn(async move {
+            let _ = rainlogs_receiver::tls::serve_tls(listener, receiver, config).await;
+        }),
+    };
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(dir.join("cert.pem")).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .build()
+        .unwrap();
+    let resp = client
+        .post(s.url(&server))
+        .bearer_auth(&s.secret)
+        .body(gzip(&ndjson(40, Utc::now(), "t"), 6))
+        .send()
+        .await
+        .expect("HTTPS request");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(s.rows().await, 1);
+    // Plain HTTP to the TLS port is not served.
+    let plain = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/push/{}", s.destination))
+        .bearer_auth(&s.secret)
+        .body(gzip(&ndjson(40, Utc::now(), "u"), 6))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    assert_eq!(s.rows().await, 1);
+    drop(server);
+    s.env.teardown().await;
+}
