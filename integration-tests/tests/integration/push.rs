@@ -545,3 +545,34 @@ async fn https_push_with_a_configured_certificate() {
     drop(server);
     s.env.teardown().await;
 }
+
+#[tokio::test]
+async fn concurrent_redeliveries_leave_one_row_and_one_object() {
+    let s = Setup::new().await;
+    let limits = ReceiverLimits {
+        max_in_flight: 16,
+        max_in_flight_per_destination: 16,
+        ..ReceiverLimits::default()
+    };
+    let server = serve(s.receiver(limits)).await;
+    let body = gzip(&ndjson(300, Utc::now(), "r"), 6);
+    let url = s.url(&server);
+    let sends = (0..8).map(|_| post(&url, bearer(&s.secret), body.clone()));
+    let answers = futures::future::join_all(sends).await;
+    let mut ids = Vec::new();
+    for resp in answers {
+        assert_eq!(resp.status(), 200);
+        ids.push(json(resp).await["batch_id"].clone());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every delivery names the one batch: {ids:?}");
+    assert_eq!(s.rows().await, 1);
+    // Losers of the race delete what they staged: one object, the row's.
+    let key: String = sqlx::query_scalar("SELECT staging_key FROM push_batches")
+        .fetch_one(&s.env.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(s.staged().await, vec![key]);
+    drop(server);
+    s.env.teardown().await;
+}
