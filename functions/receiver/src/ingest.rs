@@ -202,9 +202,14 @@ where
     let mut checker = LineChecker::new(limits.max_line_bytes);
     let mut buf = vec![0u8; READ_BUF];
     loop {
-        let n = match handle.block_on(decoder.read(&mut buf)) {
-            Ok(n) => n,
-            Err(e) => {
+        let read = handle.block_on(tokio::time::timeout(
+            limits.body_idle,
+            decoder.read(&mut buf),
+        ));
+        let n = match read {
+            Err(_) => return Err(Refusal::Stalled(limits.body_idle)),
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
                 return Err(match fault(&e) {
                     Some(StreamFault::BodyTooLarge(max)) => Refusal::TooLarge(format!(
                         "the gzip body is over the receiver's limit of {max} bytes"

@@ -59,6 +59,9 @@ pub struct ReceiverLimits {
     pub max_in_flight_per_destination: usize,
     /// The `Retry-After` sent with 413, 429 and 503 (`RAINLOGS_RECEIVER_RETRY_AFTER_SECS`).
     pub retry_after: Duration,
+    /// Longest wait for the next piece of a body (`RAINLOGS_RECEIVER_BODY_IDLE_SECS`):
+    /// a stalled sender gives its permit back instead of holding it forever (408).
+    pub body_idle: Duration,
 }
 
 impl Default for ReceiverLimits {
@@ -72,6 +75,7 @@ impl Default for ReceiverLimits {
             max_in_flight: 16,
             max_in_flight_per_destination: 4,
             retry_after: Duration::from_secs(30),
+            body_idle: Duration::from_secs(60),
         }
     }
 }
@@ -106,6 +110,10 @@ impl ReceiverLimits {
             retry_after: Duration::from_secs(get(
                 "RAINLOGS_RECEIVER_RETRY_AFTER_SECS",
                 d.retry_after.as_secs(),
+            )?),
+            body_idle: Duration::from_secs(get(
+                "RAINLOGS_RECEIVER_BODY_IDLE_SECS",
+                d.body_idle.as_secs(),
             )?),
         })
     }
@@ -205,6 +213,8 @@ pub(crate) enum Refusal {
     BadRequest(String),
     /// Over the body or decompressed limit.
     TooLarge(String),
+    /// The body stopped arriving for longer than `body_idle`.
+    Stalled(Duration),
     /// Too many batches in flight.
     Busy,
     /// Postgres, Garage, the kms or the spool failed: retry later.
@@ -253,6 +263,12 @@ impl Refusal {
                 "push.too_large",
                 &why,
                 Some(retry_after),
+            ),
+            Refusal::Stalled(idle) => error_body(
+                StatusCode::REQUEST_TIMEOUT,
+                "push.body_stalled",
+                &format!("no body bytes for {} s", idle.as_secs()),
+                None,
             ),
             Refusal::Busy => error_body(
                 StatusCode::TOO_MANY_REQUESTS,

@@ -576,3 +576,37 @@ async fn concurrent_redeliveries_leave_one_row_and_one_object() {
     drop(server);
     s.env.teardown().await;
 }
+
+#[tokio::test]
+async fn stalled_body_is_408_and_frees_its_permit() {
+    let s = Setup::new().await;
+    let limits = ReceiverLimits {
+        max_in_flight_per_destination: 1,
+        body_idle: Duration::from_secs(1),
+        ..ReceiverLimits::default()
+    };
+    let server = serve(s.receiver(limits)).await;
+    let body = gzip(&ndjson(100, Utc::now(), "z"), 6);
+    // Half a body, then nothing: the sender stays connected but silent.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    tx.send(Ok(body[..body.len() / 2].to_vec())).await.unwrap();
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let resp = reqwest::Client::new()
+        .post(s.url(&server))
+        .bearer_auth(&s.secret)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .expect("an answer while the body is still open");
+    assert_eq!(resp.status(), 408);
+    assert_eq!(s.rows().await, 0);
+    // The destination's only permit is free again: the full batch is accepted.
+    let resp = post(&s.url(&server), bearer(&s.secret), body).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(s.rows().await, 1);
+    drop(tx);
+    drop(server);
+    s.env.teardown().await;
+}
