@@ -610,3 +610,36 @@ async fn stalled_body_is_408_and_frees_its_permit() {
     drop(server);
     s.env.teardown().await;
 }
+
+#[tokio::test]
+async fn push_and_hybrid_zones_are_not_planned_for_logpull() {
+    let env = TestEnv::new().await;
+    let now = Utc::now();
+    let mut zones = Vec::new();
+    for mode in ["pull", "push", "hybrid"] {
+        let zone = env.insert_zone(60, now - TimeDelta::minutes(10)).await;
+        sqlx::query("UPDATE zones SET mode = $2::zone_mode WHERE id = $1")
+            .bind(zone)
+            .bind(mode)
+            .execute(&env.app.pool)
+            .await
+            .unwrap();
+        zones.push((mode, zone));
+    }
+    rainlogs_dispatcher::reconcile::plan_and_enqueue(&env.app, now)
+        .await
+        .unwrap();
+    for (mode, zone) in zones {
+        let windows: i64 = sqlx::query_scalar("SELECT count(*) FROM windows WHERE zone_id = $1")
+            .bind(zone)
+            .fetch_one(&env.app.pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            windows > 0,
+            mode == "pull",
+            "{mode} zone: {windows} windows"
+        );
+    }
+    env.teardown().await;
+}
