@@ -163,7 +163,18 @@ pub(crate) async fn ingest(
         received_at,
         staging_key: staging_key.clone(),
     };
-    match push::record_batch(&inner.pool, &batch).await.map_err(db)? {
+    let recorded = match push::record_batch(&inner.pool, &batch).await {
+        Ok(recorded) => recorded,
+        Err(e) => {
+            // Not acknowledged: Cloudflare retries and stores it anew. Remove what this
+            // attempt staged (only a crash right here still leaves a sealed stray).
+            if let Err(del) = inner.store.delete(&staging_key).await {
+                tracing::warn!(key = %staging_key, error = %del, "could not delete an unrecorded staged batch");
+            }
+            return Err(db(e));
+        }
+    };
+    match recorded {
         Recorded::New => {
             tracing::info!(
                 destination = %dest.id,

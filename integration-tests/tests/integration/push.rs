@@ -408,6 +408,10 @@ async fn postgres_down_is_503_and_nothing_acknowledged() {
     let resp = post(&s.url(&live), bearer(&s.secret), body.clone()).await;
     assert!(resp.status().is_server_error(), "{}", resp.status());
     assert_eq!(s.rows().await, 0);
+    assert!(
+        s.staged().await.is_empty(),
+        "an unrecorded batch is not left staged"
+    );
 
     // Recovered: the retry is accepted once.
     sqlx::raw_sql("DROP TRIGGER refuse ON push_batches")
