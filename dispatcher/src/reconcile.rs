@@ -81,7 +81,7 @@ impl PassReport {
     }
 }
 
-/// Plans every non-paused zone up to `now` and enqueues `fetch.window` for the windows
+/// Plans every non-paused pull zone up to `now` and enqueues `fetch.window` for the windows
 /// this pass planned. Windows planned earlier whose task went missing (Redis emptied, an
 /// enqueue that failed) are the reconciler's: re-sending every planned window on every
 /// pass would push a whole 7-day backfill through Redis every few seconds.
@@ -96,7 +96,10 @@ pub async fn plan_and_enqueue(app: &App, now: DateTime<Utc>) -> Result<PassRepor
     let mut after = Uuid::nil();
     loop {
         let zones: Vec<Uuid> = sqlx::query_scalar!(
-            "SELECT id FROM zones WHERE NOT paused AND NOT demo AND id > $1 ORDER BY id LIMIT $2",
+            // Only pull zones are planned window by window: push zones receive their
+            // logs from Logpush, hybrid zones will be repaired gap by gap (docs/INGEST.md).
+            "SELECT id FROM zones
+             WHERE NOT paused AND NOT demo AND mode = 'pull' AND id > $1 ORDER BY id LIMIT $2",
             after,
             BATCH,
         )
