@@ -216,11 +216,13 @@ pub async fn run_demo(app: &App, opts: &DemoOptions) -> anyhow::Result<DemoRepor
 
 /// Pauses the demo's zones and deletes its private queue keys.
 async fn end(app: &App, zone_ids: &[Uuid]) -> anyhow::Result<()> {
-    sqlx::query("UPDATE zones SET paused = true WHERE id = ANY($1) AND demo")
-        .bind(zone_ids)
-        .execute(&app.pool)
-        .await
-        .context("pause the demo zones")?;
+    sqlx::query!(
+        "UPDATE zones SET paused = true WHERE id = ANY($1) AND demo",
+        zone_ids
+    )
+    .execute(&app.pool)
+    .await
+    .context("pause the demo zones")?;
     app.queue
         .delete_all()
         .await
@@ -268,9 +270,7 @@ pub async fn register(
         )
         .await?;
         if !z.fields.is_empty() {
-            sqlx::query("UPDATE zones SET fields = $2 WHERE id = $1")
-                .bind(id)
-                .bind(&z.fields)
+            sqlx::query!("UPDATE zones SET fields = $2 WHERE id = $1", id, &z.fields)
                 .execute(&app.pool)
                 .await
                 .context("set the zone's Logpull fields")?;
@@ -315,10 +315,10 @@ async fn drive(
     timeout: Duration,
 ) -> anyhow::Result<bool> {
     loop {
-        let planned: Vec<i64> = sqlx::query_scalar(
+        let planned: Vec<i64> = sqlx::query_scalar!(
             "SELECT id FROM windows WHERE zone_id = ANY($1) AND state = 'planned' ORDER BY id",
+            zone_ids
         )
-        .bind(zone_ids)
         .fetch_all(&app.pool)
         .await
         .context("list the planned windows")?;
@@ -330,11 +330,11 @@ async fn drive(
                 .collect();
             app.queue.enqueue_many(specs).await?;
         }
-        let in_flight: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM windows WHERE zone_id = ANY($1) AND state = ANY($2)",
+        let in_flight: i64 = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "n!" FROM windows WHERE zone_id = ANY($1) AND state = ANY($2)"#,
+            zone_ids,
+            &WindowState::IN_FLIGHT[..] as &[WindowState]
         )
-        .bind(zone_ids)
-        .bind(&WindowState::IN_FLIGHT[..])
         .fetch_one(&app.pool)
         .await
         .context("count the windows in flight")?;
@@ -350,12 +350,17 @@ async fn drive(
 
 /// One zone's windows by state, archived bytes and chain status.
 pub async fn summarise(app: &App, zone_id: Uuid, name: &str) -> anyhow::Result<ZoneSummary> {
-    let states: Vec<(WindowState, i64)> =
-        sqlx::query_as("SELECT state, count(*) FROM windows WHERE zone_id = $1 GROUP BY state")
-            .bind(zone_id)
-            .fetch_all(&app.pool)
-            .await
-            .context("count the windows by state")?;
+    let states: Vec<(WindowState, i64)> = sqlx::query!(
+        r#"SELECT state AS "state: WindowState", count(*) AS "n!"
+           FROM windows WHERE zone_id = $1 GROUP BY state"#,
+        zone_id
+    )
+    .fetch_all(&app.pool)
+    .await
+    .context("count the windows by state")?
+    .into_iter()
+    .map(|r| (r.state, r.n))
+    .collect();
     let count = |want: &[WindowState]| -> u64 {
         states
             .iter()
@@ -363,14 +368,16 @@ pub async fn summarise(app: &App, zone_id: Uuid, name: &str) -> anyhow::Result<Z
             .map(|(_, n)| u64::try_from(*n).unwrap_or(0))
             .sum()
     };
-    let (raw, stored): (i64, i64) = sqlx::query_as(
-        "SELECT coalesce(sum(a.plaintext_bytes), 0)::bigint, coalesce(sum(a.size_bytes), 0)::bigint
-         FROM archived_objects a JOIN windows w ON w.id = a.window_id WHERE w.zone_id = $1",
+    let bytes = sqlx::query!(
+        r#"SELECT coalesce(sum(a.plaintext_bytes), 0)::bigint AS "raw!",
+                  coalesce(sum(a.size_bytes), 0)::bigint AS "stored!"
+           FROM archived_objects a JOIN windows w ON w.id = a.window_id WHERE w.zone_id = $1"#,
+        zone_id
     )
-    .bind(zone_id)
     .fetch_one(&app.pool)
     .await
     .context("sum the archived bytes")?;
+    let (raw, stored) = (bytes.raw, bytes.stored);
     Ok(ZoneSummary {
         name: name.to_owned(),
         zone_id,

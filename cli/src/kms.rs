@@ -31,6 +31,16 @@ pub enum KmsCommand {
         #[arg(long)]
         yes_destroy_all_data: bool,
     },
+    /// Approve a destructive operation served from the queue: prints the approval id a
+    /// `kms.shred_tenant` task must carry (`{"tenant": …, "approval": …}`); used once.
+    Approve {
+        /// The operation: `shred-tenant`.
+        operation: ApproveOperation,
+        tenant: Uuid,
+        /// Minutes the approval stays usable.
+        #[arg(long, default_value_t = 60)]
+        ttl_minutes: i64,
+    },
     /// Write a tenant key version to a key file for offline `rainlogs decrypt --key-file`.
     /// The file holds the key in the clear: keep it like the key itself.
     ExportTenantKey {
@@ -41,6 +51,12 @@ pub enum KmsCommand {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+/// Operations `kms approve` can approve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ApproveOperation {
+    ShredTenant,
 }
 
 /// The kms as this CLI user: Postgres plus the master keyring from configuration.
@@ -92,6 +108,21 @@ pub async fn run(src: &ConfigSource, cmd: KmsCommand) -> anyhow::Result<ExitCode
         KmsCommand::RotateTenant { tenant } => {
             let v = kms.rotate_tenant(tenant).await?;
             println!("tenant {tenant}: key v{v} is now active");
+        }
+        KmsCommand::Approve {
+            operation: ApproveOperation::ShredTenant,
+            tenant,
+            ttl_minutes,
+        } => {
+            let id = rainlogs_kms::approval::approve(
+                kms.pool(),
+                rainlogs_kms::kinds::SHRED_TENANT,
+                tenant,
+                &super::cli_actor("kms-approve"),
+                chrono::TimeDelta::minutes(ttl_minutes.max(1)),
+            )
+            .await?;
+            println!("approval {id}: kms.shred_tenant of tenant {tenant}, usable once within {ttl_minutes} min");
         }
         KmsCommand::ShredTenant {
             tenant,

@@ -237,7 +237,7 @@ pub async fn run(src: &ConfigSource, cmd: LogsCommand) -> anyhow::Result<ExitCod
     match get(src, &args).await {
         Ok(stats) => {
             eprintln!(
-                "restored zone {}: {} windows ({} empty), {} of {} records, {} bytes of NDJSON{}{}",
+                "restored zone {}: {} windows ({} empty), {} of {} records, {} bytes of NDJSON{}{}{}",
                 stats.zone_id,
                 stats.windows_restored,
                 stats.windows_empty,
@@ -246,6 +246,14 @@ pub async fn run(src: &ConfigSource, cmd: LogsCommand) -> anyhow::Result<ExitCod
                 stats.bytes_out,
                 if stats.gaps > 0 {
                     format!("; {} gaps (see warnings)", stats.gaps)
+                } else {
+                    String::new()
+                },
+                if stats.malformed_lines > 0 {
+                    format!(
+                        "; {} quarantined lines that are not JSON records (kept when trimming, skipped by --filter)",
+                        stats.malformed_lines
+                    )
                 } else {
                     String::new()
                 },

@@ -86,8 +86,8 @@ pub fn summary(r: &PruneReport) -> String {
     let sweep = |out: &mut String, name: &str, s: &SweepReport| {
         let _ = writeln!(
             out,
-            "  {name}: listed {}, {verb} {} ({} bytes); kept {} young, {} in flight",
-            s.listed, s.deleted, s.bytes, s.kept_young, s.kept_in_flight
+            "  {name}: listed {}, {verb} {}, reported and kept {} ({} bytes); kept {} young, {} in flight",
+            s.listed, s.deleted, s.reported, s.bytes, s.kept_young, s.kept_in_flight
         );
     };
     sweep(&mut out, "orphans", &r.orphans);

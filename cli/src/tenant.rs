@@ -72,12 +72,8 @@ pub(crate) async fn run(src: &ConfigSource, cmd: TenantCommand) -> anyhow::Resul
                 legal_hold: legal_hold.map(OnOff::is_on),
                 confirm_short_retention,
             };
-            let id = set(&pool, &tenant, change, &super::cli_actor("tenant")).await?;
-            let (days, hold): (i32, bool) =
-                sqlx::query_as("SELECT retention_days, legal_hold FROM tenants WHERE id = $1")
-                    .bind(id)
-                    .fetch_one(&pool)
-                    .await?;
+            let applied = set(&pool, &tenant, change, &super::cli_actor("tenant")).await?;
+            let (id, days, hold) = (applied.id, applied.retention_days, applied.legal_hold);
             println!(
                 "tenant {tenant} ({id}): retention {days} days, legal hold {}",
                 if hold { "on" } else { "off" }

@@ -13,15 +13,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use rainlogs_archive::verify::{Counts, Finding, Verifier, VerifyError, ZoneScope};
+use chrono::{DateTime, Utc};
+use rainlogs_archive::verify::run::{verify, Outcome, Request};
+use rainlogs_archive::verify::{Finding, Verifier, VerifyError};
 use rainlogs_core::config::{ConfigSource, DatabaseConfig, S3Config};
-use rainlogs_core::db::DbError;
 use rainlogs_core::storage::ObjectStore;
 use rainlogs_sealed::kms::{Kms, StaticKms, TenantKey};
-use serde::Serialize;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 /// Exit code when verification found something.
 pub const EXIT_FINDINGS: u8 = 1;
@@ -29,8 +27,6 @@ pub const EXIT_FINDINGS: u8 = 1;
 pub const EXIT_OPERATIONAL: u8 = 2;
 /// The JSON report's format tag.
 pub const REPORT_FORMAT: &str = "rainlogs.verify.v1";
-/// Default distance of `--to` from now: recent windows are still being archived.
-pub const DEFAULT_SETTLE: TimeDelta = TimeDelta::minutes(15);
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct VerifyArgs {
@@ -63,119 +59,17 @@ pub struct VerifyArgs {
     pub concurrency: usize,
 }
 
-/// What a verification run selected and found.
-#[derive(Debug, Clone, Serialize)]
-pub struct ZoneResult {
-    pub zone_id: Uuid,
-    pub tenant_id: Uuid,
-    pub name: String,
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
-    pub counts: Counts,
-}
-
-/// The outcome of [`verify`].
-#[derive(Debug, Clone, Default)]
-pub struct Outcome {
-    pub zones: Vec<ZoneResult>,
-    pub counts: Counts,
-}
-
-impl Outcome {
-    pub fn clean(&self) -> bool {
-        self.counts.findings == 0
+impl VerifyArgs {
+    /// What the arguments ask the archive's verification run for.
+    pub fn request(&self) -> Request {
+        Request {
+            tenant: self.tenant.clone(),
+            zone: self.zone.clone(),
+            from: self.from,
+            to: self.to,
+            deep: self.deep,
+        }
     }
-}
-
-#[derive(Debug, sqlx::FromRow)]
-struct ZoneSel {
-    id: Uuid,
-    tenant_id: Uuid,
-    name: String,
-    cadence_seconds: i32,
-    backfill_from: DateTime<Utc>,
-}
-
-/// The zones `args` selects, by tenant then name.
-async fn select_zones(pool: &PgPool, args: &VerifyArgs) -> anyhow::Result<Vec<ZoneSel>> {
-    let tenant = match &args.tenant {
-        None => None,
-        Some(t) => Some(
-            sqlx::query_scalar::<_, Uuid>("SELECT id FROM tenants WHERE name = $1 OR id = $2")
-                .bind(t)
-                .bind(Uuid::parse_str(t).ok())
-                .fetch_optional(pool)
-                .await
-                .map_err(|e| DbError::query("find tenant", e))?
-                .with_context(|| format!("no tenant {t:?} (give its name or id)"))?,
-        ),
-    };
-    let zone = match &args.zone {
-        None => None,
-        Some(z) => Some(rainlogs_archive::catalog::zone::resolve(pool, z).await?),
-    };
-    let zones: Vec<ZoneSel> = sqlx::query_as(
-        "SELECT z.id, z.tenant_id, z.name, z.cadence_seconds, z.backfill_from
-         FROM zones z JOIN tenants t ON t.id = z.tenant_id
-         WHERE ($1::uuid IS NULL OR z.tenant_id = $1) AND ($2::uuid IS NULL OR z.id = $2)
-         ORDER BY t.name, z.name, z.id",
-    )
-    .bind(tenant)
-    .bind(zone)
-    .fetch_all(pool)
-    .await
-    .map_err(|e| DbError::query("list zones to verify", e))?;
-    if zones.is_empty() && zone.is_some() {
-        anyhow::bail!(
-            "zone {:?} does not belong to tenant {:?}",
-            args.zone.as_deref().unwrap_or_default(),
-            args.tenant.as_deref().unwrap_or_default()
-        );
-    }
-    Ok(zones)
-}
-
-/// Runs the checks `args` asks for; every finding goes to `on_finding` as it is found.
-pub async fn verify(
-    verifier: &Verifier,
-    args: &VerifyArgs,
-    now: DateTime<Utc>,
-    on_finding: &mut (dyn FnMut(Finding) -> Result<(), VerifyError> + Send),
-) -> Result<Outcome, anyhow::Error> {
-    if args.deep && verifier.kms.is_none() {
-        return Err(VerifyError::NoKms.into());
-    }
-    let mut outcome = Outcome::default();
-    for z in select_zones(&verifier.pool, args).await? {
-        let cadence = TimeDelta::seconds(i64::from(z.cadence_seconds));
-        let from = args.from.unwrap_or_else(|| {
-            z.backfill_from
-                .duration_trunc(cadence)
-                .unwrap_or(z.backfill_from)
-        });
-        let to = args.to.unwrap_or(now - DEFAULT_SETTLE).max(from);
-        let counts = verifier
-            .verify_zone(
-                ZoneScope {
-                    zone_id: z.id,
-                    from,
-                    to,
-                },
-                args.deep,
-                &mut |f| on_finding(f),
-            )
-            .await?;
-        outcome.counts.add(&counts);
-        outcome.zones.push(ZoneResult {
-            zone_id: z.id,
-            tenant_id: z.tenant_id,
-            name: z.name,
-            from,
-            to,
-            counts,
-        });
-    }
-    Ok(outcome)
 }
 
 /// The kms for `--deep`: key files when given, else the master keyring if configured.
@@ -345,7 +239,7 @@ pub async fn run(src: &ConfigSource, args: &VerifyArgs) -> anyhow::Result<ExitCo
         };
         let human = &mut human;
         let report = &mut report;
-        verify(&verifier, args, now, &mut |f| {
+        verify(&verifier, &args.request(), now, &mut |f| {
             let line = writeln!(human, "FINDING {}: {f}", f.kind());
             let json = match report.as_mut() {
                 Some(r) => r.finding(&f),
@@ -359,6 +253,7 @@ pub async fn run(src: &ConfigSource, args: &VerifyArgs) -> anyhow::Result<ExitCo
             })
         })
         .await
+        .map_err(anyhow::Error::from)
     }
     .await;
     match result {

@@ -208,12 +208,8 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
                 legal_hold: legal_hold.map(crate::tenant::OnOff::is_on),
                 confirm_short_retention,
             };
-            let id = set_retention(&pool, &zone, change, &actor).await?;
-            let (days, hold): (Option<i32>, bool) =
-                sqlx::query_as("SELECT retention_days, legal_hold FROM zones WHERE id = $1")
-                    .bind(id)
-                    .fetch_one(&pool)
-                    .await?;
+            let applied = set_retention(&pool, &zone, change, &actor).await?;
+            let (id, days, hold) = (applied.id, applied.retention_days, applied.legal_hold);
             println!(
                 "zone {id}: retention {}, legal hold {}",
                 days.map(|d| format!("{d} days"))

@@ -81,24 +81,28 @@ impl PassReport {
     }
 }
 
-/// Plans every non-paused zone up to `now` and enqueues `fetch.window` for the windows
+/// Plans every non-paused pull zone up to `now` and enqueues `fetch.window` for the windows
 /// this pass planned. Windows planned earlier whose task went missing (Redis emptied, an
 /// enqueue that failed) are the reconciler's: re-sending every planned window on every
 /// pass would push a whole 7-day backfill through Redis every few seconds.
 pub async fn plan_and_enqueue(app: &App, now: DateTime<Utc>) -> Result<PassReport, ReconcileError> {
     let mut report = PassReport::default();
     // Window ids only grow: everything above this one is planned by this pass.
-    let newest_before: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM windows")
-        .fetch_one(&app.pool)
-        .await
-        .map_err(|e| DbError::query("read newest window id", e))?;
+    let newest_before: i64 =
+        sqlx::query_scalar!(r#"SELECT coalesce(max(id), 0) AS "newest!" FROM windows"#)
+            .fetch_one(&app.pool)
+            .await
+            .map_err(|e| DbError::query("read newest window id", e))?;
     let mut after = Uuid::nil();
     loop {
-        let zones: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM zones WHERE NOT paused AND NOT demo AND id > $1 ORDER BY id LIMIT $2",
+        let zones: Vec<Uuid> = sqlx::query_scalar!(
+            // Only pull zones are planned window by window: push zones receive their
+            // logs from Logpush, hybrid zones will be repaired gap by gap (docs/INGEST.md).
+            "SELECT id FROM zones
+             WHERE NOT paused AND NOT demo AND mode = 'pull' AND id > $1 ORDER BY id LIMIT $2",
+            after,
+            BATCH,
         )
-        .bind(after)
-        .bind(BATCH)
         .fetch_all(&app.pool)
         .await
         .map_err(|e| DbError::query("list zones to plan", e))?;
@@ -113,13 +117,13 @@ pub async fn plan_and_enqueue(app: &App, now: DateTime<Utc>) -> Result<PassRepor
     let mut after_id = newest_before;
     loop {
         // Paused zones keep their planned windows parked until they resume.
-        let ids: Vec<i64> = sqlx::query_scalar(
+        let ids: Vec<i64> = sqlx::query_scalar!(
             "SELECT w.id FROM windows w JOIN zones z ON z.id = w.zone_id
              WHERE w.state = 'planned' AND NOT z.paused AND NOT z.demo AND w.id > $1
              ORDER BY w.id LIMIT $2",
+            after_id,
+            BATCH,
         )
-        .bind(after_id)
-        .bind(BATCH)
         .fetch_all(&app.pool)
         .await
         .map_err(|e| DbError::query("list planned windows", e))?;
@@ -162,18 +166,22 @@ pub async fn reconcile(app: &App, older_than: Duration) -> Result<PassReport, Re
     let mut report = PassReport::default();
     let mut after_id = 0i64;
     loop {
-        let rows: Vec<(i64, WindowState)> = sqlx::query_as(
-            "SELECT w.id, w.state FROM windows w JOIN zones z ON z.id = w.zone_id
-             WHERE w.state IN ('planned', 'fetching', 'staged', 'sealed')
-               AND w.state_since < $1 AND NOT z.paused AND NOT z.demo AND w.id > $2
-             ORDER BY w.id LIMIT $3",
+        let rows: Vec<(i64, WindowState)> = sqlx::query!(
+            r#"SELECT w.id, w.state AS "state: WindowState"
+               FROM windows w JOIN zones z ON z.id = w.zone_id
+               WHERE w.state IN ('planned', 'fetching', 'staged', 'sealed')
+                 AND w.state_since < $1 AND NOT z.paused AND NOT z.demo AND w.id > $2
+               ORDER BY w.id LIMIT $3"#,
+            cutoff,
+            after_id,
+            BATCH,
         )
-        .bind(cutoff)
-        .bind(after_id)
-        .bind(BATCH)
         .fetch_all(&app.pool)
         .await
-        .map_err(|e| DbError::query("list stuck windows", e))?;
+        .map_err(|e| DbError::query("list stuck windows", e))?
+        .into_iter()
+        .map(|r| (r.id, r.state))
+        .collect();
         let Some(&(last, _)) = rows.last() else {
             break;
         };

@@ -469,6 +469,15 @@ fn follow_ups(
         .next
         .into_iter()
         .map(|mut spec| {
+            if !rainlogs_core::task::kinds::may_emit(&parent.kind, &spec.kind) {
+                return Err(TaskError::permanent(
+                    "output.forbidden_follow_up",
+                    format!(
+                        "task {} ({}) may not hand on a {} task",
+                        parent.id, parent.kind, spec.kind
+                    ),
+                ));
+            }
             spec.trace_id.get_or_insert_with(|| parent.trace_id.clone());
             let env = TaskEnvelope::new(spec, now);
             TaskEnvelope::parse(&env.to_json()).map_err(|e| {

@@ -2,9 +2,8 @@
 //! a recording test function, fast settings and condition waits with deadlines.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -268,23 +267,7 @@ pub async fn stop(
         .expect("worker ends cleanly");
 }
 
-/// Polls `check` until it yields `Some`, failing the test at the deadline.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+pub use crate::wait_for;
 
 pub fn spec(queue: &str, kind: &str, payload: serde_json::Value) -> TaskSpec {
     TaskSpec::new(queue, kind, payload)

@@ -192,6 +192,7 @@ fn every_subcommand_answers_help() {
         &["kms", "rotate-master"],
         &["kms", "rotate-tenant"],
         &["kms", "shred-tenant"],
+        &["kms", "approve"],
         &["kms", "export-tenant-key"],
         &["tenant", "add"],
         &["tenant", "list"],

@@ -469,6 +469,19 @@ impl Deployment {
                         z.cf
                     );
                 }
+                if z.expect == Expect::CompleteAnyCount {
+                    // The quarantined line is recorded on its window, with its position.
+                    let (lines, sample): (i64, Option<serde_json::Value>) = sqlx::query_as(
+                        "SELECT malformed_lines, malformed_sample FROM windows
+                         WHERE zone_id = $1 AND malformed_lines > 0",
+                    )
+                    .bind(z.id)
+                    .fetch_one(pool)
+                    .await
+                    .expect("one window records its malformed line");
+                    assert_eq!(lines, 1, "zone {}", z.cf);
+                    assert_eq!(sample.expect("positions")[0]["line"], 3, "zone {}", z.cf);
+                }
             }
         }
 

@@ -541,6 +541,37 @@ async fn follow_ups_are_enqueued_with_the_ack_and_inherit_the_trace() {
 }
 
 #[tokio::test]
+async fn a_follow_up_the_function_does_not_own_is_refused_and_never_enqueued() {
+    let r = TestRedis::new().await;
+    let rec = Recorder::new("w");
+    let (tx, h) = spawn_worker(rec.worker(&r.queue, fast_config("own", 4)));
+    // A handler (compromised or buggy) tries to reach the kms through the queue.
+    let next = json!([{"queue": "own", "kind": "kms.shred_tenant",
+                       "payload": {"tenant": "00000000-0000-0000-0000-000000000001"}}]);
+    r.queue
+        .enqueue(spec("own", "t.next", json!({"next": next})))
+        .await
+        .unwrap();
+    let dead = wait_for("the parent dead-lettered", WAIT, || async {
+        let d = r.queue.dead_letters("own").await.unwrap();
+        (!d.is_empty()).then_some(d)
+    })
+    .await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].error.code, "output.forbidden_follow_up",
+        "{:?}",
+        dead[0]
+    );
+    assert!(dead[0].error.message.contains("kms.shred_tenant"));
+    stop(tx, h).await;
+    assert_eq!(rec.starts().len(), 1, "the kms task never ran");
+    let s = r.queue.stats("own").await.unwrap();
+    assert_eq!((s.depth.ready, s.depth.delayed, s.depth.active), (0, 0, 0));
+    r.cleanup().await;
+}
+
+#[tokio::test]
 async fn graceful_shutdown_lets_running_tasks_finish_and_leaves_the_rest_queued() {
     let r = TestRedis::new().await;
     let rec = Recorder::new("w");

@@ -12,7 +12,7 @@
 use std::io::{self, Write};
 use std::sync::Arc;
 
-use rainlogs_archive::ledger::{StageAction, WindowState};
+use rainlogs_archive::ledger::WindowState;
 use rainlogs_archive::pipeline::{
     blocking, open_object, put_file, spool_error, Spool, WindowFacts, WindowTask,
 };
@@ -95,9 +95,11 @@ pub(crate) async fn run(
     let key = window.archive_key();
     put_file(store, &key, spool.path()).await?;
     sqlx::query!(
-        "UPDATE windows SET state = 'sealed', state_since = now(), last_error = NULL
+        "UPDATE windows SET state = 'sealed', state_since = now(), last_error = NULL,
+                            sealed_sha256 = $2
          WHERE id = $1",
         window.id,
+        &summary.object_sha256[..],
     )
     .execute(&mut *tx)
     .await
@@ -130,17 +132,10 @@ pub(crate) async fn run(
 fn settled(window: &WindowFacts, state: WindowState) -> Option<HandlerOutput> {
     let result =
         serde_json::json!({ "window_id": window.id, "state": state, "note": "nothing to encrypt" });
-    match state.for_stage(kinds::ENCRYPT_WINDOW) {
-        StageAction::Work => None,
-        StageAction::HandOn(kind) => Some(HandlerOutput {
-            result,
-            next: vec![WindowTask {
-                window_id: window.id,
-            }
-            .spec(kind)],
-        }),
-        StageAction::Nothing => Some(HandlerOutput::done(result)),
+    WindowTask {
+        window_id: window.id,
     }
+    .answer(state.for_stage(kinds::ENCRYPT_WINDOW), result)
 }
 
 /// Passes NDJSON through while checking it line by line: counts the lines that do not

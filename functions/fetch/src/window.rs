@@ -160,15 +160,33 @@ pub(crate) async fn run(
         return mark_empty(pool, &window).await;
     };
     put_file(store, &window.staging_key(), spool.path()).await?;
-    if !ledger::transition(
-        pool,
+    // `staged`, with the quarantined lines' count and first positions on the window.
+    let sample = (!pulled.summary.malformed.is_empty()).then(|| {
+        serde_json::Value::Array(
+            pulled
+                .summary
+                .malformed
+                .iter()
+                .map(
+                    |m| serde_json::json!({"line": m.line, "offset": m.offset, "reason": m.reason}),
+                )
+                .collect(),
+        )
+    });
+    let staged = sqlx::query!(
+        "UPDATE windows SET state = 'staged', state_since = now(), last_error = NULL,
+                            malformed_lines = $2, malformed_sample = $3
+         WHERE id = $1 AND state = 'fetching'",
         window.id,
-        &[WindowState::Fetching],
-        WindowState::Staged,
-        None,
+        pulled.summary.malformed_lines as i64,
+        sample,
     )
-    .await?
-    {
+    .execute(pool)
+    .await
+    .map_err(|e| TaskError::from(DbError::query("mark window staged", e)))?
+    .rows_affected()
+        == 1;
+    if !staged {
         // A concurrent fetch got there first. If the window is already past upload,
         // nobody will delete what this run just staged: do it here. (While the window
         // is staged or sealed, upload's cleanup still comes after this put.)
@@ -456,21 +474,16 @@ async fn resettle(pool: &PgPool, window_id: i64) -> Result<HandlerOutput, TaskEr
 /// What to answer when the window is not waiting for a fetch; `None` when it is.
 async fn settled(pool: &PgPool, window: &WindowFacts) -> Result<Option<HandlerOutput>, TaskError> {
     let result = serde_json::json!({ "window_id": window.id, "state": window.state, "note": "already fetched" });
+    let task = WindowTask {
+        window_id: window.id,
+    };
     Ok(match window.state.for_stage(kinds::FETCH_WINDOW) {
-        StageAction::Work => None,
-        StageAction::HandOn(kind) => Some(HandlerOutput {
-            result,
-            next: vec![WindowTask {
-                window_id: window.id,
-            }
-            .spec(kind)],
-        }),
         // Hand the halves on again: the run that split may have died before they left.
         StageAction::Nothing if window.state == WindowState::Split => {
             let halves = ledger::split_halves(pool, window.id).await?;
             Some(split_output(window.id, halves, "already split"))
         }
-        StageAction::Nothing => Some(HandlerOutput::done(result)),
+        action => task.answer(action, result),
     })
 }
 

@@ -7,10 +7,12 @@
 //!   admin operations, each audited.
 //!
 //! As a queue-driven function it serves the admin operations (`kms.rotate_master`,
-//! `kms.rotate_tenant`, `kms.shred_tenant`). Data-key and secret operations return key
+//! `kms.rotate_tenant`, and `kms.shred_tenant` only with an operator's [`approval`]).
+//! Data-key and secret operations return key
 //! material, which must never travel through the task queue or its results: stages call
 //! them in-process through the `Kms` trait.
 
+pub mod approval;
 pub mod keyring;
 pub mod service;
 
@@ -34,11 +36,21 @@ pub mod kinds {
     pub const SHRED_TENANT: &str = "kms.shred_tenant";
 }
 
-/// Payload of `kms.rotate_tenant` and `kms.shred_tenant`.
+/// Payload of `kms.rotate_tenant`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantPayload {
     pub tenant: Uuid,
+}
+
+/// Payload of `kms.shred_tenant`: the tenant and the id of an operator's approval
+/// ([`approval::approve`]); without a valid one the task is refused.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShredPayload {
+    pub tenant: Uuid,
+    #[serde(default)]
+    pub approval: Option<Uuid>,
 }
 
 /// The kms function. Without a keyring (none configured) it refuses every task with a
@@ -101,7 +113,9 @@ impl Function for KmsFunction {
                 Ok(serde_json::json!({ "tenant": p.tenant, "active_version": version }))
             }
             kinds::SHRED_TENANT => {
-                let p: TenantPayload = task.payload_as()?;
+                let p: ShredPayload = task.payload_as()?;
+                approval::consume(service.pool(), p.approval, kinds::SHRED_TENANT, p.tenant)
+                    .await?;
                 let n = service.shred_tenant(p.tenant).await?;
                 Ok(serde_json::json!({ "tenant": p.tenant, "versions_shredded": n }))
             }

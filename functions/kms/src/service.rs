@@ -156,6 +156,11 @@ impl KmsService {
             .with_rotate_after_wraps(threshold))
     }
 
+    /// The Postgres pool the kms keeps its keys (and approvals) in.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     pub fn new(pool: PgPool, keyring: MasterKeyring, actor: impl Into<String>) -> Self {
         Self {
             pool,

@@ -10,6 +10,7 @@
 //! As a scheduled Lambda the binary also accepts a bare EventBridge/Scheduler event (or
 //! `{}`) and treats it as a `prune.run` with the event's `detail` as payload.
 
+mod context;
 mod retention;
 mod run;
 pub mod sample;
@@ -31,11 +32,12 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-pub use run::{
-    check_as_of, prune, PruneError, PruneOptions, PruneReport, RetentionReport, SweepReport,
+pub use context::{
+    check_as_of, PruneError, PruneOptions, PruneReport, RetentionReport, SweepReport,
     DEFAULT_ORPHAN_GRACE, DEFAULT_PAGE_SIZE, DEFAULT_SAMPLE, DEFAULT_STAGING_MAX_AGE,
     MAX_PAGE_SIZE,
 };
+pub use run::prune;
 
 /// The function's name, the first segment of the task kinds it serves.
 pub const NAME: &str = "prune";

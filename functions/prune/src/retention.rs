@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use rainlogs_core::storage::ObjectStore;
 use uuid::Uuid;
 
-use crate::run::{db, storage, PruneError, RetentionReport, Run};
+use crate::context::{db, storage, PruneError, RetentionReport, Run};
 
 /// `end_at + retention < as_of`, retention from the zone override else the tenant.
 /// Days are 24-hour periods (no calendar or DST arithmetic).

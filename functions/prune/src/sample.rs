@@ -122,23 +122,24 @@ fn operational(e: VerifyError) -> TaskError {
 /// each taking the next archived window at or after it (one indexed lookup per probe,
 /// so the cost does not grow with the archive).
 async fn pick(pool: &PgPool, n: u32) -> Result<(u64, Vec<i64>), TaskError> {
-    let (count, lo, hi): (i64, Option<i64>, Option<i64>) = sqlx::query_as(
-        "SELECT count(*), min(a.window_id), max(a.window_id)
-         FROM archived_objects a JOIN windows w ON w.id = a.window_id
-         WHERE w.state::text = 'archived'",
+    let row = sqlx::query!(
+        r#"SELECT count(*) AS "count!", min(a.window_id) AS lo, max(a.window_id) AS hi
+           FROM archived_objects a JOIN windows w ON w.id = a.window_id
+           WHERE w.state = 'archived'"#
     )
     .fetch_one(pool)
     .await
     .map_err(|e| db(DbError::query("count archived objects", e)))?;
+    let (count, lo, hi) = (row.count, row.lo, row.hi);
     let (Some(lo), Some(hi)) = (lo, hi) else {
         return Ok((0, Vec::new()));
     };
     let want = u64::from(n).min(u64::try_from(count).unwrap_or(0));
     if u64::try_from(count).unwrap_or(0) <= u64::from(n) {
         // Asked for at least everything: take everything (no probe can miss one).
-        let ids: Vec<i64> = sqlx::query_scalar(
+        let ids: Vec<i64> = sqlx::query_scalar!(
             "SELECT a.window_id FROM archived_objects a JOIN windows w ON w.id = a.window_id
-             WHERE w.state::text = 'archived' ORDER BY a.window_id",
+             WHERE w.state = 'archived' ORDER BY a.window_id",
         )
         .fetch_all(pool)
         .await
@@ -152,16 +153,16 @@ async fn pick(pool: &PgPool, n: u32) -> Result<(u64, Vec<i64>), TaskError> {
             break;
         }
         let probe = rand::Rng::gen_range(&mut rand::thread_rng(), lo..=hi);
-        let id: Option<i64> = sqlx::query_scalar(
+        let id: Option<i64> = sqlx::query_scalar!(
             "SELECT coalesce(
                 (SELECT a.window_id FROM archived_objects a JOIN windows w ON w.id = a.window_id
-                 WHERE a.window_id >= $1 AND w.state::text = 'archived'
+                 WHERE a.window_id >= $1 AND w.state = 'archived'
                  ORDER BY a.window_id LIMIT 1),
                 (SELECT a.window_id FROM archived_objects a JOIN windows w ON w.id = a.window_id
-                 WHERE w.state::text = 'archived' ORDER BY a.window_id LIMIT 1))",
+                 WHERE w.state = 'archived' ORDER BY a.window_id LIMIT 1))",
+            probe
         )
-        .bind(probe)
-        .fetch_optional(pool)
+        .fetch_one(pool)
         .await
         .map_err(|e| db(DbError::query("pick a random archived object", e)))?;
         if let Some(id) = id {

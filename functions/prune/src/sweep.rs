@@ -3,7 +3,10 @@
 //! - Orphans: objects under `archive/` without an `archived_objects` row, older than
 //!   the grace period (upload puts the object *before* committing its row, so a young
 //!   uncatalogued object may be a window mid-upload) and whose window — read back from
-//!   the key — is not in flight. Receipt rule `orphan`.
+//!   the key — is not in flight. They are **reported, never deleted**: an archive object
+//!   the catalog does not know may be the only copy of a window (a Postgres restored
+//!   from an older backup, two deployments sharing a bucket, catalog rows dropped by a
+//!   database-only attacker), and it is self-describing, so it can be re-adopted.
 //! - Stale staging: objects under `staging/` older than the age threshold whose window
 //!   is final or gone (a window in flight still needs its staged payload). Receipt
 //!   rule `staging-stale`.
@@ -22,7 +25,7 @@ use rainlogs_core::storage::ObjectInfo;
 use sqlx::{PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::run::{db, storage, PruneError, Run, SweepReport};
+use crate::context::{db, storage, PruneError, Run, SweepReport};
 
 /// The window states that still need their objects (see `WindowState::IN_FLIGHT`).
 /// Compared as text so a state added by a later migration is simply "not in flight".
@@ -59,8 +62,7 @@ pub(crate) async fn staging(
         None => vec!["staging/".to_owned()],
         Some(t) => {
             let zones: Vec<Uuid> =
-                sqlx::query_scalar("SELECT id FROM zones WHERE tenant_id = $1 ORDER BY id")
-                    .bind(t)
+                sqlx::query_scalar!("SELECT id FROM zones WHERE tenant_id = $1 ORDER BY id", t)
                     .fetch_all(run.pool)
                     .await
                     .map_err(db(format!("list zones of tenant {t}")))?;
@@ -160,6 +162,18 @@ async fn page(
     if doomed.is_empty() {
         return Ok(());
     }
+    if matches!(kind, Sweep::Orphans) {
+        // Report only: nothing under archive/ is deleted by a sweep.
+        for d in &doomed {
+            report.reported += 1;
+            report.bytes += d.size;
+            if report.sample.len() < run.opts.sample {
+                report.sample.push(d.key.clone());
+            }
+            tracing::warn!(key = %d.key, window = ?d.window, "archive object without a catalog row (reported, kept)");
+        }
+        return Ok(());
+    }
     let deleted: Vec<&Doomed> = if run.opts.dry_run {
         doomed.iter().collect()
     } else {
@@ -205,14 +219,15 @@ async fn judge_orphans(
     at: &str,
 ) -> Result<Vec<Doomed>, PruneError> {
     let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
-    let catalogued: HashSet<String> =
-        sqlx::query_scalar("SELECT object_key FROM archived_objects WHERE object_key = ANY($1)")
-            .bind(&keys)
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(db(format!("read catalog, {at}")))?
-            .into_iter()
-            .collect();
+    let catalogued: HashSet<String> = sqlx::query_scalar!(
+        "SELECT object_key FROM archived_objects WHERE object_key = ANY($1)",
+        &keys
+    )
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db(format!("read catalog, {at}")))?
+    .into_iter()
+    .collect();
     let mut doomed = Vec::new();
     for o in objects {
         if catalogued.contains(&o.key) {
@@ -334,20 +349,20 @@ async fn receipts(
     let tenants: Vec<Option<Uuid>> = deleted.iter().map(|d| d.tenant).collect();
     let keys: Vec<&str> = deleted.iter().map(|d| d.key.as_str()).collect();
     let sizes: Vec<i64> = deleted.iter().map(|d| d.size as i64).collect();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO deletion_receipts
            (run_id, rule, window_id, zone_id, tenant_id, object_key, size_bytes)
          SELECT $1, $2, r.window_id, r.zone_id, r.tenant_id, r.object_key, r.size_bytes
          FROM unnest($3::bigint[], $4::uuid[], $5::uuid[], $6::text[], $7::bigint[])
               AS r(window_id, zone_id, tenant_id, object_key, size_bytes)",
+        run_id,
+        rule,
+        &windows as &[Option<i64>],
+        &zones as &[Option<Uuid>],
+        &tenants as &[Option<Uuid>],
+        &keys as &[&str],
+        &sizes,
     )
-    .bind(run_id)
-    .bind(rule)
-    .bind(&windows)
-    .bind(&zones)
-    .bind(&tenants)
-    .bind(&keys)
-    .bind(&sizes)
     .execute(tx)
     .await
     .map_err(db(format!("write deletion receipts, {at}")))?;

@@ -64,6 +64,30 @@ pub(crate) async fn run(
         .begin()
         .await
         .map_err(|e| DbError::query("begin upload transaction", e))?;
+    // The object read back must be the one encrypt recorded when it sealed the window
+    // (under the row lock, taken here again): another object at the key means an
+    // encrypt run that lost its lock overwrote it, so it is sealed again instead.
+    let recorded = sqlx::query_scalar!(
+        "SELECT sealed_sha256 FROM windows WHERE id = $1 FOR UPDATE",
+        window.id
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| DbError::query("lock window for upload", e))?;
+    if let Some(recorded) = recorded {
+        if recorded[..] != verified.object_sha256[..] {
+            drop(tx);
+            let failure = TaskError::permanent(
+                "upload.object_replaced",
+                format!(
+                    "archive object {key} has SHA-256 {}, but encrypt sealed {}",
+                    hex::encode(verified.object_sha256),
+                    hex::encode(&recorded)
+                ),
+            );
+            return reseal(pool, &window, failure).await;
+        }
+    }
     sqlx::query!(
         "INSERT INTO archived_objects
            (window_id, object_key, size_bytes, object_sha256, plaintext_sha256,

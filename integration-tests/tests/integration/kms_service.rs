@@ -307,6 +307,81 @@ async fn kms_function_serves_rotation_tasks() {
     env.teardown().await;
 }
 
+#[tokio::test]
+async fn a_queued_shred_needs_an_operators_unused_unexpired_approval_for_that_tenant() {
+    let env = TestEnv::new().await;
+    let kms = KmsService::new(env.app.pool.clone(), ring(M1), "test");
+    let t = tenant(&env).await;
+    let other = tenant(&env).await;
+    kms.rotate_tenant(t).await.unwrap();
+    let function = KmsFunction::with_service(kms.clone());
+    let shred = |payload: serde_json::Value| {
+        let function = function.clone();
+        async move {
+            let task = TaskEnvelope::new(
+                TaskSpec::new("default", rainlogs_kms::kinds::SHRED_TENANT, payload),
+                Utc::now(),
+            );
+            function
+                .invoke_json(serde_json::to_value(&task).unwrap())
+                .await
+        }
+    };
+    let live_keys = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM tenant_keys WHERE tenant_id = $1 AND state <> 'shredded'",
+        )
+        .bind(t)
+        .fetch_one(&env.app.pool)
+        .await
+        .unwrap()
+    };
+
+    // A message planted in Redis: no approval, a made-up one, another tenant's one.
+    let err = shred(serde_json::json!({ "tenant": t })).await.unwrap_err();
+    assert_eq!(err.code, "kms.approval_required");
+    let err = shred(serde_json::json!({ "tenant": t, "approval": Uuid::new_v4() }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "kms.approval_unknown");
+    let for_other = rainlogs_kms::approval::approve(
+        &env.app.pool,
+        rainlogs_kms::kinds::SHRED_TENANT,
+        other,
+        "cli:test:kms-approve",
+        chrono::TimeDelta::minutes(5),
+    )
+    .await
+    .unwrap();
+    let err = shred(serde_json::json!({ "tenant": t, "approval": for_other }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "kms.approval_unknown");
+    assert!(!err.is_retryable());
+    assert_eq!(live_keys().await, 1, "nothing shredded without an approval");
+
+    // An operator's approval for this tenant: used once.
+    let approval = rainlogs_kms::approval::approve(
+        &env.app.pool,
+        rainlogs_kms::kinds::SHRED_TENANT,
+        t,
+        "cli:test:kms-approve",
+        chrono::TimeDelta::minutes(5),
+    )
+    .await
+    .unwrap();
+    let out = shred(serde_json::json!({ "tenant": t, "approval": approval }))
+        .await
+        .unwrap();
+    assert_eq!(out["result"]["versions_shredded"], 1);
+    assert_eq!(live_keys().await, 0);
+    let err = shred(serde_json::json!({ "tenant": t, "approval": approval }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "kms.approval_used");
+    env.teardown().await;
+}
+
 async fn wraps(env: &TestEnv, t: Uuid) -> Vec<(i32, String, i64)> {
     sqlx::query_as(
         "SELECT version, state::text, wraps FROM tenant_keys WHERE tenant_id = $1 ORDER BY version",

@@ -9,6 +9,7 @@ mod ledger_chain;
 mod migrations;
 mod pipeline_stages;
 mod prune;
+mod push;
 mod reconcile;
 mod redis_roundtrip;
 mod skeleton_flow;

@@ -5,6 +5,7 @@
 //! and one link; staging never holds plaintext; a 403 fails the window permanently
 //! with its reason.
 
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +26,9 @@ use rainlogs_kms::{KmsService, MasterKeyring};
 use rainlogs_logpull_sim::{SimConfig, Simulator, ZoneVolume};
 use rainlogs_sealed::kms::{Kms, SecretBinding};
 use rainlogs_sealed::{open_with_kms, SealContext};
+use rainlogs_sealed::{SealParams, Sealer};
 use rainlogs_upload::UploadFunction;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 const TOKEN: &str = "pipeline-test-token";
@@ -673,6 +676,66 @@ async fn concurrent_runs_of_each_stage_give_one_object_and_one_link() {
     let mut plain = Vec::new();
     opener.copy_to(&mut plain).unwrap();
     assert_eq!(plain, expected);
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn upload_catalogues_only_the_object_encrypt_recorded_not_a_valid_replacement() {
+    let env = TestEnv::new().await;
+    let stages = Stages::new(&env).await;
+    let zone = zone(&env, &stages, TOKEN).await;
+    let (id, start, end) = window(&env, &zone).await;
+    stages.run(spec(kinds::FETCH_WINDOW, id)).await.unwrap();
+    stages.run(spec(kinds::ENCRYPT_WINDOW, id)).await.unwrap();
+    let key = archive_key(zone.tenant, zone.id, start, end);
+    let recorded: Vec<u8> = sqlx::query_scalar("SELECT sealed_sha256 FROM windows WHERE id = $1")
+        .bind(id)
+        .fetch_one(&env.app.pool)
+        .await
+        .unwrap();
+    let original = env.app.store.get(&key).await.unwrap();
+    assert_eq!(recorded, Sha256::digest(&original).to_vec());
+
+    // An encrypt run that lost its row lock lands its PUT late: a validly sealed object
+    // of the same window, but not the one recorded.
+    let ctx = SealContext {
+        tenant: zone.tenant,
+        zone: zone.id,
+        window_start: start,
+        window_end: end,
+    };
+    let data_key = stages.kms.generate_data_key(&ctx).await.unwrap();
+    let mut sealer = Sealer::new(Vec::new(), SealParams::new(ctx, &data_key)).unwrap();
+    sealer.write_all(b"{\"EdgeStartTimestamp\":1}\n").unwrap();
+    let (replacement, _) = sealer.finish().unwrap();
+    env.app
+        .store
+        .put(&key, bytes::Bytes::from(replacement))
+        .await
+        .unwrap();
+
+    // Upload verifies it (it is valid) but refuses to catalogue it: sealed again.
+    let back = stages.run(spec(kinds::UPLOAD_WINDOW, id)).await.unwrap();
+    assert_eq!(back.next.len(), 1, "{back:?}");
+    assert_eq!(back.next[0].kind, kinds::ENCRYPT_WINDOW);
+    let (st, err) = state(&env, id).await;
+    assert_eq!(st, WindowState::Staged);
+    assert!(err.unwrap_or_default().contains("upload.object_replaced"));
+    assert_eq!(count(&env, "archived_objects", id).await, 0);
+    assert_eq!(count(&env, "chain_links", id).await, 0);
+
+    // Sealed again from the staged payload: this object is recorded and catalogued.
+    stages.run(spec(kinds::ENCRYPT_WINDOW, id)).await.unwrap();
+    stages.run(spec(kinds::UPLOAD_WINDOW, id)).await.unwrap();
+    assert_eq!(state(&env, id).await.0, WindowState::Archived);
+    let stored = env.app.store.get(&key).await.unwrap();
+    let catalogued: Vec<u8> =
+        sqlx::query_scalar("SELECT object_sha256 FROM archived_objects WHERE window_id = $1")
+            .bind(id)
+            .fetch_one(&env.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(catalogued, Sha256::digest(&stored).to_vec());
     env.teardown().await;
 }
 

@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rainlogs_archive::restore::RestoreError;
+use rainlogs_archive::verify::run::{self as verify_run, Outcome};
 use rainlogs_archive::verify::{Finding, Verifier};
 use rainlogs_cli::demo::{run_demo, DemoOptions, DemoReport};
 use rainlogs_cli::logs::{self, GetArgs};
-use rainlogs_cli::verify::{self, Outcome, VerifyArgs};
+use rainlogs_cli::verify::{self, VerifyArgs};
 use rainlogs_integration_tests::TestEnv;
 use rainlogs_kms::{KmsService, MasterKeyring};
 use rainlogs_logpull_sim::{Generator, Selection, TimestampFormat, ZoneVolume, DEFAULT_FIELDS};
@@ -131,7 +132,7 @@ impl Archive {
             concurrency: 4,
         };
         let mut findings = Vec::new();
-        let outcome = verify::verify(&verifier, args, Utc::now(), &mut |f| {
+        let outcome = verify_run::verify(&verifier, &args.request(), Utc::now(), &mut |f| {
             findings.push(f);
             Ok(())
         })

@@ -40,17 +40,17 @@ pub async fn record<'e, E: PgExecutor<'e>>(
     executor: E,
     event: &AuditEvent<'_>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO audit_events (actor, operation, tenant_id, zone_id, key_version, result, detail)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        event.actor,
+        event.operation,
+        event.tenant,
+        event.zone,
+        event.key_version,
+        event.result,
+        &event.detail,
     )
-    .bind(event.actor)
-    .bind(event.operation)
-    .bind(event.tenant)
-    .bind(event.zone)
-    .bind(event.key_version)
-    .bind(event.result)
-    .bind(&event.detail)
     .execute(executor)
     .await?;
     Ok(())

@@ -285,16 +285,16 @@ pub async fn links_page(
     after: i64,
     limit: i64,
 ) -> Result<Vec<StoredLink>, DbError> {
-    // Runtime-checked query: verification reads the chain as stored, nothing more.
-    sqlx::query_as(
+    sqlx::query_as!(
+        StoredLink,
         "SELECT l.seq, l.window_id, l.prev_hash, l.link_hash, l.object_sha256,
                 l.plaintext_sha256, l.record_count, w.start_at, w.end_at
          FROM chain_links l JOIN windows w ON w.id = l.window_id
          WHERE l.zone_id = $1 AND l.seq > $2 ORDER BY l.seq LIMIT $3",
+        zone_id,
+        after,
+        limit,
     )
-    .bind(zone_id)
-    .bind(after)
-    .bind(limit)
     .fetch_all(pool)
     .await
     .map_err(|e| DbError::query("read chain for verification", e))

@@ -10,6 +10,7 @@
 //!   facts, spooling);
 //! - [`verify`] — integrity findings: chain, objects, catalog and coverage checks;
 //! - [`restore`] — verified NDJSON restore, from the catalog or from the bucket alone;
+//! - [`push`] — Logpush destinations and the batches they deliver (docs/INGEST.md);
 //! - [`audit`] — the audit log.
 //!
 //! It builds on `rainlogs-core` (platform) and `rainlogs-sealed` (format and keys);
@@ -22,5 +23,6 @@ pub mod coverage;
 pub mod endpoint;
 pub mod ledger;
 pub mod pipeline;
+pub mod push;
 pub mod restore;
 pub mod verify;

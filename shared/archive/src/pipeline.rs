@@ -16,11 +16,11 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::endpoint::{EndpointKind, ZoneEndpoint};
-use crate::ledger::WindowState;
+use crate::ledger::{StageAction, WindowState};
 use rainlogs_core::db::DbError;
 use rainlogs_core::error::TaskError;
 use rainlogs_core::storage::{ObjectStore, StorageError, MIN_PART_SIZE};
-use rainlogs_core::task::TaskSpec;
+use rainlogs_core::task::{HandlerOutput, TaskSpec};
 use rainlogs_sealed::SealContext;
 
 /// Notes a window stage's failure on its window (`windows.last_error`), so operators
@@ -149,6 +149,22 @@ impl WindowTask {
             serde_json::json!({ "window_id": self.window_id }),
         )
         .idempotency_key(format!("{kind}:{}", self.window_id))
+    }
+}
+
+impl WindowTask {
+    /// What a stage answers given [`WindowState::for_stage`]: `None` for
+    /// [`StageAction::Work`] (do the work); otherwise done with `result`, handing on the
+    /// task the window waits for when it is past this stage.
+    pub fn answer(self, action: StageAction, result: serde_json::Value) -> Option<HandlerOutput> {
+        match action {
+            StageAction::Work => None,
+            StageAction::HandOn(kind) => Some(HandlerOutput {
+                result,
+                next: vec![self.spec(kind)],
+            }),
+            StageAction::Nothing => Some(HandlerOutput::done(result)),
+        }
     }
 }
 

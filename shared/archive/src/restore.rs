@@ -218,6 +218,9 @@ pub struct Stats {
     pub object_bytes: u64,
     /// Records of straddling windows kept because their timestamp was unreadable.
     pub untimed_records: u64,
+    /// Lines of straddling or filtered windows that are not JSON records (quarantined
+    /// by fetch): passed through when only trimming, skipped when filtering.
+    pub malformed_lines: u64,
     /// Stretches of the range without restorable logs (pruned, failed, in flight,
     /// missing; offline: no object).
     pub gaps: u64,
@@ -250,6 +253,10 @@ struct LineSink {
     records_out: u64,
     bytes_out: u64,
     untimed: u64,
+    /// Lines that are not JSON records: quarantined verbatim by fetch (docs/LOGPULL.md),
+    /// inside an object that verified — not tampering. Kept when only trimming (they
+    /// have no time to trim by), skipped when filtering (no field can match); counted.
+    malformed: u64,
     line_no: u64,
     /// Why the sink refused a write (the opener only sees an I/O error).
     failure: Arc<Mutex<Option<SinkFailure>>>,
@@ -299,12 +306,15 @@ impl LineSink {
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
         }
-        let record: Value = serde_json::from_slice(line).map_err(|e| {
-            self.fail(SinkFailure::BadRecord(format!(
-                "line {} is not a JSON record: {e}",
-                self.line_no
-            )))
-        })?;
+        let Ok(record) = serde_json::from_slice::<Value>(line) else {
+            self.malformed += 1;
+            if self.filters.is_empty() {
+                self.records_out += 1;
+                self.emit(line)?;
+                self.emit(b"\n")?;
+            }
+            return Ok(());
+        };
         if let Some((from, to)) = self.trim {
             match record_time_ns(&record) {
                 Some(t) if t < from || t >= to => return Ok(()),
@@ -493,13 +503,14 @@ impl Run<'_> {
             })?;
         self.stats.zone_id = zone;
         if let Some(t) = &self.req.tenant {
-            let owner: Option<(Uuid, String)> = sqlx::query_as(
+            let owner: Option<(Uuid, String)> = sqlx::query!(
                 "SELECT t.id, t.name FROM zones z JOIN tenants t ON t.id = z.tenant_id WHERE z.id = $1",
+                zone
             )
-            .bind(zone)
             .fetch_optional(pool)
             .await
-            .map_err(RestoreError::operational)?;
+            .map_err(RestoreError::operational)?
+            .map(|r| (r.id, r.name));
             if !owner.is_some_and(|(id, name)| id.to_string() == *t || name == *t) {
                 return Err(RestoreError::Input(format!(
                     "zone {} does not belong to tenant {t}",
@@ -675,6 +686,7 @@ impl Run<'_> {
             records_out: 0,
             bytes_out: 0,
             untimed: 0,
+            malformed: 0,
             line_no: 0,
             failure: failure.clone(),
         };
@@ -750,6 +762,7 @@ impl Run<'_> {
         };
         self.stats.bytes_out += sink.bytes_out;
         self.stats.untimed_records += sink.untimed;
+        self.stats.malformed_lines += sink.malformed;
     }
 
     /// Restores one window: buffered and verified, or verified then streamed.
@@ -918,6 +931,7 @@ mod tests {
             records_out: 0,
             bytes_out: 0,
             untimed: 0,
+            malformed: 0,
             line_no: 0,
             failure: failure.clone(),
         };
@@ -942,5 +956,45 @@ mod tests {
             *failure.lock().unwrap(),
             Some(SinkFailure::BufferFull)
         ));
+    }
+
+    #[test]
+    fn a_quarantined_line_passes_through_a_trim_and_is_skipped_by_a_filter_never_an_error() {
+        let run = |filters: Vec<Filter>| {
+            let mut sink = LineSink {
+                trim: Some((10_000_000_000, 20_000_000_000)),
+                filters: Arc::new(filters),
+                partial: Vec::new(),
+                out: SinkOut::Buffer {
+                    buf: Vec::new(),
+                    limit: 1 << 20,
+                },
+                records_out: 0,
+                bytes_out: 0,
+                untimed: 0,
+                malformed: 0,
+                line_no: 0,
+                failure: Arc::new(Mutex::new(None)),
+            };
+            let data = b"{\"a\":1,\"EdgeEndTimestamp\":15}\nnot json {\n{\"a\":1,\"EdgeEndTimestamp\":16}\n";
+            sink.write_all(data)
+                .expect("a malformed line is not a failure");
+            sink.finish().unwrap();
+            let SinkOut::Buffer { buf, .. } = &sink.out else {
+                panic!()
+            };
+            (
+                String::from_utf8_lossy(buf).into_owned(),
+                sink.malformed,
+                sink.records_out,
+            )
+        };
+        let (out, malformed, n) = run(Vec::new());
+        assert_eq!(malformed, 1);
+        assert_eq!(n, 3);
+        assert!(out.contains("not json {\n"), "{out}");
+        let (out, malformed, n) = run(vec!["a=1".parse().unwrap()]);
+        assert_eq!((malformed, n), (1, 2));
+        assert!(!out.contains("not json"), "{out}");
     }
 }

@@ -30,6 +30,27 @@ pub mod kinds {
     pub const UPLOAD_WINDOW: &str = "upload.window";
     /// Delete what retention and the sweeps say must go (payload: `rainlogs_prune::PruneTask`).
     pub const PRUNE_RUN: &str = "prune.run";
+
+    /// Whether a task of kind `parent` may hand on a follow-up of kind `child`: a
+    /// function emits its own kinds, and the window stages the next stage's (fetch →
+    /// encrypt/upload, encrypt → upload, upload → encrypt for the one re-seal). Nothing
+    /// emits `kms.*`: key operations come only from an operator path. Any other follow-up
+    /// is refused by the dispatcher (`output.forbidden_follow_up`), so a compromised or
+    /// buggy handler cannot reach another function's operations through the queue.
+    pub fn may_emit(parent: &str, child: &str) -> bool {
+        let function = |kind: &str| kind.split_once('.').map_or(kind, |(f, _)| f).to_owned();
+        let (from, to) = (function(parent), function(child));
+        if to == "kms" {
+            return false;
+        }
+        from == to
+            || matches!(
+                (from.as_str(), child),
+                ("fetch", ENCRYPT_WINDOW | UPLOAD_WINDOW)
+                    | ("encrypt", UPLOAD_WINDOW)
+                    | ("upload", ENCRYPT_WINDOW)
+            )
+    }
 }
 
 /// A task as stored in the queue and passed to a function.
@@ -287,5 +308,33 @@ mod tests {
         let err = sample().payload_as::<Needs>().unwrap_err();
         assert!(!err.is_retryable());
         assert_eq!(err.code, "event.invalid");
+    }
+
+    #[test]
+    fn follow_ups_stay_within_what_each_function_owns() {
+        use super::kinds::*;
+        assert!(may_emit(FETCH_WINDOW, FETCH_WINDOW), "split halves");
+        assert!(may_emit(FETCH_WINDOW, ENCRYPT_WINDOW));
+        assert!(
+            may_emit(FETCH_WINDOW, UPLOAD_WINDOW),
+            "hand on a sealed window"
+        );
+        assert!(may_emit(ENCRYPT_WINDOW, UPLOAD_WINDOW));
+        assert!(may_emit(UPLOAD_WINDOW, ENCRYPT_WINDOW), "the one re-seal");
+        assert!(may_emit(PRUNE_RUN, PRUNE_RUN), "the rest of a long run");
+        assert!(may_emit("t.next", "t.ok"));
+        for parent in [
+            FETCH_WINDOW,
+            UPLOAD_WINDOW,
+            PRUNE_RUN,
+            "kms.rotate_tenant",
+            "t.next",
+        ] {
+            assert!(!may_emit(parent, "kms.shred_tenant"), "{parent}");
+            assert!(!may_emit(parent, "kms.rotate_master"), "{parent}");
+        }
+        assert!(!may_emit(ENCRYPT_WINDOW, PRUNE_RUN));
+        assert!(!may_emit(PRUNE_RUN, FETCH_WINDOW));
+        assert!(!may_emit("t.next", FETCH_WINDOW));
     }
 }

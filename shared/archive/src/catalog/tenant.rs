@@ -86,6 +86,14 @@ impl Classify for TenantError {
     }
 }
 
+/// A tenant's retention settings after [`set`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub id: Uuid,
+    pub retention_days: i32,
+    pub legal_hold: bool,
+}
+
 /// One row of `tenant list`.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct TenantRow {
@@ -146,14 +154,15 @@ pub async fn resolve(pool: &PgPool, tenant: &str) -> Result<Uuid, TenantError> {
 }
 
 /// Applies `change` to a tenant and writes one `tenant.set` audit row (old and new
-/// values) in the same transaction; returns the tenant's id. The row lock waits for a
-/// prune page in progress, so once a legal hold is set nothing more of it is deleted.
+/// values) in the same transaction; returns the settings now in force. The row lock
+/// waits for a prune page in progress, so once a legal hold is set nothing more of it
+/// is deleted.
 pub async fn set(
     pool: &PgPool,
     tenant: &str,
     change: RetentionChange,
     actor: &str,
-) -> Result<Uuid, TenantError> {
+) -> Result<Retention, TenantError> {
     if change.is_empty() {
         return Err(TenantError::NothingToChange);
     }
@@ -195,5 +204,9 @@ pub async fn set(
         .await
         .map_err(op("write tenant audit row"))?;
     tx.commit().await.map_err(op("commit tenant set"))?;
-    Ok(id)
+    Ok(Retention {
+        id,
+        retention_days: new_days,
+        legal_hold: new_hold,
+    })
 }

@@ -350,15 +350,25 @@ pub struct ZoneRetentionChange {
     pub confirm_short_retention: bool,
 }
 
+/// A zone's retention settings after [`set_retention`]: its own override (`None`:
+/// the tenant's applies) and legal hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZoneRetention {
+    pub id: Uuid,
+    pub retention_days: Option<i32>,
+    pub legal_hold: bool,
+}
+
 /// Applies `change` to a zone and writes one `zone.set` audit row (old and new values)
-/// in the same transaction; returns the zone's id. The row lock waits for a prune page
-/// in progress, so once a legal hold is set nothing more of the zone is deleted.
+/// in the same transaction; returns the settings now in force. The row lock waits for a
+/// prune page in progress, so once a legal hold is set nothing more of the zone is
+/// deleted.
 pub async fn set_retention(
     pool: &PgPool,
     zone: &str,
     change: ZoneRetentionChange,
     actor: &str,
-) -> Result<Uuid, ZoneError> {
+) -> Result<ZoneRetention, ZoneError> {
     if change.retention_days.is_none() && change.legal_hold.is_none() {
         return Err(ZoneError::NothingToChange);
     }
@@ -407,7 +417,11 @@ pub async fn set_retention(
         .await
         .map_err(op("write zone audit row"))?;
     tx.commit().await.map_err(op("commit zone set"))?;
-    Ok(id)
+    Ok(ZoneRetention {
+        id,
+        retention_days: new_days,
+        legal_hold: new_hold,
+    })
 }
 
 /// Coverage of a zone over `[from, to)`; defaults: its backfill start, and `now`.

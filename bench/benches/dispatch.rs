@@ -2,8 +2,8 @@
 //! and the same workload through Python RQ on the same Redis, in the same run.
 //!
 //! ```text
-//! cargo bench -p rainlogs-dispatcher --bench dispatch            # defaults
-//! BENCH_TASKS=200000 BENCH_RATE=10000 cargo bench -p rainlogs-dispatcher --bench dispatch
+//! cargo bench -p rainlogs-bench --bench dispatch            # defaults
+//! BENCH_TASKS=200000 BENCH_RATE=10000 cargo bench -p rainlogs-bench --bench dispatch
 //! ```
 //! Phases:
 //! 1. throughput: BENCH_TASKS tasks enqueued first, then drained by one dispatcher;
@@ -174,7 +174,7 @@ async fn latency(b: &Bench, rate: usize, secs: u64) {
 }
 
 fn rq(b: &Bench, n: usize) -> Option<f64> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../bench/rq/bench_rq.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/rq/bench_rq.py");
     let out = std::process::Command::new(
         std::env::var("BENCH_PYTHON").unwrap_or_else(|_| "python3".into()),
     )

@@ -14,6 +14,8 @@
 //!
 //! docs/VERIFY.md documents every finding and the JSON report.
 
+pub mod run;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};

@@ -19,6 +19,13 @@
 //! delays mean the same for every dispatcher whatever their clocks say.
 //! Postgres remains the truth for pipeline work: Redis may lose messages without
 //! losing windows (DESIGN.md, invariant 1).
+//!
+//! The scripts live in `lua/` (one file each, `common.lua` prepended to all), the key
+//! names in [`keys`].
+
+mod keys;
+
+pub use keys::Keys;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -62,208 +69,28 @@ pub enum AdminError {
     },
 }
 
-/// Redis key names for one deployment prefix.
-#[derive(Debug, Clone)]
-pub struct Keys {
-    prefix: String,
-}
-
-impl Keys {
-    pub fn new(prefix: impl Into<String>) -> Self {
-        Self {
-            prefix: prefix.into(),
-        }
-    }
-
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-    fn q(&self, queue: &str, part: &str) -> String {
-        format!("{}:q:{queue}:{part}", self.prefix)
-    }
-    pub fn tasks(&self, queue: &str) -> String {
-        self.q(queue, "tasks")
-    }
-    pub fn ready(&self, queue: &str) -> String {
-        self.q(queue, "ready")
-    }
-    pub fn active(&self, queue: &str) -> String {
-        self.q(queue, "active")
-    }
-    pub fn delayed(&self, queue: &str) -> String {
-        self.q(queue, "delayed")
-    }
-    pub fn dead(&self, queue: &str) -> String {
-        self.q(queue, "dead")
-    }
-    pub fn dead_index(&self, queue: &str) -> String {
-        self.q(queue, "dead_idx")
-    }
-    pub fn unique(&self, queue: &str) -> String {
-        self.q(queue, "unique")
-    }
-    pub fn stats(&self, queue: &str) -> String {
-        self.q(queue, "stats")
-    }
-    pub fn wake(&self, queue: &str) -> String {
-        self.q(queue, "wake")
-    }
-    pub fn queues(&self) -> String {
-        format!("{}:queues", self.prefix)
-    }
-    pub fn paused(&self) -> String {
-        format!("{}:paused", self.prefix)
-    }
-    pub fn schedules(&self) -> String {
-        format!("{}:schedules", self.prefix)
-    }
-}
-
 /// Lua shared by the scripts: key names, the server clock and the one enqueue path.
 /// Keys are built inside the scripts from the prefix (follow-up tasks may go to any
 /// queue), which ties the design to a single Redis node; see docs/QUEUE.md.
-const LUA_COMMON: &str = r"
-local P = ARGV[1]
-local function k(q, part) return P .. ':q:' .. q .. ':' .. part end
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local woken = {}
-local function wake(q)
-  if not woken[q] then
-    woken[q] = true
-    redis.call('LPUSH', k(q, 'wake'), '1')
-    redis.call('LTRIM', k(q, 'wake'), 0, 0)
-  end
-end
--- Returns the id of the pending task holding `ukey`, or false once enqueued.
-local function enqueue(q, id, body, due, ukey, now)
-  if ukey ~= '' then
-    local holder = redis.call('HGET', k(q, 'unique'), ukey)
-    if holder and redis.call('HEXISTS', k(q, 'tasks'), holder) == 1 then
-      return holder
-    end
-    redis.call('HSET', k(q, 'unique'), ukey, id)
-  end
-  redis.call('SADD', P .. ':queues', q)
-  redis.call('HSET', k(q, 'tasks'), id, body)
-  if due > now then
-    redis.call('ZADD', k(q, 'delayed'), due, id)
-  else
-    redis.call('LPUSH', k(q, 'ready'), id)
-    wake(q)
-  end
-  redis.call('HINCRBY', k(q, 'stats'), 'enqueued', 1)
-  return false
-end
-local function release_unique(q, id, ukey)
-  if ukey ~= '' and redis.call('HGET', k(q, 'unique'), ukey) == id then
-    redis.call('HDEL', k(q, 'unique'), ukey)
-  end
-end
-";
+const LUA_COMMON: &str = include_str!("lua/common.lua");
 
 /// ARGV: prefix, then (queue, id, body, due_ms, unique_key)*. Returns per task the id
 /// of the pending duplicate, or '' when enqueued.
-const LUA_ENQUEUE: &str = r"
-local now = now_ms()
-local out = {}
-local i = 2
-while i <= #ARGV do
-  local holder = enqueue(ARGV[i], ARGV[i+1], ARGV[i+2], tonumber(ARGV[i+3]), ARGV[i+4], now)
-  out[#out+1] = holder or ''
-  i = i + 5
-end
-return out
-";
+const LUA_ENQUEUE: &str = include_str!("lua/enqueue.lua");
 
 /// ARGV: prefix, queue, max, lease_ms. Promotes due delayed tasks, then moves up to
 /// `max` ready tasks into `active` under fresh lease tokens.
 /// Returns {status, next_due_ms, more, (member, body)*}; status 'paused' or 'ok'.
-const LUA_RESERVE: &str = r"
-local q = ARGV[2]
-local max = tonumber(ARGV[3])
-local lease = tonumber(ARGV[4])
-local now = now_ms()
-local delayed = k(q, 'delayed')
-local ready = k(q, 'ready')
-local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)
-if #due > 0 then
-  redis.call('ZREM', delayed, unpack(due))
-  redis.call('LPUSH', ready, unpack(due))
-end
-local nxt = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
-local next_due = '-1'
-if #nxt > 0 then next_due = nxt[2] end
-if redis.call('SISMEMBER', P .. ':paused', q) == 1 then
-  return {'paused', next_due, '0'}
-end
-local out = {'ok', next_due, '0'}
-if max < 1 then return out end
-local ids = redis.call('RPOP', ready, max)
-if ids then
-  local bodies = redis.call('HMGET', k(q, 'tasks'), unpack(ids))
-  local seq = redis.call('INCR', P .. ':seq')
-  local z = {}
-  for i, id in ipairs(ids) do
-    local body = bodies[i]
-    if body then
-      local member = id .. '|' .. seq .. '.' .. i
-      z[#z+1] = now + lease
-      z[#z+1] = member
-      out[#out+1] = member
-      out[#out+1] = body
-    end
-  end
-  if #z > 0 then redis.call('ZADD', k(q, 'active'), unpack(z)) end
-end
-if redis.call('LLEN', ready) > 0 then
-  out[3] = '1'
-  -- Work remains: wake another idle dispatcher to share it.
-  wake(q)
-end
-return out
-";
+const LUA_RESERVE: &str = include_str!("lua/reserve.lua");
 
 /// ARGV: prefix, queue, lease_ms, max. Takes over up to `max` tasks whose lease ran
 /// out (their holder died or hung) under a fresh token for this caller, which then
 /// settles them as failed attempts. Returns (member, body)*.
-const LUA_REAP: &str = r"
-local q = ARGV[2]
-local lease = tonumber(ARGV[3])
-local now = now_ms()
-local active = k(q, 'active')
-local expired = redis.call('ZRANGEBYSCORE', active, '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
-local out = {}
-if #expired == 0 then return out end
-local seq = redis.call('INCR', P .. ':seq')
-for i, member in ipairs(expired) do
-  redis.call('ZREM', active, member)
-  local id = string.match(member, '^(.*)|')
-  local body = id and redis.call('HGET', k(q, 'tasks'), id)
-  if body then
-    local fresh = id .. '|r' .. seq .. '.' .. i
-    redis.call('ZADD', active, now + lease, fresh)
-    out[#out+1] = fresh
-    out[#out+1] = body
-  end
-end
-return out
-";
+const LUA_REAP: &str = include_str!("lua/reap.lua");
 
 /// ARGV: prefix, lease_ms, (queue, member)*. Extends leases still held; returns per
 /// member 1 if extended, 0 if the lease was lost.
-const LUA_HEARTBEAT: &str = r"
-local deadline = now_ms() + tonumber(ARGV[2])
-local out = {}
-local i = 3
-while i <= #ARGV do
-  out[#out+1] = redis.call('ZADD', k(ARGV[i], 'active'), 'XX', 'CH', deadline, ARGV[i+1])
-  i = i + 2
-end
-return out
-";
+const LUA_HEARTBEAT: &str = include_str!("lua/heartbeat.lua");
 
 /// ARGV: prefix, dead-letter cap, dead-letter TTL (ms; 0 = none for either), then
 /// operations, each `op, queue, member, id, ...`:
@@ -273,110 +100,16 @@ return out
 ///   requeue                                           – hand back untouched
 /// Each applies only if the caller still holds the lease (`member` in active).
 /// Returns per operation 1 (applied) or 0 (lease lost: someone else owns the task).
-const LUA_SETTLE: &str = r"
-local now = now_ms()
-local dead_max, dead_ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
--- The dead-letter policy (docs/QUEUE.md): letters older than the TTL expire, and past
--- the cap the oldest go. Bounded work per call (a backlog shrinks over several calls).
-local function trim_dead(q)
-  local gone = {}
-  if dead_ttl > 0 then
-    gone = redis.call('ZRANGEBYSCORE', k(q, 'dead_idx'), '-inf', now - dead_ttl, 'LIMIT', 0, 100)
-  end
-  if dead_max > 0 then
-    local over = redis.call('ZCARD', k(q, 'dead_idx')) - #gone - dead_max
-    if over > 0 then
-      gone = redis.call('ZRANGE', k(q, 'dead_idx'), 0, #gone + math.min(over, 1000) - 1)
-    end
-  end
-  if #gone > 0 then
-    redis.call('HDEL', k(q, 'dead'), unpack(gone))
-    redis.call('ZREM', k(q, 'dead_idx'), unpack(gone))
-    redis.call('HINCRBY', k(q, 'stats'), 'dead_dropped', #gone)
-  end
-end
-local out = {}
-local i = 4
-while i <= #ARGV do
-  local op, q, member, id = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
-  i = i + 4
-  local held = redis.call('ZREM', k(q, 'active'), member) == 1
-  if op == 'ack' then
-    local ukey, n = ARGV[i], tonumber(ARGV[i+1])
-    i = i + 2
-    if held then
-      redis.call('HDEL', k(q, 'tasks'), id)
-      release_unique(q, id, ukey)
-      redis.call('HINCRBY', k(q, 'stats'), 'processed', 1)
-    end
-    for _ = 1, n do
-      if held then
-        enqueue(ARGV[i], ARGV[i+1], ARGV[i+2], tonumber(ARGV[i+3]), ARGV[i+4], now)
-      end
-      i = i + 5
-    end
-  elseif op == 'retry' then
-    local body, due = ARGV[i], tonumber(ARGV[i+1])
-    i = i + 2
-    if held then
-      redis.call('HSET', k(q, 'tasks'), id, body)
-      if due > now then
-        redis.call('ZADD', k(q, 'delayed'), due, id)
-      else
-        redis.call('LPUSH', k(q, 'ready'), id)
-        wake(q)
-      end
-      redis.call('HINCRBY', k(q, 'stats'), 'failed', 1)
-      redis.call('HINCRBY', k(q, 'stats'), 'retried', 1)
-    end
-  elseif op == 'dead' then
-    local ukey, letter = ARGV[i], ARGV[i+1]
-    i = i + 2
-    if held then
-      redis.call('HDEL', k(q, 'tasks'), id)
-      release_unique(q, id, ukey)
-      redis.call('HSET', k(q, 'dead'), id, letter)
-      redis.call('ZADD', k(q, 'dead_idx'), now, id)
-      redis.call('HINCRBY', k(q, 'stats'), 'failed', 1)
-      redis.call('HINCRBY', k(q, 'stats'), 'dead', 1)
-      trim_dead(q)
-    end
-  elseif op == 'requeue' then
-    if held then
-      redis.call('RPUSH', k(q, 'ready'), id)
-      wake(q)
-    end
-  else
-    return redis.error_reply('settle: unknown operation ' .. tostring(op))
-  end
-  out[#out+1] = held and 1 or 0
-end
-return out
-";
+const LUA_SETTLE: &str = include_str!("lua/settle.lua");
 
 /// ARGV: prefix, queue, id, body, ukey. Moves a dead letter back to ready (unless
 /// its idempotency key is held by another pending task). Returns '' or the holder,
 /// or 'missing' when there is no such dead letter.
-const LUA_REDRIVE: &str = r"
-local q, id = ARGV[2], ARGV[3]
-if redis.call('HEXISTS', k(q, 'dead'), id) == 0 then return 'missing' end
-local holder = enqueue(q, id, ARGV[4], 0, ARGV[5], now_ms())
-if holder then return holder end
-redis.call('HDEL', k(q, 'dead'), id)
-redis.call('ZREM', k(q, 'dead_idx'), id)
-return ''
-";
+const LUA_REDRIVE: &str = include_str!("lua/redrive.lua");
 
 /// ARGV: prefix, name, fire_ms, then one task as for enqueue. Enqueues a periodic
 /// task only if this period has not fired yet (on any dispatcher). Returns 1 if fired.
-const LUA_FIRE: &str = r"
-local last = tonumber(redis.call('HGET', P .. ':schedules', ARGV[2]) or '0')
-local at = tonumber(ARGV[3])
-if at <= last then return 0 end
-redis.call('HSET', P .. ':schedules', ARGV[2], at)
-enqueue(ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], now_ms())
-return 1
-";
+const LUA_FIRE: &str = include_str!("lua/fire.lua");
 
 fn script(body: &str) -> redis::Script {
     redis::Script::new(&format!("{LUA_COMMON}\n{body}"))

@@ -6,7 +6,7 @@
 //! `curl --compressed` against the same simulator. Both ends share the machine's
 //! cores, so the figures are a lower bound for the client alone.
 //!
-//! Run: `cargo bench -p rainlogs-fetch --bench logpull` (results in docs/BENCHMARKS.md).
+//! Run: `cargo bench -p rainlogs-bench --bench logpull` (results in docs/BENCHMARKS.md).
 
 use std::time::Instant;
 

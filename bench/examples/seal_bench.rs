@@ -1,6 +1,6 @@
 //! Benchmark of the sealed format (docs/BENCHMARKS.md, section "Sealed format").
 //!
-//! Run: `cargo run --release -p rainlogs-shared --example seal_bench [-- MIB]`
+//! Run: `cargo run --release -p rainlogs-bench --example seal_bench [-- MIB]`
 //!
 //! Generates Cloudflare-like NDJSON (~2 KB records), then in the same run measures:
 //! seal and open throughput (best of 3), the zstd crate at level 3 single-threaded,

@@ -25,7 +25,7 @@
 //! objects are deleted at the end (`E2E_KEEP=1` keeps them).
 //!
 //! ```text
-//! bash infra/bench/e2e.sh                     # installs tools, builds, runs both cadences
+//! bash bench/e2e.sh                     # installs tools, builds, runs both cadences
 //! cargo build --release -p rainlogs-logpull-sim
 //! E2E_CADENCE=3600 cargo bench -p rainlogs-dispatcher --bench e2e
 //! # knobs: E2E_CADENCE (60) E2E_MINUTES (60) E2E_RPM (9000) E2E_SEED (7)
@@ -676,7 +676,7 @@ async fn clean_up(store: &ObjectStore) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     // `cargo bench` passes --bench; `cargo test --all-targets` does not: stay out of it.
     if !std::env::args().any(|a| a == "--bench") {
-        println!("e2e: skipped (needs the local stack; run `cargo bench` or infra/bench/e2e.sh)");
+        println!("e2e: skipped (needs the local stack; run `cargo bench` or bench/e2e.sh)");
         return Ok(());
     }
     let knobs = Knobs::from_env()?;

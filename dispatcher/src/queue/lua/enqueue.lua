@@ -1,0 +1,9 @@
+local now = now_ms()
+local out = {}
+local i = 2
+while i <= #ARGV do
+  local holder = enqueue(ARGV[i], ARGV[i+1], ARGV[i+2], tonumber(ARGV[i+3]), ARGV[i+4], now)
+  out[#out+1] = holder or ''
+  i = i + 5
+end
+return out

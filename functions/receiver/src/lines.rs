@@ -1,0 +1,221 @@
+//! Line checks on a pushed batch's NDJSON as it streams: which lines are JSON objects,
+//! the batch's edge time span, and whether the batch is Cloudflare's validation upload.
+//!
+//! Memory is one partial line, at most `max_line_bytes`; a longer line is counted
+//! malformed without being buffered (it is still sealed verbatim: nothing is dropped).
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+/// What Cloudflare uploads when a job is created (gzip of this, maybe with a newline).
+pub const VALIDATION_CONTENT: &[u8] = br#"{"content":"tests"}"#;
+
+/// Timestamp fields of the zone datasets, in order of preference (http_requests,
+/// firewall_events, dns_logs).
+#[derive(Deserialize)]
+struct EdgeTimes {
+    #[serde(rename = "EdgeStartTimestamp")]
+    edge_start: Option<Stamp>,
+    #[serde(rename = "EdgeEndTimestamp")]
+    edge_end: Option<Stamp>,
+    #[serde(rename = "Datetime")]
+    datetime: Option<Stamp>,
+    #[serde(rename = "Timestamp")]
+    timestamp: Option<Stamp>,
+}
+
+/// A timestamp as a Logpush job may format it: RFC 3339, unix seconds or nanoseconds.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Stamp {
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl Stamp {
+    fn instant(&self) -> Option<DateTime<Utc>> {
+        match self {
+            // unixnano is ≥ 1e15 for any date after 1970-01-12; unix seconds are far below.
+            Stamp::Int(n) if n.unsigned_abs() >= 1_000_000_000_000_000 => {
+                Some(DateTime::from_timestamp_nanos(*n))
+            }
+            Stamp::Int(n) => DateTime::from_timestamp(*n, 0),
+            Stamp::Float(f) if f.is_finite() => {
+                DateTime::from_timestamp_micros((f * 1e6).round() as i64)
+            }
+            Stamp::Float(_) => None,
+            Stamp::Text(s) => DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+                .or_else(|| s.parse::<i64>().ok().and_then(|n| Stamp::Int(n).instant())),
+        }
+    }
+}
+
+/// Running line statistics of one batch.
+#[derive(Debug)]
+pub struct LineChecker {
+    max_line: usize,
+    partial: Vec<u8>,
+    /// The current line is over `max_line`: skip to its end.
+    overlong: bool,
+    pub lines: u64,
+    pub malformed: u64,
+    pub first_edge: Option<DateTime<Utc>>,
+    pub last_edge: Option<DateTime<Utc>>,
+    /// The first bytes of the stream, to recognise the validation upload.
+    head: Vec<u8>,
+    pub total: u64,
+}
+
+impl LineChecker {
+    pub fn new(max_line: usize) -> Self {
+        Self {
+            max_line,
+            partial: Vec::new(),
+            overlong: false,
+            lines: 0,
+            malformed: 0,
+            first_edge: None,
+            last_edge: None,
+            head: Vec::new(),
+            total: 0,
+        }
+    }
+
+    /// Feeds the next piece of NDJSON.
+    pub fn update(&mut self, mut data: &[u8]) {
+        self.total += data.len() as u64;
+        if self.head.len() < 64 {
+            let take = (64 - self.head.len()).min(data.len());
+            self.head.extend_from_slice(&data[..take]);
+        }
+        while let Some(nl) = memchr(b'\n', data) {
+            let (line, rest) = (&data[..nl], &data[nl + 1..]);
+            if self.overlong || self.partial.len() + line.len() > self.max_line {
+                self.finish_overlong();
+            } else if self.partial.is_empty() {
+                self.check(line);
+            } else {
+                self.partial.extend_from_slice(line);
+                let full = std::mem::take(&mut self.partial);
+                self.check(&full);
+                self.partial = full;
+                self.partial.clear();
+            }
+            data = rest;
+        }
+        if !data.is_empty() {
+            if self.overlong || self.partial.len() + data.len() > self.max_line {
+                self.overlong = true;
+                self.partial.clear();
+            } else {
+                self.partial.extend_from_slice(data);
+            }
+        }
+    }
+
+    /// Ends the stream (a last line without `\n` is a line).
+    pub fn finish(&mut self) {
+        if self.overlong {
+            self.finish_overlong();
+        } else if !self.partial.is_empty() {
+            let full = std::mem::take(&mut self.partial);
+            self.check(&full);
+        }
+    }
+
+    /// Whether the whole stream was Cloudflare's validation upload.
+    pub fn is_validation(&self) -> bool {
+        self.total <= 64 && self.head.trim_ascii() == VALIDATION_CONTENT
+    }
+
+    /// The edge time span seen, when any line had a timestamp.
+    pub fn edge_span(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        self.first_edge.zip(self.last_edge)
+    }
+
+    fn finish_overlong(&mut self) {
+        self.lines += 1;
+        self.malformed += 1;
+        self.overlong = false;
+        self.partial.clear();
+    }
+
+    fn check(&mut self, line: &[u8]) {
+        self.lines += 1;
+        match serde_json::from_slice::<EdgeTimes>(line) {
+            Err(_) => self.malformed += 1,
+            Ok(t) => {
+                let start = t
+                    .edge_start
+                    .as_ref()
+                    .or(t.datetime.as_ref())
+                    .or(t.timestamp.as_ref())
+                    .and_then(Stamp::instant);
+                let end = t.edge_end.as_ref().and_then(Stamp::instant).or(start);
+                if let Some(s) = start {
+                    self.first_edge = Some(self.first_edge.map_or(s, |f| f.min(s)));
+                }
+                if let Some(e) = end {
+                    self.last_edge = Some(self.last_edge.map_or(e, |l| l.max(e)));
+                }
+            }
+        }
+    }
+}
+
+fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|&b| b == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(pieces: &[&[u8]], max_line: usize) -> LineChecker {
+        let mut c = LineChecker::new(max_line);
+        for p in pieces {
+            c.update(p);
+        }
+        c.finish();
+        c
+    }
+
+    #[test]
+    fn lines_across_pieces_and_timestamp_formats() {
+        let c = run(
+            &[
+                br#"{"EdgeStartTimestamp":"2026-12-01T10:00:05Z","EdgeEndTimestamp":"2026-12-01T10:00:06Z"}
+{"EdgeStartTim"#,
+                br#"estamp":1796119200,"RayID":"x"}
+not json
+{"EdgeStartTimestamp":1796119300000000000}"#,
+            ],
+            1024,
+        );
+        assert_eq!(c.lines, 4);
+        assert_eq!(c.malformed, 1);
+        let (first, last) = c.edge_span().unwrap();
+        assert_eq!(first, DateTime::from_timestamp(1_796_119_200, 0).unwrap());
+        assert_eq!(last, DateTime::from_timestamp(1_796_119_300, 0).unwrap());
+        assert!(!c.is_validation());
+    }
+
+    #[test]
+    fn overlong_lines_are_malformed_not_buffered() {
+        let long = vec![b'a'; 100];
+        let c = run(&[b"{}\n", &long, &long, b"\n{}"], 50);
+        assert_eq!((c.lines, c.malformed), (3, 1));
+        assert!(c.partial.capacity() <= 100);
+    }
+
+    #[test]
+    fn validation_upload() {
+        assert!(run(&[br#"{"content":"tests"}"#], 1024).is_validation());
+        assert!(run(&[b"{\"content\":\"tests\"}\n"], 1024).is_validation());
+        assert!(!run(&[b"{\"content\":\"tests\"}\n{}\n"], 1024).is_validation());
+        assert!(!run(&[br#"{"content":"other"}"#], 1024).is_validation());
+    }
+}

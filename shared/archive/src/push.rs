@@ -1,0 +1,312 @@
+//! Push ingestion's ledger: Logpush destinations (one per zone and dataset, each with a
+//! secret stored only as its SHA-256) and the batches they deliver (`push_batches`,
+//! unique per destination by the SHA-256 of the batch's NDJSON).
+//!
+//! The receiver (`functions/receiver`) authenticates with [`Destination::accepts`] and
+//! records an accepted batch with [`record_batch`]; docs/INGEST.md is the contract.
+//! Queries are runtime-checked (`sqlx::query`), covered by the `push` integration tests.
+
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use secrecy::SecretString;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use rainlogs_core::db::DbError;
+
+/// Dataset names Cloudflare uses (http_requests, firewall_events, dns_logs, …).
+pub fn valid_dataset(dataset: &str) -> bool {
+    let mut chars = dataset.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && dataset.len() <= 64
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The digest stored for a destination secret: SHA-256 of its text as sent.
+pub fn secret_digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// A Logpush destination as the receiver needs it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub id: Uuid,
+    pub zone_id: Uuid,
+    pub tenant_id: Uuid,
+    pub dataset: String,
+    secret_sha256: [u8; 32],
+    pub disabled: bool,
+}
+
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Destination")
+            .field("id", &self.id)
+            .field("zone_id", &self.zone_id)
+            .field("dataset", &self.dataset)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Destination {
+    /// Whether `presented` is this destination's secret (and the destination is on).
+    /// The digests are compared in constant time.
+    pub fn accepts(&self, presented: &str) -> bool {
+        let ok: bool = secret_digest(presented).ct_eq(&self.secret_sha256).into();
+        ok && !self.disabled
+    }
+}
+
+/// A new destination and its secret, which is shown once and never stored.
+pub struct CreatedDestination {
+    pub destination: Destination,
+    pub secret: SecretString,
+}
+
+/// Creates the destination of (`zone_id`, `dataset`) with a fresh 32-byte secret.
+pub async fn create_destination(
+    pool: &PgPool,
+    zone_id: Uuid,
+    dataset: &str,
+) -> Result<CreatedDestination, DbError> {
+    if !valid_dataset(dataset) {
+        return Err(DbError::Query {
+            op: "create push destination",
+            reason: format!("{dataset:?} is not a dataset name"),
+            retryable: false,
+        });
+    }
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    let secret = hex::encode(raw);
+    let digest = secret_digest(&secret);
+    let id = Uuid::new_v4();
+    let tenant_id: Uuid = sqlx::query_scalar(
+        "INSERT INTO push_destinations (id, zone_id, dataset, secret_sha256)
+         VALUES ($1, $2, $3, $4)
+         RETURNING (SELECT tenant_id FROM zones WHERE id = $2)",
+    )
+    .bind(id)
+    .bind(zone_id)
+    .bind(dataset)
+    .bind(&digest[..])
+    .fetch_one(pool)
+    .await
+    .map_err(|e| DbError::query("create push destination", e))?;
+    Ok(CreatedDestination {
+        destination: Destination {
+            id,
+            zone_id,
+            tenant_id,
+            dataset: dataset.to_owned(),
+            secret_sha256: digest,
+            disabled: false,
+        },
+        secret: SecretString::from(secret),
+    })
+}
+
+/// The destination `id`, if it exists.
+pub async fn load_destination(pool: &PgPool, id: Uuid) -> Result<Option<Destination>, DbError> {
+    let row: Option<(Uuid, Uuid, String, Vec<u8>, bool)> = sqlx::query_as(
+        "SELECT d.zone_id, z.tenant_id, d.dataset, d.secret_sha256, d.disabled_at IS NOT NULL
+         FROM push_destinations d JOIN zones z ON z.id = d.zone_id WHERE d.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| DbError::query("read push destination", e))?;
+    row.map(|(zone_id, tenant_id, dataset, digest, disabled)| {
+        Ok(Destination {
+            id,
+            zone_id,
+            tenant_id,
+            dataset,
+            secret_sha256: digest.try_into().map_err(|_| DbError::Query {
+                op: "read push destination",
+                reason: "stored secret digest is not 32 bytes".into(),
+                retryable: false,
+            })?,
+            disabled,
+        })
+    })
+    .transpose()
+}
+
+/// Disables a destination: its pushes are refused (401) from now on.
+pub async fn disable_destination(pool: &PgPool, id: Uuid) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "UPDATE push_destinations SET disabled_at = now() WHERE id = $1 AND disabled_at IS NULL",
+    )
+    .bind(id)
+    .execute(pool)
+    .await
+    .map_err(|e| DbError::query("disable push destination", e))?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records that Cloudflare's validation upload reached the destination.
+pub async fn mark_validated(pool: &PgPool, id: Uuid) -> Result<(), DbError> {
+    sqlx::query("UPDATE push_destinations SET validated_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(pool)
+        .await
+        .map_err(|e| DbError::query("record validation upload", e))?;
+    Ok(())
+}
+
+/// An accepted batch, sealed in staging, about to be recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBatch {
+    pub id: Uuid,
+    pub destination_id: Uuid,
+    pub zone_id: Uuid,
+    /// SHA-256 of the decompressed NDJSON (the sealed trailer's plaintext hash).
+    pub content_sha256: [u8; 32],
+    pub record_count: u64,
+    pub malformed_lines: u64,
+    pub ndjson_bytes: u64,
+    pub gzip_bytes: u64,
+    pub edge_span: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// Microsecond precision: it is the staged object's encryption context.
+    pub received_at: DateTime<Utc>,
+    pub staging_key: String,
+}
+
+/// What [`record_batch`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The batch is new: its row is committed.
+    New,
+    /// The destination already has a batch with this content: that one's id.
+    Duplicate(Uuid),
+}
+
+/// The batch of `destination` with this content hash, if one was accepted.
+pub async fn find_batch(
+    pool: &PgPool,
+    destination: Uuid,
+    content_sha256: &[u8; 32],
+) -> Result<Option<Uuid>, DbError> {
+    sqlx::query_scalar(
+        "SELECT id FROM push_batches WHERE destination_id = $1 AND content_sha256 = $2",
+    )
+    .bind(destination)
+    .bind(&content_sha256[..])
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| DbError::query("look up push batch", e))
+}
+
+/// Records an accepted batch in one transaction (the row, and the destination's
+/// `last_batch_at`), or finds the batch of the same content that won a race.
+pub async fn record_batch(pool: &PgPool, batch: &NewBatch) -> Result<Recorded, DbError> {
+    let q = |e| DbError::query("record push batch", e);
+    let mut tx = pool.begin().await.map_err(q)?;
+    let count = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let inserted: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO push_batches
+           (id, destination_id, zone_id, content_sha256, record_count, malformed_lines,
+            ndjson_bytes, gzip_bytes, first_edge_at, last_edge_at, received_at, staging_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (destination_id, content_sha256) DO NOTHING
+         RETURNING id",
+    )
+    .bind(batch.id)
+    .bind(batch.destination_id)
+    .bind(batch.zone_id)
+    .bind(&batch.content_sha256[..])
+    .bind(count(batch.record_count))
+    .bind(count(batch.malformed_lines))
+    .bind(count(batch.ndjson_bytes))
+    .bind(count(batch.gzip_bytes))
+    .bind(batch.edge_span.map(|s| s.0))
+    .bind(batch.edge_span.map(|s| s.1))
+    .bind(batch.received_at)
+    .bind(&batch.staging_key)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(q)?;
+    sqlx::query("UPDATE push_destinations SET last_batch_at = now() WHERE id = $1")
+        .bind(batch.destination_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(q)?;
+    let outcome = match inserted {
+        Some(_) => Recorded::New,
+        None => {
+            let other = sqlx::query_scalar(
+                "SELECT id FROM push_batches WHERE destination_id = $1 AND content_sha256 = $2",
+            )
+            .bind(batch.destination_id)
+            .bind(&batch.content_sha256[..])
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(q)?;
+            Recorded::Duplicate(other)
+        }
+    };
+    tx.commit().await.map_err(q)?;
+    Ok(outcome)
+}
+
+/// Notes a re-delivered batch on its destination (delivery health).
+pub async fn note_delivery(pool: &PgPool, destination: Uuid) -> Result<(), DbError> {
+    sqlx::query("UPDATE push_destinations SET last_batch_at = now() WHERE id = $1")
+        .bind(destination)
+        .execute(pool)
+        .await
+        .map_err(|e| DbError::query("note push delivery", e))?;
+    Ok(())
+}
+
+/// `staging/push/{zone}/{batch}.sealed`: where the receiver stages a batch, sealed.
+pub fn staging_key(zone: Uuid, batch: Uuid) -> String {
+    format!("staging/push/{zone}/{batch}.sealed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn destination(secret: &str, disabled: bool) -> Destination {
+        Destination {
+            id: Uuid::from_u128(1),
+            zone_id: Uuid::from_u128(2),
+            tenant_id: Uuid::from_u128(3),
+            dataset: "http_requests".into(),
+            secret_sha256: secret_digest(secret),
+            disabled,
+        }
+    }
+
+    #[test]
+    fn only_the_secret_opens_an_enabled_destination() {
+        let d = destination("s3cret", false);
+        assert!(d.accepts("s3cret"));
+        assert!(!d.accepts("s3cret "));
+        assert!(!d.accepts(""));
+        assert!(!destination("s3cret", true).accepts("s3cret"));
+        assert!(!format!("{d:?}").contains(&hex::encode(secret_digest("s3cret"))));
+    }
+
+    #[test]
+    fn dataset_names() {
+        for ok in ["http_requests", "firewall_events", "dns_logs", "a1"] {
+            assert!(valid_dataset(ok), "{ok}");
+        }
+        for bad in ["", "HTTP", "1x", "a-b", "a/b", &"a".repeat(65)] {
+            assert!(!valid_dataset(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn staging_keys_are_apart_from_windows() {
+        let key = staging_key(Uuid::from_u128(2), Uuid::from_u128(5));
+        assert!(key.starts_with("staging/push/"));
+        assert_eq!(crate::pipeline::parse_staging_key(&key), None);
+    }
+}
