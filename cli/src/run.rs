@@ -43,6 +43,23 @@ pub(crate) async fn run(src: &ConfigSource, queues: Vec<String>) -> anyhow::Resu
             .with_context(|| format!("metrics endpoint on {addr}"))?;
         tracing::info!(%bound, "metrics at http://{bound}/metrics");
     }
+    // Without a keyring the window stages here refuse every window: do not plan or
+    // re-send windows only to have them refused — say so, loudly, and run the rest.
+    let scheduler = match app.pipeline_off_reason(&cfg.invoker) {
+        Some(reason) => {
+            tracing::error!(
+                "archive pipeline OFF: {reason}. No window is planned, re-sent, fetched, \
+                 sealed or uploaded by this process (a window task it takes anyway is \
+                 refused as kind.unsupported); probes, queue, prune and kms tasks that need \
+                 no keys still run. Configure the keyring to archive."
+            );
+            rainlogs_dispatcher::reconcile::SchedulerConfig {
+                interval: std::time::Duration::ZERO,
+                ..scheduler
+            }
+        }
+        None => scheduler,
+    };
     let planner = tokio::spawn(rainlogs_dispatcher::reconcile::run_loop(
         app.clone(),
         scheduler,

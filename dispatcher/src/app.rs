@@ -74,6 +74,21 @@ impl App {
         })
     }
 
+    /// Why this process must not run the archive pipeline (plan, reconcile, the window
+    /// stages), if it must not: the window stages run in this process (`invoker`
+    /// in-process) and no master keyring is configured, so every window would be
+    /// refused. With the shim or a remote invoker the stages have their own keyring.
+    pub fn pipeline_off_reason(&self, invoker: &InvokerConfig) -> Option<String> {
+        (self.kms.is_none() && *invoker == InvokerConfig::InProcess).then(|| {
+            format!(
+                "no master keyring ({} or {} is not set; docs/KMS.md): the window stages \
+                 cannot open tokens or seal logs in this process",
+                MasterKeyring::KEYS,
+                MasterKeyring::KEYS_FILE
+            )
+        })
+    }
+
     /// Every stage function, linked into this process.
     pub fn in_process_functions(&self) -> InProcess {
         // The window stages need the kms; without a keyring they refuse their kinds.

@@ -4,4 +4,5 @@
 mod cli_config;
 mod dispatcher_ops;
 mod run_e2e;
+mod run_without_keyring;
 mod shim_stage_binary;

@@ -68,14 +68,15 @@ impl fmt::Debug for ConfigSource {
 }
 
 impl ConfigSource {
-    /// Process environment over the env file (explicit, or found upwards from the cwd).
+    /// Process environment over the env file (explicit, or found upwards from the cwd
+    /// through directories the running user or root owns: [`find_env_file`]).
     pub fn from_env() -> Result<Self, ConfigError> {
         let explicit = std::env::var_os(ENV_FILE_VAR).map(PathBuf::from);
         let file = match explicit {
             Some(path) => Some(path),
             None => std::env::current_dir()
                 .ok()
-                .and_then(|cwd| find_upwards(&cwd, DEFAULT_ENV_FILE)),
+                .and_then(|cwd| find_env_file(&cwd, DEFAULT_ENV_FILE, current_uid())),
         };
         let mut values = BTreeMap::new();
         if let Some(path) = &file {
@@ -185,11 +186,57 @@ impl ConfigSource {
     }
 }
 
-fn find_upwards(start: &Path, relative: &str) -> Option<PathBuf> {
-    start
-        .ancestors()
-        .map(|dir| dir.join(relative))
-        .find(|candidate| candidate.is_file())
+/// The effective user id of this process (`None` off Unix).
+pub fn current_uid() -> Option<u32> {
+    #[cfg(unix)]
+    {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        Some(unsafe { libc::geteuid() })
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// Looks for `relative` (`.rainlogs/env`) in `start` and its ancestors, but only
+/// through directories owned by user `me` or root: the search stops at the first
+/// directory owned by anyone else, and a file found is used only if it and the
+/// directories between it and that ancestor are owned by `me` or root too. So a
+/// `.rainlogs/env` another user planted above the working directory (a shared `/tmp`,
+/// a colleague's checkout) is never read — it could point the CLI at their database or
+/// bucket, or at a Cloudflare proxy that collects tokens. An explicit
+/// `RAINLOGS_ENV_FILE` is read wherever it is (a deliberate choice). Without a user id
+/// (not Unix) every directory counts.
+pub fn find_env_file(start: &Path, relative: &str, me: Option<u32>) -> Option<PathBuf> {
+    let trusted = |p: &Path| -> bool {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            match me {
+                Some(me) => std::fs::metadata(p)
+                    .map(|m| m.uid() == me || m.uid() == 0)
+                    .unwrap_or(false),
+                None => true,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = (p, me);
+            true
+        }
+    };
+    for dir in start.ancestors() {
+        if !trusted(dir) {
+            return None;
+        }
+        let candidate = dir.join(relative);
+        if candidate.is_file() {
+            let owned = candidate.ancestors().take_while(|a| *a != dir).all(trusted);
+            return owned.then_some(candidate);
+        }
+    }
+    None
 }
 
 fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
@@ -393,17 +440,53 @@ fn valid_bucket_name(name: &str) -> bool {
         && name.as_bytes()[0].is_ascii_alphanumeric()
 }
 
-/// Replaces the password of a `scheme://user:password@host` URL with `***`.
+/// Replaces the secrets of a URL with `***`: the password of `scheme://user:password@host`
+/// and the value of every query parameter whose name holds `password`, `secret` or
+/// `token` (any case: libpq's `?password=`, `sslpassword=`, `?auth_token=` …).
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "<unparseable url>".to_owned();
     };
-    match rest.split_once('@') {
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => format!("{scheme}://{userinfo}@{host}"),
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
         },
-        None => url.to_owned(),
+        None => authority.to_owned(),
+    };
+    format!("{scheme}://{authority}{}", redact_query(tail))
+}
+
+/// `path?query#fragment` with secret-looking query values replaced by `***`.
+fn redact_query(tail: &str) -> String {
+    let Some((path, rest)) = tail.split_once('?') else {
+        return tail.to_owned();
+    };
+    let (query, fragment) = match rest.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (rest, None),
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| {
+            let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+            let lower = name.to_ascii_lowercase();
+            if pair.contains('=')
+                && ["password", "secret", "token"]
+                    .iter()
+                    .any(|s| lower.contains(s))
+            {
+                format!("{name}=***")
+            } else {
+                pair.to_owned()
+            }
+        })
+        .collect();
+    match fragment {
+        Some(f) => format!("{path}?{}#{f}", query.join("&")),
+        None => format!("{path}?{}", query.join("&")),
     }
 }
 
@@ -484,6 +567,73 @@ mod tests {
             redact_url("redis://127.0.0.1:6379"),
             "redis://127.0.0.1:6379"
         );
+    }
+
+    #[test]
+    fn redacts_password_query_parameters() {
+        // Issue 11 item 13: `?password=` went into logs and error messages verbatim.
+        assert_eq!(
+            redact_url("postgres://db:5432/x?sslmode=require&password=hunter2"),
+            "postgres://db:5432/x?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact_url("postgres://bob@db/x?PASSWORD=hunter2&sslpassword=k3y#frag"),
+            "postgres://bob@db/x?PASSWORD=***&sslpassword=***#frag"
+        );
+        assert_eq!(
+            redact_url("redis://h:6379/0?auth_token=abc&db=1"),
+            "redis://h:6379/0?auth_token=***&db=1"
+        );
+        // An '@' in the query is not userinfo.
+        assert_eq!(
+            redact_url("postgres://db/x?user=a@b&password=p"),
+            "postgres://db/x?user=a@b&password=***"
+        );
+        assert_eq!(
+            redact_url("postgres://bob:pw@db/x?password=p"),
+            "postgres://bob:***@db/x?password=***"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn env_file_is_not_taken_from_another_users_directory() {
+        // Issue 11 item 13: `.rainlogs/env` was searched upwards from the working
+        // directory into directories anyone could control (a shared /tmp, …).
+        let root = std::env::temp_dir().join(format!("rainlogs-own-{}", uuid::Uuid::new_v4()));
+        let work = root.join("a").join("b");
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::create_dir_all(root.join(".rainlogs")).unwrap();
+        std::fs::write(root.join(".rainlogs/env"), "RAINLOGS_REDIS_URL=redis://x\n").unwrap();
+        let me = current_uid().unwrap();
+        // Ours: found from two levels down.
+        assert_eq!(
+            find_env_file(&work, DEFAULT_ENV_FILE, Some(me)),
+            Some(root.join(".rainlogs/env"))
+        );
+        // As root the test can make the directories another user's; otherwise it asks
+        // as another user would (whose files these then are not).
+        let asking = if me == 0 {
+            std::os::unix::fs::chown(root.join(".rainlogs"), Some(65534), None).unwrap();
+            std::os::unix::fs::chown(root.join(".rainlogs/env"), Some(65534), None).unwrap();
+            me
+        } else {
+            me + 1
+        };
+        assert_eq!(
+            find_env_file(&work, DEFAULT_ENV_FILE, Some(asking)),
+            None,
+            "another user's env file is not read"
+        );
+        if me == 0 {
+            // A directory on the way owned by another user stops the search there.
+            std::os::unix::fs::chown(root.join(".rainlogs"), Some(0), None).unwrap();
+            std::os::unix::fs::chown(root.join(".rainlogs/env"), Some(0), None).unwrap();
+            assert!(find_env_file(&work, DEFAULT_ENV_FILE, Some(0)).is_some());
+            std::os::unix::fs::chown(root.join("a"), Some(65534), None).unwrap();
+            assert_eq!(find_env_file(&work, DEFAULT_ENV_FILE, Some(0)), None);
+        }
+        std::fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
