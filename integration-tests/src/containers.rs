@@ -6,7 +6,8 @@
 //! development key, the bucket) and returns a configuration pointing at them. The
 //! containers live as long as the test process (testcontainers' reaper removes them).
 //!
-//! Not exercised on the project's own machines, which have no Docker engine.
+//! Not yet exercised by the suite: it expects upstream images, and this project's machines
+//! have a Docker engine but no registry (images built here are the containers issue's work).
 
 use rainlogs_core::config::{ConfigSource, DatabaseConfig, RedisConfig, S3Config};
 use testcontainers::core::{ExecCommand, IntoContainerPort, WaitFor};
