@@ -109,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
         to,
         filters: Vec::new(),
         max_window_bytes: 256 << 20,
+        dataset: rainlogs_archive::verify::PULL_DATASET.into(),
     };
     let kms_dyn: Arc<dyn Kms> = Arc::new(kms.clone());
 

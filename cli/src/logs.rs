@@ -77,6 +77,10 @@ pub struct GetArgs {
     /// windows are verified in a first pass and streamed in a second.
     #[arg(long, default_value_t = 256)]
     pub max_window_mib: u64,
+    /// The dataset: `http_requests` (pulled and pushed), or another dataset a Logpush
+    /// job delivers (`firewall_events`, `dns_logs`, …).
+    #[arg(long, default_value = rainlogs_archive::verify::PULL_DATASET)]
+    pub dataset: String,
 }
 
 /// An observer that prints warnings to stderr, at most [`MAX_WARNINGS`] of them.
@@ -293,7 +297,14 @@ pub async fn get(src: &ConfigSource, args: &GetArgs) -> Result<Stats, RestoreErr
         filters,
         max_window_bytes: usize::try_from(args.max_window_mib.saturating_mul(1 << 20))
             .unwrap_or(usize::MAX),
+        dataset: args.dataset.clone(),
     };
+    if !rainlogs_archive::push::valid_dataset(&req.dataset) {
+        return Err(RestoreError::Input(format!(
+            "--dataset {:?} is not a dataset name (like http_requests)",
+            req.dataset
+        )));
+    }
     let source = source_for(src, args).await?;
     let (atomic, out): (Option<AtomicFile>, Box<dyn Write + Send>) = match &args.out {
         Some(path) => {

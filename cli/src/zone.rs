@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use rainlogs_archive::catalog::zone::{
-    add, coverage, list, retry_failed, set_paused, set_retention, set_token, NewZone,
-    ZoneRetentionChange,
+    add, coverage, list, retry_failed, set_mode, set_paused, set_retention, set_token, NewZone,
+    ZoneMode, ZoneRetentionChange,
 };
 use rainlogs_archive::endpoint::ZoneEndpoint;
 use rainlogs_core::config::{ConfigSource, DatabaseConfig};
@@ -78,6 +78,9 @@ pub enum ZoneCommand {
         #[arg(long, requires = "retention_days")]
         confirm_short_retention: bool,
     },
+    /// How the zone's logs arrive: `pull` (Logpull windows, Enterprise), `push`
+    /// (Logpush batches only) or `hybrid` (Logpush, Logpull repairing gaps). Audited.
+    Mode { zone: String, mode: ModeArg },
     /// Which minutes of the zone are archived, empty, failed, in flight or missing.
     Coverage {
         zone: String,
@@ -100,6 +103,24 @@ pub enum ZoneCommand {
         #[arg(long)]
         to: Option<DateTime<Utc>>,
     },
+}
+
+/// `pull` / `push` / `hybrid` on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    Pull,
+    Push,
+    Hybrid,
+}
+
+impl From<ModeArg> for ZoneMode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Pull => ZoneMode::Pull,
+            ModeArg::Push => ZoneMode::Push,
+            ModeArg::Hybrid => ZoneMode::Hybrid,
+        }
+    }
 }
 
 pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<ExitCode> {
@@ -216,6 +237,12 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
                     .unwrap_or_else(|| "as the tenant's".into()),
                 if hold { "on" } else { "off" }
             );
+        }
+        ZoneCommand::Mode { zone, mode } => {
+            let actor = super::cli_actor("zone");
+            let mode = ZoneMode::from(mode);
+            let old = set_mode(&pool, &zone, mode, &actor).await?;
+            println!("zone {zone}: mode {old} -> {mode}");
         }
         ZoneCommand::RetryFailed { zone, from, to } => {
             let actor = super::cli_actor("zone");

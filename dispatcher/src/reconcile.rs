@@ -6,6 +6,7 @@
 //!
 //! - [`plan_and_enqueue`] plans the windows of every non-paused zone
 //!   ([`ledger::plan_zone`], `App::plan`'s safety margin behind now) and enqueues a `fetch.window` task for each `planned` window;
+//! - [`enqueue_pushed`] sends `encrypt.window` for pushed batches the receiver staged;
 //! - [`reconcile`] re-enqueues the task a window in flight waits for once it has sat in
 //!   its state longer than a timeout (planned/fetching → fetch, staged → encrypt,
 //!   sealed → upload), so emptying Redis entirely loses nothing.
@@ -140,6 +141,39 @@ pub async fn plan_and_enqueue(app: &App, now: DateTime<Utc>) -> Result<PassRepor
     Ok(report)
 }
 
+/// Enqueues `encrypt.window` for every pushed batch the receiver has staged (windows
+/// with a `batch_id` in state `staged`), so a batch moves on within one scheduler
+/// interval of its acknowledgement. The receiver does not talk to Redis: the ledger row
+/// it commits is the hand-off, as it is for planned windows. Re-sending a batch whose
+/// task is pending or active is absorbed by its idempotency key.
+pub async fn enqueue_pushed(app: &App) -> Result<PassReport, ReconcileError> {
+    let mut report = PassReport::default();
+    let mut after_id = 0i64;
+    loop {
+        let ids: Vec<i64> = sqlx::query_scalar!(
+            "SELECT w.id FROM windows w JOIN zones z ON z.id = w.zone_id
+             WHERE w.batch_id IS NOT NULL AND w.state = 'staged'
+               AND NOT z.paused AND NOT z.demo AND w.id > $1
+             ORDER BY w.id LIMIT $2",
+            after_id,
+            BATCH,
+        )
+        .fetch_all(&app.pool)
+        .await
+        .map_err(|e| DbError::query("list staged push batches", e))?;
+        let Some(last) = ids.last().copied() else {
+            break;
+        };
+        let specs: Vec<TaskSpec> = ids
+            .into_iter()
+            .map(|window_id| WindowTask { window_id }.spec(kinds::ENCRYPT_WINDOW))
+            .collect();
+        report.count(&app.queue.enqueue_many(specs).await?);
+        after_id = last;
+    }
+    Ok(report)
+}
+
 /// Enqueues `fetch.window` for these windows now (windows re-planned by `rainlogs zone
 /// retry-failed`), in batches; duplicates are absorbed by the idempotency keys. Without
 /// it the reconciler sends them once they are `RAINLOGS_RECONCILE_AFTER_MS` old.
@@ -244,6 +278,13 @@ pub async fn run_loop(app: App, cfg: SchedulerConfig, mut shutdown: watch::Recei
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(code = e.code(), error = %e, "scheduler pass failed"),
+        }
+        match enqueue_pushed(&app).await {
+            Ok(r) if r.enqueued > 0 => {
+                tracing::info!(enqueued = r.enqueued, "pushed batches sent to encrypt")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(code = e.code(), error = %e, "push pass failed"),
         }
         match reconcile(&app, cfg.reconcile_after).await {
             Ok(r) if r.enqueued > 0 => {

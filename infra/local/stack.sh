@@ -116,7 +116,9 @@ pg_private_up() {
   # PostgreSQL refuses to run as root: run the private cluster as the postgres user.
   user="$(id -un)"; [[ $(id -u) -eq 0 ]] && user=postgres
   as_pg() { if [[ "$user" == "$(id -un)" ]]; then "$@"; else runuser -u "$user" -- "$@"; fi; }
-  mkdir -p "$data" && chown "$user" "$data" "$STATE" 2>/dev/null || true
+  # Only the data directory: the state directory holds the env file, which the
+  # binaries trust only when every directory above it is ours (config::find_env_file).
+  mkdir -p "$data" && chown "$user" "$data" 2>/dev/null || true
   if [[ ! -f "$data/PG_VERSION" ]]; then
     log "postgres: initialising a private cluster in $data"
     as_pg "$bin/initdb" -D "$data" -U postgres --auth=trust -E UTF8 >/dev/null

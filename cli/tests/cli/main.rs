@@ -3,6 +3,7 @@
 
 mod cli_config;
 mod dispatcher_ops;
+mod receiver_kill;
 mod run_e2e;
 mod run_without_keyring;
 mod shim_stage_binary;

@@ -48,7 +48,7 @@ pub(crate) async fn run(
         store,
         kms,
         &window.staging_key(),
-        window.context(),
+        window.staging_context(),
         LineCheck::new(sealer),
     )
     .await?;

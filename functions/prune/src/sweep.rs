@@ -238,31 +238,37 @@ async fn judge_orphans(
             key: o.key,
             size: o.size,
             window: None,
-            zone: parts.map(|p| p.zone),
-            tenant: parts.map(|p| p.tenant),
+            zone: parts.as_ref().map(|p| p.zone),
+            tenant: parts.as_ref().map(|p| p.tenant),
         });
     }
     // The windows the uncatalogued keys name, share-locked for this page.
-    let (mut qk, mut qz, mut qs, mut qe) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut qk, mut qz, mut qs, mut qe, mut qb) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for d in &doomed {
         if let Some(p) = parse_archive_key(&d.key) {
             qk.push(d.key.clone());
             qz.push(p.zone);
             qs.push(p.start);
             qe.push(p.end);
+            qb.push(p.batch.map(|(id, _)| id));
         }
     }
+    // A pushed batch's key names its batch (batch spans may repeat); a pulled
+    // window's key names its span, unique among pulled windows.
     let windows: Vec<WindowOf> = sqlx::query_as(&format!(
         "SELECT k.key, w.id, {IN_FLIGHT}, NULL::uuid
-         FROM unnest($1::text[], $2::uuid[], $3::timestamptz[], $4::timestamptz[])
-              AS k(key, zone, s, e)
+         FROM unnest($1::text[], $2::uuid[], $3::timestamptz[], $4::timestamptz[], $5::uuid[])
+              AS k(key, zone, s, e, batch)
          JOIN windows w ON w.zone_id = k.zone AND w.start_at = k.s AND w.end_at = k.e
+                       AND w.batch_id IS NOT DISTINCT FROM k.batch
          FOR SHARE OF w"
     ))
     .bind(&qk)
     .bind(&qz)
     .bind(&qs)
     .bind(&qe)
+    .bind(&qb)
     .fetch_all(&mut **tx)
     .await
     .map_err(db(format!("read windows of uncatalogued objects, {at}")))?;
@@ -281,11 +287,11 @@ async fn judge_staging(
         .into_iter()
         .map(|o| {
             let parts = parse_staging_key(&o.key);
-            if let Some((zone, window)) = parts {
-                qk.push(o.key.clone());
-                qz.push(zone);
-                qw.push(window);
-            }
+            // A pushed batch's staged object (`staging/push/…`) is found through its
+            // batch row; one without a row was never acknowledged.
+            qk.push(o.key.clone());
+            qz.push(parts.map(|p| p.0));
+            qw.push(parts.map(|p| p.1));
             Doomed {
                 key: o.key,
                 size: o.size,
@@ -298,7 +304,8 @@ async fn judge_staging(
     let windows: Vec<WindowOf> = sqlx::query_as(&format!(
         "SELECT k.key, w.id, {IN_FLIGHT}, z.tenant_id
          FROM unnest($1::text[], $2::uuid[], $3::bigint[]) AS k(key, zone, id)
-         JOIN windows w ON w.id = k.id AND w.zone_id = k.zone
+         LEFT JOIN push_batches b ON k.id IS NULL AND b.staging_key = k.key
+         JOIN windows w ON (w.id = k.id AND w.zone_id = k.zone) OR w.batch_id = b.id
          JOIN zones z ON z.id = w.zone_id
          FOR SHARE OF w"
     ))

@@ -175,10 +175,11 @@ pub(crate) async fn ingest(
         }
     };
     match recorded {
-        Recorded::New => {
+        Recorded::New { window_id } => {
             tracing::info!(
                 destination = %dest.id,
                 batch = %id,
+                window = window_id,
                 records = summary.record_count,
                 malformed = checker.malformed,
                 ndjson_bytes = summary.plaintext_len,

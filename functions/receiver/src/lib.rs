@@ -155,18 +155,15 @@ impl Receiver {
 
     /// Builds the clients from configuration (needs a master keyring for the kms).
     pub async fn from_config(src: &ConfigSource) -> anyhow::Result<Self> {
+        // Limits first: a bad setting is reported before any connection is tried.
+        let limits = ReceiverLimits::from_source(src)?;
         let (pool, store) = rainlogs_core::function::connect_stores(src).await?;
         let kms = Arc::new(rainlogs_kms::KmsService::from_config(
             pool.clone(),
             src,
             NAME,
         )?);
-        Ok(Self::new(
-            pool,
-            store,
-            kms,
-            ReceiverLimits::from_source(src)?,
-        ))
+        Ok(Self::new(pool, store, kms, limits))
     }
 
     /// `POST /push/{destination_id}`; bodies are streamed, never buffered whole.

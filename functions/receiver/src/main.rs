@@ -10,8 +10,19 @@ use rainlogs_receiver::tls::{serve_tls, server_config, TLS_CERT_VAR, TLS_KEY_VAR
 use rainlogs_receiver::{serve, Receiver, LISTEN_VAR};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     rainlogs_core::telemetry::init();
+    match serve_from_env().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, every cause: what is wrong and which setting (never a secret).
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn serve_from_env() -> anyhow::Result<()> {
     let src = ConfigSource::from_env()?;
     let tls = match (src.get(TLS_CERT_VAR), src.get(TLS_KEY_VAR)) {
         (Some(cert), Some(key)) => Some(server_config(Path::new(cert), Path::new(key))?),

@@ -10,6 +10,7 @@ mod migrations;
 mod pipeline_stages;
 mod prune;
 mod push;
+mod push_archive;
 mod reconcile;
 mod redis_roundtrip;
 mod skeleton_flow;

@@ -27,16 +27,16 @@ use uuid::Uuid;
 
 const MASTER: &str = "1:3232323232323232323232323232323232323232323232323232323232323232";
 
-struct Setup {
-    env: TestEnv,
-    kms: Arc<dyn Kms>,
-    zone: Uuid,
-    destination: Uuid,
-    secret: String,
+pub(crate) struct Setup {
+    pub(crate) env: TestEnv,
+    pub(crate) kms: Arc<dyn Kms>,
+    pub(crate) zone: Uuid,
+    pub(crate) destination: Uuid,
+    pub(crate) secret: String,
 }
 
 impl Setup {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         let env = TestEnv::new().await;
         let keyring = MasterKeyring::parse(MASTER, None).expect("keyring");
         let kms: Arc<dyn Kms> = Arc::new(KmsService::new(env.app.pool.clone(), keyring, "test"));
@@ -53,7 +53,7 @@ impl Setup {
         }
     }
 
-    fn receiver(&self, limits: ReceiverLimits) -> Receiver {
+    pub(crate) fn receiver(&self, limits: ReceiverLimits) -> Receiver {
         self.receiver_with(
             self.env.app.pool.clone(),
             self.env.app.store.clone(),
@@ -61,22 +61,27 @@ impl Setup {
         )
     }
 
-    fn receiver_with(&self, pool: PgPool, store: ObjectStore, limits: ReceiverLimits) -> Receiver {
+    pub(crate) fn receiver_with(
+        &self,
+        pool: PgPool,
+        store: ObjectStore,
+        limits: ReceiverLimits,
+    ) -> Receiver {
         Receiver::new(pool, store, self.kms.clone(), limits)
     }
 
-    fn url(&self, server: &Server) -> String {
+    pub(crate) fn url(&self, server: &Server) -> String {
         format!("{}/push/{}", server.base, self.destination)
     }
 
-    async fn rows(&self) -> i64 {
+    pub(crate) async fn rows(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM push_batches")
             .fetch_one(&self.env.app.pool)
             .await
             .unwrap()
     }
 
-    async fn staged(&self) -> Vec<String> {
+    pub(crate) async fn staged(&self) -> Vec<String> {
         self.env
             .app
             .store
@@ -90,8 +95,8 @@ impl Setup {
 }
 
 /// The receiver on an ephemeral local port, stopped when dropped.
-struct Server {
-    base: String,
+pub(crate) struct Server {
+    pub(crate) base: String,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -101,7 +106,7 @@ impl Drop for Server {
     }
 }
 
-async fn serve(receiver: Receiver) -> Server {
+pub(crate) async fn serve(receiver: Receiver) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {
@@ -110,14 +115,14 @@ async fn serve(receiver: Receiver) -> Server {
     Server { base, task }
 }
 
-fn gzip(data: &[u8], level: u32) -> Vec<u8> {
+pub(crate) fn gzip(data: &[u8], level: u32) -> Vec<u8> {
     let mut enc = GzEncoder::new(Vec::new(), Compression::new(level));
     enc.write_all(data).unwrap();
     enc.finish().unwrap()
 }
 
 /// Cloudflare-like http_requests NDJSON, `n` records from `start`, one a second.
-fn ndjson(n: usize, start: DateTime<Utc>, tag: &str) -> Vec<u8> {
+pub(crate) fn ndjson(n: usize, start: DateTime<Utc>, tag: &str) -> Vec<u8> {
     let mut out = Vec::new();
     for i in 0..n {
         let t = start + TimeDelta::seconds(i as i64);
@@ -132,7 +137,11 @@ fn ndjson(n: usize, start: DateTime<Utc>, tag: &str) -> Vec<u8> {
     out
 }
 
-async fn post(url: &str, auth: Option<(&str, String)>, body: Vec<u8>) -> reqwest::Response {
+pub(crate) async fn post(
+    url: &str,
+    auth: Option<(&str, String)>,
+    body: Vec<u8>,
+) -> reqwest::Response {
     let mut req = reqwest::Client::new()
         .post(url)
         .header("content-type", "application/json")
@@ -143,11 +152,11 @@ async fn post(url: &str, auth: Option<(&str, String)>, body: Vec<u8>) -> reqwest
     req.body(body).send().await.expect("request sent")
 }
 
-fn bearer(secret: &str) -> Option<(&'static str, String)> {
+pub(crate) fn bearer(secret: &str) -> Option<(&'static str, String)> {
     Some(("authorization", format!("Bearer {secret}")))
 }
 
-async fn json(resp: reqwest::Response) -> serde_json::Value {
+pub(crate) async fn json(resp: reqwest::Response) -> serde_json::Value {
     serde_json::from_slice(&resp.bytes().await.expect("answer body")).expect("json answer")
 }
 
@@ -179,9 +188,10 @@ async fn batch_is_sealed_and_recorded_before_2xx() {
 
     // The row was committed before the answer.
     let (records, malformed, first, last, received, key, sha): BatchRow = sqlx::query_as(
-        "SELECT record_count, malformed_lines, first_edge_at, last_edge_at, received_at,
-                staging_key, content_sha256
-         FROM push_batches WHERE id = $1 AND state = 'sealed'",
+        "SELECT b.record_count, b.malformed_lines, b.first_edge_at, b.last_edge_at,
+                b.received_at, b.staging_key, b.content_sha256
+         FROM push_batches b JOIN windows w ON w.batch_id = b.id
+         WHERE b.id = $1 AND w.state = 'staged' AND w.start_at = b.first_edge_at",
     )
     .bind(batch)
     .fetch_one(&s.env.app.pool)
@@ -509,20 +519,8 @@ async fn full_receiver_is_429_with_retry_after() {
 #[tokio::test]
 async fn https_push_with_a_configured_certificate() {
     let s = Setup::new().await;
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/receiver/tests/tls");
-    let config = rainlogs_receiver::tls::server_config(&dir.join("cert.pem"), &dir.join("key.pem"))
-        .expect("test certificate loads");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let receiver = s.receiver(ReceiverLimits::default());
-    let server = Server {
-        base: format!("https://localhost:{port}"),
-        task: tokio::spawn(async move {
-            let _ = rainlogs_receiver::tls::serve_tls(listener, receiver, config).await;
-        }),
-    };
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(dir.join("cert.pem")).unwrap()).unwrap();
+    let (server, port, cert) = serve_tls(s.receiver(ReceiverLimits::default())).await;
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(cert).unwrap()).unwrap();
     let client = reqwest::Client::builder()
         .add_root_certificate(ca)
         .resolve("localhost", ([127, 0, 0, 1], port).into())
@@ -620,16 +618,27 @@ async fn push_and_hybrid_zones_are_not_planned_for_logpull() {
     let env = TestEnv::new().await;
     let now = Utc::now();
     let mut zones = Vec::new();
-    for mode in ["pull", "push", "hybrid"] {
+    use rainlogs_archive::catalog::zone::{set_mode, ZoneMode};
+    for mode in [ZoneMode::Pull, ZoneMode::Push, ZoneMode::Hybrid] {
         let zone = env.insert_zone(60, now - TimeDelta::minutes(10)).await;
-        sqlx::query("UPDATE zones SET mode = $2::zone_mode WHERE id = $1")
-            .bind(zone)
-            .bind(mode)
-            .execute(&env.app.pool)
+        let old = set_mode(&env.app.pool, &zone.to_string(), mode, "test")
             .await
             .unwrap();
-        zones.push((mode, zone));
+        assert_eq!(old, ZoneMode::Pull, "zones start as pull zones");
+        zones.push((mode.as_str(), zone));
+        // The planner refuses the zone itself, not only the scheduler's zone list.
+        let policy = rainlogs_archive::ledger::PlanPolicy::default();
+        let planned = rainlogs_archive::ledger::plan_zone(&env.app.pool, zone, now, &policy)
+            .await
+            .unwrap();
+        assert_eq!(planned > 0, mode == ZoneMode::Pull, "{mode}");
     }
+    let audited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE operation = 'zone.mode'")
+            .fetch_one(&env.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(audited, 3);
     rainlogs_dispatcher::reconcile::plan_and_enqueue(&env.app, now)
         .await
         .unwrap();
@@ -646,4 +655,86 @@ async fn push_and_hybrid_zones_are_not_planned_for_logpull() {
         );
     }
     env.teardown().await;
+}
+
+/// The receiver over HTTPS with the test certificate, on an ephemeral port.
+async fn serve_tls(receiver: Receiver) -> (Server, u16, std::path::PathBuf) {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../functions/receiver/tests/tls");
+    let config = rainlogs_receiver::tls::server_config(&dir.join("cert.pem"), &dir.join("key.pem"))
+        .expect("test certificate loads");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = Server {
+        base: format!("https://localhost:{port}"),
+        task: tokio::spawn(async move {
+            let _ = rainlogs_receiver::tls::serve_tls(listener, receiver, config).await;
+        }),
+    };
+    (server, port, dir.join("cert.pem"))
+}
+
+/// Runs docs/tools/logpush_client.py (a client written from Cloudflare's documentation
+/// alone, standard-library Python) with `args`; returns its exit code and answers.
+async fn independent_client(args: &[&str]) -> (i32, Vec<serde_json::Value>) {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/tools/logpush_client.py");
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .await
+        .expect("python3 runs");
+    let answers = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON answer per line"))
+        .collect();
+    (out.status.code().unwrap_or(-1), answers)
+}
+
+#[tokio::test]
+async fn a_client_written_from_cloudflares_documentation_pushes_to_the_receiver() {
+    let s = Setup::new().await;
+    let (server, _port, ca) = serve_tls(s.receiver(ReceiverLimits::default())).await;
+    // The destination exactly as an operator gives it to a Logpush job: the secret in a
+    // header_ parameter, and another parameter the client must leave in the URL.
+    let destination = format!(
+        "{}?header_Authorization=Bearer%20{}&tags=dataset:http_requests",
+        s.url(&server),
+        s.secret
+    );
+    let ca = ca.to_string_lossy().into_owned();
+    let (code, answers) =
+        independent_client(&["--destination", &destination, "--cafile", &ca, "--validate"]).await;
+    assert_eq!(code, 0, "{answers:?}");
+    assert_eq!(answers[0]["status"], 200);
+    let validated: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT validated_at FROM push_destinations WHERE id = $1")
+            .bind(s.destination)
+            .fetch_one(&s.env.app.pool)
+            .await
+            .unwrap();
+    assert!(validated.is_some(), "the validation upload is recorded");
+    assert_eq!(s.rows().await, 0, "and not archived");
+
+    let file = std::env::temp_dir().join(format!("rainlogs-client-{}.ndjson", s.env.id));
+    std::fs::write(&file, ndjson(250, Utc::now() - TimeDelta::minutes(2), "i")).unwrap();
+    let file_arg = file.to_string_lossy().into_owned();
+    let (code, answers) =
+        independent_client(&["--destination", &destination, "--cafile", &ca, &file_arg]).await;
+    assert_eq!(code, 0, "{answers:?}");
+    let answer: serde_json::Value =
+        serde_json::from_str(answers[0]["answer"].as_str().unwrap()).unwrap();
+    assert_eq!(answer["records"], 250);
+    assert_eq!(s.rows().await, 1);
+
+    // A wrong secret is final (401, no retries) and stores nothing.
+    let wrong = destination.replace(&s.secret, "0123");
+    let (code, answers) =
+        independent_client(&["--destination", &wrong, "--cafile", &ca, &file_arg]).await;
+    assert_eq!((code, answers[0]["status"].as_u64()), (1, Some(401)));
+    assert_eq!(s.rows().await, 1);
+    let _ = std::fs::remove_file(&file);
+    drop(server);
+    s.env.teardown().await;
 }

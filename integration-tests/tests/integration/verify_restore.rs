@@ -176,6 +176,7 @@ impl Archive {
             tenant: None,
             key_file: Vec::new(),
             max_window_mib: 256,
+            dataset: "http_requests".into(),
         }
     }
 }

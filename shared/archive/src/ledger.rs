@@ -187,9 +187,10 @@ pub async fn plan_zone(
     policy: &PlanPolicy,
 ) -> Result<u64, DbError> {
     let zone = sqlx::query!(
-        "SELECT cadence_seconds, backfill_from, paused,
-                (SELECT max(end_at) FROM windows WHERE zone_id = zones.id) AS last_end
-         FROM zones WHERE id = $1",
+        r#"SELECT cadence_seconds, backfill_from, paused, mode::text AS "mode!",
+                (SELECT max(end_at) FROM windows WHERE zone_id = zones.id AND batch_id IS NULL)
+                    AS last_end
+         FROM zones WHERE id = $1"#,
         zone_id
     )
     .fetch_optional(pool)
@@ -200,7 +201,9 @@ pub async fn plan_zone(
         reason: format!("zone {zone_id} does not exist"),
         retryable: false,
     })?;
-    if zone.paused {
+    // Push and hybrid zones get their logs from Logpush: nothing to plan for Logpull
+    // (hybrid repair plans the gaps it finds itself).
+    if zone.paused || zone.mode != "pull" {
         return Ok(0);
     }
     let cadence = chrono::TimeDelta::seconds(i64::from(zone.cadence_seconds));
@@ -219,7 +222,7 @@ pub async fn plan_zone(
          SELECT $1, t, t + make_interval(secs => $2)
          FROM generate_series($3::timestamptz, $4::timestamptz - make_interval(secs => $2),
                               make_interval(secs => $2)) AS t
-         ON CONFLICT (zone_id, start_at, end_at) DO NOTHING",
+         ON CONFLICT (zone_id, start_at, end_at) WHERE batch_id IS NULL DO NOTHING",
         zone_id,
         f64::from(zone.cadence_seconds),
         start,
@@ -341,8 +344,9 @@ pub async fn stuck(
     .map_err(|e| DbError::query("find stuck windows", e))
 }
 
-/// A zone's windows overlapping `[from, to)`, in time order. Split windows are left
-/// out: their halves (which are in the result) are what covers their time.
+/// A zone's pulled windows overlapping `[from, to)`, in time order. Split windows are
+/// left out: their halves (which are in the result) are what covers their time. Pushed
+/// batches' windows are left out too: they do not tile time (docs/INGEST.md).
 pub async fn windows_between(
     pool: &PgPool,
     zone_id: Uuid,
@@ -354,6 +358,7 @@ pub async fn windows_between(
         r#"SELECT id, zone_id, start_at, end_at, state AS "state: WindowState", attempts, last_error, state_since
            FROM windows
            WHERE zone_id = $1 AND end_at > $2 AND start_at < $3 AND state <> 'split'
+             AND batch_id IS NULL
            ORDER BY start_at, end_at"#,
         zone_id,
         from,
@@ -417,7 +422,7 @@ pub async fn split(
     sqlx::query!(
         "INSERT INTO windows (zone_id, start_at, end_at, parent_id)
          VALUES ($1, $2, $3, $5), ($1, $3, $4, $5)
-         ON CONFLICT (zone_id, start_at, end_at) DO NOTHING",
+         ON CONFLICT (zone_id, start_at, end_at) WHERE batch_id IS NULL DO NOTHING",
         parent.zone_id,
         parent.start_at,
         mid,

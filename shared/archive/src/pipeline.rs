@@ -183,6 +183,30 @@ pub struct WindowFacts {
     pub endpoint: ZoneEndpoint,
     /// Why Rainlogs parked the zone (`zones.paused_reason`), if it did.
     pub parked: Option<String>,
+    /// Set when the window is a pushed Logpush batch (docs/INGEST.md).
+    pub batch: Option<BatchFacts>,
+}
+
+/// What a batch window carries beyond a pulled one: the receiver staged it under its
+/// receive time (the edge span is only known once the stream has ended) at its own key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchFacts {
+    pub id: Uuid,
+    pub dataset: String,
+    pub received_at: DateTime<Utc>,
+    pub staging_key: String,
+}
+
+impl BatchFacts {
+    /// The encryption context of the staged batch: the receive instant, 1 µs long.
+    pub fn staging_context(&self, tenant: Uuid, zone: Uuid) -> SealContext {
+        SealContext {
+            tenant,
+            zone,
+            window_start: self.received_at,
+            window_end: self.received_at + chrono::TimeDelta::microseconds(1),
+        }
+    }
 }
 
 impl WindowFacts {
@@ -191,8 +215,13 @@ impl WindowFacts {
         let row = sqlx::query!(
             r#"SELECT w.id, w.zone_id, z.tenant_id, z.cf_zone_id, z.fields, w.start_at, w.end_at,
                       w.state AS "state: WindowState", z.endpoint AS "endpoint: EndpointKind",
-                      z.simulator_url, z.paused_reason
-               FROM windows w JOIN zones z ON z.id = w.zone_id WHERE w.id = $1"#,
+                      z.simulator_url, z.paused_reason, w.batch_id,
+                      d.dataset AS "dataset?", b.received_at AS "received_at?",
+                      b.staging_key AS "batch_staging_key?"
+               FROM windows w JOIN zones z ON z.id = w.zone_id
+               LEFT JOIN push_batches b ON b.id = w.batch_id
+               LEFT JOIN push_destinations d ON d.id = b.destination_id
+               WHERE w.id = $1"#,
             id
         )
         .fetch_optional(pool)
@@ -216,6 +245,28 @@ impl WindowFacts {
             state: row.state,
             endpoint,
             parked: row.paused_reason,
+            batch: match (
+                row.batch_id,
+                row.dataset,
+                row.received_at,
+                row.batch_staging_key,
+            ) {
+                (None, ..) => None,
+                (Some(id), Some(dataset), Some(received_at), Some(staging_key)) => {
+                    Some(BatchFacts {
+                        id,
+                        dataset,
+                        received_at,
+                        staging_key,
+                    })
+                }
+                (Some(id), ..) => {
+                    return Err(TaskError::permanent(
+                        "window.bad_batch",
+                        format!("window {id}: its push batch row is incomplete"),
+                    ))
+                }
+            },
         })
     }
 
@@ -229,15 +280,72 @@ impl WindowFacts {
         }
     }
 
-    /// Where fetch stages the (sealed) payload.
+    /// The encryption context of the staged payload: the window's own, except for a
+    /// pushed batch (its receive instant, [`BatchFacts::staging_context`]).
+    pub fn staging_context(&self) -> SealContext {
+        match &self.batch {
+            Some(b) => b.staging_context(self.tenant_id, self.zone_id),
+            None => self.context(),
+        }
+    }
+
+    /// Where fetch (or, for a batch, the receiver) staged the (sealed) payload.
     pub fn staging_key(&self) -> String {
-        staging_key(self.zone_id, self.id)
+        match &self.batch {
+            Some(b) => b.staging_key.clone(),
+            None => staging_key(self.zone_id, self.id),
+        }
     }
 
     /// The deterministic archive key of the window's sealed object.
     pub fn archive_key(&self) -> String {
-        archive_key(self.tenant_id, self.zone_id, self.start_at, self.end_at)
+        window_archive_key(
+            self.tenant_id,
+            self.zone_id,
+            self.start_at,
+            self.end_at,
+            self.batch.as_ref().map(|b| (b.id, b.dataset.as_str())),
+        )
     }
+}
+
+/// The archive key of a window: [`archive_key`] for a pulled one, [`batch_archive_key`]
+/// for a pushed batch.
+pub fn window_archive_key(
+    tenant: Uuid,
+    zone: Uuid,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    batch: Option<(Uuid, &str)>,
+) -> String {
+    match batch {
+        Some((batch, dataset)) => batch_archive_key(tenant, zone, start, end, batch, dataset),
+        None => archive_key(tenant, zone, start, end),
+    }
+}
+
+/// `archive/{tenant}/{zone}/{yyyy}/{mm}/{dd}/{start}_{end}_{batch}.{dataset}.sealed` for
+/// a pushed batch, times as `YYYYMMDDTHHMMSS.ffffffZ`: batches may share a span, so the
+/// key names the batch; it keeps the span to the microsecond because the span is the
+/// object's encryption context, and the dataset, so that a restore without Postgres
+/// can read both from the key.
+pub fn batch_archive_key(
+    tenant: Uuid,
+    zone: Uuid,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    batch: Uuid,
+    dataset: &str,
+) -> String {
+    let fmt = "%Y%m%dT%H%M%S%.6fZ";
+    format!(
+        "archive/{tenant}/{zone}/{:04}/{:02}/{:02}/{}_{}_{batch}.{dataset}.sealed",
+        start.year(),
+        start.month(),
+        start.day(),
+        start.format(fmt),
+        end.format(fmt)
+    )
 }
 
 /// `staging/{zone}/{window_id}.sealed`.
@@ -260,25 +368,44 @@ pub fn archive_key(tenant: Uuid, zone: Uuid, start: DateTime<Utc>, end: DateTime
 }
 
 /// The parts of an archive key, as [`parse_archive_key`] reads them back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveKeyParts {
     pub tenant: Uuid,
     pub zone: Uuid,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
+    /// The pushed batch the object holds and its dataset ([`batch_archive_key`]);
+    /// `None` for a pulled window.
+    pub batch: Option<(Uuid, String)>,
 }
 
-/// Reads an [`archive_key`] back; `None` unless `key` is exactly what [`archive_key`]
-/// writes for the parsed parts (so a stray object is never mistaken for a window's).
+/// Reads an [`archive_key`] or a [`batch_archive_key`] back; `None` unless `key` is
+/// exactly what they write for the parsed parts (so a stray object is never mistaken
+/// for a window's).
 pub fn parse_archive_key(key: &str) -> Option<ArchiveKeyParts> {
     let rest = key.strip_prefix("archive/")?;
     let mut parts = rest.split('/');
     let tenant = Uuid::parse_str(parts.next()?).ok()?;
     let zone = Uuid::parse_str(parts.next()?).ok()?;
     let file = parts.nth(3)?.strip_suffix(".sealed")?;
-    let (start, end) = file.split_once('_')?;
+    let (file, dataset) = match file.rsplit_once('.') {
+        Some((rest, dataset)) if crate::push::valid_dataset(dataset) => (rest, Some(dataset)),
+        _ => (file, None),
+    };
+    let mut fields = file.split('_');
+    let (start, end) = (fields.next()?, fields.next()?);
+    let batch = match (fields.next(), dataset) {
+        (Some(id), Some(dataset)) => Some((Uuid::parse_str(id).ok()?, dataset.to_owned())),
+        (None, None) => None,
+        _ => return None,
+    };
+    let fmt = if batch.is_some() {
+        "%Y%m%dT%H%M%S%.6fZ"
+    } else {
+        "%Y%m%dT%H%M%SZ"
+    };
     let time = |s: &str| {
-        chrono::NaiveDateTime::parse_from_str(s, "%Y%m%dT%H%M%SZ")
+        chrono::NaiveDateTime::parse_from_str(s, fmt)
             .ok()
             .map(|t| t.and_utc())
     };
@@ -287,8 +414,12 @@ pub fn parse_archive_key(key: &str) -> Option<ArchiveKeyParts> {
         zone,
         start: time(start)?,
         end: time(end)?,
+        batch,
     };
-    (archive_key(tenant, zone, parsed.start, parsed.end) == key).then_some(parsed)
+    let batch = parsed.batch.as_ref().map(|(id, d)| (*id, d.as_str()));
+    (parsed.start < parsed.end
+        && window_archive_key(tenant, zone, parsed.start, parsed.end, batch) == key)
+        .then_some(parsed)
 }
 
 /// Reads a [`staging_key`] back into (zone, window id); `None` unless canonical.
@@ -537,9 +668,38 @@ mod tests {
                 tenant: t,
                 zone: z,
                 start: s,
-                end: e
+                end: e,
+                batch: None,
             })
         );
+        let b = Uuid::from_u128(9);
+        let (bs, be) = (
+            s + chrono::TimeDelta::microseconds(123_456),
+            s + chrono::TimeDelta::microseconds(123_457),
+        );
+        let batch_key = batch_archive_key(t, z, bs, be, b, "http_requests");
+        assert_eq!(
+            batch_key,
+            format!("archive/{t}/{z}/2026/03/04/20260304T050600.123456Z_20260304T050600.123457Z_{b}.http_requests.sealed")
+        );
+        assert_eq!(
+            parse_archive_key(&batch_key),
+            Some(ArchiveKeyParts {
+                tenant: t,
+                zone: z,
+                start: bs,
+                end: be,
+                batch: Some((b, "http_requests".into())),
+            })
+        );
+        for stray in [
+            batch_key.replace(&b.to_string(), "x"),
+            batch_key.replace(".http_requests", ""),
+            batch_key.replace(".http_requests", ".HTTP"),
+            batch_key.replace(".123456Z", "Z"),
+        ] {
+            assert_eq!(parse_archive_key(&stray), None, "{stray}");
+        }
         assert_eq!(parse_staging_key(&staging_key(z, 7)), Some((z, 7)));
         for stray in [
             "archive/x",

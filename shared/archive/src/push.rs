@@ -3,7 +3,8 @@
 //! unique per destination by the SHA-256 of the batch's NDJSON).
 //!
 //! The receiver (`functions/receiver`) authenticates with [`Destination::accepts`] and
-//! records an accepted batch with [`record_batch`]; docs/INGEST.md is the contract.
+//! records an accepted batch with [`record_batch`], which also enters it in the window
+//! ledger as a `staged` window of its zone; docs/INGEST.md is the contract.
 //! Queries are runtime-checked (`sqlx::query`), covered by the `push` integration tests.
 
 use chrono::{DateTime, Utc};
@@ -176,11 +177,27 @@ pub struct NewBatch {
     pub staging_key: String,
 }
 
+impl NewBatch {
+    /// The span of the window the batch becomes: its edge span `[first, last + 1 µs)`
+    /// at microsecond precision (as Postgres and the sealed header keep time), or the
+    /// receive instant when no line carried a timestamp. Every record's edge time lies
+    /// inside it, so restore selects the batch by time exactly as a pulled window.
+    pub fn window_span(&self) -> (DateTime<Utc>, DateTime<Utc>) {
+        let micros = |t: DateTime<Utc>| DateTime::from_timestamp_micros(t.timestamp_micros());
+        let (first, last) = self
+            .edge_span
+            .unwrap_or((self.received_at, self.received_at));
+        let start = micros(first).unwrap_or(first);
+        let last = micros(last).unwrap_or(last);
+        (start, last + chrono::TimeDelta::microseconds(1))
+    }
+}
+
 /// What [`record_batch`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
-    /// The batch is new: its row is committed.
-    New,
+    /// The batch is new: its row and its window (`staged`) are committed.
+    New { window_id: i64 },
     /// The destination already has a batch with this content: that one's id.
     Duplicate(Uuid),
 }
@@ -201,8 +218,10 @@ pub async fn find_batch(
     .map_err(|e| DbError::query("look up push batch", e))
 }
 
-/// Records an accepted batch in one transaction (the row, and the destination's
-/// `last_batch_at`), or finds the batch of the same content that won a race.
+/// Records an accepted batch in one transaction — the row, its window (state `staged`,
+/// spanning [`NewBatch::window_span`]: from here the batch moves on through encrypt and
+/// upload like a pulled window), and the destination's `last_batch_at` — or finds the
+/// batch of the same content that won a race.
 pub async fn record_batch(pool: &PgPool, batch: &NewBatch) -> Result<Recorded, DbError> {
     let q = |e| DbError::query("record push batch", e);
     let mut tx = pool.begin().await.map_err(q)?;
@@ -236,7 +255,21 @@ pub async fn record_batch(pool: &PgPool, batch: &NewBatch) -> Result<Recorded, D
         .await
         .map_err(q)?;
     let outcome = match inserted {
-        Some(_) => Recorded::New,
+        Some(_) => {
+            let (start, end) = batch.window_span();
+            let window_id: i64 = sqlx::query_scalar(
+                "INSERT INTO windows (zone_id, start_at, end_at, state, batch_id)
+                 VALUES ($1, $2, $3, 'staged', $4) RETURNING id",
+            )
+            .bind(batch.zone_id)
+            .bind(start)
+            .bind(end)
+            .bind(batch.id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(q)?;
+            Recorded::New { window_id }
+        }
         None => {
             let other = sqlx::query_scalar(
                 "SELECT id FROM push_batches WHERE destination_id = $1 AND content_sha256 = $2",

@@ -26,7 +26,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use rainlogs_core::error::ErrorClass;
 use rainlogs_core::storage::ObjectStore;
 use rainlogs_core::TaskError;
@@ -98,11 +98,15 @@ impl Filter {
 }
 
 /// A record's time in nanoseconds since the epoch: `EdgeEndTimestamp`, else
-/// `EdgeStartTimestamp`, in any of Logpull's timestamp formats.
+/// `EdgeStartTimestamp` (else `Datetime`, `Timestamp`), in any of Cloudflare's
+/// timestamp formats.
 pub fn record_time_ns(record: &Value) -> Option<i64> {
+    // `Datetime` (firewall_events) and `Timestamp` (dns_logs): pushed datasets' times.
     let v = record
         .get("EdgeEndTimestamp")
-        .or_else(|| record.get("EdgeStartTimestamp"))?;
+        .or_else(|| record.get("EdgeStartTimestamp"))
+        .or_else(|| record.get("Datetime"))
+        .or_else(|| record.get("Timestamp"))?;
     let from_int = |n: i64| -> Option<i64> {
         let a = n.unsigned_abs();
         // Scale by magnitude: seconds, milliseconds, microseconds, nanoseconds.
@@ -199,6 +203,9 @@ pub struct Request {
     pub to: DateTime<Utc>,
     pub filters: Vec<Filter>,
     pub max_window_bytes: usize,
+    /// The Logpush dataset to restore (`http_requests`, `firewall_events`, …); pulled
+    /// windows are `http_requests` ([`verify::PULL_DATASET`]).
+    pub dataset: String,
 }
 
 /// What a restore did.
@@ -519,6 +526,10 @@ impl Run<'_> {
             }
         }
         let receipts = verify::receipts_exist(pool).await?;
+        // Gaps are a statement about pulled windows, which tile a pull zone's time;
+        // pushed batches do not (docs/INGEST.md), so push and hybrid zones get no gap
+        // warnings from here.
+        let tiles = verify::zone_mode(pool, zone).await? == "pull";
         let mut walk = CoverageWalk::new(self.req.from, self.req.to);
         let mut spans = Vec::new();
         let mut after = None;
@@ -529,6 +540,7 @@ impl Run<'_> {
                 zone,
                 self.req.from,
                 self.req.to,
+                Some(&self.req.dataset),
                 after,
                 verify::WINDOW_PAGE,
             )
@@ -539,8 +551,10 @@ impl Run<'_> {
                 let Some(cover) = Cover::of_state_text(&row.state) else {
                     continue; // split: its children carry its time
                 };
-                walk.window(cover, row.start_at, row.end_at, &mut spans);
-                self.warn_gaps(&mut spans, zone, observer);
+                if tiles && row.batch_id.is_none() {
+                    walk.window(cover, row.start_at, row.end_at, &mut spans);
+                    self.warn_gaps(&mut spans, zone, observer);
+                }
                 match cover {
                     Cover::Archived => {
                         let target = Target::from_row(row).ok_or_else(|| {
@@ -558,8 +572,10 @@ impl Run<'_> {
                 }
             }
         }
-        walk.finish(&mut spans);
-        self.warn_gaps(&mut spans, zone, observer);
+        if tiles {
+            walk.finish(&mut spans);
+            self.warn_gaps(&mut spans, zone, observer);
+        }
         Ok(())
     }
 
@@ -605,6 +621,7 @@ impl Run<'_> {
         let mut day = (self.req.from - TimeDelta::hours(1)).date_naive();
         let last_day = (self.req.to - TimeDelta::nanoseconds(1)).date_naive();
         let mut covered_to = self.req.from;
+        let (mut pulled, mut pushed) = (false, false);
         while day <= last_day {
             let prefix = format!("archive/{tenant}/{zone}/{}/", day.format("%Y/%m/%d"));
             let mut token = None;
@@ -614,32 +631,49 @@ impl Run<'_> {
                     .await
                     .map_err(RestoreError::operational)?;
                 for object in page {
-                    let Some((start, end)) = bounds_of_key(&object.key) else {
+                    let Some(parts) = crate::pipeline::parse_archive_key(&object.key) else {
                         observer.warn(&format!(
                             "{}: not an archive object name; skipped",
                             object.key
                         ));
                         continue;
                     };
+                    let (start, end) = (parts.start, parts.end);
                     if end <= self.req.from || start >= self.req.to {
                         continue;
                     }
-                    if start < covered_to && end <= covered_to {
-                        observer.warn(&format!(
-                            "{}: overlaps windows already restored; skipped",
-                            object.key
-                        ));
-                        continue;
+                    match &parts.batch {
+                        // A pushed batch: restored when it is of the dataset asked for.
+                        // Batches do not tile time, so they say nothing about gaps.
+                        Some((_, dataset)) => {
+                            if *dataset != self.req.dataset {
+                                continue;
+                            }
+                            pushed = true;
+                        }
+                        None => {
+                            if self.req.dataset != verify::PULL_DATASET {
+                                continue;
+                            }
+                            if start < covered_to && end <= covered_to {
+                                observer.warn(&format!(
+                                    "{}: overlaps windows already restored; skipped",
+                                    object.key
+                                ));
+                                continue;
+                            }
+                            if start > covered_to {
+                                self.stats.gaps += 1;
+                                observer.warn(&format!(
+                                    "zone {zone} [{}, {}) has no object: empty, pruned or missing (cannot tell without Postgres)",
+                                    covered_to.to_rfc3339(),
+                                    start.to_rfc3339()
+                                ));
+                            }
+                            covered_to = covered_to.max(end);
+                            pulled = true;
+                        }
                     }
-                    if start > covered_to {
-                        self.stats.gaps += 1;
-                        observer.warn(&format!(
-                            "zone {zone} [{}, {}) has no object: empty, pruned or missing (cannot tell without Postgres)",
-                            covered_to.to_rfc3339(),
-                            start.to_rfc3339()
-                        ));
-                    }
-                    covered_to = covered_to.max(end);
                     let target = Target {
                         context: SealContext {
                             tenant,
@@ -663,7 +697,9 @@ impl Run<'_> {
                 None => break,
             };
         }
-        if covered_to < self.req.to {
+        // A zone whose logs were pushed has no pulled windows to tile its time.
+        let push_only = pushed && !pulled;
+        if covered_to < self.req.to && !push_only {
             self.stats.gaps += 1;
             observer.warn(&format!(
                 "zone {zone} [{}, {}) has no object: empty, pruned or missing (cannot tell without Postgres)",
@@ -855,19 +891,6 @@ enum Failed {
     Stop(RestoreError),
 }
 
-/// Window bounds from an archive key's file name (`{start}_{end}.sealed`, UTC).
-pub fn bounds_of_key(key: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
-    let name = key.rsplit('/').next()?.strip_suffix(".sealed")?;
-    let (start, end) = name.split_once('_')?;
-    let parse = |s: &str| {
-        NaiveDateTime::parse_from_str(s, "%Y%m%dT%H%M%SZ")
-            .ok()
-            .map(|t| t.and_utc())
-    };
-    let (start, end) = (parse(start)?, parse(end)?);
-    (start < end).then_some((start, end))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -905,16 +928,6 @@ mod tests {
             assert_eq!(record_time_ns(&v), Some(t), "{v}");
         }
         assert_eq!(record_time_ns(&serde_json::json!({"x": 1})), None);
-    }
-
-    #[test]
-    fn keys_give_window_bounds() {
-        let k = "archive/t/z/2026/03/04/20260304T050600Z_20260304T050700Z.sealed";
-        let (s, e) = bounds_of_key(k).unwrap();
-        assert_eq!(s.to_rfc3339(), "2026-03-04T05:06:00+00:00");
-        assert_eq!(e - s, TimeDelta::minutes(1));
-        assert!(bounds_of_key("archive/t/z/x.sealed").is_none());
-        assert!(bounds_of_key("archive/t/z/20260304T050700Z_20260304T050600Z.sealed").is_none());
     }
 
     #[test]

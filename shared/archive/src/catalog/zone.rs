@@ -424,6 +424,76 @@ pub async fn set_retention(
     })
 }
 
+/// How a zone's logs arrive (`zones.mode`, docs/INGEST.md "Modes").
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type, serde::Serialize, serde::Deserialize,
+)]
+#[sqlx(type_name = "zone_mode", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum ZoneMode {
+    /// Logpull windows, planned by the scheduler (Enterprise zones).
+    Pull,
+    /// Logpush batches only: nothing is planned for Logpull.
+    Push,
+    /// Logpush batches, with Logpull repairing delivery gaps younger than 7 days.
+    Hybrid,
+}
+
+impl ZoneMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ZoneMode::Pull => "pull",
+            ZoneMode::Push => "push",
+            ZoneMode::Hybrid => "hybrid",
+        }
+    }
+}
+
+impl std::fmt::Display for ZoneMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Sets how a zone's logs arrive, with one `zone.mode` audit row (old and new) in the
+/// same transaction; returns the previous mode. From the next scheduler pass on, a
+/// `push` or `hybrid` zone gets no new Logpull windows (windows already planned are
+/// still fetched: they cover time before the switch); a zone switched back to `pull` is
+/// planned from where its pulled windows end.
+pub async fn set_mode(
+    pool: &PgPool,
+    zone: &str,
+    mode: ZoneMode,
+    actor: &str,
+) -> Result<ZoneMode, ZoneError> {
+    let id = resolve(pool, zone).await?;
+    let op = |what| move |e| DbError::query(what, e);
+    let mut tx = pool.begin().await.map_err(op("begin zone mode"))?;
+    let (tenant, old): (Uuid, ZoneMode) =
+        sqlx::query_as("SELECT tenant_id, mode FROM zones WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(op("lock zone"))?;
+    sqlx::query("UPDATE zones SET mode = $2 WHERE id = $1")
+        .bind(id)
+        .bind(mode)
+        .execute(&mut *tx)
+        .await
+        .map_err(op("set zone mode"))?;
+    let event = AuditEvent {
+        tenant: Some(tenant),
+        zone: Some(id),
+        detail: serde_json::json!({ "mode": {"from": old, "to": mode} }),
+        ..AuditEvent::new(actor, "zone.mode", "ok")
+    };
+    audit::record(&mut *tx, &event)
+        .await
+        .map_err(op("write zone audit row"))?;
+    tx.commit().await.map_err(op("commit zone mode"))?;
+    Ok(old)
+}
+
 /// Coverage of a zone over `[from, to)`; defaults: its backfill start, and `now`.
 pub async fn coverage(
     pool: &PgPool,
@@ -504,7 +574,11 @@ pub async fn retry_failed(
     let replanned: Vec<i64> = sqlx::query_scalar(
         "WITH moved AS (
              UPDATE windows
-             SET state = 'planned', state_since = now(), resealed = false,
+             -- A pushed batch has no Logpull window to fetch again: it goes back to
+             -- its staged payload (a fetch message for it hands on to encrypt).
+             SET state = CASE WHEN batch_id IS NULL THEN 'planned'::window_state
+                              ELSE 'staged'::window_state END,
+                 state_since = now(), resealed = false,
                  last_error = 'retry requested; it failed with: ' || coalesce(last_error, '(no reason)')
              WHERE zone_id = $1 AND state = 'failed_permanent' AND start_at >= $2 AND start_at < $3
              RETURNING id, start_at)

@@ -33,6 +33,8 @@ use rainlogs_core::storage::{ObjectStore, StorageError};
 use rainlogs_sealed::kms::Kms;
 use rainlogs_sealed::SealContext;
 
+/// The dataset Logpull serves, so the dataset of every pulled window.
+pub const PULL_DATASET: &str = "http_requests";
 /// Windows read per page.
 pub const WINDOW_PAGE: i64 = 500;
 /// Objects checked at once.
@@ -429,6 +431,10 @@ pub struct WindowRow {
     pub link_record_count: Option<i64>,
     /// `None` when deletion receipts do not exist in this database.
     pub has_receipt: Option<bool>,
+    /// The pushed batch this window holds (docs/INGEST.md); `None` for a pulled window.
+    pub batch_id: Option<Uuid>,
+    /// The Logpush dataset of a batch window; pulled windows are `http_requests`.
+    pub dataset: Option<String>,
 }
 
 impl WindowRow {
@@ -472,27 +478,33 @@ fn select_rows(receipts: bool) -> String {
                 l.object_sha256 AS link_object_sha256,
                 l.plaintext_sha256 AS link_plaintext_sha256,
                 l.record_count AS link_record_count,
-                {receipt} AS has_receipt
+                {receipt} AS has_receipt, w.batch_id, d.dataset
          FROM windows w JOIN zones z ON z.id = w.zone_id
          LEFT JOIN archived_objects a ON a.window_id = w.id
-         LEFT JOIN chain_links l ON l.window_id = w.id"
+         LEFT JOIN chain_links l ON l.window_id = w.id
+         LEFT JOIN push_batches b ON b.id = w.batch_id
+         LEFT JOIN push_destinations d ON d.id = b.destination_id"
     )
 }
 
 /// Windows of `zone` overlapping `[from, to)` after the keyset cursor `after`
-/// (`(start_at, end_at, id)` of the previous page's last row), in time order.
+/// (`(start_at, end_at, id)` of the previous page's last row), in time order; with
+/// `dataset`, only that dataset's (pulled windows are [`PULL_DATASET`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn window_page(
     pool: &PgPool,
     receipts: bool,
     zone: Uuid,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    dataset: Option<&str>,
     after: Option<(DateTime<Utc>, DateTime<Utc>, i64)>,
     limit: i64,
 ) -> Result<Vec<WindowRow>, DbError> {
     let sql = format!(
         "{} WHERE w.zone_id = $1 AND w.end_at > $2 AND w.start_at < $3
               AND ($4::timestamptz IS NULL OR (w.start_at, w.end_at, w.id) > ($4, $5, $6))
+              AND ($8::text IS NULL OR coalesce(d.dataset, '{PULL_DATASET}') = $8)
             ORDER BY w.start_at, w.end_at, w.id LIMIT $7",
         select_rows(receipts)
     );
@@ -504,6 +516,7 @@ pub async fn window_page(
         .bind(after.map(|a| a.1))
         .bind(after.map(|a| a.2))
         .bind(limit)
+        .bind(dataset)
         .fetch_all(pool)
         .await
         .map_err(|e| DbError::query("read windows for verification", e))
@@ -789,8 +802,14 @@ impl Verifier {
                     fields,
                 });
             }
-            let expected_key =
-                crate::pipeline::archive_key(row.tenant_id, row.zone_id, row.start_at, row.end_at);
+            let expected_key = crate::pipeline::window_archive_key(
+                row.tenant_id,
+                row.zone_id,
+                row.start_at,
+                row.end_at,
+                row.batch_id
+                    .map(|id| (id, row.dataset.as_deref().unwrap_or_default())),
+            );
             if *key != expected_key {
                 out.push(Finding::ObjectKeyMismatch {
                     window: window.clone(),
@@ -889,6 +908,10 @@ impl Verifier {
             counts.links = self.verify_chain(scope.zone_id, &mut counting).await?;
         }
         let receipts = receipts_exist(&self.pool).await?;
+        // Time coverage is a promise of pulled windows, which tile a pull zone's time.
+        // Pushed batches do not tile time; push and hybrid zones' coverage is judged from
+        // delivery (docs/INGEST.md), not here.
+        let tiles = zone_mode(&self.pool, scope.zone_id).await? == "pull";
         let mut walk = CoverageWalk::new(scope.from, scope.to);
         let mut spans = Vec::new();
         let mut after = None;
@@ -899,6 +922,7 @@ impl Verifier {
                 scope.zone_id,
                 scope.from,
                 scope.to,
+                None,
                 after,
                 WINDOW_PAGE,
             )
@@ -949,7 +973,9 @@ impl Verifier {
                     counts.object_bytes += o.bytes;
                 }
                 if let Some(cover) = Cover::of_state_text(&row.state) {
-                    walk.window(cover, row.start_at, row.end_at, &mut spans);
+                    if tiles && row.batch_id.is_none() {
+                        walk.window(cover, row.start_at, row.end_at, &mut spans);
+                    }
                 }
                 for f in findings {
                     found += 1;
@@ -961,7 +987,9 @@ impl Verifier {
                 }
             }
         }
-        walk.finish(&mut spans);
+        if tiles {
+            walk.finish(&mut spans);
+        }
         for f in missing_time(scope.zone_id, &mut spans) {
             found += 1;
             sink(f)?;
@@ -969,6 +997,22 @@ impl Verifier {
         counts.findings = found;
         Ok(counts)
     }
+}
+
+/// How the zone's logs arrive (`zones.mode`: pull, push or hybrid).
+pub async fn zone_mode(pool: &PgPool, zone: Uuid) -> Result<String, DbError> {
+    sqlx::query_scalar!(
+        r#"SELECT mode::text AS "mode!" FROM zones WHERE id = $1"#,
+        zone
+    )
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| DbError::query("read zone mode", e))?
+    .ok_or_else(|| DbError::Query {
+        op: "read zone mode",
+        reason: format!("zone {zone} does not exist"),
+        retryable: false,
+    })
 }
 
 /// The closed spans no window covers, as findings (other spans are judged per window).
@@ -1009,6 +1053,8 @@ mod tests {
             link_plaintext_sha256: Some(vec![2; 32]),
             link_record_count: Some(3),
             has_receipt: None,
+            batch_id: None,
+            dataset: None,
         }
     }
 
