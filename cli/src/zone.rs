@@ -275,7 +275,21 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
             }
         }
         ZoneCommand::Coverage { zone, from, to } => {
-            let c = coverage(&pool, &zone, from, to, Utc::now()).await?;
+            let now = Utc::now();
+            let id = rainlogs_archive::catalog::zone::resolve(&pool, &zone).await?;
+            let mode = rainlogs_archive::verify::zone_mode(&pool, id).await?;
+            if mode != "pull" {
+                // Pushed logs: what arrived per minute of edge time, and delivery health.
+                let from = from.unwrap_or(now - chrono::TimeDelta::days(1));
+                let c = rainlogs_archive::push::coverage(&pool, id, from, to.unwrap_or(now), now)
+                    .await?;
+                print_push_coverage(&mode, &c);
+                if mode == "push" {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                println!("pulled windows (Logpull repair):");
+            }
+            let c = coverage(&pool, &zone, from, to, now).await?;
             let fmt = "%Y-%m-%dT%H:%M:%SZ";
             println!("coverage {} .. {}", c.from.format(fmt), c.to.format(fmt));
             for (state, n) in &c.states {
@@ -293,6 +307,49 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_push_coverage(mode: &str, c: &rainlogs_archive::push::PushCoverage) {
+    let fmt = "%Y-%m-%dT%H:%M:%SZ";
+    println!(
+        "{mode} zone: pushed logs {} .. {}",
+        c.from.format(fmt),
+        c.to.format(fmt)
+    );
+    if c.destinations.is_empty() {
+        println!("  no Logpush destination yet (rainlogs logpush create)");
+    }
+    for d in &c.datasets {
+        println!(
+            "  {:<16} {} records in {} minutes",
+            d.dataset, d.records, d.minutes_with_records
+        );
+        for (start, end) in &d.quiet {
+            println!(
+                "    no records  {} .. {}  ({} min: no traffic, or not delivered)",
+                start.format(fmt),
+                end.format(fmt),
+                (*end - *start).num_minutes()
+            );
+        }
+    }
+    for h in &c.destinations {
+        let at = |t: Option<chrono::DateTime<Utc>>| {
+            t.map(|t| t.format(fmt).to_string())
+                .unwrap_or_else(|| "never".into())
+        };
+        println!(
+            "  destination {} ({}){}: validated {}, last batch {}",
+            h.id,
+            h.dataset,
+            if h.disabled { " disabled" } else { "" },
+            at(h.validated_at),
+            at(h.last_batch_at)
+        );
+        if let Some(alert) = &h.alert {
+            println!("    ALERT: {alert}");
+        }
+    }
 }
 
 /// Enqueues `fetch.window` for re-planned windows; returns how many entered the queue.

@@ -162,6 +162,7 @@ pub(crate) async fn ingest(
         edge_span: checker.edge_span(),
         received_at,
         staging_key: staging_key.clone(),
+        minute_counts: checker.minute_counts(),
     };
     let recorded = match push::record_batch(&inner.pool, &batch).await {
         Ok(recorded) => recorded,

@@ -174,6 +174,14 @@ impl Receiver {
             .with_state(self.clone())
     }
 
+    /// Batches being received right now (admitted, not yet answered).
+    pub fn in_flight(&self) -> usize {
+        self.inner
+            .limits
+            .max_in_flight
+            .saturating_sub(self.inner.global.available_permits())
+    }
+
     /// Permits for one batch of `destination`, or `None` when the receiver is full.
     fn admit(&self, destination: Uuid) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
         let per = {

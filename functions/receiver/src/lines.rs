@@ -4,6 +4,8 @@
 //! Memory is one partial line, at most `max_line_bytes`; a longer line is counted
 //! malformed without being buffered (it is still sealed verbatim: nothing is dropped).
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
@@ -67,7 +69,15 @@ pub struct LineChecker {
     /// The first bytes of the stream, to recognise the validation upload.
     head: Vec<u8>,
     pub total: u64,
+    /// Records per minute of edge (start) time: push coverage (docs/INGEST.md). At most
+    /// [`MAX_MINUTES`] distinct minutes are kept; records beyond are counted in
+    /// `minutes_overflow` (a batch spans a few minutes: only a malformed one gets there).
+    pub minutes: BTreeMap<i64, u64>,
+    pub minutes_overflow: u64,
 }
+
+/// Distinct edge minutes counted per batch.
+pub const MAX_MINUTES: usize = 10_000;
 
 impl LineChecker {
     pub fn new(max_line: usize) -> Self {
@@ -81,6 +91,8 @@ impl LineChecker {
             last_edge: None,
             head: Vec::new(),
             total: 0,
+            minutes: BTreeMap::new(),
+            minutes_overflow: 0,
         }
     }
 
@@ -131,6 +143,14 @@ impl LineChecker {
         self.total <= 64 && self.head.trim_ascii() == VALIDATION_CONTENT
     }
 
+    /// Records per edge minute, as (minute start, records), in time order.
+    pub fn minute_counts(&self) -> Vec<(DateTime<Utc>, u64)> {
+        self.minutes
+            .iter()
+            .filter_map(|(&m, &n)| DateTime::from_timestamp(m * 60, 0).map(|t| (t, n)))
+            .collect()
+    }
+
     /// The edge time span seen, when any line had a timestamp.
     pub fn edge_span(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
         self.first_edge.zip(self.last_edge)
@@ -157,6 +177,15 @@ impl LineChecker {
                 let end = t.edge_end.as_ref().and_then(Stamp::instant).or(start);
                 if let Some(s) = start {
                     self.first_edge = Some(self.first_edge.map_or(s, |f| f.min(s)));
+                    let minute = s.timestamp().div_euclid(60);
+                    let room = self.minutes.len() < MAX_MINUTES;
+                    match self.minutes.get_mut(&minute) {
+                        Some(n) => *n += 1,
+                        None if room => {
+                            self.minutes.insert(minute, 1);
+                        }
+                        None => self.minutes_overflow += 1,
+                    }
                 }
                 if let Some(e) = end {
                     self.last_edge = Some(self.last_edge.map_or(e, |l| l.max(e)));
@@ -201,6 +230,12 @@ not json
         assert_eq!(first, DateTime::from_timestamp(1_796_119_200, 0).unwrap());
         assert_eq!(last, DateTime::from_timestamp(1_796_119_300, 0).unwrap());
         assert!(!c.is_validation());
+        // Records per edge minute: 10:00 twice, 10:01 once; the malformed line nowhere.
+        let minute = |t: i64| DateTime::from_timestamp(t, 0).unwrap();
+        assert_eq!(
+            c.minute_counts(),
+            vec![(minute(1_796_119_200), 2), (minute(1_796_119_260), 1)]
+        );
     }
 
     #[test]

@@ -469,7 +469,8 @@ async fn full_receiver_is_429_with_retry_after() {
         max_in_flight_per_destination: 1,
         ..ReceiverLimits::default()
     };
-    let server = serve(s.receiver(limits)).await;
+    let receiver = s.receiver(limits);
+    let server = serve(receiver.clone()).await;
     // Batch A streams slowly: its body stays open until the test sends the rest.
     let plain = ndjson(200, Utc::now(), "c");
     let body = gzip(&plain, 6);
@@ -493,19 +494,15 @@ async fn full_receiver_is_429_with_retry_after() {
         }
     });
     // Once A holds the destination's only permit, others are told to come back later.
-    let validation = gzip(br#"{"content":"tests"}"#, 6);
-    let busy = wait_for(
-        "a 429 while batch A is in flight",
-        Duration::from_secs(30),
-        || {
-            let (url, secret, body) = (s.url(&server), s.secret.clone(), validation.clone());
-            async move {
-                let resp = post(&url, bearer(&secret), body).await;
-                (resp.status() == 429).then_some(resp)
-            }
-        },
-    )
+    // (Probing before A is admitted would race A for the permit.)
+    wait_for("batch A to be admitted", Duration::from_secs(30), || {
+        let n = receiver.in_flight();
+        async move { (n == 1).then_some(()) }
+    })
     .await;
+    let validation = gzip(br#"{"content":"tests"}"#, 6);
+    let busy = post(&s.url(&server), bearer(&s.secret), validation).await;
+    assert_eq!(busy.status(), 429);
     assert!(busy.headers().contains_key("retry-after"));
     tx.send(Ok(body[half..].to_vec())).await.unwrap();
     drop(tx);

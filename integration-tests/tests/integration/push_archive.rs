@@ -341,3 +341,97 @@ async fn a_sealed_object_that_fails_verification_is_sealed_again_from_staging() 
     assert_eq!(sorted(lines), sorted(lines_of(&body)));
     s.env.teardown().await;
 }
+
+#[tokio::test]
+async fn push_coverage_counts_records_per_edge_minute_and_alerts_on_silence() {
+    let s = Setup::new().await;
+    let server = serve(s.receiver(ReceiverLimits::default())).await;
+    let now = Utc::now();
+    let t0 =
+        DateTime::from_timestamp((now - TimeDelta::hours(2)).timestamp() / 60 * 60, 0).unwrap();
+    // 120 records one second apart from t0 (minutes 0 and 1), 90 from t0 + 30 s (minutes
+    // 0 and 1 again), a re-delivery that must not count twice, then 60 at t0 + 30 min.
+    let a = ndjson(120, t0, "a");
+    let b = ndjson(90, t0 + TimeDelta::seconds(30), "b");
+    let c = ndjson(60, t0 + TimeDelta::minutes(30), "c");
+    for body in [&a, &b, &b, &c] {
+        let resp = post(&s.url(&server), bearer(&s.secret), gzip(body, 6)).await;
+        assert_eq!(resp.status(), 200);
+    }
+    drop(server);
+    let cov = push::coverage(&s.env.app.pool, s.zone, t0, t0 + TimeDelta::hours(1), now)
+        .await
+        .unwrap();
+    assert_eq!(cov.datasets.len(), 1);
+    let d = &cov.datasets[0];
+    assert_eq!(d.records, 120 + 90 + 60);
+    assert_eq!(d.minutes_with_records, 3);
+    let per_minute: Vec<(DateTime<Utc>, i64)> = sqlx::query_as(
+        "SELECT minute, records FROM push_minutes WHERE zone_id = $1 ORDER BY minute",
+    )
+    .bind(s.zone)
+    .fetch_all(&s.env.app.pool)
+    .await
+    .unwrap();
+    let m = |k: i64| t0 + TimeDelta::minutes(k);
+    assert_eq!(
+        per_minute,
+        vec![(m(0), 60 + 30), (m(1), 60 + 60), (m(30), 60)]
+    );
+    // Quiet stretches of 10 minutes or more: minutes 2..30 and 31..60.
+    assert_eq!(d.quiet, vec![(m(2), m(30)), (m(31), m(60))]);
+    // Delivering now: healthy.
+    assert_eq!(cov.destinations.len(), 1);
+    assert_eq!(cov.destinations[0].alert, None);
+
+    // Silent for 20 minutes after traffic: an alert naming the dataset.
+    let later = now + TimeDelta::minutes(20);
+    let sql = "UPDATE push_destinations SET last_batch_at = $2 WHERE id = $1";
+    sqlx::query(sql)
+        .bind(s.destination)
+        .bind(t0 + TimeDelta::minutes(31))
+        .execute(&s.env.app.pool)
+        .await
+        .unwrap();
+    let silent = push::coverage(&s.env.app.pool, s.zone, t0, later, later)
+        .await
+        .unwrap();
+    let alert = silent.destinations[0].alert.clone().expect("silence alert");
+    assert!(
+        alert.contains("http_requests") && alert.contains("records in the hour before"),
+        "{alert}"
+    );
+    // Silent without traffic before (a quiet zone): no alert.
+    sqlx::query(sql)
+        .bind(s.destination)
+        .bind(t0 + TimeDelta::minutes(100))
+        .execute(&s.env.app.pool)
+        .await
+        .unwrap();
+    let quiet_zone = push::coverage(
+        &s.env.app.pool,
+        s.zone,
+        t0,
+        later + TimeDelta::hours(2),
+        later + TimeDelta::hours(2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(quiet_zone.destinations[0].alert, None);
+    // A disabled destination is not expected to deliver.
+    push::disable_destination(&s.env.app.pool, s.destination)
+        .await
+        .unwrap();
+    sqlx::query(sql)
+        .bind(s.destination)
+        .bind(t0 + TimeDelta::minutes(31))
+        .execute(&s.env.app.pool)
+        .await
+        .unwrap();
+    let disabled = push::coverage(&s.env.app.pool, s.zone, t0, later, later)
+        .await
+        .unwrap();
+    assert_eq!(disabled.destinations[0].alert, None);
+    assert!(disabled.destinations[0].disabled);
+    s.env.teardown().await;
+}

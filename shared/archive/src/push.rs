@@ -175,6 +175,8 @@ pub struct NewBatch {
     /// Microsecond precision: it is the staged object's encryption context.
     pub received_at: DateTime<Utc>,
     pub staging_key: String,
+    /// Records per minute of edge time (minute start, records): push coverage.
+    pub minute_counts: Vec<(DateTime<Utc>, u64)>,
 }
 
 impl NewBatch {
@@ -268,6 +270,27 @@ pub async fn record_batch(pool: &PgPool, batch: &NewBatch) -> Result<Recorded, D
             .fetch_one(&mut *tx)
             .await
             .map_err(q)?;
+            let (minutes, records): (Vec<DateTime<Utc>>, Vec<i64>) = batch
+                .minute_counts
+                .iter()
+                .map(|&(m, n)| (m, count(n)))
+                .unzip();
+            sqlx::query(
+                "INSERT INTO push_minutes (zone_id, dataset, minute, records, batches)
+                 SELECT $1, d.dataset, m.minute, m.records, 1
+                 FROM unnest($3::timestamptz[], $4::bigint[]) AS m(minute, records)
+                 JOIN push_destinations d ON d.id = $2
+                 ON CONFLICT (zone_id, dataset, minute) DO UPDATE
+                 SET records = push_minutes.records + EXCLUDED.records,
+                     batches = push_minutes.batches + 1",
+            )
+            .bind(batch.zone_id)
+            .bind(batch.destination_id)
+            .bind(&minutes)
+            .bind(&records)
+            .execute(&mut *tx)
+            .await
+            .map_err(q)?;
             Recorded::New { window_id }
         }
         None => {
@@ -294,6 +317,161 @@ pub async fn note_delivery(pool: &PgPool, destination: Uuid) -> Result<(), DbErr
         .await
         .map_err(|e| DbError::query("note push delivery", e))?;
     Ok(())
+}
+
+/// The longest a Logpush job waits before sending what it has
+/// (`max_upload_interval_seconds` is 30–300).
+pub const MAX_UPLOAD_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(300);
+/// How long a destination may stay silent before it is an alert: two full upload
+/// intervals and a minute for delivery.
+pub const SILENCE_ALLOWED: chrono::TimeDelta = chrono::TimeDelta::seconds(660);
+/// A stretch of edge time without a single pushed record worth listing.
+pub const QUIET_LISTED: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+/// What push delivered for one dataset of a zone over a range.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DatasetCoverage {
+    pub dataset: String,
+    /// Records whose edge start time is in the range.
+    pub records: u64,
+    /// Minutes of the range with at least one record.
+    pub minutes_with_records: u64,
+    /// Stretches of at least [`QUIET_LISTED`] without a record, in time order: no
+    /// traffic, or logs Cloudflare did not deliver — push alone cannot tell which
+    /// (a hybrid zone's Logpull repair can).
+    pub quiet: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+}
+
+/// A destination's delivery health.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DestinationHealth {
+    pub id: Uuid,
+    pub dataset: String,
+    pub disabled: bool,
+    pub validated_at: Option<DateTime<Utc>>,
+    pub last_batch_at: Option<DateTime<Utc>>,
+    /// Set when the destination is silent past [`SILENCE_ALLOWED`] although its zone
+    /// had traffic in the hour before the silence began.
+    pub alert: Option<String>,
+}
+
+/// Push coverage of a zone over `[from, to)`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PushCoverage {
+    pub zone_id: Uuid,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub datasets: Vec<DatasetCoverage>,
+    pub destinations: Vec<DestinationHealth>,
+}
+
+/// Push coverage of `zone_id` over `[from, to)` (minutes are whole: `from` is rounded
+/// down, `to` up), and each destination's health at `now`.
+pub async fn coverage(
+    pool: &PgPool,
+    zone_id: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<PushCoverage, DbError> {
+    let q = |e| DbError::query("read push coverage", e);
+    let minute = |t: DateTime<Utc>| {
+        DateTime::from_timestamp(t.timestamp().div_euclid(60) * 60, 0).unwrap_or(t)
+    };
+    let from = minute(from);
+    let to = {
+        let m = minute(to);
+        if m < to {
+            m + chrono::TimeDelta::minutes(1)
+        } else {
+            m
+        }
+    };
+    let destinations: Vec<(
+        Uuid,
+        String,
+        bool,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+    )> = sqlx::query_as(
+        "SELECT id, dataset, disabled_at IS NOT NULL, validated_at, last_batch_at
+             FROM push_destinations WHERE zone_id = $1 ORDER BY dataset, id",
+    )
+    .bind(zone_id)
+    .fetch_all(pool)
+    .await
+    .map_err(q)?;
+    let mut datasets: Vec<String> = destinations.iter().map(|d| d.1.clone()).collect();
+    datasets.dedup();
+    let mut out = Vec::new();
+    for dataset in &datasets {
+        // Minutes in order; memory is one row per minute with records in the range.
+        let rows: Vec<(DateTime<Utc>, i64)> = sqlx::query_as(
+            "SELECT minute, records FROM push_minutes
+             WHERE zone_id = $1 AND dataset = $2 AND minute >= $3 AND minute < $4
+             ORDER BY minute",
+        )
+        .bind(zone_id)
+        .bind(dataset)
+        .bind(from)
+        .bind(to)
+        .fetch_all(pool)
+        .await
+        .map_err(q)?;
+        let mut quiet = Vec::new();
+        let mut cursor = from;
+        for (m, _) in rows.iter().map(|r| (r.0, r.1)).chain([(to, 0)]) {
+            if m - cursor >= QUIET_LISTED {
+                quiet.push((cursor, m));
+            }
+            cursor = m + chrono::TimeDelta::minutes(1);
+        }
+        out.push(DatasetCoverage {
+            dataset: dataset.clone(),
+            records: rows.iter().map(|r| r.1.max(0) as u64).sum(),
+            minutes_with_records: rows.len() as u64,
+            quiet,
+        });
+    }
+    let mut health = Vec::new();
+    for (id, dataset, disabled, validated_at, last_batch_at) in destinations {
+        let mut alert = None;
+        let silent_since = last_batch_at.or(validated_at);
+        if let Some(since) = silent_since.filter(|s| !disabled && now - *s > SILENCE_ALLOWED) {
+            let traffic: i64 = sqlx::query_scalar(
+                "SELECT coalesce(sum(records), 0)::bigint FROM push_minutes
+                 WHERE zone_id = $1 AND dataset = $2 AND minute >= $3 AND minute < $4",
+            )
+            .bind(zone_id)
+            .bind(&dataset)
+            .bind(since - chrono::TimeDelta::hours(1))
+            .bind(since + chrono::TimeDelta::minutes(1))
+            .fetch_one(pool)
+            .await
+            .map_err(q)?;
+            if traffic > 0 {
+                alert = Some(format!(
+                    "no {dataset} batch for {} min although the zone had {traffic} records in the hour before: Logpush may be failing (check the job's status at Cloudflare)",
+                    (now - since).num_minutes()
+                ));
+            }
+        }
+        health.push(DestinationHealth {
+            id,
+            dataset,
+            disabled,
+            validated_at,
+            last_batch_at,
+            alert,
+        });
+    }
+    Ok(PushCoverage {
+        zone_id,
+        from,
+        to,
+        datasets: out,
+        destinations: health,
+    })
 }
 
 /// `staging/push/{zone}/{batch}.sealed`: where the receiver stages a batch, sealed.
