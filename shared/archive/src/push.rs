@@ -365,6 +365,15 @@ pub struct PushCoverage {
     pub destinations: Vec<DestinationHealth>,
 }
 
+/// id, dataset, disabled, validated_at, last_batch_at.
+type DestinationRow = (
+    Uuid,
+    String,
+    bool,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+);
+
 /// Push coverage of `zone_id` over `[from, to)` (minutes are whole: `from` is rounded
 /// down, `to` up), and each destination's health at `now`.
 pub async fn coverage(
@@ -387,13 +396,7 @@ pub async fn coverage(
             m
         }
     };
-    let destinations: Vec<(
-        Uuid,
-        String,
-        bool,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-    )> = sqlx::query_as(
+    let destinations: Vec<DestinationRow> = sqlx::query_as(
         "SELECT id, dataset, disabled_at IS NOT NULL, validated_at, last_batch_at
              FROM push_destinations WHERE zone_id = $1 ORDER BY dataset, id",
     )
