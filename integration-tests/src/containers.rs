@@ -23,7 +23,6 @@
 //! the pipe and the reaper removes everything with the label.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -152,12 +151,6 @@ done
     }
 }
 
-/// Keeps the reaper's pipe referenced (and writable) — used by nothing else.
-#[allow(dead_code)]
-fn reaper_alive(stdin: &mut ChildStdin) -> bool {
-    stdin.write_all(b"").is_ok()
-}
-
 /// Labels for a Docker object of this session.
 pub fn session_labels() -> HashMap<String, String> {
     HashMap::from([(SESSION_LABEL.to_owned(), session().to_owned())])
@@ -228,7 +221,8 @@ async fn start() -> anyhow::Result<Services> {
         .start()
         .await?;
     let garage = start_garage_node(&GarageNodeSpec::single()).await?;
-    configure_garage(&[&garage.container], &[garage.id.clone()]).await?;
+    assign_layout(&garage.container, &[garage.id.clone()]).await?;
+    provision_bucket(&garage.container).await?;
 
     let pg_port = postgres.get_host_port_ipv4(5432).await?;
     let redis_port = redis.get_host_port_ipv4(6379).await?;
@@ -355,7 +349,8 @@ pub async fn start_garage_node(spec: &GarageNodeSpec) -> anyhow::Result<GarageNo
         request = request
             .with_network(network.clone())
             .with_hostname(host.clone())
-            .with_container_name(format!("{host}-{}", session()));
+            // Peers find each other by container name through Docker's DNS.
+            .with_container_name(host.clone());
     }
     let container = request.start().await?;
     let id = garage_cli(&container, &["node", "id", "-q"]).await?;
@@ -364,37 +359,31 @@ pub async fn start_garage_node(spec: &GarageNodeSpec) -> anyhow::Result<GarageNo
     Ok(GarageNode { container, id })
 }
 
-/// Gives every node a role (one zone each, 1 GB), applies the layout, imports the
-/// development key and creates the bucket — through the first node.
-pub async fn configure_garage(
-    nodes: &[&ContainerAsync<GenericImage>],
+/// Gives every node a role (one zone each, 1 GB) and applies the layout, through the
+/// first node.
+pub async fn assign_layout(
+    first: &ContainerAsync<GenericImage>,
     ids: &[String],
 ) -> anyhow::Result<()> {
-    let first = nodes[0];
     for (n, id) in ids.iter().enumerate() {
         let zone = format!("dc{}", n + 1);
         garage_cli(first, &["layout", "assign", "-z", &zone, "-c", "1G", id]).await?;
     }
     garage_cli(first, &["layout", "apply", "--version", "1"]).await?;
+    Ok(())
+}
+
+/// Imports the development key and creates the bucket it owns, through `node`.
+pub async fn provision_bucket(node: &ContainerAsync<GenericImage>) -> anyhow::Result<()> {
     garage_cli(
-        first,
-        &[
-            "key",
-            "import",
-            "--yes",
-            "-n",
-            "rainlogs-dev",
-            DEV_KEY_ID,
-            DEV_KEY_SECRET,
-        ],
+        node,
+        &["key", "import", "--yes", "-n", "rainlogs-dev", DEV_KEY_ID, DEV_KEY_SECRET],
     )
     .await?;
-    garage_cli(first, &["bucket", "create", BUCKET]).await?;
+    garage_cli(node, &["bucket", "create", BUCKET]).await?;
     garage_cli(
-        first,
-        &[
-            "bucket", "allow", "--read", "--write", "--owner", BUCKET, "--key", DEV_KEY_ID,
-        ],
+        node,
+        &["bucket", "allow", "--read", "--write", "--owner", BUCKET, "--key", DEV_KEY_ID],
     )
     .await?;
     Ok(())
@@ -413,5 +402,183 @@ pub async fn garage_cli(
     match result.exit_code().await? {
         Some(0) | None => Ok(stdout),
         Some(code) => anyhow::bail!("garage {} exited {code}: {stdout}{stderr}", args.join(" ")),
+    }
+}
+
+/// Runs `docker ARGS` (the CLI: the same commands an operator types), returning stdout.
+pub async fn docker_cli(args: &[&str]) -> anyhow::Result<String> {
+    let out = tokio::process::Command::new("docker")
+        .args(args)
+        .output()
+        .await
+        .map_err(|e| anyhow::anyhow!("docker {}: {e}", args.join(" ")))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "docker {} exited {}: {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// One node's view of its own data, from Garage's admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeData {
+    /// Items per metadata table (object, version, block_ref, …).
+    pub tables: std::collections::BTreeMap<String, u64>,
+    /// Block reference counters (≈ blocks the node must hold).
+    pub blocks: u64,
+    /// Blocks still to fetch or repair, and blocks whose resync failed.
+    pub resync_queue: u64,
+    pub resync_errors: u64,
+}
+
+/// A Garage cluster of containers on its own Docker network, every node holding a
+/// replica (replication factor = node count). Node 0 is the S3 and admin entry point;
+/// the tests take the others away. Dropping it removes the containers and the network.
+pub struct GarageCluster {
+    pub network: String,
+    pub nodes: Vec<GarageNode>,
+}
+
+impl GarageCluster {
+    /// Starts `n` nodes, connects them, applies a layout with one zone per node and
+    /// waits until the cluster is healthy; then imports the key and creates the bucket.
+    pub async fn start(n: usize) -> anyhow::Result<Self> {
+        let network = format!(
+            "{}-garage-{}",
+            session(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        docker_cli(&[
+            "network",
+            "create",
+            "--label",
+            &format!("{SESSION_LABEL}={}", session()),
+            &network,
+        ])
+        .await?;
+        // From here on, Drop removes whatever was made, also when a step fails.
+        let mut cluster = Self {
+            network: network.clone(),
+            nodes: Vec::new(),
+        };
+        for i in 1..=n {
+            let spec = GarageNodeSpec {
+                replication: n,
+                network: Some((network.clone(), format!("{network}-node{i}"))),
+            };
+            cluster.nodes.push(start_garage_node(&spec).await?);
+        }
+        for (i, node) in cluster.nodes.iter().enumerate().skip(1) {
+            let peer = format!("{}@{network}-node{}:3901", node.id, i + 1);
+            cluster.nodes[0].garage(&["node", "connect", &peer]).await?;
+        }
+        let ids: Vec<String> = cluster.nodes.iter().map(|n| n.id.clone()).collect();
+        assign_layout(&cluster.nodes[0].container, &ids).await?;
+        // Writes need a quorum of replicas: wait until every node is connected.
+        cluster.wait_status("healthy", Duration::from_secs(60)).await?;
+        provision_bucket(&cluster.nodes[0].container).await?;
+        Ok(cluster)
+    }
+
+    /// The entry node's S3 API.
+    pub async fn s3_endpoint(&self) -> anyhow::Result<String> {
+        self.nodes[0].s3_endpoint().await
+    }
+
+    /// `GET /v2/{call}` on the entry node's admin API, as JSON.
+    pub async fn admin(&self, call: &str) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}/v2/{call}", self.nodes[0].admin_endpoint().await?);
+        let resp = reqwest::Client::new()
+            .get(&url)
+            .bearer_auth(GARAGE_ADMIN_TOKEN)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(resp.json().await?)
+    }
+
+    /// The entry node's view of the cluster: `healthy`, `degraded` or `unavailable`.
+    pub async fn status(&self) -> anyhow::Result<String> {
+        let health = self.admin("GetClusterHealth").await?;
+        Ok(health["status"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Waits until the entry node reports `want`.
+    pub async fn wait_status(&self, want: &str, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let now = self.status().await;
+            if matches!(&now, Ok(s) if s == want) {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "garage cluster not {want} within {timeout:?} (last: {now:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// What node `i` holds, as it reports itself (through the entry node).
+    pub async fn node_data(&self, i: usize) -> anyhow::Result<NodeData> {
+        let id = &self.nodes[i].id;
+        let stats = self.admin(&format!("GetNodeStatistics?node={id}")).await?;
+        let node = stats["success"]
+            .as_object()
+            .and_then(|m| m.values().next())
+            .ok_or_else(|| anyhow::anyhow!("node {i} gave no statistics: {stats}"))?;
+        let tables = node["tableStats"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| Some((t["tableName"].as_str()?.to_owned(), t["items"].as_u64()?)))
+            .collect();
+        let blocks = &node["blockManagerStats"];
+        Ok(NodeData {
+            tables,
+            blocks: blocks["rcEntries"].as_u64().unwrap_or_default(),
+            resync_queue: blocks["resyncQueueLen"].as_u64().unwrap_or_default(),
+            resync_errors: blocks["resyncErrors"].as_u64().unwrap_or_default(),
+        })
+    }
+
+    /// `docker kill` of node `i`: SIGKILL, no shutdown.
+    pub async fn kill(&self, i: usize) -> anyhow::Result<()> {
+        docker_cli(&["kill", self.nodes[i].container.id()]).await.map(drop)
+    }
+
+    /// Starts node `i` again (same data, same identity) after a kill.
+    pub async fn restart(&self, i: usize) -> anyhow::Result<()> {
+        self.nodes[i].container.start().await?;
+        Ok(())
+    }
+
+    /// `docker network disconnect` / `connect` of node `i` on the cluster's network.
+    pub async fn disconnect(&self, i: usize) -> anyhow::Result<()> {
+        docker_cli(&["network", "disconnect", &self.network, self.nodes[i].container.id()])
+            .await
+            .map(drop)
+    }
+
+    pub async fn connect(&self, i: usize) -> anyhow::Result<()> {
+        docker_cli(&["network", "connect", &self.network, self.nodes[i].container.id()])
+            .await
+            .map(drop)
+    }
+}
+
+impl Drop for GarageCluster {
+    fn drop(&mut self) {
+        // The containers first (each handle removes its own), then their network.
+        self.nodes.clear();
+        let _ = Command::new("docker")
+            .args(["network", "rm", &self.network])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
