@@ -498,7 +498,7 @@ impl GarageCluster {
             .send()
             .await?
             .error_for_status()?;
-        Ok(resp.json().await?)
+        Ok(serde_json::from_slice(&resp.bytes().await?)?)
     }
 
     /// The entry node's view of the cluster: `healthy`, `degraded` or `unavailable`.
@@ -580,5 +580,27 @@ impl Drop for GarageCluster {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+    }
+}
+
+/// Prints a container's last log lines when the test holding it fails — what a failed
+/// run in CI needs to be understood.
+pub struct LogsOnPanic(pub String);
+
+impl Drop for LogsOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Ok(out) = Command::new("docker")
+                .args(["logs", "--tail", "80", &self.0])
+                .output()
+            {
+                eprintln!(
+                    "--- last logs of container {}:\n{}{}",
+                    self.0,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
     }
 }

@@ -75,7 +75,7 @@ impl TestEnv {
     async fn build(migrate: bool, overrides: &[(&str, String)]) -> Self {
         let mut base = base_source().await;
         for (key, value) in overrides {
-            base.set(key, value.clone());
+            base.set(*key, value.clone());
         }
         let id = Uuid::new_v4().simple().to_string();
         let admin_url = base

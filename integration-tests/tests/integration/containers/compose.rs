@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use rainlogs_integration_tests::containers::{compose_project, docker_cli};
 use rainlogs_integration_tests::wait_for;
-use sqlx::Connection;
 
 fn compose_file() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../infra/local/compose.yaml")
@@ -98,15 +97,15 @@ async fn compose_up_archives_the_demo_zone_and_down_removes_everything() {
 
     let pg = compose(&["port", "postgres", "5432"]).await.unwrap();
     let url = format!("postgres://postgres@{}/rainlogs", pg.trim());
-    let mut db = sqlx::PgConnection::connect(&url).await.expect("compose postgres");
+    let db = sqlx::PgPool::connect(&url).await.expect("compose postgres");
     let windows: i64 = wait_for("the demo zone archived", Duration::from_secs(240), || {
-        let db = &mut db;
+        let (db, zone_id) = (&db, &zone_id);
         async move {
             let (all, done): (i64, i64) = sqlx::query_as(
                 "SELECT count(*), count(*) FILTER (WHERE w.state IN ('archived', 'empty'))
                  FROM windows w JOIN zones z ON z.id = w.zone_id WHERE z.cf_zone_id = $1",
             )
-            .bind(&zone_id)
+            .bind(zone_id)
             .fetch_one(db)
             .await
             .ok()?;
@@ -119,11 +118,11 @@ async fn compose_up_archives_the_demo_zone_and_down_removes_everything() {
          JOIN zones z ON z.id = w.zone_id WHERE z.cf_zone_id = $1",
     )
     .bind(&zone_id)
-    .fetch_one(&mut db)
+    .fetch_one(&db)
     .await
     .unwrap();
     assert_eq!(archived, windows, "the simulator's zone has records every minute");
-    db.close().await.ok();
+    db.close().await;
     // Verified where the keyring is: in the dispatcher's container.
     compose(&["exec", "-T", "dispatcher", "rainlogs", "verify", "--zone", &zone_id, "--deep"])
         .await

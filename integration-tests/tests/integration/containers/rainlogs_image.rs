@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use rainlogs_archive::chain;
 use rainlogs_cli::demo::{register, FlowSource, FlowZone};
-use rainlogs_integration_tests::containers::{session_labels, TestImage};
+use rainlogs_integration_tests::containers::{session_labels, LogsOnPanic, TestImage};
 use rainlogs_integration_tests::{wait_for, TestEnv};
 use rainlogs_logpull_sim::{SimConfig, Simulator};
 use secrecy::SecretString;
@@ -66,12 +66,15 @@ async fn the_rainlogs_image_archives_a_zone_reports_healthy_and_runs_as_non_root
     let mut settings = env.src.clone();
     settings.set("RAINLOGS_METRICS_ADDR", format!("127.0.0.1:{health_port}"));
     settings.set("RAINLOGS_SCHEDULER_INTERVAL_MS", "500");
+    // The windows `register` planned are the reconciler's to send: do it soon.
+    settings.set("RAINLOGS_RECONCILE_AFTER_MS", "2000");
     settings.set("RAINLOGS_SCHEDULES_FILE", "off");
     for (key, value) in settings.pairs() {
         request = request.with_env_var(key, value);
     }
     // Returns once the image's HEALTHCHECK (`rainlogs health`) has passed.
     let container = request.start().await.expect("rainlogs run starts and turns healthy");
+    let _logs = LogsOnPanic(container.id().to_owned());
 
     let health = reqwest::get(format!("http://127.0.0.1:{health_port}/healthz"))
         .await
