@@ -264,6 +264,9 @@ async fn start() -> anyhow::Result<Services> {
 pub struct GarageNodeSpec {
     /// Replication factor written into the node's configuration.
     pub replication: usize,
+    /// Garage's `consistency_mode`: `consistent` (reads and writes need a quorum) or
+    /// `degraded` (writes need a quorum, one node answers reads).
+    pub consistency: &'static str,
     /// Docker network and the node's name on it (`None`: the default bridge, alone).
     pub network: Option<(String, String)>,
 }
@@ -272,6 +275,7 @@ impl GarageNodeSpec {
     fn single() -> Self {
         Self {
             replication: 1,
+            consistency: "consistent",
             network: None,
         }
     }
@@ -288,6 +292,7 @@ impl GarageNodeSpec {
 data_dir = "/var/lib/garage/data"
 db_engine = "sqlite"
 replication_factor = {replication}
+consistency_mode = "{consistency}"
 rpc_bind_addr = "0.0.0.0:3901"
 rpc_public_addr = "{public}"
 rpc_secret = "{GARAGE_RPC_SECRET}"
@@ -300,7 +305,8 @@ api_bind_addr = "0.0.0.0:3900"
 api_bind_addr = "0.0.0.0:3903"
 admin_token = "{GARAGE_ADMIN_TOKEN}"
 "#,
-            replication = self.replication
+            replication = self.replication,
+            consistency = self.consistency
         )
     }
 }
@@ -443,9 +449,10 @@ pub struct GarageCluster {
 }
 
 impl GarageCluster {
-    /// Starts `n` nodes, connects them, applies a layout with one zone per node and
-    /// waits until the cluster is healthy; then imports the key and creates the bucket.
-    pub async fn start(n: usize) -> anyhow::Result<Self> {
+    /// Starts `n` nodes in `consistency` mode (see [`GarageNodeSpec`]), connects them,
+    /// applies a layout with one zone per node and waits until the cluster is healthy;
+    /// then imports the key and creates the bucket.
+    pub async fn start(n: usize, consistency: &'static str) -> anyhow::Result<Self> {
         let network = format!(
             "{}-garage-{}",
             session(),
@@ -467,6 +474,7 @@ impl GarageCluster {
         for i in 1..=n {
             let spec = GarageNodeSpec {
                 replication: n,
+                consistency,
                 network: Some((network.clone(), format!("{network}-node{i}"))),
             };
             cluster.nodes.push(start_garage_node(&spec).await?);

@@ -21,6 +21,7 @@ use rainlogs_archive::verify::{Finding, Verifier};
 use rainlogs_cli::demo::{run_demo, DemoOptions, DemoReport};
 use rainlogs_cli::logs::{self, GetArgs};
 use rainlogs_cli::verify::{self, VerifyArgs};
+use rainlogs_core::storage::ObjectStore;
 use rainlogs_integration_tests::TestEnv;
 use rainlogs_kms::{KmsService, MasterKeyring};
 use rainlogs_logpull_sim::{Generator, Selection, TimestampFormat, ZoneVolume, DEFAULT_FIELDS};
@@ -129,7 +130,7 @@ impl Archive {
             .collect()
     }
 
-    fn args(&self, deep: bool) -> VerifyArgs {
+    pub(crate) fn args(&self, deep: bool) -> VerifyArgs {
         VerifyArgs {
             tenant: None,
             zone: Some(self.zone.to_string()),
@@ -144,9 +145,18 @@ impl Archive {
     }
 
     async fn verify_with(&self, args: &VerifyArgs) -> (Outcome, Vec<Finding>) {
+        self.verify_through(self.env.app.store.clone(), args).await
+    }
+
+    /// Verifies reading the objects through `store` (another S3 endpoint of the bucket).
+    pub(crate) async fn verify_through(
+        &self,
+        store: ObjectStore,
+        args: &VerifyArgs,
+    ) -> (Outcome, Vec<Finding>) {
         let verifier = Verifier {
             pool: self.env.app.pool.clone(),
-            store: self.env.app.store.clone(),
+            store,
             kms: Some(Arc::new(self.kms.clone()) as Arc<dyn Kms>),
             concurrency: 4,
         };
