@@ -27,9 +27,9 @@ pub(crate) async fn run(src: &ConfigSource, args: &HealthArgs) -> anyhow::Result
                     DispatcherConfig::METRICS_ADDR
                 )
             })?;
-            raw.trim().parse().map_err(|e| {
-                anyhow::anyhow!("{}={raw:?}: {e}", DispatcherConfig::METRICS_ADDR)
-            })?
+            raw.trim()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{}={raw:?}: {e}", DispatcherConfig::METRICS_ADDR))?
         }
     };
     let body = super::queue::fetch_text(&format!("http://{}/healthz", reachable(addr))).await?;

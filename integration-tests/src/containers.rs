@@ -44,8 +44,7 @@ pub const SESSION_LABEL: &str = "org.rainlogs.test-session";
 pub const SERVICES_VAR: &str = "RAINLOGS_TEST_SERVICES";
 
 pub const DEV_KEY_ID: &str = "GK0123456789abcdef01234567";
-pub const DEV_KEY_SECRET: &str =
-    "5ecdeb6e1d2f0c3b4a59687766554433221100ffeeddccbbaa99887766554433";
+pub const DEV_KEY_SECRET: &str = "5ecdeb6e1d2f0c3b4a59687766554433221100ffeeddccbbaa99887766554433";
 pub const BUCKET: &str = "rainlogs";
 /// The Garage admin API token of the test nodes (not a secret: test containers only).
 pub const GARAGE_ADMIN_TOKEN: &str = "rainlogs-test-admin-token";
@@ -111,7 +110,8 @@ pub fn docker() -> anyhow::Result<Docker> {
 pub fn session() -> &'static str {
     static SESSION: OnceLock<String> = OnceLock::new();
     static REAPER: OnceLock<Mutex<Option<ChildStdin>>> = OnceLock::new();
-    let id = SESSION.get_or_init(|| format!("rl{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
+    let id =
+        SESSION.get_or_init(|| format!("rl{}", &uuid::Uuid::new_v4().simple().to_string()[..12]));
     REAPER.get_or_init(|| Mutex::new(start_reaper(id)));
     id
 }
@@ -145,7 +145,9 @@ done
     match child {
         Ok(mut child) => child.stdin.take(),
         Err(e) => {
-            eprintln!("testcontainers: the reaper did not start ({e}); containers may outlive this run");
+            eprintln!(
+                "testcontainers: the reaper did not start ({e}); containers may outlive this run"
+            );
             None
         }
     }
@@ -221,7 +223,7 @@ async fn start() -> anyhow::Result<Services> {
         .start()
         .await?;
     let garage = start_garage_node(&GarageNodeSpec::single()).await?;
-    assign_layout(&garage.container, &[garage.id.clone()]).await?;
+    assign_layout(&garage.container, std::slice::from_ref(&garage.id)).await?;
     provision_bucket(&garage.container).await?;
 
     let pg_port = postgres.get_host_port_ipv4(5432).await?;
@@ -383,13 +385,23 @@ pub async fn assign_layout(
 pub async fn provision_bucket(node: &ContainerAsync<GenericImage>) -> anyhow::Result<()> {
     garage_cli(
         node,
-        &["key", "import", "--yes", "-n", "rainlogs-dev", DEV_KEY_ID, DEV_KEY_SECRET],
+        &[
+            "key",
+            "import",
+            "--yes",
+            "-n",
+            "rainlogs-dev",
+            DEV_KEY_ID,
+            DEV_KEY_SECRET,
+        ],
     )
     .await?;
     garage_cli(node, &["bucket", "create", BUCKET]).await?;
     garage_cli(
         node,
-        &["bucket", "allow", "--read", "--write", "--owner", BUCKET, "--key", DEV_KEY_ID],
+        &[
+            "bucket", "allow", "--read", "--write", "--owner", BUCKET, "--key", DEV_KEY_ID,
+        ],
     )
     .await?;
     Ok(())
@@ -402,7 +414,9 @@ pub async fn garage_cli(
 ) -> anyhow::Result<String> {
     let mut cmd = vec!["/garage"];
     cmd.extend_from_slice(args);
-    let mut result = container.exec(ExecCommand::new(cmd.iter().copied())).await?;
+    let mut result = container
+        .exec(ExecCommand::new(cmd.iter().copied()))
+        .await?;
     let stdout = String::from_utf8_lossy(&result.stdout_to_vec().await?).into_owned();
     let stderr = String::from_utf8_lossy(&result.stderr_to_vec().await?).into_owned();
     match result.exit_code().await? {
@@ -486,7 +500,9 @@ impl GarageCluster {
         let ids: Vec<String> = cluster.nodes.iter().map(|n| n.id.clone()).collect();
         assign_layout(&cluster.nodes[0].container, &ids).await?;
         // Writes need a quorum of replicas: wait until every node is connected.
-        cluster.wait_status("healthy", Duration::from_secs(60)).await?;
+        cluster
+            .wait_status("healthy", Duration::from_secs(60))
+            .await?;
         provision_bucket(&cluster.nodes[0].container).await?;
         Ok(cluster)
     }
@@ -556,7 +572,9 @@ impl GarageCluster {
 
     /// `docker kill` of node `i`: SIGKILL, no shutdown.
     pub async fn kill(&self, i: usize) -> anyhow::Result<()> {
-        docker_cli(&["kill", self.nodes[i].container.id()]).await.map(drop)
+        docker_cli(&["kill", self.nodes[i].container.id()])
+            .await
+            .map(drop)
     }
 
     /// Starts node `i` again (same data, same identity) after a kill.
@@ -567,15 +585,25 @@ impl GarageCluster {
 
     /// `docker network disconnect` / `connect` of node `i` on the cluster's network.
     pub async fn disconnect(&self, i: usize) -> anyhow::Result<()> {
-        docker_cli(&["network", "disconnect", &self.network, self.nodes[i].container.id()])
-            .await
-            .map(drop)
+        docker_cli(&[
+            "network",
+            "disconnect",
+            &self.network,
+            self.nodes[i].container.id(),
+        ])
+        .await
+        .map(drop)
     }
 
     pub async fn connect(&self, i: usize) -> anyhow::Result<()> {
-        docker_cli(&["network", "connect", &self.network, self.nodes[i].container.id()])
-            .await
-            .map(drop)
+        docker_cli(&[
+            "network",
+            "connect",
+            &self.network,
+            self.nodes[i].container.id(),
+        ])
+        .await
+        .map(drop)
     }
 }
 

@@ -195,7 +195,12 @@ impl Archive {
         lines(&body)
     }
 
-    pub(crate) fn get_args(&self, from: DateTime<Utc>, to: DateTime<Utc>, out: &std::path::Path) -> GetArgs {
+    pub(crate) fn get_args(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        out: &std::path::Path,
+    ) -> GetArgs {
         GetArgs {
             zone: self.zone.to_string(),
             from,

@@ -75,22 +75,56 @@ async fn compose_up_archives_the_demo_zone_and_down_removes_everything() {
     compose(&["up", "-d"]).await.expect("compose up");
     let dispatcher = compose(&["ps", "-q", "dispatcher"]).await.unwrap();
     let dispatcher = dispatcher.trim().to_owned();
-    wait_for("the dispatcher healthy", Duration::from_secs(180), || async {
-        let status = docker_cli(&["inspect", "--format", "{{.State.Health.Status}}", &dispatcher])
+    wait_for(
+        "the dispatcher healthy",
+        Duration::from_secs(180),
+        || async {
+            let status = docker_cli(&[
+                "inspect",
+                "--format",
+                "{{.State.Health.Status}}",
+                &dispatcher,
+            ])
             .await
             .ok()?;
-        (status.trim() == "healthy").then_some(())
-    })
+            (status.trim() == "healthy").then_some(())
+        },
+    )
     .await;
 
     let zone_id = uuid::Uuid::new_v4().simple().to_string();
-    compose(&["exec", "-T", "dispatcher", "rainlogs", "tenant", "add", "demo"])
-        .await
-        .expect("tenant add");
     compose(&[
-        "exec", "-T", "-e", "SIM_TOKEN=sim-token", "dispatcher", "rainlogs", "zone", "add",
-        "--tenant", "demo", "--zone-id", &zone_id, "--name", "demo.example", "--token-env",
-        "SIM_TOKEN", "--backfill-minutes", "10", "--simulator", "http://simulator:8787",
+        "exec",
+        "-T",
+        "dispatcher",
+        "rainlogs",
+        "tenant",
+        "add",
+        "demo",
+    ])
+    .await
+    .expect("tenant add");
+    compose(&[
+        "exec",
+        "-T",
+        "-e",
+        "SIM_TOKEN=sim-token",
+        "dispatcher",
+        "rainlogs",
+        "zone",
+        "add",
+        "--tenant",
+        "demo",
+        "--zone-id",
+        &zone_id,
+        "--name",
+        "demo.example",
+        "--token-env",
+        "SIM_TOKEN",
+        "--backfill-minutes",
+        "10",
+        "--simulator",
+        "http://simulator:8787",
     ])
     .await
     .expect("zone add");
@@ -121,16 +155,34 @@ async fn compose_up_archives_the_demo_zone_and_down_removes_everything() {
     .fetch_one(&db)
     .await
     .unwrap();
-    assert_eq!(archived, windows, "the simulator's zone has records every minute");
+    assert_eq!(
+        archived, windows,
+        "the simulator's zone has records every minute"
+    );
     db.close().await;
     // Verified where the keyring is: in the dispatcher's container.
-    compose(&["exec", "-T", "dispatcher", "rainlogs", "verify", "--zone", &zone_id, "--deep"])
-        .await
-        .expect("verify is clean (exit 0)");
+    compose(&[
+        "exec",
+        "-T",
+        "dispatcher",
+        "rainlogs",
+        "verify",
+        "--zone",
+        &zone_id,
+        "--deep",
+    ])
+    .await
+    .expect("verify is clean (exit 0)");
 
-    let volumes_before = docker_cli(&["volume", "ls", "-q", "--filter", &format!("label=com.docker.compose.project={}", compose_project())])
-        .await
-        .unwrap();
+    let volumes_before = docker_cli(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.compose.project={}", compose_project()),
+    ])
+    .await
+    .unwrap();
     assert_eq!(volumes_before.lines().count(), 4, "{volumes_before}");
     drop(down);
     let project = format!("label=com.docker.compose.project={}", compose_project());

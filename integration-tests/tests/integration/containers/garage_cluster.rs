@@ -49,8 +49,15 @@ async fn assert_whole(a: &Archive, windows: i64) {
          JOIN chain_links l ON l.window_id = w.id WHERE w.state = 'archived'",
     )
     .await;
-    assert_eq!(archived, windows, "every window archived, catalogued, linked");
-    assert_eq!(a.verify(true).await, Vec::new(), "deep verification is clean");
+    assert_eq!(
+        archived, windows,
+        "every window archived, catalogued, linked"
+    );
+    assert_eq!(
+        a.verify(true).await,
+        Vec::new(),
+        "deep verification is clean"
+    );
     let out = tmp("cluster.ndjson");
     let stats = logs::get(&a.env.src, &a.get_args(a.first, a.last, &out))
         .await
@@ -65,23 +72,37 @@ async fn assert_whole(a: &Archive, windows: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_mid_archive_loses_nothing_and_restore_goes_on() {
-    let cluster = GarageCluster::start(3, "consistent").await.expect("garage cluster");
+    let cluster = GarageCluster::start(3, "consistent")
+        .await
+        .expect("garage cluster");
     let mut env = env_on(&cluster).await;
     let kms = with_keyring(&mut env);
     let app = env.app.clone();
     let demo = tokio::spawn(async move { run_demo(&app, &one_zone(90, RPM)).await });
 
     wait_for("windows archiving", Duration::from_secs(120), || async {
-        (count(&env, "SELECT count(*) FROM windows WHERE state = 'archived'").await >= 3)
+        (count(
+            &env,
+            "SELECT count(*) FROM windows WHERE state = 'archived'",
+        )
+        .await
+            >= 3)
             .then_some(())
     })
     .await;
     cluster.kill(2).await.expect("docker kill");
     let (done, all) = (
-        count(&env, "SELECT count(*) FROM windows WHERE state = 'archived'").await,
+        count(
+            &env,
+            "SELECT count(*) FROM windows WHERE state = 'archived'",
+        )
+        .await,
         count(&env, "SELECT count(*) FROM windows").await,
     );
-    assert!(done < all, "the kill landed after archiving ended ({done} of {all})");
+    assert!(
+        done < all,
+        "the kill landed after archiving ended ({done} of {all})"
+    );
 
     let report = demo.await.unwrap().expect("archiving goes on");
     assert!(report.succeeded(), "{report:?}");
@@ -93,14 +114,21 @@ async fn a_node_killed_mid_archive_loses_nothing_and_restore_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_cut_off_and_reconnected_catches_up_and_verifies_clean() {
-    let cluster = GarageCluster::start(3, "degraded").await.expect("garage cluster");
+    let cluster = GarageCluster::start(3, "degraded")
+        .await
+        .expect("garage cluster");
     let mut env = env_on(&cluster).await;
     let kms = with_keyring(&mut env);
     // A first zone archived with every node, then a second one while node 2 is cut off:
     // every write of the second reaches two replicas only.
-    let first = run_demo(&env.app, &one_zone(10, RPM)).await.expect("archiving");
+    let first = run_demo(&env.app, &one_zone(10, RPM))
+        .await
+        .expect("archiving");
     assert!(first.succeeded(), "{first:?}");
-    cluster.disconnect(2).await.expect("docker network disconnect");
+    cluster
+        .disconnect(2)
+        .await
+        .expect("docker network disconnect");
     let report = run_demo(&env.app, &one_zone(30, RPM))
         .await
         .expect("archiving goes on without the node");
@@ -152,26 +180,41 @@ async fn a_node_cut_off_and_reconnected_catches_up_and_verifies_clean() {
     cluster.kill(0).await.expect("docker kill");
     cluster.kill(1).await.expect("docker kill");
     let mut alone = a.env.src.clone();
-    alone.set(S3Config::ENDPOINT, cluster.nodes[2].s3_endpoint().await.unwrap());
+    alone.set(
+        S3Config::ENDPOINT,
+        cluster.nodes[2].s3_endpoint().await.unwrap(),
+    );
     let served = a.served(a.first, a.last);
-    wait_for("the rejoined node alone restoring everything", Duration::from_secs(180), || {
-        let (alone, a, served) = (&alone, &a, &served);
-        async move {
-            let out = tmp("alone.ndjson");
-            logs::get(alone, &a.get_args(a.first, a.last, &out)).await.ok()?;
-            (lines(&std::fs::read(&out).ok()?) == *served).then_some(())
-        }
-    })
+    wait_for(
+        "the rejoined node alone restoring everything",
+        Duration::from_secs(180),
+        || {
+            let (alone, a, served) = (&alone, &a, &served);
+            async move {
+                let out = tmp("alone.ndjson");
+                logs::get(alone, &a.get_args(a.first, a.last, &out))
+                    .await
+                    .ok()?;
+                (lines(&std::fs::read(&out).ok()?) == *served).then_some(())
+            }
+        },
+    )
     .await;
     let store = ObjectStore::connect(&S3Config::from_source(&alone).unwrap()).await;
     let (_, findings) = a.verify_through(store, &a.args(true)).await;
-    assert_eq!(findings, Vec::new(), "deep verification through the rejoined node alone");
+    assert_eq!(
+        findings,
+        Vec::new(),
+        "deep verification through the rejoined node alone"
+    );
     a.env.teardown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_down_fail_writes_retryably_and_all_completes_after_recovery() {
-    let cluster = GarageCluster::start(3, "consistent").await.expect("garage cluster");
+    let cluster = GarageCluster::start(3, "consistent")
+        .await
+        .expect("garage cluster");
     // Garage notices a peer gone only after missed pings (about a minute); until then a
     // write waits for the dead replicas' answers: keep each S3 attempt short.
     let endpoint = cluster.s3_endpoint().await.expect("cluster endpoint");
@@ -188,12 +231,18 @@ async fn two_nodes_down_fail_writes_retryably_and_all_completes_after_recovery()
     let demo = tokio::spawn(async move { run_demo(&app, &one_zone(5, RPM)).await });
     // Every window's first stage writes to the bucket: each fails, is noted on its
     // window and retried — none fails for good, none is archived.
-    let noted: String = wait_for("a failed write noted on a window", Duration::from_secs(180), || async {
-        sqlx::query_scalar("SELECT last_error FROM windows WHERE last_error IS NOT NULL LIMIT 1")
+    let noted: String = wait_for(
+        "a failed write noted on a window",
+        Duration::from_secs(180),
+        || async {
+            sqlx::query_scalar(
+                "SELECT last_error FROM windows WHERE last_error IS NOT NULL LIMIT 1",
+            )
             .fetch_optional(&env.app.pool)
             .await
             .expect("windows")
-    })
+        },
+    )
     .await;
     assert!(noted.starts_with("attempt "), "{noted}");
     let nothing = [

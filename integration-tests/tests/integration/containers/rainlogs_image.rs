@@ -50,9 +50,17 @@ async fn the_rainlogs_image_archives_a_zone_reports_healthy_and_runs_as_non_root
         demo: false,
     };
     let token = SecretString::from(TOKEN.to_owned());
-    let zone = register(&env.app, &kms, &format!("image-{}", env.id), &zones, &source, &token, Utc::now())
-        .await
-        .expect("zone registered")[0];
+    let zone = register(
+        &env.app,
+        &kms,
+        &format!("image-{}", env.id),
+        &zones,
+        &source,
+        &token,
+        Utc::now(),
+    )
+    .await
+    .expect("zone registered")[0];
 
     let health_port = free_port();
     let mut request = TestImage::Rainlogs
@@ -73,7 +81,10 @@ async fn the_rainlogs_image_archives_a_zone_reports_healthy_and_runs_as_non_root
         request = request.with_env_var(key, value);
     }
     // Returns once the image's HEALTHCHECK (`rainlogs health`) has passed.
-    let container = request.start().await.expect("rainlogs run starts and turns healthy");
+    let container = request
+        .start()
+        .await
+        .expect("rainlogs run starts and turns healthy");
     let _logs = LogsOnPanic(container.id().to_owned());
 
     let health = reqwest::get(format!("http://127.0.0.1:{health_port}/healthz"))
@@ -90,7 +101,8 @@ async fn the_rainlogs_image_archives_a_zone_reports_healthy_and_runs_as_non_root
     ])
     .await
     .expect("docker inspect");
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).expect("proc status");
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).expect("proc status");
     let uid = status
         .lines()
         .find_map(|l| l.strip_prefix("Uid:"))
@@ -101,17 +113,21 @@ async fn the_rainlogs_image_archives_a_zone_reports_healthy_and_runs_as_non_root
     );
 
     let pool = &env.app.pool;
-    let windows: i64 = wait_for("the zone archived by the container", Duration::from_secs(120), || async {
-        let (all, done): (i64, i64) = sqlx::query_as(
-            "SELECT count(*), count(*) FILTER (WHERE state IN ('archived', 'empty'))
+    let windows: i64 = wait_for(
+        "the zone archived by the container",
+        Duration::from_secs(120),
+        || async {
+            let (all, done): (i64, i64) = sqlx::query_as(
+                "SELECT count(*), count(*) FILTER (WHERE state IN ('archived', 'empty'))
              FROM windows WHERE zone_id = $1",
-        )
-        .bind(zone)
-        .fetch_one(pool)
-        .await
-        .expect("windows");
-        (all >= 3 && all == done).then_some(all)
-    })
+            )
+            .bind(zone)
+            .fetch_one(pool)
+            .await
+            .expect("windows");
+            (all >= 3 && all == done).then_some(all)
+        },
+    )
     .await;
     let report = chain::verify_zone(pool, zone).await.expect("chain");
     assert!(report.is_valid(), "{report:?}");
