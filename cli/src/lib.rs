@@ -4,6 +4,7 @@
 pub mod decrypt;
 #[cfg(feature = "demo")]
 pub mod demo;
+mod health;
 pub mod kms;
 pub mod logs;
 mod probe;
@@ -41,6 +42,9 @@ pub enum Command {
     Migrate,
     /// Check configuration and that Postgres, Redis and S3 answer.
     Check,
+    /// Ask a running dispatcher on this host for its health (GET /healthz on its metrics
+    /// endpoint): exit 0 when healthy. The container image's health check.
+    Health(health::HealthArgs),
     /// Run the dispatcher until SIGINT/SIGTERM (invoker, queues, limits: RAINLOGS_* settings).
     Run {
         /// Queues to consume, comma-separated (overrides RAINLOGS_QUEUES).
@@ -104,6 +108,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("postgres, redis and s3 answer; configuration is valid");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Health(args) => health::run(&src, &args).await,
         Command::Run { queues } => run::run(&src, queues).await,
         Command::Queue(args) => queue::run(&src, args).await,
         Command::Probe(args) => {

@@ -238,14 +238,14 @@ pub fn stats_table(all: &[QueueStats]) -> String {
     out
 }
 
-/// GETs a metrics endpoint over plain HTTP.
-async fn fetch_text(url: &str) -> anyhow::Result<String> {
+/// GETs a dispatcher's endpoint over plain HTTP (`queue stats --from`, `rainlogs health`).
+pub(crate) async fn fetch_text(url: &str) -> anyhow::Result<String> {
     use http_body_util::BodyExt;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
     let uri: hyper::Uri = url
         .parse()
-        .with_context(|| format!("--from {url:?} is not a URL"))?;
+        .with_context(|| format!("{url:?} is not a URL"))?;
     let resp = tokio::time::timeout(std::time::Duration::from_secs(10), client.get(uri))
         .await
         .with_context(|| format!("{url}: no answer within 10 s"))?

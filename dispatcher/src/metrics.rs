@@ -1,4 +1,5 @@
-//! Prometheus metrics of one dispatcher process, and the HTTP endpoint serving them.
+//! Prometheus metrics of one dispatcher process, and the HTTP endpoint serving them
+//! (`/metrics`) with the process's health (`/healthz`, for container health checks).
 //!
 //! Counters and the enqueue-to-start histogram are this process's own (Prometheus
 //! sums them across dispatchers); queue depth is read from Redis at scrape time, so
@@ -9,6 +10,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus::{
@@ -140,7 +142,8 @@ impl Metrics {
         String::from_utf8_lossy(&buf).into_owned()
     }
 
-    /// Serves `GET /metrics` on `addr` until `shutdown` fires; returns the bound address.
+    /// Serves `GET /metrics` and `GET /healthz` on `addr` until `shutdown` fires;
+    /// returns the bound address.
     pub async fn serve(
         self,
         queue: Queue,
@@ -152,9 +155,19 @@ impl Metrics {
         let state = Arc::new((self, queue));
         let app = axum::Router::new()
             .route("/metrics", get(metrics_handler))
+            .route("/healthz", get(health_handler))
             .with_state(state);
         crate::serve::spawn_until_shutdown(listener, app, shutdown, "metrics server");
         Ok(bound)
+    }
+}
+
+/// 200 `ok` while this process serves and Redis — where its work comes from — answers;
+/// 503 naming the failure otherwise.
+async fn health_handler(State(state): State<Arc<(Metrics, Queue)>>) -> impl IntoResponse {
+    match state.1.known_queues().await {
+        Ok(_) => (StatusCode::OK, "ok\n".to_owned()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("redis: {e}\n")),
     }
 }
 

@@ -5,6 +5,7 @@
 #   bash infra/local/stack.sh down     stop only what `up` started
 #   bash infra/local/stack.sh status   show each service and who runs it
 #   bash infra/local/stack.sh env      print the endpoints as shell exports
+#   bash infra/local/stack.sh garage-bin   build Garage once (if not cached) and print its path
 #
 # Settings (all optional): RAINLOGS_DATABASE_URL or RAINLOGS_PG_SERVER_URL, RAINLOGS_REDIS_URL,
 # RAINLOGS_S3_BUCKET, RAINLOGS_GARAGE_{S3,RPC,ADMIN}_PORT, RAINLOGS_GARAGE_EXTERNAL=1 (use a
@@ -341,5 +342,6 @@ case "${1:-}" in
   down) cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+  garage-bin) garage_install; echo "$GARAGE_BIN" ;;
+  *) echo "usage: $0 up|down|status|env|garage-bin" >&2; exit 2 ;;
 esac

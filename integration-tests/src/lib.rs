@@ -2,8 +2,8 @@
 //!
 //! Endpoints come from the `RAINLOGS_*` variables or the env file written by
 //! `infra/local/stack.sh env` (found by walking up from the crate). With the
-//! `containers` feature and no endpoints configured, testcontainers starts the three
-//! services instead (see [`containers`]).
+//! `containers` feature, testcontainers starts the three services instead when
+//! `RAINLOGS_TEST_SERVICES=containers` or no endpoints are configured (see [`containers`]).
 //!
 //! Every [`TestEnv`] gets its own database (created fresh and migrated), its own Redis
 //! key prefix and its own object-key prefix in the bucket, so tests run in parallel
@@ -26,14 +26,18 @@ use uuid::Uuid;
 /// Prefix of every per-test database name; `infra/test.sh` drops leftovers.
 pub const TEST_DB_PREFIX: &str = "rl_test_";
 
-/// Base configuration for tests: the environment / env file, or containers.
+/// Base configuration for tests: the environment / env file, or containers (with the
+/// `containers` feature: when `RAINLOGS_TEST_SERVICES=containers`, or when nothing is
+/// configured).
 pub async fn base_source() -> ConfigSource {
     let src = ConfigSource::from_env().expect("env file readable");
-    if src.get(DatabaseConfig::URL).is_some() {
-        return src;
-    }
     #[cfg(feature = "containers")]
-    if let Some(src) = containers::start_if_docker().await {
+    if containers::forced() || src.get(DatabaseConfig::URL).is_none() {
+        return containers::services(src)
+            .await
+            .unwrap_or_else(|e| panic!("test services in containers: {e}"));
+    }
+    if src.get(DatabaseConfig::URL).is_some() {
         return src;
     }
     panic!(
@@ -59,7 +63,20 @@ impl TestEnv {
 
     /// Like [`TestEnv::new`], optionally leaving the database empty (migration tests).
     pub async fn with_migrations(migrate: bool) -> Self {
-        let base = base_source().await;
+        Self::build(migrate, &[]).await
+    }
+
+    /// Like [`TestEnv::new`], with some settings replaced before connecting — e.g. the
+    /// S3 endpoint of a Garage cluster a test runs itself.
+    pub async fn with_overrides(overrides: &[(&str, String)]) -> Self {
+        Self::build(true, overrides).await
+    }
+
+    async fn build(migrate: bool, overrides: &[(&str, String)]) -> Self {
+        let mut base = base_source().await;
+        for (key, value) in overrides {
+            base.set(*key, value.clone());
+        }
         let id = Uuid::new_v4().simple().to_string();
         let admin_url = base
             .get(DatabaseConfig::URL)

@@ -1,6 +1,8 @@
 //! The integration-tests tests as one test binary (linking sqlx and the AWS SDK once, not once a
 //! file); each module is one former test file.
 
+#[cfg(feature = "containers")]
+mod containers;
 mod demo;
 mod isolation;
 mod kms_cli;

@@ -21,6 +21,7 @@ use rainlogs_archive::verify::{Finding, Verifier};
 use rainlogs_cli::demo::{run_demo, DemoOptions, DemoReport};
 use rainlogs_cli::logs::{self, GetArgs};
 use rainlogs_cli::verify::{self, VerifyArgs};
+use rainlogs_core::storage::ObjectStore;
 use rainlogs_integration_tests::TestEnv;
 use rainlogs_kms::{KmsService, MasterKeyring};
 use rainlogs_logpull_sim::{Generator, Selection, TimestampFormat, ZoneVolume, DEFAULT_FIELDS};
@@ -31,17 +32,17 @@ const MASTER: &str = "1:56565656565656565656565656565656565656565656565656565656
 /// The demo's simulator seed (`rainlogs demo` serves the same logs on every run).
 const SEED: u64 = 42;
 
-struct Archive {
-    env: TestEnv,
-    kms: KmsService,
-    zone: Uuid,
-    tenant: Uuid,
-    cf: String,
-    name: String,
-    rpm: u64,
+pub(crate) struct Archive {
+    pub(crate) env: TestEnv,
+    pub(crate) kms: KmsService,
+    pub(crate) zone: Uuid,
+    pub(crate) tenant: Uuid,
+    pub(crate) cf: String,
+    pub(crate) name: String,
+    pub(crate) rpm: u64,
     /// First window start and last window end of the zone.
-    first: DateTime<Utc>,
-    last: DateTime<Utc>,
+    pub(crate) first: DateTime<Utc>,
+    pub(crate) last: DateTime<Utc>,
 }
 
 /// One archived window of the zone: id, key, seq, in chain order.
@@ -52,44 +53,63 @@ struct Archived {
     seq: i64,
 }
 
-/// Archives `minutes` of one simulated zone with `rpm` records a minute.
-async fn archive(minutes: i64, rpm: u64) -> Archive {
-    let mut env = TestEnv::new().await;
+/// Gives `env` this module's master keyring (for the kms and for commands run on its
+/// configuration); returns the kms.
+pub(crate) fn with_keyring(env: &mut TestEnv) -> KmsService {
     let keyring = MasterKeyring::parse(MASTER, None).expect("keyring");
     let kms = KmsService::new(env.app.pool.clone(), keyring, "verify-test");
     env.app.kms = Some(kms.clone());
     env.src.set("RAINLOGS_MASTER_KEYS", MASTER);
+    kms
+}
+
+/// The demo machinery archiving `minutes` of one simulated zone with `rpm` records a minute.
+pub(crate) fn one_zone(minutes: i64, rpm: u64) -> DemoOptions {
     let mut opts = DemoOptions::new(minutes, Duration::from_secs(600));
     opts.zones = vec![("restore.example".into(), rpm)];
-    let report: DemoReport = run_demo(&env.app, &opts).await.expect("demo runs");
+    opts
+}
+
+/// Archives `minutes` of one simulated zone with `rpm` records a minute.
+async fn archive(minutes: i64, rpm: u64) -> Archive {
+    let mut env = TestEnv::new().await;
+    let kms = with_keyring(&mut env);
+    let report: DemoReport = run_demo(&env.app, &one_zone(minutes, rpm))
+        .await
+        .expect("demo runs");
     assert!(report.succeeded(), "{report:?}");
-    let zone = report.zones[0].zone_id;
-    let (tenant, cf, name): (Uuid, String, String) =
-        sqlx::query_as("SELECT tenant_id, cf_zone_id, name FROM zones WHERE id = $1")
-            .bind(zone)
-            .fetch_one(&env.app.pool)
-            .await
-            .unwrap();
-    let (first, last): (DateTime<Utc>, DateTime<Utc>) =
-        sqlx::query_as("SELECT min(start_at), max(end_at) FROM windows WHERE zone_id = $1")
-            .bind(zone)
-            .fetch_one(&env.app.pool)
-            .await
-            .unwrap();
-    Archive {
-        env,
-        kms,
-        zone,
-        tenant,
-        cf,
-        name,
-        rpm,
-        first,
-        last,
-    }
+    Archive::of(env, kms, &report, rpm).await
 }
 
 impl Archive {
+    /// The archive of `report`'s (only) zone, made on `env` with `kms`.
+    pub(crate) async fn of(env: TestEnv, kms: KmsService, report: &DemoReport, rpm: u64) -> Self {
+        let zone = report.zones[0].zone_id;
+        let (tenant, cf, name): (Uuid, String, String) =
+            sqlx::query_as("SELECT tenant_id, cf_zone_id, name FROM zones WHERE id = $1")
+                .bind(zone)
+                .fetch_one(&env.app.pool)
+                .await
+                .unwrap();
+        let (first, last): (DateTime<Utc>, DateTime<Utc>) =
+            sqlx::query_as("SELECT min(start_at), max(end_at) FROM windows WHERE zone_id = $1")
+                .bind(zone)
+                .fetch_one(&env.app.pool)
+                .await
+                .unwrap();
+        Archive {
+            env,
+            kms,
+            zone,
+            tenant,
+            cf,
+            name,
+            rpm,
+            first,
+            last,
+        }
+    }
+
     async fn archived(&self) -> Vec<Archived> {
         let rows: Vec<(i64, String, i64)> = sqlx::query_as(
             "SELECT w.id, a.object_key, l.seq FROM windows w
@@ -110,7 +130,7 @@ impl Archive {
             .collect()
     }
 
-    fn args(&self, deep: bool) -> VerifyArgs {
+    pub(crate) fn args(&self, deep: bool) -> VerifyArgs {
         VerifyArgs {
             tenant: None,
             zone: Some(self.zone.to_string()),
@@ -125,9 +145,18 @@ impl Archive {
     }
 
     async fn verify_with(&self, args: &VerifyArgs) -> (Outcome, Vec<Finding>) {
+        self.verify_through(self.env.app.store.clone(), args).await
+    }
+
+    /// Verifies reading the objects through `store` (another S3 endpoint of the bucket).
+    pub(crate) async fn verify_through(
+        &self,
+        store: ObjectStore,
+        args: &VerifyArgs,
+    ) -> (Outcome, Vec<Finding>) {
         let verifier = Verifier {
             pool: self.env.app.pool.clone(),
-            store: self.env.app.store.clone(),
+            store,
             kms: Some(Arc::new(self.kms.clone()) as Arc<dyn Kms>),
             concurrency: 4,
         };
@@ -142,12 +171,12 @@ impl Archive {
         (outcome, findings)
     }
 
-    async fn verify(&self, deep: bool) -> Vec<Finding> {
+    pub(crate) async fn verify(&self, deep: bool) -> Vec<Finding> {
         self.verify_with(&self.args(deep)).await.1
     }
 
     /// What the simulator serves for this zone over `[from, to)`, as lines.
-    fn served(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<String> {
+    pub(crate) fn served(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<String> {
         let body = Generator::new(SEED).window_body(
             &self.cf,
             ZoneVolume {
@@ -166,7 +195,12 @@ impl Archive {
         lines(&body)
     }
 
-    fn get_args(&self, from: DateTime<Utc>, to: DateTime<Utc>, out: &std::path::Path) -> GetArgs {
+    pub(crate) fn get_args(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        out: &std::path::Path,
+    ) -> GetArgs {
         GetArgs {
             zone: self.zone.to_string(),
             from,
@@ -193,7 +227,7 @@ type LinkRow = (
     i64,
 );
 
-fn lines(bytes: &[u8]) -> Vec<String> {
+pub(crate) fn lines(bytes: &[u8]) -> Vec<String> {
     String::from_utf8(bytes.to_vec())
         .expect("utf-8 NDJSON")
         .lines()
@@ -201,7 +235,7 @@ fn lines(bytes: &[u8]) -> Vec<String> {
         .collect()
 }
 
-fn tmp(name: &str) -> std::path::PathBuf {
+pub(crate) fn tmp(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("rl-verify-restore-{}", Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
