@@ -4,6 +4,7 @@
 mod cli_config;
 mod dispatcher_ops;
 mod receiver_kill;
+mod receiver_lambda;
 mod run_e2e;
 mod run_without_keyring;
 mod shim_stage_binary;

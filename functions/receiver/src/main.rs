@@ -2,6 +2,8 @@
 //! `RAINLOGS_RECEIVER_LISTEN` (default 127.0.0.1:8787) — over HTTPS when
 //! `RAINLOGS_RECEIVER_TLS_CERT` and `RAINLOGS_RECEIVER_TLS_KEY` name a PEM chain and
 //! key, else plain HTTP (only behind a TLS-terminating proxy: Logpush pushes to HTTPS).
+//! Under a Lambda runtime (`AWS_LAMBDA_RUNTIME_API` set) it serves invocations from a
+//! function URL, API Gateway or an ALB instead (`lambda` module).
 
 use std::path::Path;
 
@@ -30,6 +32,14 @@ async fn serve_from_env() -> anyhow::Result<()> {
         _ => anyhow::bail!("set both {TLS_CERT_VAR} and {TLS_KEY_VAR}, or neither"),
     };
     let receiver = Receiver::from_config(&src).await?;
+    if src.get("AWS_LAMBDA_RUNTIME_API").is_some() {
+        // Under a Lambda runtime (function URL, API Gateway, ALB): one request per
+        // invocation, the same router.
+        tracing::info!("receiver serving Lambda invocations");
+        return rainlogs_receiver::lambda::run(receiver)
+            .await
+            .map_err(|e| anyhow::anyhow!("lambda runtime: {e}"));
+    }
     let addr = src.get(LISTEN_VAR).unwrap_or("127.0.0.1:8787").to_owned();
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!(%addr, tls = tls.is_some(), "receiver listening");
