@@ -35,6 +35,8 @@ pub struct App {
     pub fetch_split: rainlogs_fetch::SplitPolicy,
     /// How far behind now the scheduler plans (`RAINLOGS_PLAN_MARGIN_SECS`).
     pub plan: rainlogs_archive::ledger::PlanPolicy,
+    /// Hybrid zones' Logpull repair (`RAINLOGS_REPAIR_LAG_SECS`).
+    pub repair: rainlogs_archive::repair::RepairPolicy,
 }
 
 impl App {
@@ -68,6 +70,7 @@ impl App {
             cloudflare,
             fetch_split: rainlogs_fetch::SplitPolicy::from_source(src)?,
             plan: rainlogs_archive::ledger::PlanPolicy::from_source(src)?,
+            repair: rainlogs_archive::repair::RepairPolicy::from_source(src)?,
             queue: Queue::new(conn, redis.key_prefix)
                 .with_client(client)
                 .with_dead_letters(crate::queue::DeadLetterPolicy::from_source(src)?),

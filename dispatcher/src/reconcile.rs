@@ -174,6 +174,27 @@ pub async fn enqueue_pushed(app: &App) -> Result<PassReport, ReconcileError> {
     Ok(report)
 }
 
+/// Plans every hybrid zone's Logpull repair windows (`repair::plan_repairs`: slots
+/// push delivered nothing for) and enqueues their fetches.
+pub async fn plan_repairs_and_enqueue(
+    app: &App,
+    now: DateTime<Utc>,
+) -> Result<PassReport, ReconcileError> {
+    let mut report = PassReport::default();
+    for zone in rainlogs_archive::repair::hybrid_zones(&app.pool).await? {
+        let ids = rainlogs_archive::repair::plan_repairs(&app.pool, zone, now, &app.repair).await?;
+        report.planned += ids.len() as u64;
+        for chunk in ids.chunks(BATCH as usize) {
+            let specs: Vec<TaskSpec> = chunk
+                .iter()
+                .map(|&window_id| WindowTask { window_id }.spec(kinds::FETCH_WINDOW))
+                .collect();
+            report.count(&app.queue.enqueue_many(specs).await?);
+        }
+    }
+    Ok(report)
+}
+
 /// Enqueues `fetch.window` for these windows now (windows re-planned by `rainlogs zone
 /// retry-failed`), in batches; duplicates are absorbed by the idempotency keys. Without
 /// it the reconciler sends them once they are `RAINLOGS_RECONCILE_AFTER_MS` old.
@@ -278,6 +299,13 @@ pub async fn run_loop(app: App, cfg: SchedulerConfig, mut shutdown: watch::Recei
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(code = e.code(), error = %e, "scheduler pass failed"),
+        }
+        match plan_repairs_and_enqueue(&app, Utc::now()).await {
+            Ok(r) if r.planned > 0 => {
+                tracing::info!(planned = r.planned, "hybrid zones: push gaps sent to Logpull")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(code = e.code(), error = %e, "repair pass failed"),
         }
         match enqueue_pushed(&app).await {
             Ok(r) if r.enqueued > 0 => {

@@ -823,3 +823,173 @@ async fn spooled_objects_larger_than_a_part_go_up_in_parts_intact() {
     assert!(!path.exists(), "spool file removed");
     env.teardown().await;
 }
+
+/// Runs `spec` and every follow-up task to the end.
+async fn run_through(stages: &Stages, spec: TaskSpec) {
+    let mut todo = vec![spec];
+    while let Some(spec) = todo.pop() {
+        let out = stages.run(spec).await.expect("stage succeeds");
+        todo.extend(out.next);
+    }
+}
+
+/// RayIDs of NDJSON lines.
+fn ray_ids(ndjson: &[u8]) -> Vec<String> {
+    let mut ids: Vec<String> = String::from_utf8_lossy(ndjson)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["RayID"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn hybrid_repair_fills_a_push_gap_from_logpull_and_restores_each_record_once() {
+    use rainlogs_archive::catalog::zone::{set_mode, ZoneMode};
+    use rainlogs_archive::repair::{plan_repairs, RepairPolicy};
+    use rainlogs_logpull_sim::{Generator, Selection, TimestampFormat, DEFAULT_FIELDS};
+
+    let env = TestEnv::new().await;
+    let stages = Stages::new(&env).await;
+    let z = zone(&env, &stages, TOKEN).await;
+    let pool = &env.app.pool;
+    set_mode(pool, &z.id.to_string(), ZoneMode::Hybrid, "test")
+        .await
+        .unwrap();
+    let dest = rainlogs_archive::push::create_destination(pool, z.id, "http_requests")
+        .await
+        .unwrap();
+    // Logpush has been on for an hour.
+    sqlx::query("UPDATE push_destinations SET created_at = now() - interval '1 hour'")
+        .execute(pool)
+        .await
+        .unwrap();
+    let secret = secrecy::ExposeSecret::expose_secret(&dest.secret).to_owned();
+    let receiver = rainlogs_receiver::Receiver::new(
+        pool.clone(),
+        env.app.store.clone(),
+        stages.kms.clone(),
+        rainlogs_receiver::ReceiverLimits::default(),
+    );
+    let server = crate::push::serve(receiver).await;
+    let url = format!("{}/push/{}", server.base, dest.destination.id);
+    let served = |from: DateTime<Utc>, to: DateTime<Utc>| {
+        Generator::new(7).window_body(
+            &z.cf,
+            ZoneVolume {
+                records_per_minute: 300,
+                empty_ratio: 0.0,
+            },
+            &Selection {
+                start_ns: from.timestamp_nanos_opt().unwrap(),
+                end_ns: to.timestamp_nanos_opt().unwrap(),
+                fields: DEFAULT_FIELDS.to_vec(),
+                timestamps: TimestampFormat::UnixNano,
+                count: None,
+                sample: None,
+            },
+        )
+    };
+    let now = Utc::now();
+    let base = now.duration_trunc(TimeDelta::minutes(1)).unwrap() - TimeDelta::minutes(50);
+    let minute = |k: i64| base + TimeDelta::minutes(k);
+    // Push delivers minutes 0-4 and 6-9; minute 5's batch is lost.
+    for (a, b) in [(0, 5), (6, 10)] {
+        let body = served(minute(a), minute(b));
+        let resp = crate::push::post(&url, crate::push::bearer(&secret), crate::push::gzip(&body, 6)).await;
+        assert_eq!(resp.status(), 200);
+    }
+
+    // The repair plans Logpull windows for the slots push left empty — minute 5 among
+    // them — and none for a pushed minute; a second pass plans nothing more.
+    let policy = RepairPolicy::default();
+    let planned = plan_repairs(pool, z.id, now, &policy).await.unwrap();
+    let spans: Vec<(DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT start_at, end_at FROM windows WHERE id = ANY($1) ORDER BY start_at",
+    )
+    .bind(&planned)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert!(spans.contains(&(minute(5), minute(6))), "{spans:?}");
+    for k in (0..5).chain(6..10) {
+        assert!(
+            !spans.iter().any(|(s, e)| *s < minute(k + 1) && *e > minute(k)),
+            "pushed minute {k} planned for repair: {spans:?}"
+        );
+    }
+    assert!(spans.iter().all(|(_, e)| *e <= now - policy.lag));
+    assert!(plan_repairs(pool, z.id, now, &policy).await.unwrap().is_empty());
+
+    // Everything is archived: the repairs through fetch, the batches from staging.
+    for id in &planned {
+        run_through(&stages, spec(kinds::FETCH_WINDOW, *id)).await;
+    }
+    let batches: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM windows WHERE zone_id = $1 AND batch_id IS NOT NULL")
+            .bind(z.id)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    for id in &batches {
+        run_through(&stages, spec(kinds::ENCRYPT_WINDOW, *id)).await;
+    }
+
+    // Minute 5's batch arrives after all, late: archived, but not restored twice.
+    let late = served(minute(5), minute(6));
+    let resp = crate::push::post(&url, crate::push::bearer(&secret), crate::push::gzip(&late, 6)).await;
+    assert_eq!(resp.status(), 200);
+    let late_window: i64 = sqlx::query_scalar(
+        "SELECT id FROM windows WHERE zone_id = $1 AND batch_id IS NOT NULL AND state = 'staged'",
+    )
+    .bind(z.id)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    run_through(&stages, spec(kinds::ENCRYPT_WINDOW, late_window)).await;
+    drop(server);
+
+    let source = rainlogs_archive::restore::Source::Catalog {
+        pool: pool.clone(),
+        store: env.app.store.clone(),
+        kms: stages.kms.clone(),
+    };
+    let req = rainlogs_archive::restore::Request {
+        zone: z.id.to_string(),
+        tenant: None,
+        from: minute(0),
+        to: minute(10),
+        filters: Vec::new(),
+        max_window_bytes: 64 << 20,
+        dataset: "http_requests".into(),
+    };
+    #[derive(Clone, Default)]
+    struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, d: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(d);
+            Ok(d.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    struct Quiet;
+    impl rainlogs_archive::restore::Observer for Quiet {
+        fn warn(&mut self, _: &str) {}
+    }
+    let out = Buf::default();
+    let (_, stats) = rainlogs_archive::restore::restore(&source, &req, Box::new(out.clone()), &mut Quiet)
+        .await
+        .expect("restore");
+    let restored = ray_ids(&out.0.lock().unwrap());
+    assert_eq!(restored, ray_ids(&served(minute(0), minute(10))), "each record once");
+    assert_eq!(stats.superseded_records, 300, "the late batch's records, once each");
+    let report = chain::verify_zone(pool, z.id).await.unwrap();
+    assert!(report.is_valid(), "{report:?}");
+    env.teardown().await;
+}

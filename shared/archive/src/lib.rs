@@ -24,5 +24,6 @@ pub mod endpoint;
 pub mod ledger;
 pub mod pipeline;
 pub mod push;
+pub mod repair;
 pub mod restore;
 pub mod verify;

@@ -233,6 +233,10 @@ pub struct Stats {
     pub gaps: u64,
     /// Windows larger than the buffer, verified then streamed.
     pub two_pass_windows: u64,
+    /// Pushed records not written because an archived pulled window (a Logpull repair)
+    /// holds their time: Logpull serves every record of its span, so each is out once
+    /// (docs/INGEST.md, "Hybrid repair").
+    pub superseded_records: u64,
 }
 
 /// Warnings (gaps) and progress, reported on the side of the data.
@@ -267,6 +271,10 @@ struct LineSink {
     line_no: u64,
     /// Why the sink refused a write (the opener only sees an I/O error).
     failure: Arc<Mutex<Option<SinkFailure>>>,
+    /// Spans (ns) whose records this window must not write: a pushed batch's records in
+    /// the time of an archived pulled window.
+    exclude: Vec<(i64, i64)>,
+    superseded: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -278,7 +286,7 @@ enum SinkFailure {
 
 impl LineSink {
     fn parses(&self) -> bool {
-        self.trim.is_some() || !self.filters.is_empty()
+        self.trim.is_some() || !self.filters.is_empty() || !self.exclude.is_empty()
     }
 
     fn fail(&self, why: SinkFailure) -> std::io::Error {
@@ -322,8 +330,19 @@ impl LineSink {
             }
             return Ok(());
         };
+        let time = if self.trim.is_some() || !self.exclude.is_empty() {
+            record_time_ns(&record)
+        } else {
+            None
+        };
+        if let Some(t) = time {
+            if self.exclude.iter().any(|&(a, b)| t >= a && t < b) {
+                self.superseded += 1;
+                return Ok(());
+            }
+        }
         if let Some((from, to)) = self.trim {
-            match record_time_ns(&record) {
+            match time {
                 Some(t) if t < from || t >= to => return Ok(()),
                 Some(_) => {}
                 None => self.untimed += 1,
@@ -390,6 +409,8 @@ struct Target {
     key: String,
     /// From the catalog; `None` offline.
     catalog: Option<Catalog>,
+    /// A pushed batch (its records may be superseded by a pulled window).
+    batch: bool,
 }
 
 /// What the catalog records about an object: object SHA-256 and size, plaintext
@@ -413,6 +434,7 @@ impl Target {
             context: row.context(),
             key: row.object_key.clone()?,
             catalog: Some(catalog),
+            batch: row.batch_id.is_some(),
         })
     }
 
@@ -465,6 +487,7 @@ pub async fn restore(
         filters: Arc::new(req.filters.clone()),
         out: Some(out),
         stats: Stats::default(),
+        authoritative: Vec::new(),
     };
     match source {
         Source::Catalog { pool, store, kms } => {
@@ -488,6 +511,9 @@ struct Run<'a> {
     filters: Arc<Vec<Filter>>,
     out: Option<Box<dyn Write + Send>>,
     stats: Stats,
+    /// Archived pulled windows (ns spans, by start) of a zone that also has pushed
+    /// batches: they are authoritative for their time.
+    authoritative: Vec<(i64, i64)>,
 }
 
 fn ns(t: DateTime<Utc>) -> i64 {
@@ -530,6 +556,23 @@ impl Run<'_> {
         // pushed batches do not (docs/INGEST.md), so push and hybrid zones get no gap
         // warnings from here.
         let tiles = verify::zone_mode(pool, zone).await? == "pull";
+        if !tiles {
+            // A zone with pushed batches may also have pulled windows (hybrid repair, or
+            // time pulled before a switch): those hold every record of their span.
+            let spans: Vec<(DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+                "SELECT start_at, end_at FROM windows
+                 WHERE zone_id = $1 AND batch_id IS NULL AND state = 'archived'
+                   AND end_at > $2 AND start_at < $3
+                 ORDER BY start_at",
+            )
+            .bind(zone)
+            .bind(self.req.from)
+            .bind(self.req.to)
+            .fetch_all(pool)
+            .await
+            .map_err(RestoreError::operational)?;
+            self.authoritative = spans.into_iter().map(|(a, b)| (ns(a), ns(b))).collect();
+        }
         let mut walk = CoverageWalk::new(self.req.from, self.req.to);
         let mut spans = Vec::new();
         let mut after = None;
@@ -683,6 +726,8 @@ impl Run<'_> {
                         },
                         key: object.key,
                         catalog: None,
+                        // Offline nothing says which pulled windows are archived.
+                        batch: false,
                     };
                     self.window(store, kms, &target).await?;
                     observer.progress(&self.stats);
@@ -725,6 +770,20 @@ impl Run<'_> {
             malformed: 0,
             line_no: 0,
             failure: failure.clone(),
+            exclude: if target.batch {
+                let (a, b) = (
+                    ns(target.context.window_start),
+                    ns(target.context.window_end),
+                );
+                self.authoritative
+                    .iter()
+                    .copied()
+                    .filter(|&(s, e)| s < b && e > a)
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            superseded: 0,
         };
         (sink, failure)
     }
@@ -798,6 +857,7 @@ impl Run<'_> {
         };
         self.stats.bytes_out += sink.bytes_out;
         self.stats.untimed_records += sink.untimed;
+        self.stats.superseded_records += sink.superseded;
         self.stats.malformed_lines += sink.malformed;
     }
 
@@ -947,6 +1007,8 @@ mod tests {
             malformed: 0,
             line_no: 0,
             failure: failure.clone(),
+            exclude: Vec::new(),
+            superseded: 0,
         };
         let data = b"{\"a\":1,\"EdgeEndTimestamp\":5}\n{\"a\":1,\"EdgeEndTimestamp\":15}\n{\"a\":2,\"EdgeEndTimestamp\":15}\n{\"a\":1}";
         sink.write_all(&data[..20]).unwrap();
@@ -988,6 +1050,8 @@ mod tests {
                 malformed: 0,
                 line_no: 0,
                 failure: Arc::new(Mutex::new(None)),
+                exclude: Vec::new(),
+                superseded: 0,
             };
             let data = b"{\"a\":1,\"EdgeEndTimestamp\":15}\nnot json {\n{\"a\":1,\"EdgeEndTimestamp\":16}\n";
             sink.write_all(data)
@@ -1009,5 +1073,37 @@ mod tests {
         let (out, malformed, n) = run(vec!["a=1".parse().unwrap()]);
         assert_eq!((malformed, n), (1, 2));
         assert!(!out.contains("not json"), "{out}");
+    }
+
+    #[test]
+    fn records_in_an_authoritative_span_are_superseded_not_written() {
+        let mut sink = LineSink {
+            trim: None,
+            filters: Arc::new(Vec::new()),
+            partial: Vec::new(),
+            out: SinkOut::Buffer {
+                buf: Vec::new(),
+                limit: 1 << 20,
+            },
+            records_out: 0,
+            bytes_out: 0,
+            untimed: 0,
+            malformed: 0,
+            line_no: 0,
+            failure: Arc::new(Mutex::new(None)),
+            exclude: vec![(10_000_000_000, 20_000_000_000)],
+            superseded: 0,
+        };
+        let data = b"{\"r\":1,\"EdgeEndTimestamp\":5}\n{\"r\":2,\"EdgeEndTimestamp\":15}\n{\"r\":3}\n";
+        sink.write_all(data).unwrap();
+        sink.finish().unwrap();
+        assert_eq!(sink.superseded, 1);
+        let SinkOut::Buffer { buf, .. } = &sink.out else {
+            panic!("buffer")
+        };
+        assert_eq!(
+            buf.as_slice(),
+            b"{\"r\":1,\"EdgeEndTimestamp\":5}\n{\"r\":3}\n".as_slice()
+        );
     }
 }
