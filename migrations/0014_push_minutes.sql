@@ -6,8 +6,9 @@ CREATE TABLE push_minutes (
     zone_id  uuid NOT NULL REFERENCES zones (id),
     dataset  text NOT NULL,
     minute   timestamptz NOT NULL CHECK (extract(second FROM minute) = 0),
-    -- Records whose edge start time is in [minute, minute + 1 min), over all accepted
-    -- batches (re-deliveries are not counted twice: they are not accepted twice).
+    -- Records whose edge time (EdgeEndTimestamp, else the start: what Logpull selects
+    -- by) is in [minute, minute + 1 min), over all accepted batches (re-deliveries are
+    -- not counted twice: they are not accepted twice).
     records  bigint NOT NULL CHECK (records > 0),
     batches  integer NOT NULL CHECK (batches > 0),
     PRIMARY KEY (zone_id, dataset, minute)

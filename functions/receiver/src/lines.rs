@@ -69,7 +69,7 @@ pub struct LineChecker {
     /// The first bytes of the stream, to recognise the validation upload.
     head: Vec<u8>,
     pub total: u64,
-    /// Records per minute of edge (start) time: push coverage (docs/INGEST.md). At most
+    /// Records per minute of edge time (end, else start): push coverage (docs/INGEST.md). At most
     /// [`MAX_MINUTES`] distinct minutes are kept; records beyond are counted in
     /// `minutes_overflow` (a batch spans a few minutes: only a malformed one gets there).
     pub minutes: BTreeMap<i64, u64>,
@@ -177,7 +177,12 @@ impl LineChecker {
                 let end = t.edge_end.as_ref().and_then(Stamp::instant).or(start);
                 if let Some(s) = start {
                     self.first_edge = Some(self.first_edge.map_or(s, |f| f.min(s)));
-                    let minute = s.timestamp().div_euclid(60);
+                }
+                // A record's minute is that of its end time (else its start): the time
+                // Logpull selects windows by and restore trims by, so that push coverage
+                // and a Logpull repair window speak of the same records.
+                if let Some(t) = end {
+                    let minute = t.timestamp().div_euclid(60);
                     let room = self.minutes.len() < MAX_MINUTES;
                     match self.minutes.get_mut(&minute) {
                         Some(n) => *n += 1,
