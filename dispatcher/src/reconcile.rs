@@ -302,7 +302,10 @@ pub async fn run_loop(app: App, cfg: SchedulerConfig, mut shutdown: watch::Recei
         }
         match plan_repairs_and_enqueue(&app, Utc::now()).await {
             Ok(r) if r.planned > 0 => {
-                tracing::info!(planned = r.planned, "hybrid zones: push gaps sent to Logpull")
+                tracing::info!(
+                    planned = r.planned,
+                    "hybrid zones: push gaps sent to Logpull"
+                )
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(code = e.code(), error = %e, "repair pass failed"),

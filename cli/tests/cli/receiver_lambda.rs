@@ -43,14 +43,25 @@ async fn next(State(rt): State<Shared>) -> impl IntoResponse {
     loop {
         if let Some((id, event)) = rt.lock().unwrap().events.pop_front() {
             let mut headers = HeaderMap::new();
-            headers.insert("lambda-runtime-aws-request-id", HeaderValue::from_str(&id).unwrap());
+            headers.insert(
+                "lambda-runtime-aws-request-id",
+                HeaderValue::from_str(&id).unwrap(),
+            );
             let deadline = (Utc::now().timestamp_millis() + 60_000).to_string();
-            headers.insert("lambda-runtime-deadline-ms", HeaderValue::from_str(&deadline).unwrap());
+            headers.insert(
+                "lambda-runtime-deadline-ms",
+                HeaderValue::from_str(&deadline).unwrap(),
+            );
             headers.insert(
                 "lambda-runtime-invoked-function-arn",
-                HeaderValue::from_static("arn:aws:lambda:eu-central-1:000000000000:function:receiver"),
+                HeaderValue::from_static(
+                    "arn:aws:lambda:eu-central-1:000000000000:function:receiver",
+                ),
             );
-            headers.insert("lambda-runtime-trace-id", HeaderValue::from_static("Root=1-0-0"));
+            headers.insert(
+                "lambda-runtime-trace-id",
+                HeaderValue::from_static("Root=1-0-0"),
+            );
             return (headers, axum::Json(event));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -148,7 +159,10 @@ async fn the_receiver_binary_serves_function_url_invocations() {
     }
     let api = Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(response),
+        )
         .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
         .route("/2018-06-01/runtime/init/error", post(error))
         .with_state(rt.clone());
@@ -168,7 +182,11 @@ async fn the_receiver_binary_serves_function_url_invocations() {
         .collect();
     std::fs::write(&env_file, body).unwrap();
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_rainlogs")).with_file_name("rainlogs-receiver");
-    assert!(bin.is_file(), "{} is missing: build the workspace first", bin.display());
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the workspace first",
+        bin.display()
+    );
     let mut child = Command::new(bin)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -186,14 +204,18 @@ async fn the_receiver_binary_serves_function_url_invocations() {
         .spawn()
         .expect("receiver starts");
 
-    let answers = wait_for("both invocations answered", Duration::from_secs(120), || {
-        let rt = rt.clone();
-        async move {
-            let r = rt.lock().unwrap();
-            assert!(r.errors.is_empty(), "invocation errors: {:?}", r.errors);
-            (r.responses.len() == 2).then(|| r.responses.clone())
-        }
-    })
+    let answers = wait_for(
+        "both invocations answered",
+        Duration::from_secs(120),
+        || {
+            let rt = rt.clone();
+            async move {
+                let r = rt.lock().unwrap();
+                assert!(r.errors.is_empty(), "invocation errors: {:?}", r.errors);
+                (r.responses.len() == 2).then(|| r.responses.clone())
+            }
+        },
+    )
     .await;
     let _ = child.kill();
     let _ = child.wait();
@@ -215,7 +237,11 @@ async fn the_receiver_binary_serves_function_url_invocations() {
     .fetch_one(&env.app.pool)
     .await
     .unwrap();
-    assert_eq!((rows, windows), (1, 1), "one batch recorded and staged, none for the 401");
+    assert_eq!(
+        (rows, windows),
+        (1, 1),
+        "one batch recorded and staged, none for the 401"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     env.teardown().await;
 }

@@ -31,10 +31,13 @@ pub async fn run(receiver: Receiver) -> Result<(), lambda_http::Error> {
                 lambda_http::Body::Binary(bytes) => Body::from(bytes),
                 other => Body::from(other.to_vec()),
             };
-            let answer = router
+            let answer = match router
                 .oneshot(axum::http::Request::from_parts(parts, body))
                 .await
-                .map_err(|never| match never {})?;
+            {
+                Ok(answer) => answer,
+                Err(never) => match never {},
+            };
             let (parts, body) = answer.into_parts();
             let bytes = axum::body::to_bytes(body, MAX_ANSWER).await?;
             let body = match String::from_utf8(bytes.to_vec()) {

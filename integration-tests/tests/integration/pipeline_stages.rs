@@ -900,7 +900,12 @@ async fn hybrid_repair_fills_a_push_gap_from_logpull_and_restores_each_record_on
     // Push delivers minutes 0-4 and 6-9; minute 5's batch is lost.
     for (a, b) in [(0, 5), (6, 10)] {
         let body = served(minute(a), minute(b));
-        let resp = crate::push::post(&url, crate::push::bearer(&secret), crate::push::gzip(&body, 6)).await;
+        let resp = crate::push::post(
+            &url,
+            crate::push::bearer(&secret),
+            crate::push::gzip(&body, 6),
+        )
+        .await;
         assert_eq!(resp.status(), 200);
     }
 
@@ -908,22 +913,26 @@ async fn hybrid_repair_fills_a_push_gap_from_logpull_and_restores_each_record_on
     // them — and none for a pushed minute; a second pass plans nothing more.
     let policy = RepairPolicy::default();
     let planned = plan_repairs(pool, z.id, now, &policy).await.unwrap();
-    let spans: Vec<(DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT start_at, end_at FROM windows WHERE id = ANY($1) ORDER BY start_at",
-    )
-    .bind(&planned)
-    .fetch_all(pool)
-    .await
-    .unwrap();
+    let spans: Vec<(DateTime<Utc>, DateTime<Utc>)> =
+        sqlx::query_as("SELECT start_at, end_at FROM windows WHERE id = ANY($1) ORDER BY start_at")
+            .bind(&planned)
+            .fetch_all(pool)
+            .await
+            .unwrap();
     assert!(spans.contains(&(minute(5), minute(6))), "{spans:?}");
     for k in (0..5).chain(6..10) {
         assert!(
-            !spans.iter().any(|(s, e)| *s < minute(k + 1) && *e > minute(k)),
+            !spans
+                .iter()
+                .any(|(s, e)| *s < minute(k + 1) && *e > minute(k)),
             "pushed minute {k} planned for repair: {spans:?}"
         );
     }
     assert!(spans.iter().all(|(_, e)| *e <= now - policy.lag));
-    assert!(plan_repairs(pool, z.id, now, &policy).await.unwrap().is_empty());
+    assert!(plan_repairs(pool, z.id, now, &policy)
+        .await
+        .unwrap()
+        .is_empty());
 
     // Everything is archived: the repairs through fetch, the batches from staging.
     for id in &planned {
@@ -941,7 +950,12 @@ async fn hybrid_repair_fills_a_push_gap_from_logpull_and_restores_each_record_on
 
     // Minute 5's batch arrives after all, late: archived, but not restored twice.
     let late = served(minute(5), minute(6));
-    let resp = crate::push::post(&url, crate::push::bearer(&secret), crate::push::gzip(&late, 6)).await;
+    let resp = crate::push::post(
+        &url,
+        crate::push::bearer(&secret),
+        crate::push::gzip(&late, 6),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let late_window: i64 = sqlx::query_scalar(
         "SELECT id FROM windows WHERE zone_id = $1 AND batch_id IS NOT NULL AND state = 'staged'",
@@ -983,12 +997,20 @@ async fn hybrid_repair_fills_a_push_gap_from_logpull_and_restores_each_record_on
         fn warn(&mut self, _: &str) {}
     }
     let out = Buf::default();
-    let (_, stats) = rainlogs_archive::restore::restore(&source, &req, Box::new(out.clone()), &mut Quiet)
-        .await
-        .expect("restore");
+    let (_, stats) =
+        rainlogs_archive::restore::restore(&source, &req, Box::new(out.clone()), &mut Quiet)
+            .await
+            .expect("restore");
     let restored = ray_ids(&out.0.lock().unwrap());
-    assert_eq!(restored, ray_ids(&served(minute(0), minute(10))), "each record once");
-    assert_eq!(stats.superseded_records, 300, "the late batch's records, once each");
+    assert_eq!(
+        restored,
+        ray_ids(&served(minute(0), minute(10))),
+        "each record once"
+    );
+    assert_eq!(
+        stats.superseded_records, 300,
+        "the late batch's records, once each"
+    );
     let report = chain::verify_zone(pool, z.id).await.unwrap();
     assert!(report.is_valid(), "{report:?}");
     env.teardown().await;

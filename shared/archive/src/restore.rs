@@ -1094,7 +1094,8 @@ mod tests {
             exclude: vec![(10_000_000_000, 20_000_000_000)],
             superseded: 0,
         };
-        let data = b"{\"r\":1,\"EdgeEndTimestamp\":5}\n{\"r\":2,\"EdgeEndTimestamp\":15}\n{\"r\":3}\n";
+        let data =
+            b"{\"r\":1,\"EdgeEndTimestamp\":5}\n{\"r\":2,\"EdgeEndTimestamp\":15}\n{\"r\":3}\n";
         sink.write_all(data).unwrap();
         sink.finish().unwrap();
         assert_eq!(sink.superseded, 1);
