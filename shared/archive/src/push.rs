@@ -259,14 +259,14 @@ pub async fn record_batch(pool: &PgPool, batch: &NewBatch) -> Result<Recorded, D
     let outcome = match inserted {
         Some(_) => {
             let (start, end) = batch.window_span();
-            let window_id: i64 = sqlx::query_scalar(
+            let window_id = sqlx::query_scalar!(
                 "INSERT INTO windows (zone_id, start_at, end_at, state, batch_id)
                  VALUES ($1, $2, $3, 'staged', $4) RETURNING id",
+                batch.zone_id,
+                start,
+                end,
+                batch.id,
             )
-            .bind(batch.zone_id)
-            .bind(start)
-            .bind(end)
-            .bind(batch.id)
             .fetch_one(&mut *tx)
             .await
             .map_err(q)?;
@@ -275,7 +275,7 @@ pub async fn record_batch(pool: &PgPool, batch: &NewBatch) -> Result<Recorded, D
                 .iter()
                 .map(|&(m, n)| (m, count(n)))
                 .unzip();
-            sqlx::query(
+            sqlx::query!(
                 "INSERT INTO push_minutes (zone_id, dataset, minute, records, batches)
                  SELECT $1, d.dataset, m.minute, m.records, 1
                  FROM unnest($3::timestamptz[], $4::bigint[]) AS m(minute, records)
@@ -283,11 +283,11 @@ pub async fn record_batch(pool: &PgPool, batch: &NewBatch) -> Result<Recorded, D
                  ON CONFLICT (zone_id, dataset, minute) DO UPDATE
                  SET records = push_minutes.records + EXCLUDED.records,
                      batches = push_minutes.batches + 1",
+                batch.zone_id,
+                batch.destination_id,
+                &minutes,
+                &records,
             )
-            .bind(batch.zone_id)
-            .bind(batch.destination_id)
-            .bind(&minutes)
-            .bind(&records)
             .execute(&mut *tx)
             .await
             .map_err(q)?;

@@ -65,8 +65,8 @@ pub async fn plan_repairs(
     now: DateTime<Utc>,
     policy: &RepairPolicy,
 ) -> Result<Vec<i64>, DbError> {
-    sqlx::query_scalar(
-        "WITH z AS (
+    sqlx::query_scalar!(
+        r#"WITH z AS (
              SELECT zones.id, make_interval(secs => zones.cadence_seconds) AS step,
                     greatest($2::timestamptz,
                              (SELECT min(d.created_at) FROM push_destinations d
@@ -94,12 +94,12 @@ pub async fn plan_repairs(
          ORDER BY s.start_at
          LIMIT $4
          ON CONFLICT (zone_id, start_at, end_at) WHERE batch_id IS NULL DO NOTHING
-         RETURNING id",
+         RETURNING id"#,
+        zone_id,
+        now - REPAIR_HORIZON,
+        now - policy.lag,
+        policy.max_per_pass,
     )
-    .bind(zone_id)
-    .bind(now - REPAIR_HORIZON)
-    .bind(now - policy.lag)
-    .bind(policy.max_per_pass)
     .fetch_all(pool)
     .await
     .map_err(|e| DbError::query("plan repair windows", e))
@@ -107,8 +107,8 @@ pub async fn plan_repairs(
 
 /// The hybrid zones a repair pass looks at (not paused, not demo).
 pub async fn hybrid_zones(pool: &PgPool) -> Result<Vec<Uuid>, DbError> {
-    sqlx::query_scalar(
-        "SELECT id FROM zones WHERE mode = 'hybrid' AND NOT paused AND NOT demo ORDER BY id",
+    sqlx::query_scalar!(
+        "SELECT id FROM zones WHERE mode = 'hybrid' AND NOT paused AND NOT demo ORDER BY id"
     )
     .fetch_all(pool)
     .await

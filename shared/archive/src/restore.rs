@@ -559,19 +559,22 @@ impl Run<'_> {
         if !tiles {
             // A zone with pushed batches may also have pulled windows (hybrid repair, or
             // time pulled before a switch): those hold every record of their span.
-            let spans: Vec<(DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+            let spans = sqlx::query!(
                 "SELECT start_at, end_at FROM windows
                  WHERE zone_id = $1 AND batch_id IS NULL AND state = 'archived'
                    AND end_at > $2 AND start_at < $3
                  ORDER BY start_at",
+                zone,
+                self.req.from,
+                self.req.to,
             )
-            .bind(zone)
-            .bind(self.req.from)
-            .bind(self.req.to)
             .fetch_all(pool)
             .await
             .map_err(RestoreError::operational)?;
-            self.authoritative = spans.into_iter().map(|(a, b)| (ns(a), ns(b))).collect();
+            self.authoritative = spans
+                .into_iter()
+                .map(|r| (ns(r.start_at), ns(r.end_at)))
+                .collect();
         }
         let mut walk = CoverageWalk::new(self.req.from, self.req.to);
         let mut spans = Vec::new();

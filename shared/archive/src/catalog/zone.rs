@@ -469,18 +469,22 @@ pub async fn set_mode(
     let id = resolve(pool, zone).await?;
     let op = |what| move |e| DbError::query(what, e);
     let mut tx = pool.begin().await.map_err(op("begin zone mode"))?;
-    let (tenant, old): (Uuid, ZoneMode) =
-        sqlx::query_as("SELECT tenant_id, mode FROM zones WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(op("lock zone"))?;
-    sqlx::query("UPDATE zones SET mode = $2 WHERE id = $1")
-        .bind(id)
-        .bind(mode)
-        .execute(&mut *tx)
-        .await
-        .map_err(op("set zone mode"))?;
+    let row = sqlx::query!(
+        r#"SELECT tenant_id, mode AS "mode: ZoneMode" FROM zones WHERE id = $1 FOR UPDATE"#,
+        id
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(op("lock zone"))?;
+    let (tenant, old) = (row.tenant_id, row.mode);
+    sqlx::query!(
+        "UPDATE zones SET mode = $2 WHERE id = $1",
+        id,
+        mode as ZoneMode
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(op("set zone mode"))?;
     let event = AuditEvent {
         tenant: Some(tenant),
         zone: Some(id),
