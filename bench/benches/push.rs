@@ -265,11 +265,7 @@ async fn main() {
     let dir = std::env::temp_dir().join(format!("rl-push-bench-{}", env.id));
     std::fs::create_dir_all(&dir).unwrap();
     let env_file = dir.join("env");
-    let body: String = settings
-        .pairs()
-        .map(|(k, v)| format!("{k}='{}'\n", v.replace('\'', "")))
-        .collect();
-    std::fs::write(&env_file, body).unwrap();
+    rainlogs_integration_tests::write_env_file(&settings, &env_file);
     let pool = env.app.pool.clone();
     let kms: Arc<dyn Kms> = Arc::new(KmsService::new(
         pool.clone(),

@@ -268,6 +268,16 @@ pub async fn cloudflare_stand_in(
     (sim, probe)
 }
 
+/// Writes `settings` as an env file at `path`, for a child process of the test
+/// (`RAINLOGS_ENV_FILE`): one `KEY='value'` line each.
+pub fn write_env_file(settings: &ConfigSource, path: &std::path::Path) {
+    let body: String = settings
+        .pairs()
+        .map(|(k, v)| format!("{k}='{}'\n", v.replace('\'', "")))
+        .collect();
+    std::fs::write(path, body).expect("write env file");
+}
+
 /// Polls `check` until it yields `Some`, failing the test at `deadline`.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where

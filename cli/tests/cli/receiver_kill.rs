@@ -180,11 +180,7 @@ async fn receiver_killed_at_random_points_loses_and_doubles_no_batch() {
     let dir = std::env::temp_dir().join(format!("rainlogs-push-kill-{}", env.id));
     std::fs::create_dir_all(&dir).unwrap();
     let env_file = dir.join("env");
-    let body: String = settings
-        .pairs()
-        .map(|(k, v)| format!("{k}='{}'\n", v.replace('\'', "")))
-        .collect();
-    std::fs::write(&env_file, body).unwrap();
+    rainlogs_integration_tests::write_env_file(&settings, &env_file);
     let log = dir.join("receiver.log");
     let receiver_bin = sibling("rainlogs-receiver");
     let url = format!("http://127.0.0.1:{port}/push/{}", created.destination.id);

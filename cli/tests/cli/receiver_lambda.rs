@@ -175,12 +175,7 @@ async fn the_receiver_binary_serves_function_url_invocations() {
     let dir = std::env::temp_dir().join(format!("rainlogs-lambda-{}", env.id));
     std::fs::create_dir_all(&dir).unwrap();
     let env_file = dir.join("env");
-    let body: String = env
-        .src
-        .pairs()
-        .map(|(k, v)| format!("{k}='{}'\n", v.replace('\'', "")))
-        .collect();
-    std::fs::write(&env_file, body).unwrap();
+    rainlogs_integration_tests::write_env_file(&env.src, &env_file);
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_rainlogs")).with_file_name("rainlogs-receiver");
     assert!(
         bin.is_file(),

@@ -114,11 +114,7 @@ impl Deployment {
         let dir = std::env::temp_dir().join(format!("rainlogs-e2e-{}", env.id));
         std::fs::create_dir_all(&dir).expect("scratch dir");
         let env_file = dir.join("env");
-        let body: String = settings
-            .pairs()
-            .map(|(k, v)| format!("{k}='{}'\n", v.replace('\'', "")))
-            .collect();
-        std::fs::write(&env_file, body).expect("write env file");
+        rainlogs_integration_tests::write_env_file(&settings, &env_file);
         let log = dir.join("rainlogs.log");
         Self {
             env,

@@ -23,11 +23,7 @@ async fn run_without_a_keyring_says_the_pipeline_is_off_and_plans_nothing() {
     let env_file = dir.join("env");
     let mut settings = env.src.clone();
     settings.set("RAINLOGS_SCHEDULER_INTERVAL_MS", "50");
-    let body: String = settings
-        .pairs()
-        .map(|(k, v)| format!("{k}='{}'\n", v.replace('\'', "")))
-        .collect();
-    std::fs::write(&env_file, body).unwrap();
+    rainlogs_integration_tests::write_env_file(&settings, &env_file);
     let log = dir.join("log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_rainlogs"))
         .arg("run")
