@@ -299,12 +299,7 @@ pub async fn get(src: &ConfigSource, args: &GetArgs) -> Result<Stats, RestoreErr
             .unwrap_or(usize::MAX),
         dataset: args.dataset.clone(),
     };
-    if !rainlogs_archive::push::valid_dataset(&req.dataset) {
-        return Err(RestoreError::Input(format!(
-            "--dataset {:?} is not a dataset name (like http_requests)",
-            req.dataset
-        )));
-    }
+
     let source = source_for(src, args).await?;
     let (atomic, out): (Option<AtomicFile>, Box<dyn Write + Send>) = match &args.out {
         Some(path) => {

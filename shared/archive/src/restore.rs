@@ -482,6 +482,12 @@ pub async fn restore(
             "empty range: --from must be before --to".into(),
         ));
     }
+    if !crate::push::valid_dataset(&req.dataset) {
+        return Err(RestoreError::Input(format!(
+            "dataset {:?} is not a dataset name (like http_requests)",
+            req.dataset
+        )));
+    }
     let mut run = Run {
         req,
         filters: Arc::new(req.filters.clone()),
