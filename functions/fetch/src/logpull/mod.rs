@@ -38,8 +38,8 @@ pub use request::{RequestError, Timestamps, WindowRequest, ZoneId};
 use body::TransportError;
 use rainlogs_core::error::Classify;
 
-/// Cloudflare's API base.
-pub const CLOUDFLARE_API: &str = "https://api.cloudflare.com";
+/// Cloudflare's API base (the domain's constant).
+pub use rainlogs_archive::endpoint::CLOUDFLARE_API;
 /// The most of an error body read to find Cloudflare's reason.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
