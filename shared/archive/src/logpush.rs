@@ -98,12 +98,9 @@ pub enum LogpushError {
     },
     #[error("zone {zone} has no Logpush job for {dataset}")]
     NoJob { zone: String, dataset: String },
-    #[error("zone {zone}: {source}")]
-    Api {
-        zone: String,
-        #[source]
-        source: ApiError,
-    },
+    // Not a `#[source]`: the message already says it, and chains would repeat it.
+    #[error("zone {zone}: {error}")]
+    Api { zone: String, error: ApiError },
     #[error(transparent)]
     Zone(#[from] ZoneError),
     #[error(transparent)]
@@ -115,7 +112,7 @@ pub enum LogpushError {
 impl Classify for LogpushError {
     fn class(&self) -> ErrorClass {
         match self {
-            LogpushError::Api { source, .. } => source.class(),
+            LogpushError::Api { error, .. } => error.class(),
             LogpushError::Zone(e) => e.class(),
             LogpushError::Key(e) => e.class(),
             LogpushError::Db(e) => e.class(),
@@ -135,7 +132,7 @@ impl Classify for LogpushError {
             LogpushError::BadToken { .. } => "logpush.bad_token",
             LogpushError::JobExists { .. } => "logpush.job_exists",
             LogpushError::NoJob { .. } => "logpush.no_job",
-            LogpushError::Api { source, .. } => source.code(),
+            LogpushError::Api { error, .. } => error.code(),
             LogpushError::Zone(e) => e.code(),
             LogpushError::Key(e) => e.code(),
             LogpushError::Db(e) => e.code(),
@@ -321,9 +318,9 @@ async fn client(
         &zone.cf_zone_id,
         SecretString::from(token.to_owned()),
     )
-    .map_err(|source| LogpushError::Api {
+    .map_err(|error| LogpushError::Api {
         zone: zone.cf_zone_id.clone(),
-        source,
+        error,
     })
 }
 
@@ -478,7 +475,7 @@ pub async fn create(
                 .map_err(|e| DbError::query("write logpush audit row", e))?;
             return Err(LogpushError::Api {
                 zone: zone.cf_zone_id.clone(),
-                source,
+                error: source,
             });
         }
     };
@@ -716,7 +713,7 @@ pub async fn poll(
         Err(source) => {
             return Err(LogpushError::Api {
                 zone: zone.cf_zone_id,
-                source,
+                error: source,
             })
         }
     };
@@ -817,7 +814,7 @@ pub async fn disable(
         Err(source) => {
             return Err(LogpushError::Api {
                 zone: zone.cf_zone_id,
-                source,
+                error: source,
             })
         }
     };
@@ -841,7 +838,7 @@ pub async fn delete(
         Err(source) => {
             return Err(LogpushError::Api {
                 zone: zone.cf_zone_id,
-                source,
+                error: source,
             })
         }
     }
