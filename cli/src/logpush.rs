@@ -215,9 +215,14 @@ pub(crate) async fn run(src: &ConfigSource, cmd: LogpushCommand) -> anyhow::Resu
         } => {
             let kms = rainlogs_kms::KmsService::from_config(pool.clone(), src, &actor)?;
             let cloudflare = CloudflareApi::from_source(src)?;
-            let polled =
-                logpush::status(&pool, &kms, &cloudflare, zone.as_deref(), dataset.as_deref())
-                    .await?;
+            let polled = logpush::status(
+                &pool,
+                &kms,
+                &cloudflare,
+                zone.as_deref(),
+                dataset.as_deref(),
+            )
+            .await?;
             if polled.is_empty() {
                 println!("no Logpush jobs");
             }
@@ -229,7 +234,11 @@ pub(crate) async fn run(src: &ConfigSource, cmd: LogpushCommand) -> anyhow::Resu
                         println!(
                             "{}{}",
                             line(&p.job),
-                            if p.changed { "\n  (changed since the last poll)" } else { "" }
+                            if p.changed {
+                                "\n  (changed since the last poll)"
+                            } else {
+                                ""
+                            }
                         );
                     }
                     Err(e) => {

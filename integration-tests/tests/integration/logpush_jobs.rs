@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use rainlogs_archive::catalog::zone::{self, NewZone, ZoneMode};
 use rainlogs_archive::catalog::tenant;
+use rainlogs_archive::catalog::zone::{self, NewZone, ZoneMode};
 use rainlogs_archive::endpoint::{CloudflareApi, ZoneEndpoint};
 use rainlogs_archive::logpush::{self, LogpushError, NewLogpushJob, UploadLimits};
 use rainlogs_archive::pipeline::WindowTask;
@@ -200,7 +200,13 @@ impl Stack {
             sample: None,
         };
         let body = Generator::new(SEED).window_body(CF, VOLUME, &sel);
-        sorted(String::from_utf8(body).unwrap().lines().map(str::to_owned).collect())
+        sorted(
+            String::from_utf8(body)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect(),
+        )
     }
 }
 
@@ -222,7 +228,10 @@ async fn a_simulated_job_pushes_into_the_archive_and_restore_gives_each_record_o
     let s = Stack::new().await;
     let created = s.create(limits()).await.expect("job created");
     let job = &created.job;
-    assert!(job.validated_at.is_some(), "the validation upload reached the receiver");
+    assert!(
+        job.validated_at.is_some(),
+        "the validation upload reached the receiver"
+    );
     assert_eq!(created.mode_change, Some((ZoneMode::Pull, ZoneMode::Push)));
     assert!(!created.renewed_destination);
     assert!(job.enabled && job.error_message.is_none());
@@ -245,7 +254,10 @@ async fn a_simulated_job_pushes_into_the_archive_and_restore_gives_each_record_o
     // Four intervals of 30 s at 3000 records a minute: 1500 records, two batches each.
     s.push_for(120).await;
     let stats = s.sim.logpush().stats()[&id].clone();
-    assert_eq!((stats.batches_delivered, stats.records_delivered), (8, 6000));
+    assert_eq!(
+        (stats.batches_delivered, stats.records_delivered),
+        (8, 6000)
+    );
     assert_eq!((stats.duplicates_sent, stats.failed_attempts), (1, 2));
     assert_eq!(stats.batches_dropped, 0);
     assert_eq!(
@@ -272,17 +284,27 @@ async fn a_simulated_job_pushes_into_the_archive_and_restore_gives_each_record_o
     assert_eq!(warnings, Vec::<String>::new());
     let want = s.expected(&job.fields, s.t0, s.t0 + TimeDelta::seconds(120));
     assert_eq!(want.len(), 6000);
-    assert_eq!(sorted(restored), want, "exactly the generator's records, each once");
+    assert_eq!(
+        sorted(restored),
+        want,
+        "exactly the generator's records, each once"
+    );
 
     // Status: the job completed up to the end of the fourth interval.
     let polled = s.status().await;
     assert!(polled.changed);
-    assert_eq!(polled.job.last_complete, Some(s.t0 + TimeDelta::seconds(120)));
+    assert_eq!(
+        polled.job.last_complete,
+        Some(s.t0 + TimeDelta::seconds(120))
+    );
     assert!(polled.job.last_batch_at.is_some());
     let again = s.status().await;
     assert!(!again.changed, "an unchanged job records nothing new");
     assert_eq!(
-        logpush::history(&s.env.app.pool, job.id).await.unwrap().len(),
+        logpush::history(&s.env.app.pool, job.id)
+            .await
+            .unwrap()
+            .len(),
         2
     );
     s.env.teardown().await;
@@ -303,12 +325,19 @@ async fn a_wrong_secret_becomes_the_jobs_last_error_and_the_dropped_records_are_
     let stats = s.sim.logpush().stats()[&id].clone();
     assert_eq!((stats.batches_dropped, stats.records_dropped), (2, 1500));
     assert!(stats.failed_attempts >= 4, "{stats:?}");
-    assert!(stats.dropped.iter().all(|b| b.error.contains("401")), "{stats:?}");
+    assert!(
+        stats.dropped.iter().all(|b| b.error.contains("401")),
+        "{stats:?}"
+    );
     assert_eq!(s.count("SELECT count(*) FROM push_batches").await, 0);
 
     let failing = s.status().await;
     assert!(failing.changed);
-    let message = failing.job.error_message.clone().expect("last error recorded");
+    let message = failing
+        .job
+        .error_message
+        .clone()
+        .expect("last error recorded");
     assert!(message.contains("401"), "{message}");
     assert!(failing.job.last_error.is_some());
     assert_eq!(failing.job.last_complete, None);
@@ -318,8 +347,13 @@ async fn a_wrong_secret_becomes_the_jobs_last_error_and_the_dropped_records_are_
     s.push_for(30).await;
     let healed = s.status().await;
     assert_eq!(healed.job.error_message, None);
-    assert_eq!(healed.job.last_complete, Some(s.t0 + TimeDelta::seconds(60)));
-    let history = logpush::history(&s.env.app.pool, created.job.id).await.unwrap();
+    assert_eq!(
+        healed.job.last_complete,
+        Some(s.t0 + TimeDelta::seconds(60))
+    );
+    let history = logpush::history(&s.env.app.pool, created.job.id)
+        .await
+        .unwrap();
     let errors: Vec<Option<&str>> = history.iter().map(|c| c.error_message.as_deref()).collect();
     assert_eq!(errors.len(), 3, "created, failing, healed: {history:?}");
     assert!(errors[1].is_some_and(|m| m.contains("401")) && errors[2].is_none());
@@ -345,7 +379,14 @@ async fn bad_requests_are_refused_and_a_deleted_job_can_be_created_again() {
         ..s.job(limits())
     };
     assert!(matches!(
-        logpush::create(pool, s.kms.as_ref(), &CloudflareApi::default(), &no_fields, "t").await,
+        logpush::create(
+            pool,
+            s.kms.as_ref(),
+            &CloudflareApi::default(),
+            &no_fields,
+            "t"
+        )
+        .await,
         Err(LogpushError::FieldsRequired(_))
     ));
     let with_query = format!("{}/?x=1", s.receiver.base);
@@ -354,7 +395,14 @@ async fn bad_requests_are_refused_and_a_deleted_job_can_be_created_again() {
         ..s.job(limits())
     };
     assert!(matches!(
-        logpush::create(pool, s.kms.as_ref(), &CloudflareApi::default(), &bad_url, "t").await,
+        logpush::create(
+            pool,
+            s.kms.as_ref(),
+            &CloudflareApi::default(),
+            &bad_url,
+            "t"
+        )
+        .await,
         Err(LogpushError::InvalidPublicUrl { .. })
     ));
     assert!(s.sim.logpush().jobs(CF).is_empty());
@@ -370,9 +418,15 @@ async fn bad_requests_are_refused_and_a_deleted_job_can_be_created_again() {
         public_url: &nowhere,
         ..s.job(limits())
     };
-    let e = logpush::create(pool, s.kms.as_ref(), &CloudflareApi::default(), &unreachable, "t")
-        .await
-        .unwrap_err();
+    let e = logpush::create(
+        pool,
+        s.kms.as_ref(),
+        &CloudflareApi::default(),
+        &unreachable,
+        "t",
+    )
+    .await
+    .unwrap_err();
     assert!(e.to_string().contains("1002"), "{e}");
     assert!(s.sim.logpush().jobs(CF).is_empty());
     assert_eq!(
@@ -384,7 +438,10 @@ async fn bad_requests_are_refused_and_a_deleted_job_can_be_created_again() {
 
     // Now for real; a second job for the same dataset is refused.
     let first = s.create(limits()).await.expect("job created");
-    assert!(first.renewed_destination, "the failed attempt's destination is reused");
+    assert!(
+        first.renewed_destination,
+        "the failed attempt's destination is reused"
+    );
     assert!(matches!(
         s.create(limits()).await,
         Err(LogpushError::JobExists { .. })
@@ -416,8 +473,17 @@ async fn bad_requests_are_refused_and_a_deleted_job_can_be_created_again() {
     .unwrap();
     assert!(deleted.deleted_at.is_some());
     assert!(s.sim.logpush().jobs(CF).is_empty());
-    assert!(logpush::list(pool, Some(CF), None, false).await.unwrap().is_empty());
-    assert_eq!(logpush::list(pool, Some(CF), None, true).await.unwrap().len(), 1);
+    assert!(logpush::list(pool, Some(CF), None, false)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        logpush::list(pool, Some(CF), None, true)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     // And created again: same destination, new secret, validated again.
     let second = s.create(limits()).await.expect("job created again");

@@ -85,7 +85,15 @@ async fn restore_lines(
     to: DateTime<Utc>,
     dataset: &str,
 ) -> (Vec<String>, Vec<String>) {
-    restore_zone(&s.env.app.pool, &s.env.app.store, &s.kms, s.zone, (from, to), dataset).await
+    restore_zone(
+        &s.env.app.pool,
+        &s.env.app.store,
+        &s.kms,
+        s.zone,
+        (from, to),
+        dataset,
+    )
+    .await
 }
 
 /// [`restore_lines`] for any zone.

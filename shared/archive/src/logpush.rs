@@ -71,7 +71,9 @@ pub const GONE: &str = "the job no longer exists at Cloudflare (deleted outside 
 pub enum LogpushError {
     #[error("{0:?} is not a dataset name (lowercase letters, digits and '_', e.g. http_requests)")]
     InvalidDataset(String),
-    #[error("dataset {0}: give the fields to push (--fields); defaults exist for http_requests only")]
+    #[error(
+        "dataset {0}: give the fields to push (--fields); defaults exist for http_requests only"
+    )]
     FieldsRequired(String),
     #[error("{0:?} is not a field name")]
     InvalidField(String),
@@ -153,7 +155,11 @@ impl UploadLimits {
     pub fn check(&self) -> Result<(), LogpushError> {
         for (name, value, (min, max)) in [
             ("max_upload_bytes", self.max_upload_bytes, UPLOAD_BYTES),
-            ("max_upload_records", self.max_upload_records, UPLOAD_RECORDS),
+            (
+                "max_upload_records",
+                self.max_upload_records,
+                UPLOAD_RECORDS,
+            ),
             (
                 "max_upload_interval_seconds",
                 self.max_upload_interval_seconds,
@@ -276,12 +282,13 @@ async fn zone_info(pool: &PgPool, zone_ref: &str) -> Result<ZoneInfo, LogpushErr
     .fetch_one(pool)
     .await
     .map_err(|e| DbError::query("read zone", e))?;
-    let endpoint =
-        ZoneEndpoint::from_columns(row.endpoint, row.simulator_url).map_err(|e| DbError::Query {
+    let endpoint = ZoneEndpoint::from_columns(row.endpoint, row.simulator_url).map_err(|e| {
+        DbError::Query {
             op: "read zone endpoint",
             reason: format!("zone {id}: {e}"),
             retryable: false,
-        })?;
+        }
+    })?;
     Ok(ZoneInfo {
         id,
         tenant: row.tenant_id,
@@ -360,7 +367,8 @@ pub fn job_fields(dataset: &str, fields: &[String]) -> Result<Vec<String>, Logpu
     for f in fields.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
         let ok = f.len() <= 100
             && f.starts_with(|c: char| c.is_ascii_alphabetic())
-            && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+            && f.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
         if !ok {
             return Err(LogpushError::InvalidField(f.to_owned()));
         }
@@ -370,7 +378,10 @@ pub fn job_fields(dataset: &str, fields: &[String]) -> Result<Vec<String>, Logpu
     }
     if dataset == "http_requests" {
         if out.is_empty() {
-            out = DEFAULT_HTTP_FIELDS.iter().map(|f| (*f).to_owned()).collect();
+            out = DEFAULT_HTTP_FIELDS
+                .iter()
+                .map(|f| (*f).to_owned())
+                .collect();
         }
         for f in REQUIRED_HTTP_FIELDS {
             if !out.iter().any(|x| x == f) {
@@ -979,7 +990,12 @@ mod tests {
         let f = job_fields("http_requests", &["ClientIP".into(), "ClientIP".into()]).unwrap();
         assert_eq!(
             f,
-            ["ClientIP", "EdgeStartTimestamp", "EdgeEndTimestamp", "RayID"]
+            [
+                "ClientIP",
+                "EdgeStartTimestamp",
+                "EdgeEndTimestamp",
+                "RayID"
+            ]
         );
         assert_eq!(job_fields("http_requests", &[]).unwrap().len(), 9);
         assert!(matches!(

@@ -103,7 +103,10 @@ impl JobRequest {
         for (key, value) in [
             ("max_upload_bytes", self.max_upload_bytes),
             ("max_upload_records", self.max_upload_records),
-            ("max_upload_interval_seconds", self.max_upload_interval_seconds),
+            (
+                "max_upload_interval_seconds",
+                self.max_upload_interval_seconds,
+            ),
         ] {
             if let Some(v) = value {
                 body[key] = json!(v);
@@ -416,7 +419,9 @@ mod tests {
         let req = JobRequest {
             dataset: "http_requests".into(),
             name: "n".into(),
-            destination_conf: SecretString::from("https://h/push/x?header_Authorization=Bearer%20s3cret"),
+            destination_conf: SecretString::from(
+                "https://h/push/x?header_Authorization=Bearer%20s3cret",
+            ),
             fields: vec!["RayID".into()],
             timestamp_format: "unixnano".into(),
             max_upload_bytes: None,
@@ -432,6 +437,9 @@ mod tests {
             message: "error validating destination: POST https://h/push/x?header_Authorization=Bearer%20s3cret".into(),
         }
         .scrub("s3cret");
-        assert!(!e.to_string().contains("s3cret") && e.to_string().contains("1002"), "{e}");
+        assert!(
+            !e.to_string().contains("s3cret") && e.to_string().contains("1002"),
+            "{e}"
+        );
     }
 }
