@@ -4,6 +4,8 @@
 pub mod decrypt;
 #[cfg(feature = "demo")]
 pub mod demo;
+#[cfg(feature = "demo")]
+pub mod demo_push;
 pub mod kms;
 pub mod logpush;
 pub mod logs;

@@ -61,6 +61,7 @@ async fn archive(minutes: i64, rpm: u64) -> Archive {
     env.src.set("RAINLOGS_MASTER_KEYS", MASTER);
     let mut opts = DemoOptions::new(minutes, Duration::from_secs(600));
     opts.zones = vec![("restore.example".into(), rpm)];
+    opts.push_zone = None;
     let report: DemoReport = run_demo(&env.app, &opts).await.expect("demo runs");
     assert!(report.succeeded(), "{report:?}");
     let zone = report.zones[0].zone_id;
