@@ -480,3 +480,117 @@ async fn a_destination_that_keeps_failing_loses_batches_after_the_retry_bound() 
         .unwrap();
     assert_eq!(stats["logpush"][id.to_string()]["batches_delivered"], 2);
 }
+
+#[tokio::test]
+async fn a_huge_batch_takes_the_following_records_and_none_is_delivered_twice() {
+    let d = Destination::default();
+    let addr = d.start().await;
+    let sim = simulator(PushConfig::default()).await;
+    let (_, body) = create(
+        &sim,
+        json!({"dataset": "http_requests", "enabled": true, "destination_conf": conf(addr),
+               "max_upload_records": 1000, "max_upload_interval_seconds": 30}),
+    )
+    .await;
+    let id = body["result"]["id"].as_u64().unwrap();
+    // 8 MB of NDJSON in one batch: past the record limit and past the interval's end.
+    sim.logpush()
+        .faults()
+        .add(PushFaultRule::job(id, PushFault::HugeBatch { bytes: 8_000_000 }).times(1));
+    sim.logpush().advance(Duration::from_secs(30)).unwrap();
+    sim.logpush().settled().await;
+    let batches = d.batches();
+    assert_eq!(
+        batches.len(),
+        1,
+        "the huge batch covers the interval and more"
+    );
+    assert!(batches[0].len() >= 8_000_000);
+    let stats = sim.logpush().stats()[&id].clone();
+    let until = DateTime::from_timestamp_nanos(stats.cursor_ns);
+    assert!(until > t0() + chrono::TimeDelta::seconds(30), "{until}");
+    // The job goes on from where the huge batch ended once the clock passes it.
+    let ahead = (until - t0()).num_seconds() as u64;
+    sim.logpush().advance(Duration::from_secs(ahead)).unwrap();
+    sim.logpush().settled().await;
+    let stats = sim.logpush().stats()[&id].clone();
+    let end = DateTime::from_timestamp_nanos(stats.cursor_ns);
+    let got: Vec<String> = d.batches().iter().flat_map(|b| lines(b)).collect();
+    assert_eq!(got, expected(t0(), end), "every record once, in order");
+    assert!(d.batches()[1..].iter().all(|b| lines(b).len() <= 1000));
+}
+
+/// The benchmark's batch: 1 GB of NDJSON pushed as one gzip body to a sink that counts
+/// it, with the simulator's memory staying at a few chunks. Slow in a debug build, so
+/// run on demand: `cargo test --release -p rainlogs-logpull-sim --test logpush -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn a_one_gigabyte_batch_streams_in_bounded_memory() {
+    async fn sink(body: axum::body::Body) -> StatusCode {
+        use futures::StreamExt;
+        let mut stream = body.into_data_stream();
+        let mut n = 0u64;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(c) => n += c.len() as u64,
+                Err(_) => return StatusCode::BAD_REQUEST,
+            }
+        }
+        assert!(n > 0);
+        StatusCode::OK
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let app = Router::new().route("/push/{id}", post(|body: axum::body::Body| sink(body)));
+        let _ = axum::serve(listener, app).await;
+    });
+    let sim = simulator(PushConfig::default()).await;
+    let (status, body) = create(
+        &sim,
+        json!({"dataset": "http_requests", "enabled": true, "destination_conf": conf(addr),
+               "max_upload_interval_seconds": 30}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["result"]["id"].as_u64().unwrap();
+    sim.logpush().faults().add(
+        PushFaultRule::job(
+            id,
+            PushFault::HugeBatch {
+                bytes: 1_000_000_000,
+            },
+        )
+        .times(1),
+    );
+    let started = std::time::Instant::now();
+    sim.logpush().advance(Duration::from_secs(30)).unwrap();
+    sim.logpush().settled().await;
+    let secs = started.elapsed().as_secs_f64();
+    let stats = sim.logpush().stats()[&id].clone();
+    assert_eq!(
+        (stats.batches_delivered, stats.batches_dropped),
+        (1, 0),
+        "{stats:?}"
+    );
+    assert!(stats.bytes_delivered >= 1_000_000_000);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap_or("VmHWM: ?")
+        .to_owned();
+    eprintln!(
+        "1 GB batch: {} records, {} B NDJSON in {secs:.1} s ({:.0} MB/s); {hwm}",
+        stats.records_delivered,
+        stats.bytes_delivered,
+        stats.bytes_delivered as f64 / 1e6 / secs
+    );
+    assert!(
+        hwm.split_whitespace()
+            .nth(1)
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .is_none_or(|kb| kb < 256 * 1024),
+        "{hwm}"
+    );
+}
