@@ -491,7 +491,8 @@ fn chain_status(report: &ChainReport) -> String {
 pub fn print(report: &DemoReport) -> ExitCode {
     println!("tenant {}", report.tenant);
     let mut total = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-    for z in &report.zones {
+    let pushed = report.push.as_ref().map(|p| &p.zone);
+    for z in report.zones.iter().chain(pushed) {
         println!(
             "zone {:<22} {}  archived {:>3}  empty {:>3}  failed {:>3}  in flight {:>3}  raw {:>10} B  stored {:>9} B  ratio {:>6}  {}",
             z.name,
@@ -513,29 +514,16 @@ pub fn print(report: &DemoReport) -> ExitCode {
         total.5 += z.stored_bytes;
     }
     if let Some(p) = &report.push {
-        let z = &p.zone;
         println!(
-            "zone {:<22} {}  pushed   {:>3} batches ({} records) by Logpush job {}{}, {} dropped; archived {:>3}  failed {:>3}  in flight {:>3}  raw {:>10} B  stored {:>9} B  ratio {:>6}  {}",
-            z.name,
-            z.zone_id,
+            "  {} pushed by Logpush job {} (validation {}): {} batches ({} records) delivered, {} dropped, {} records acknowledged",
+            p.zone.name,
+            p.job,
+            if p.validated { "received" } else { "NOT received" },
             p.batches_delivered,
             p.records_delivered,
-            p.job,
-            if p.validated { " (validated)" } else { " (NOT validated)" },
             p.batches_dropped,
-            z.archived,
-            z.failed,
-            z.in_flight,
-            z.raw_bytes,
-            z.stored_bytes,
-            ratio(z.raw_bytes, z.stored_bytes),
-            chain_status(&z.chain),
+            p.records_acknowledged,
         );
-        total.0 += z.archived;
-        total.2 += z.failed;
-        total.3 += z.in_flight;
-        total.4 += z.raw_bytes;
-        total.5 += z.stored_bytes;
     }
     let secs = report.elapsed.as_secs_f64();
     let mbps = if secs > 0.0 {

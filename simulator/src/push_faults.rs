@@ -8,10 +8,11 @@
 //! the retry goes through, as on a real network; a `wrong-secret` without a budget makes
 //! every attempt fail until the retries give up and the batch is dropped.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::faults::{Budgeted, RuleBook};
 
 /// One way a delivery goes wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,53 +155,26 @@ impl PushFaultRule {
     }
 }
 
-/// The live push fault rules of a running simulator.
-#[derive(Debug, Default)]
-pub struct PushFaultBook {
-    rules: Mutex<Vec<PushFaultRule>>,
+impl Budgeted for PushFaultRule {
+    fn budget(&mut self) -> &mut Option<u64> {
+        &mut self.times
+    }
 }
 
-impl PushFaultBook {
-    pub fn new(rules: Vec<PushFaultRule>) -> Self {
-        Self {
-            rules: Mutex::new(rules),
-        }
-    }
+/// The live push fault rules of a running simulator.
+pub type PushFaultBook = RuleBook<PushFaultRule>;
 
-    pub fn add(&self, rule: PushFaultRule) {
-        self.lock().push(rule);
-    }
-
-    pub fn clear(&self) {
-        self.lock().clear();
-    }
-
-    pub fn list(&self) -> Vec<PushFaultRule> {
-        self.lock().clone()
-    }
-
+impl RuleBook<PushFaultRule> {
     /// The per-batch fault for the next batch of `job`, spending one use of its rule.
     pub fn take_batch(&self, job: u64, zone: &str) -> Option<PushFault> {
-        self.take(job, zone, true)
+        self.take_first(|r| r.matches(job, zone, true))
+            .map(|r| r.fault)
     }
 
     /// The per-attempt fault for the next HTTP attempt of `job`, spending one use.
     pub fn take_attempt(&self, job: u64, zone: &str) -> Option<PushFault> {
-        self.take(job, zone, false)
-    }
-
-    fn take(&self, job: u64, zone: &str, per_batch: bool) -> Option<PushFault> {
-        let mut rules = self.lock();
-        let rule = rules.iter_mut().find(|r| r.matches(job, zone, per_batch))?;
-        if let Some(n) = rule.times.as_mut() {
-            *n -= 1;
-        }
-        Some(rule.fault.clone())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<PushFaultRule>> {
-        // Every update is a single push, clear or decrement: a poisoned lock is consistent.
-        self.rules.lock().unwrap_or_else(|p| p.into_inner())
+        self.take_first(|r| r.matches(job, zone, false))
+            .map(|r| r.fault)
     }
 }
 

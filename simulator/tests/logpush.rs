@@ -157,6 +157,23 @@ async fn create(sim: &Simulator, body: Value) -> (u16, Value) {
     call(reqwest::Method::POST, &jobs_url(sim), Some(body)).await
 }
 
+/// A running destination, a simulator, and an enabled job of 30-second intervals
+/// pushing to it (`max_upload_records` 1000 unless `records` is `None`); the job's id.
+async fn pushing(records: Option<u64>) -> (Destination, Simulator, u64) {
+    let d = Destination::default();
+    let addr = d.start().await;
+    let sim = simulator(PushConfig::default()).await;
+    let mut body = json!({"dataset": "http_requests", "enabled": true,
+                          "destination_conf": conf(addr), "max_upload_interval_seconds": 30});
+    if let Some(n) = records {
+        body["max_upload_records"] = json!(n);
+    }
+    let (status, created) = create(&sim, body).await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["result"]["id"].as_u64().unwrap();
+    (d, sim, id)
+}
+
 /// The generator's NDJSON lines for `[from, to)` with the default fields, unixnano.
 fn expected(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<String> {
     let sel = Selection {
@@ -346,16 +363,7 @@ async fn the_pusher_delivers_each_intervals_records_once_split_by_the_jobs_limit
 
 #[tokio::test]
 async fn faults_duplicate_cut_and_slow_deliveries_and_every_record_still_arrives() {
-    let d = Destination::default();
-    let addr = d.start().await;
-    let sim = simulator(PushConfig::default()).await;
-    let (_, body) = create(
-        &sim,
-        json!({"dataset": "http_requests", "enabled": true, "destination_conf": conf(addr),
-               "max_upload_records": 1000, "max_upload_interval_seconds": 30}),
-    )
-    .await;
-    let id = body["result"]["id"].as_u64().unwrap();
+    let (d, sim, id) = pushing(Some(1000)).await;
     let faults = sim.logpush().faults();
     faults.add(PushFaultRule::job(id, PushFault::Duplicate).times(1));
     faults.add(PushFaultRule::job(id, PushFault::ResetMidBody { after_bytes: 4096 }).times(2));
@@ -389,16 +397,7 @@ async fn faults_duplicate_cut_and_slow_deliveries_and_every_record_still_arrives
 
 #[tokio::test]
 async fn a_wrong_secret_fails_every_attempt_until_the_batch_is_dropped_and_reported() {
-    let d = Destination::default();
-    let addr = d.start().await;
-    let sim = simulator(PushConfig::default()).await;
-    let (_, body) = create(
-        &sim,
-        json!({"dataset": "http_requests", "enabled": true, "destination_conf": conf(addr),
-               "max_upload_interval_seconds": 30}),
-    )
-    .await;
-    let id = body["result"]["id"].as_u64().unwrap();
+    let (d, sim, id) = pushing(None).await;
     sim.logpush()
         .faults()
         .add(PushFaultRule::job(id, PushFault::WrongSecret));
@@ -442,16 +441,7 @@ async fn a_wrong_secret_fails_every_attempt_until_the_batch_is_dropped_and_repor
 
 #[tokio::test]
 async fn a_destination_that_keeps_failing_loses_batches_after_the_retry_bound() {
-    let d = Destination::default();
-    let addr = d.start().await;
-    let sim = simulator(PushConfig::default()).await;
-    let (_, body) = create(
-        &sim,
-        json!({"dataset": "http_requests", "enabled": true, "destination_conf": conf(addr),
-               "max_upload_records": 1000, "max_upload_interval_seconds": 30}),
-    )
-    .await;
-    let id = body["result"]["id"].as_u64().unwrap();
+    let (d, sim, id) = pushing(Some(1000)).await;
     d.inbox().status = Some(503);
     sim.logpush().advance(Duration::from_secs(30)).unwrap();
     sim.logpush().settled().await;
@@ -483,16 +473,7 @@ async fn a_destination_that_keeps_failing_loses_batches_after_the_retry_bound() 
 
 #[tokio::test]
 async fn a_huge_batch_takes_the_following_records_and_none_is_delivered_twice() {
-    let d = Destination::default();
-    let addr = d.start().await;
-    let sim = simulator(PushConfig::default()).await;
-    let (_, body) = create(
-        &sim,
-        json!({"dataset": "http_requests", "enabled": true, "destination_conf": conf(addr),
-               "max_upload_records": 1000, "max_upload_interval_seconds": 30}),
-    )
-    .await;
-    let id = body["result"]["id"].as_u64().unwrap();
+    let (d, sim, id) = pushing(Some(1000)).await;
     // 8 MB of NDJSON in one batch: past the record limit and past the interval's end.
     sim.logpush()
         .faults()

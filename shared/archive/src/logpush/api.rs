@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rainlogs_core::error::{Classify, ErrorClass};
+use rainlogs_core::error::{error_chain, Classify, ErrorClass};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
@@ -322,12 +322,12 @@ impl JobsClient {
         let resp = req.send().await.map_err(|e| ApiError::Unreachable {
             base: self.base.clone(),
             // Without the URL: reqwest's message repeats it, and the base is named.
-            reason: chain(&e.without_url()),
+            reason: error_chain(&e.without_url()),
         })?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| ApiError::Unreachable {
             base: self.base.clone(),
-            reason: chain(&e.without_url()),
+            reason: error_chain(&e.without_url()),
         })?;
         let envelope: Option<Envelope> = serde_json::from_str(&text).ok();
         let message = || match &envelope {
@@ -378,17 +378,6 @@ impl JobsClient {
 
 fn parse<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ApiError> {
     serde_json::from_value(v).map_err(|e| ApiError::BadAnswer(e.to_string()))
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
