@@ -3,7 +3,8 @@
 //! receiver serving in this test process: the job is created (validated at the
 //! receiver, the zone switched to push), listed, polled while healthy and while a wrong
 //! secret makes it fail (exit 1, the 401 shown), disabled and deleted; bad limits are
-//! refused naming the limit; the destination's secret appears in no output.
+//! refused naming the limit; the destination's secret appears in no output; a push-only
+//! zone is added with `zone add --mode push`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use secrecy::SecretString;
 const MASTER: &str = "1:7171717171717171717171717171717171717171717171717171717171717171";
 const TOKEN: &str = "logpush-cli-zone-token";
 const CF: &str = "c0ffeec0ffeec0ffeec0ffeec0ffee00";
+const CF2: &str = "c0ffeec0ffeec0ffeec0ffeec0ffee01";
 
 struct Run {
     ok: bool,
@@ -34,6 +36,7 @@ async fn rainlogs(env_file: &Path, args: &[&str]) -> Run {
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("RAINLOGS_ENV_FILE", env_file)
+        .env("LOGPUSH_CLI_TOKEN", TOKEN)
         // Debug logging: the secret must not appear even there.
         .env("RAINLOGS_LOG", "debug")
         .output()
@@ -274,6 +277,38 @@ async fn logpush_commands_manage_a_job_at_the_simulator() {
         "{}",
         missing.out
     );
+
+    // A push-only zone is registered with its token checked at the Logpush jobs API.
+    let sim_url = sim.base_url();
+    let push_zone = rainlogs(
+        &env_file,
+        &[
+            "zone",
+            "add",
+            "--tenant",
+            "acme",
+            "--zone-id",
+            CF2,
+            "--name",
+            "push.example",
+            "--token-env",
+            "LOGPUSH_CLI_TOKEN",
+            "--simulator",
+            &sim_url,
+            "--mode",
+            "push",
+        ],
+    )
+    .await;
+    assert!(push_zone.ok, "{}", push_zone.out);
+    assert!(push_zone.out.contains("mode push") && push_zone.out.contains("Logpush jobs API"));
+    let zones = rainlogs(&env_file, &["zone", "list"]).await;
+    let line = zones
+        .out
+        .lines()
+        .find(|l| l.contains(CF2))
+        .unwrap_or_default();
+    assert!(line.contains(" push "), "{}", zones.out);
 
     assert!(
         !outputs.contains(&secret),

@@ -499,3 +499,73 @@ async fn bad_requests_are_refused_and_a_deleted_job_can_be_created_again() {
     );
     s.env.teardown().await;
 }
+
+#[tokio::test]
+async fn a_push_zone_is_registered_with_its_token_checked_at_the_jobs_api_not_logpull() {
+    // A zone whose Logpull has nothing to give (retention off stands for a plan without
+    // Logpull): `zone add` in pull mode refuses it; in push mode the token is checked at
+    // the Logpush jobs API instead, and the zone is never planned for Logpull.
+    let env = TestEnv::new().await;
+    let pool = &env.app.pool;
+    let keyring = MasterKeyring::parse(MASTER, None).expect("keyring");
+    let kms = KmsService::new(pool.clone(), keyring, "test");
+    let sim = Simulator::start_local(SimConfig {
+        tokens: vec![TOKEN.into()],
+        retention_default: false,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    tenant::add(pool, "acme", 400).await.unwrap();
+    let new = NewZone {
+        tenant: "acme",
+        cf_zone_id: CF,
+        name: "free-plan.example",
+        cadence_seconds: 60,
+        backfill_minutes: 30,
+        endpoint: ZoneEndpoint::Simulator {
+            url: sim.base_url(),
+        },
+        demo: false,
+    };
+    let logpull = rainlogs_fetch::LogpullProbe::new(
+        rainlogs_fetch::logpull::LogpullConfig::default(),
+        CloudflareApi::default(),
+    );
+    let token = SecretString::from(TOKEN);
+    assert!(matches!(
+        zone::add(pool, &kms, &logpull, &new, &token, Utc::now()).await,
+        Err(zone::ZoneError::RetentionOff { .. })
+    ));
+    let jobs = logpush::JobsProbe::new(CloudflareApi::default());
+    let wrong = SecretString::from("not-the-token");
+    assert!(matches!(
+        zone::add_in_mode(pool, &kms, &jobs, &new, &wrong, ZoneMode::Push, Utc::now()).await,
+        Err(zone::ZoneError::TokenRefused { .. })
+    ));
+    let zones: i64 = sqlx::query_scalar("SELECT count(*) FROM zones")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(zones, 0, "a refused token stores nothing");
+
+    let id = zone::add_in_mode(pool, &kms, &jobs, &new, &token, ZoneMode::Push, Utc::now())
+        .await
+        .expect("push zone added");
+    assert_eq!(zone::mode(pool, CF).await.unwrap(), ZoneMode::Push);
+    let planned = rainlogs_archive::ledger::plan_zone(
+        pool,
+        id,
+        Utc::now(),
+        &rainlogs_archive::ledger::PlanPolicy::same_clock(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(planned, 0, "nothing is planned for Logpull");
+    // Replacing its token probes at the jobs API too.
+    let report = zone::set_token(pool, &kms, &jobs, CF, &token, "test")
+        .await
+        .expect("token replaced");
+    assert_eq!(report.zone, id);
+    env.teardown().await;
+}

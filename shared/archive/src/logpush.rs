@@ -32,7 +32,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::audit::{self, AuditEvent};
-use crate::catalog::zone::{self, ZoneError, ZoneMode};
+use crate::catalog::zone::{self, ProbeError, ProbeReport, ZoneError, ZoneMode, ZoneProbe};
 use crate::endpoint::{CloudflareApi, EndpointKind, ZoneEndpoint};
 use crate::pipeline::CLOUDFLARE_TOKEN_PURPOSE;
 use crate::push;
@@ -329,6 +329,48 @@ async fn client(
         zone: zone.cf_zone_id.clone(),
         error,
     })
+}
+
+/// The token probe of a push zone (`rainlogs zone add --mode push`, and `zone set
+/// --token-env` of a push zone): it lists the zone's Logpush jobs at the zone's
+/// endpoint, which only a token valid for the zone's logs may do. Logpull is not asked —
+/// zones below Enterprise do not have it — so it reports no fields, and retention as on
+/// (Logpull's retention flag does not concern a pushed zone).
+#[derive(Debug, Clone, Default)]
+pub struct JobsProbe {
+    cloudflare: CloudflareApi,
+}
+
+impl JobsProbe {
+    pub fn new(cloudflare: CloudflareApi) -> Self {
+        Self { cloudflare }
+    }
+}
+
+#[async_trait::async_trait]
+impl ZoneProbe for JobsProbe {
+    async fn probe(
+        &self,
+        endpoint: &ZoneEndpoint,
+        cf_zone_id: &str,
+        token: &SecretString,
+    ) -> Result<ProbeReport, ProbeError> {
+        let failed = |e: ApiError| match e {
+            ApiError::Refused { .. } => ProbeError::Refused(e.to_string()),
+            e => ProbeError::Failed {
+                retryable: e.class() == ErrorClass::Retryable,
+                reason: e.to_string(),
+            },
+        };
+        let client = JobsClient::new(&self.cloudflare, endpoint, cf_zone_id, token.clone())
+            .map_err(failed)?;
+        client.list().await.map_err(failed)?;
+        Ok(ProbeReport {
+            retention: true,
+            retention_enabled: false,
+            fields: Vec::new(),
+        })
+    }
 }
 
 /// The receiver's public base URL, checked: `https://` (plain `http://` only for a
