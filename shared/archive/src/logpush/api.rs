@@ -87,6 +87,36 @@ impl std::fmt::Debug for JobRequest {
 }
 
 impl JobRequest {
+    /// What an error message must not repeat: the destination, and each `header_*`
+    /// value in it — raw, decoded, and without its `Bearer ` — longest first.
+    fn secret_parts(&self) -> Vec<String> {
+        let conf = self.destination_conf.expose_secret();
+        let mut parts = vec![conf.to_owned()];
+        if let Ok(url) = reqwest::Url::parse(conf) {
+            for (name, value) in url.query_pairs() {
+                if name.starts_with("header_") {
+                    let value = value.into_owned();
+                    if let Some(token) = value.strip_prefix("Bearer ") {
+                        parts.push(token.to_owned());
+                    }
+                    parts.push(value);
+                }
+            }
+            if let Some(query) = url.query() {
+                parts.extend(
+                    query
+                        .split('&')
+                        .filter(|p| p.starts_with("header_"))
+                        .filter_map(|p| p.split_once('=').map(|(_, v)| v.to_owned())),
+                );
+            }
+        }
+        parts.retain(|p| p.len() >= 8);
+        parts.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        parts.dedup();
+        parts
+    }
+
     /// The create body: enabled at once, NDJSON with the chosen fields and timestamps.
     fn body(&self) -> Value {
         let mut body = json!({
@@ -277,7 +307,11 @@ impl JobsClient {
         let result = self
             .call(reqwest::Method::POST, None, Some(job.body()))
             .await
-            .map_err(|e| e.scrub(job.destination_conf.expose_secret()))?;
+            .map_err(|e| {
+                job.secret_parts()
+                    .iter()
+                    .fold(e, |e, secret| e.scrub(secret))
+            })?;
         parse(result)
     }
 
@@ -409,7 +443,7 @@ mod tests {
             dataset: "http_requests".into(),
             name: "n".into(),
             destination_conf: SecretString::from(
-                "https://h/push/x?header_Authorization=Bearer%20s3cret",
+                "https://h/push/x?header_Authorization=Bearer%20s3cret0123456789",
             ),
             fields: vec!["RayID".into()],
             timestamp_format: "unixnano".into(),
@@ -417,17 +451,29 @@ mod tests {
             max_upload_records: Some(1000),
             max_upload_interval_seconds: None,
         };
-        assert!(!format!("{req:?}").contains("s3cret"));
+        assert!(!format!("{req:?}").contains("s3cret0123456789"));
+        // Cloudflare may repeat the destination, the header value or the bare secret.
+        let parts = req.secret_parts();
+        for echoed in [
+            "https://h/push/x?header_Authorization=Bearer%20s3cret0123456789",
+            "Bearer%20s3cret0123456789",
+            "Bearer s3cret0123456789",
+            "s3cret0123456789",
+        ] {
+            let e = ApiError::BadAnswer(format!("got {echoed} back"));
+            let e = parts.iter().fold(e, |e, p| e.scrub(p));
+            assert!(!e.to_string().contains("s3cret0123456789"), "{e}");
+        }
         assert_eq!(req.body()["max_upload_records"], 1000);
         assert!(req.body().get("max_upload_bytes").is_none());
         let e = ApiError::Rejected {
             status: 400,
             code: Some(1002),
-            message: "error validating destination: POST https://h/push/x?header_Authorization=Bearer%20s3cret".into(),
+            message: "error validating destination: POST https://h/push/x?header_Authorization=Bearer%20s3cret0123456789".into(),
         }
-        .scrub("s3cret");
+        .scrub("s3cret0123456789");
         assert!(
-            !e.to_string().contains("s3cret") && e.to_string().contains("1002"),
+            !e.to_string().contains("s3cret0123456789") && e.to_string().contains("1002"),
             "{e}"
         );
     }
