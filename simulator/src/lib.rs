@@ -12,7 +12,9 @@
 //! - [`pusher`]: Logpush delivery — batches from the generator by each job's limits,
 //!   gzip NDJSON to its HTTP destination, retries that give up, a controllable clock;
 //! - [`push_faults`]: injectable delivery failures (duplicate delivery, reset mid-body,
-//!   slow body, a huge batch, a wrong secret).
+//!   slow body, a huge batch, a wrong secret);
+//! - [`s3_destination`]: the S3-compatible destination (gzip NDJSON objects, named as
+//!   Cloudflare names them).
 //!
 //! docs/LOGPULL.md describes the Logpull endpoints, parameters and faults; docs/INGEST.md
 //! the Logpush side.
@@ -23,6 +25,7 @@ pub mod generator;
 pub mod logpush;
 pub mod push_faults;
 pub mod pusher;
+pub mod s3_destination;
 pub mod server;
 
 pub use faults::{Fault, FaultBook, FaultRule};

@@ -25,6 +25,7 @@ use serde_json::json;
 
 use crate::fields::{Field, DEFAULT_FIELDS};
 use crate::generator::TimestampFormat;
+use crate::s3_destination::{self, S3Destination};
 use crate::server::{auth_error, cf_error, cf_result, SimState};
 
 /// `max_upload_bytes`: 5 MB – 1 GB of uncompressed NDJSON, or 0 (off).
@@ -121,10 +122,20 @@ impl std::fmt::Debug for HttpDestination {
     }
 }
 
-/// Splits a `destination_conf` into the URL and headers. `https://` anywhere; plain
-/// `http://` only to a loopback host unless `allow_http` (Cloudflare itself takes HTTPS
-/// only; the simulator's receivers in tests listen on 127.0.0.1).
-pub fn parse_destination(conf: &str, allow_http: bool) -> Result<HttpDestination, String> {
+/// Where a job delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Http(HttpDestination),
+    /// An S3-compatible bucket ([`crate::s3_destination`]).
+    S3(S3Destination),
+}
+
+/// Parses a `destination_conf`: an HTTP destination (the URL and the headers its
+/// `header_*` parameters ask for; `https://` anywhere, plain `http://` only to a
+/// loopback host unless `allow_http` — Cloudflare itself takes HTTPS only, the
+/// simulator's receivers in tests listen on 127.0.0.1), or an S3-compatible one
+/// (`s3://BUCKET/PATH?region=…&access-key-id=…&secret-access-key=…&endpoint=…`).
+pub fn parse_destination(conf: &str, allow_http: bool) -> Result<Destination, String> {
     if conf.len() > MAX_DESTINATION_CONF {
         return Err(format!(
             "destination_conf is longer than {MAX_DESTINATION_CONF} characters"
@@ -143,9 +154,10 @@ pub fn parse_destination(conf: &str, allow_http: bool) -> Result<HttpDestination
                 "destination_conf must be an https:// URL (HTTP destinations need TLS)".into(),
             )
         }
-        "s3" | "r2" | "gs" | "azure" | "sentinelone" | "datadog" | "splunk" => {
+        "s3" => return s3_destination::parse(&url, allow_http).map(Destination::S3),
+        "r2" | "gs" | "azure" | "sentinelone" | "datadog" | "splunk" => {
             return Err(format!(
-                "the simulator delivers to HTTP destinations only, not {}://",
+                "the simulator delivers to HTTP and S3-compatible destinations only, not {}://",
                 url.scheme()
             ))
         }
@@ -178,16 +190,16 @@ pub fn parse_destination(conf: &str, allow_http: bool) -> Result<HttpDestination
     } else {
         target.query_pairs_mut().clear().extend_pairs(kept);
     }
-    Ok(HttpDestination {
+    Ok(Destination::Http(HttpDestination {
         url: target.to_string(),
         headers,
-    })
+    }))
 }
 
 /// What the pusher needs of a job, parsed and checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeliverySpec {
-    pub destination: HttpDestination,
+    pub destination: Destination,
     pub fields: Vec<Field>,
     pub timestamps: TimestampFormat,
     pub sample: Option<f64>,
@@ -557,11 +569,12 @@ mod tests {
 
     #[test]
     fn header_parameters_become_headers_and_leave_the_url() {
-        let d = parse_destination(
+        let Ok(Destination::Http(d)) = parse_destination(
             "https://logs.example.com/push/abc?header_Authorization=Bearer%20s3cret&tags=a,b&header_X-Extra=1",
             false,
-        )
-        .unwrap();
+        ) else {
+            panic!("an HTTP destination")
+        };
         assert_eq!(d.url, "https://logs.example.com/push/abc?tags=a%2Cb");
         assert_eq!(
             d.headers,
@@ -582,7 +595,16 @@ mod tests {
         assert!(parse_destination("http://logs.example.com/push/x", false).is_err());
         assert!(parse_destination("http://logs.example.com/push/x", true).is_ok());
         let e = parse_destination("s3://bucket/path?region=x", false).unwrap_err();
-        assert!(e.contains("HTTP destinations only"), "{e}");
+        assert!(e.contains("access-key-id"), "{e}");
+        assert!(matches!(
+            parse_destination(
+                "s3://b/p?region=r&access-key-id=k&secret-access-key=s",
+                false
+            ),
+            Ok(Destination::S3(_))
+        ));
+        let e = parse_destination("gs://bucket/path", false).unwrap_err();
+        assert!(e.contains("S3-compatible destinations only"), "{e}");
         assert!(parse_destination("https://h/?header_Bad%20Name=x", false).is_err());
     }
 

@@ -43,10 +43,11 @@ use tokio::sync::watch;
 
 use crate::generator::{Generator, Selection, WindowRecords};
 use crate::logpush::{
-    delivery_spec, job_from_create, job_updated, ApiError, DeliverySpec, HttpDestination, Job,
-    JobBody,
+    delivery_spec, job_from_create, job_updated, ApiError, DeliverySpec, Destination,
+    HttpDestination, Job, JobBody,
 };
 use crate::push_faults::{PushFault, PushFaultBook, PushFaultRule};
+use crate::s3_destination;
 use crate::server::Volumes;
 
 /// How far past the cursor a huge batch may reach for records.
@@ -609,7 +610,7 @@ impl Pusher {
         &self,
         id: u64,
         zone: &str,
-        destination: &HttpDestination,
+        destination: &Destination,
         plan: &Plan,
     ) -> Result<(), String> {
         let deadline = Instant::now() + self.config.give_up_after;
@@ -650,7 +651,7 @@ impl Pusher {
     /// One HTTP attempt of a batch, with the attempt's fault.
     async fn attempt(
         &self,
-        destination: &HttpDestination,
+        destination: &Destination,
         plan: &Plan,
         fault: Option<PushFault>,
     ) -> Result<(), Failure> {
@@ -671,24 +672,50 @@ impl Pusher {
             state: BodyState::Streaming,
         };
         let wrong_secret = fault == Some(PushFault::WrongSecret);
-        self.post(
-            destination,
-            reqwest::Body::wrap_stream(body.into_stream()),
-            wrong_secret,
-        )
-        .await
+        match destination {
+            Destination::Http(http) => {
+                self.post(
+                    http,
+                    reqwest::Body::wrap_stream(body.into_stream()),
+                    wrong_secret,
+                )
+                .await
+            }
+            Destination::S3(s3) => {
+                let client = s3.client(wrong_secret, self.config.request_timeout);
+                let key = s3.batch_key(plan.first_ns, plan.last_ns);
+                s3_destination::write(&client, &s3.bucket, &key, body.into_stream())
+                    .await
+                    .map_err(|message| Failure {
+                        message,
+                        retry_after: None,
+                    })
+            }
+        }
     }
 
-    /// Sends the validation upload; anything but a 2xx refuses the job (error 1002).
-    async fn validate(&self, destination: &HttpDestination) -> Result<(), ApiError> {
+    /// Sends the validation upload; anything but a 2xx (an HTTP destination) or a
+    /// written object (S3) refuses the job (error 1002).
+    async fn validate(&self, destination: &Destination) -> Result<(), ApiError> {
         let mut gz = GzEncoder::new(Vec::new(), Compression::default());
         let body = gz
             .write_all(VALIDATION_BODY)
             .and_then(|()| gz.finish())
             .map_err(ApiError::destination)?;
-        self.post(destination, reqwest::Body::from(body), false)
-            .await
-            .map_err(|f| ApiError::destination(format!("error writing object: {}", f.message)))
+        match destination {
+            Destination::Http(http) => self
+                .post(http, reqwest::Body::from(body), false)
+                .await
+                .map_err(|f| ApiError::destination(format!("error writing object: {}", f.message))),
+            Destination::S3(s3) => {
+                let client = s3.client(false, self.config.request_timeout);
+                let chunk = futures::stream::once(async { Ok(Bytes::from(body)) });
+                let key = s3.validation_key(self.now());
+                s3_destination::write(&client, &s3.bucket, &key, chunk)
+                    .await
+                    .map_err(ApiError::destination)
+            }
+        }
     }
 
     async fn post(

@@ -569,3 +569,197 @@ async fn a_push_zone_is_registered_with_its_token_checked_at_the_jobs_api_not_lo
     assert_eq!(report.zone, id);
     env.teardown().await;
 }
+
+#[tokio::test]
+async fn the_simulator_writes_batches_as_gzip_objects_to_an_s3_destination_in_garage() {
+    // The simulator's S3-compatible destination against the stack's Garage: the
+    // validation object, then one gzip NDJSON object per batch under `{DATE}`, named as
+    // Cloudflare names them; a duplicate delivery is a second object with the same
+    // content; a wrong secret and a cut body are retried; the objects hold exactly the
+    // generator's records.
+    use std::io::Read;
+
+    use rainlogs_core::config::S3Config;
+    use rainlogs_logpull_sim::logpush::JobBody;
+    use secrecy::ExposeSecret;
+
+    let env = TestEnv::new().await;
+    let s3 = S3Config::from_source(&env.src).unwrap();
+    let t0 = Utc::now().duration_trunc(TimeDelta::minutes(1)).unwrap() - TimeDelta::hours(1);
+    let sim = Simulator::start_local(SimConfig {
+        seed: SEED,
+        default_volume: VOLUME,
+        push: PushConfig {
+            clock: PushClock::Manual { start: t0 },
+            retry_base: Duration::from_millis(20),
+            retry_cap: Duration::from_millis(100),
+            give_up_after: Duration::from_secs(5),
+            ..PushConfig::default()
+        },
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let conf = |secret: &str| {
+        reqwest::Url::parse_with_params(
+            &format!("s3://{}/{}landing/{{DATE}}", s3.bucket, s3.key_prefix),
+            [
+                ("region", s3.region.as_str()),
+                ("access-key-id", s3.access_key_id.as_str()),
+                ("secret-access-key", secret),
+                (
+                    "endpoint",
+                    s3.endpoint.as_deref().expect("the stack's Garage"),
+                ),
+            ],
+        )
+        .unwrap()
+        .to_string()
+    };
+    let job = |conf: String| JobBody {
+        dataset: Some("http_requests".into()),
+        destination_conf: Some(conf),
+        enabled: Some(true),
+        max_upload_records: Some(1000),
+        max_upload_interval_seconds: Some(30),
+        ..JobBody::default()
+    };
+    // Wrong credentials: the validation object cannot be written, no job (1002).
+    let refused = sim
+        .logpush()
+        .create_job(CF, job(conf("not-the-secret-key")))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, 1002, "{refused:?}");
+    let created = sim
+        .logpush()
+        .create_job(CF, job(conf(s3.secret_access_key.expose_secret())))
+        .await
+        .expect("job created");
+    let id = created.id;
+    let faults = sim.logpush().faults();
+    faults.add(PushFaultRule::job(id, PushFault::Duplicate).times(1));
+    faults.add(PushFaultRule::job(id, PushFault::WrongSecret).times(1));
+    faults.add(PushFaultRule::job(id, PushFault::ResetMidBody { after_bytes: 4096 }).times(1));
+    sim.logpush().advance(Duration::from_secs(60)).unwrap();
+    tokio::time::timeout(Duration::from_secs(120), sim.logpush().settled())
+        .await
+        .expect("settles");
+    let stats = sim.logpush().stats()[&id].clone();
+    assert_eq!(
+        (
+            stats.batches_delivered,
+            stats.duplicates_sent,
+            stats.failed_attempts
+        ),
+        (4, 1, 2),
+        "{stats:?}"
+    );
+    assert_eq!(stats.batches_dropped, 0);
+
+    let objects = env.app.store.list_all("landing/").await.unwrap();
+    let day = t0.format("%Y%m%d").to_string();
+    let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(
+        keys.len(),
+        6,
+        "validation, four batches, one duplicate: {keys:?}"
+    );
+    let mut contents = Vec::new();
+    for key in &keys {
+        let gz = env.app.store.get(key).await.unwrap();
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut plain)
+            .expect("a gzip object");
+        if key.ends_with("/test.txt.gz") {
+            assert_eq!(plain, br#"{"content":"tests"}"#);
+            continue;
+        }
+        let name = key
+            .strip_prefix(&format!("landing/{day}/"))
+            .expect("{DATE} in the key");
+        assert!(
+            name.ends_with(".log.gz") && name.split('_').count() == 3,
+            "{name}"
+        );
+        contents.push(plain);
+    }
+    contents.sort();
+    contents.dedup();
+    assert_eq!(
+        contents.len(),
+        4,
+        "the duplicate object holds the same batch"
+    );
+    let mut lines: Vec<String> = contents
+        .iter()
+        .flat_map(|c| {
+            String::from_utf8(c.clone())
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    lines.sort();
+    let fields: Vec<String> = rainlogs_logpull_sim::DEFAULT_FIELDS
+        .iter()
+        .map(|f| f.name().to_owned())
+        .collect();
+    let want = {
+        let sel = Selection {
+            start_ns: t0.timestamp_nanos_opt().unwrap(),
+            end_ns: (t0 + TimeDelta::seconds(60)).timestamp_nanos_opt().unwrap(),
+            fields: fields.iter().map(|f| Field::parse(f).unwrap()).collect(),
+            timestamps: TimestampFormat::UnixNano,
+            count: None,
+            sample: None,
+        };
+        let body = Generator::new(SEED).window_body(CF, VOLUME, &sel);
+        sorted(
+            String::from_utf8(body)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect(),
+        )
+    };
+    assert_eq!(lines, want, "exactly the generator's records");
+
+    // A batch whose gzip passes one part goes up as a multipart upload, whole.
+    faults.add(PushFaultRule::job(id, PushFault::HugeBatch { bytes: 60_000_000 }).times(1));
+    sim.logpush().advance(Duration::from_secs(30)).unwrap();
+    tokio::time::timeout(Duration::from_secs(300), sim.logpush().settled())
+        .await
+        .expect("settles");
+    let after = sim.logpush().stats()[&id].clone();
+    assert_eq!(
+        (after.batches_delivered, after.batches_dropped),
+        (5, 0),
+        "{after:?}"
+    );
+    let big = env
+        .app
+        .store
+        .list_all("landing/")
+        .await
+        .unwrap()
+        .into_iter()
+        .max_by_key(|o| o.size)
+        .unwrap();
+    assert!(
+        big.size > rainlogs_logpull_sim::s3_destination::PART_BYTES as u64,
+        "{big:?}"
+    );
+    let gz = env.app.store.get(&big.key).await.unwrap();
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut plain)
+        .expect("a whole gzip object");
+    assert_eq!(
+        plain.len() as u64,
+        after.bytes_delivered - stats.bytes_delivered
+    );
+    env.teardown().await;
+}
