@@ -766,7 +766,7 @@ impl Pusher {
 
 /// An error with its sources, one line (no URL secrets: `header_*` parameters are
 /// never part of the URL posted to).
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -931,21 +931,7 @@ impl BatchBody {
                 self.left = self.left.saturating_sub(1);
             }
             let finished = self.left == 0;
-            let mut out = match self.gzip.as_mut() {
-                Some(enc) => {
-                    // Writing into a Vec-backed encoder cannot fail.
-                    let _ = enc.write_all(&raw);
-                    if finished {
-                        match self.gzip.take().map(GzEncoder::finish) {
-                            Some(Ok(tail)) => tail,
-                            _ => Vec::new(),
-                        }
-                    } else {
-                        std::mem::take(enc.get_mut())
-                    }
-                }
-                None => Vec::new(),
-            };
+            let mut out = crate::server::gzip_step(&mut self.gzip, raw, finished);
             if finished {
                 self.state = BodyState::Done;
             }

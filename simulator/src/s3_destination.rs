@@ -188,14 +188,7 @@ impl S3Destination {
 }
 
 fn failed(what: &str, e: impl std::error::Error) -> String {
-    let mut text = format!("error writing object: {what}: {e}");
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+    format!("error writing object: {what}: {}", crate::pusher::chain(&e))
 }
 
 /// Writes the gzip `body` to `key`: one PutObject up to [`PART_BYTES`], else a
@@ -208,17 +201,7 @@ pub async fn write(
 ) -> Result<(), String> {
     let mut body = std::pin::pin!(body);
     let mut part = Vec::with_capacity(PART_BYTES);
-    let mut ended = false;
-    while part.len() < PART_BYTES {
-        match body.next().await {
-            Some(chunk) => part.extend_from_slice(&chunk.map_err(|e| failed("body", e))?),
-            None => {
-                ended = true;
-                break;
-            }
-        }
-    }
-    if ended {
+    if fill(&mut part, body.as_mut()).await? {
         client
             .put_object()
             .bucket(bucket)
@@ -271,6 +254,20 @@ pub async fn write(
     }
 }
 
+/// Tops `part` up to [`PART_BYTES`] from `body`; `true` when the body has ended.
+async fn fill(
+    part: &mut Vec<u8>,
+    mut body: std::pin::Pin<&mut impl Stream<Item = Result<Bytes, std::io::Error>>>,
+) -> Result<bool, String> {
+    while part.len() < PART_BYTES {
+        match body.next().await {
+            Some(chunk) => part.extend_from_slice(&chunk.map_err(|e| failed("body", e))?),
+            None => return Ok(true),
+        }
+    }
+    Ok(false)
+}
+
 async fn upload_parts(
     client: &aws_sdk_s3::Client,
     bucket: &str,
@@ -282,16 +279,7 @@ async fn upload_parts(
     let mut parts = Vec::new();
     let mut part = first;
     loop {
-        let mut ended = false;
-        while part.len() < PART_BYTES {
-            match body.next().await {
-                Some(chunk) => part.extend_from_slice(&chunk.map_err(|e| failed("body", e))?),
-                None => {
-                    ended = true;
-                    break;
-                }
-            }
-        }
+        let ended = fill(&mut part, body.as_mut()).await?;
         if !part.is_empty() {
             let number = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
             let done = client

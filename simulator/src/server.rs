@@ -627,21 +627,7 @@ impl BodyProducer {
                     raw.push(b'\n');
                 }
             }
-            let mut out = match self.gzip.as_mut() {
-                Some(enc) => {
-                    // Writing into a Vec-backed encoder cannot fail.
-                    let _ = enc.write_all(&raw);
-                    if finished {
-                        match self.gzip.take().map(GzEncoder::finish) {
-                            Some(Ok(tail)) => tail,
-                            _ => Vec::new(),
-                        }
-                    } else {
-                        std::mem::take(enc.get_mut())
-                    }
-                }
-                None => raw,
-            };
+            let mut out = gzip_step(&mut self.gzip, raw, finished);
             if finished {
                 self.state = Progress::Done;
             }
@@ -669,6 +655,29 @@ impl BodyProducer {
                 return Some(Bytes::from(out));
             }
         }
+    }
+}
+
+/// The next piece of a body produced chunk by chunk: `raw` itself without an encoder,
+/// else what the gzip encoder emits for it (its whole tail, and the encoder gone, once
+/// `finished`).
+pub(crate) fn gzip_step(
+    gzip: &mut Option<GzEncoder<Vec<u8>>>,
+    raw: Vec<u8>,
+    finished: bool,
+) -> Vec<u8> {
+    let Some(enc) = gzip.as_mut() else {
+        return raw;
+    };
+    // Writing into a Vec-backed encoder cannot fail.
+    let _ = enc.write_all(&raw);
+    if finished {
+        match gzip.take().map(GzEncoder::finish) {
+            Some(Ok(tail)) => tail,
+            _ => Vec::new(),
+        }
+    } else {
+        std::mem::take(enc.get_mut())
     }
 }
 

@@ -188,26 +188,26 @@ impl Stack {
             drive_stages(&self.env.app.pool, &self.env.app.store, &self.kms, spec).await;
         }
     }
+}
 
-    /// The generator's records for `[from, to)`, with the fields the job asked for.
-    fn expected(&self, fields: &[String], from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<String> {
-        let sel = Selection {
-            start_ns: from.timestamp_nanos_opt().unwrap(),
-            end_ns: to.timestamp_nanos_opt().unwrap(),
-            fields: fields.iter().map(|f| Field::parse(f).unwrap()).collect(),
-            timestamps: TimestampFormat::UnixNano,
-            count: None,
-            sample: None,
-        };
-        let body = Generator::new(SEED).window_body(CF, VOLUME, &sel);
-        sorted(
-            String::from_utf8(body)
-                .unwrap()
-                .lines()
-                .map(str::to_owned)
-                .collect(),
-        )
-    }
+/// The generator's records for `[from, to)` with `fields` (unixnano), sorted.
+fn generated(fields: &[String], from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<String> {
+    let sel = Selection {
+        start_ns: from.timestamp_nanos_opt().unwrap(),
+        end_ns: to.timestamp_nanos_opt().unwrap(),
+        fields: fields.iter().map(|f| Field::parse(f).unwrap()).collect(),
+        timestamps: TimestampFormat::UnixNano,
+        count: None,
+        sample: None,
+    };
+    let body = Generator::new(SEED).window_body(CF, VOLUME, &sel);
+    sorted(
+        String::from_utf8(body)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+    )
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -282,7 +282,7 @@ async fn a_simulated_job_pushes_into_the_archive_and_restore_gives_each_record_o
     )
     .await;
     assert_eq!(warnings, Vec::<String>::new());
-    let want = s.expected(&job.fields, s.t0, s.t0 + TimeDelta::seconds(120));
+    let want = generated(&job.fields, s.t0, s.t0 + TimeDelta::seconds(120));
     assert_eq!(want.len(), 6000);
     assert_eq!(
         sorted(restored),
@@ -707,24 +707,7 @@ async fn the_simulator_writes_batches_as_gzip_objects_to_an_s3_destination_in_ga
         .iter()
         .map(|f| f.name().to_owned())
         .collect();
-    let want = {
-        let sel = Selection {
-            start_ns: t0.timestamp_nanos_opt().unwrap(),
-            end_ns: (t0 + TimeDelta::seconds(60)).timestamp_nanos_opt().unwrap(),
-            fields: fields.iter().map(|f| Field::parse(f).unwrap()).collect(),
-            timestamps: TimestampFormat::UnixNano,
-            count: None,
-            sample: None,
-        };
-        let body = Generator::new(SEED).window_body(CF, VOLUME, &sel);
-        sorted(
-            String::from_utf8(body)
-                .unwrap()
-                .lines()
-                .map(str::to_owned)
-                .collect(),
-        )
-    };
+    let want = generated(&fields, t0, t0 + TimeDelta::seconds(60));
     assert_eq!(lines, want, "exactly the generator's records");
 
     // A batch whose gzip passes one part goes up as a multipart upload, whole.
