@@ -84,6 +84,8 @@ async fn main() -> anyhow::Result<()> {
 
     let mut opts = DemoOptions::new(minutes, Duration::from_secs(3600));
     opts.zones = vec![("bench.restore.example".into(), rpm)];
+    // The pull pipeline only: a push zone would change what the timing covers.
+    opts.push_zone = None;
     let report = run_demo(&app, &opts).await?;
     let z = &report.zones[0];
     anyhow::ensure!(report.succeeded(), "archive run failed: {report:?}");

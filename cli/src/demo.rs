@@ -1,9 +1,11 @@
 //! `rainlogs demo`: the archive pipeline end to end on this machine, in one command.
 //!
 //! Starts the Logpull simulator in-process, registers a fresh demo tenant with three
-//! zones (busy, quiet, all-empty), runs the stage worker and a plan/enqueue loop until
-//! every planned window of those zones is final, then reports volumes, compression,
-//! throughput and whether each zone's hash chain verifies.
+//! pulled zones (busy, quiet, all-empty) and one pushed zone (a Logpush job of the
+//! simulator delivering to a receiver served in this process, [`crate::demo_push`]),
+//! runs the stage worker and a plan/enqueue loop until every planned window and pushed
+//! batch of those zones is final, then reports volumes, compression, throughput and
+//! whether each zone's hash chain verifies.
 //!
 //! The demo is isolated from whatever else runs on the same stack: its zones are
 //! registered as *demo zones fetched from its own simulator* (their endpoint is the
@@ -31,7 +33,7 @@ use rainlogs_archive::endpoint::ZoneEndpoint;
 use rainlogs_archive::ledger::{self, WindowState};
 use rainlogs_archive::pipeline::{WindowTask, PIPELINE_QUEUE};
 use rainlogs_core::task::{kinds, TaskSpec};
-use rainlogs_logpull_sim::{SimConfig, Simulator, ZoneVolume};
+use rainlogs_logpull_sim::{PushClock, PushConfig, SimConfig, Simulator, ZoneVolume};
 use secrecy::SecretString;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -40,6 +42,8 @@ use rainlogs_archive::catalog::{tenant, zone};
 use rainlogs_dispatcher::app::App;
 use rainlogs_dispatcher::invoker::Invoker;
 use rainlogs_dispatcher::worker::Worker;
+
+use crate::demo_push::{self, PushSummary};
 
 /// Fixed so every run serves the same logs.
 const SEED: u64 = 42;
@@ -55,6 +59,9 @@ pub struct DemoOptions {
     pub timeout: Duration,
     /// (zone name, records per non-empty minute); 0 makes every minute empty.
     pub zones: Vec<(String, u64)>,
+    /// A zone pushed by a Logpush job: (zone name, records per minute); `None` for
+    /// pulled zones only.
+    pub push_zone: Option<(String, u64)>,
 }
 
 impl DemoOptions {
@@ -67,6 +74,7 @@ impl DemoOptions {
                 ("quiet.demo.example".into(), 40),
                 ("silent.demo.example".into(), 0),
             ],
+            push_zone: Some(("pushed.demo.example".into(), 150)),
         }
     }
 }
@@ -98,6 +106,8 @@ pub struct DemoReport {
     /// Fingerprints of the credentials the demo's simulator was shown, with counts
     /// (`rainlogs_logpull_sim::credential_fingerprint`): only the demo's own token.
     pub simulator_credentials: HashMap<String, u64>,
+    /// The pushed zone, when the demo had one.
+    pub push: Option<PushSummary>,
 }
 
 impl DemoReport {
@@ -107,6 +117,7 @@ impl DemoReport {
                 .zones
                 .iter()
                 .all(|z| z.failed == 0 && z.in_flight == 0 && z.chain.is_valid())
+            && self.push.as_ref().is_none_or(PushSummary::succeeded)
             && self.foreign_credentials() == 0
     }
 
@@ -149,6 +160,17 @@ pub async fn run_demo(app: &App, opts: &DemoOptions) -> anyhow::Result<DemoRepor
     };
     rainlogs_core::db::migrate(&app.pool).await?;
 
+    let flow_zone = |name: &String| FlowZone {
+        name: name.clone(),
+        cf_zone_id: Uuid::new_v4().simple().to_string(),
+        cadence_seconds: 60,
+        backfill_minutes: opts.backfill_minutes,
+        fields: Vec::new(),
+    };
+    let push_zone = opts
+        .push_zone
+        .as_ref()
+        .map(|(name, rpm)| (flow_zone(name), *rpm));
     let zones: Vec<FlowZone> = opts
         .zones
         .iter()
@@ -162,19 +184,30 @@ pub async fn run_demo(app: &App, opts: &DemoOptions) -> anyhow::Result<DemoRepor
         .collect();
     let volumes: HashMap<String, ZoneVolume> = zones
         .iter()
-        .zip(&opts.zones)
-        .map(|(z, (_, rpm))| {
+        .zip(opts.zones.iter().map(|(_, rpm)| *rpm))
+        .chain(push_zone.as_ref().map(|(z, rpm)| (z, *rpm)))
+        .map(|(z, rpm)| {
             let volume = ZoneVolume {
-                records_per_minute: *rpm,
-                empty_ratio: if *rpm == 0 { 1.0 } else { 0.0 },
+                records_per_minute: rpm,
+                empty_ratio: if rpm == 0 { 1.0 } else { 0.0 },
             };
             (z.cf_zone_id.clone(), volume)
         })
         .collect();
+    let now = Utc::now();
+    // The push clock starts `backfill` minutes ago, at a whole minute, and stands
+    // still until the demo moves it (demo_push).
+    let push_start = now
+        - chrono::TimeDelta::seconds(now.timestamp().rem_euclid(60))
+        - chrono::TimeDelta::minutes(opts.backfill_minutes.max(0));
     let sim = Simulator::start_local(SimConfig {
         seed: SEED,
         zones: volumes,
         tokens: vec![SIM_TOKEN.to_owned()],
+        push: PushConfig {
+            clock: PushClock::Manual { start: push_start },
+            ..PushConfig::default()
+        },
         ..SimConfig::default()
     })
     .await
@@ -183,7 +216,6 @@ pub async fn run_demo(app: &App, opts: &DemoOptions) -> anyhow::Result<DemoRepor
         simulator_url: sim.base_url(),
         demo: true,
     };
-    let now = Utc::now();
     let tenant_name = format!("demo-{}", now.format("%Y%m%d-%H%M%S-%3f"));
     // A private queue scope: this run's worker sees only this run's tasks.
     let mut app = app.clone();
@@ -193,24 +225,53 @@ pub async fn run_demo(app: &App, opts: &DemoOptions) -> anyhow::Result<DemoRepor
 
     let token = SecretString::from(SIM_TOKEN.to_owned());
     let zone_ids = register(&app, &kms, &tenant_name, &zones, &source, &token, now).await?;
+    let pushed = match &push_zone {
+        Some((z, _)) => {
+            let started = demo_push::start(&app, &kms, &tenant_name, z, &token, &sim, now).await;
+            match started {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    end(&app, &zone_ids).await?;
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
+    let mut all_zones = zone_ids.clone();
+    all_zones.extend(pushed.as_ref().map(|p| p.zone_id));
     let invoker = Arc::new(app.in_process_functions());
-    let archived = archive(&app, invoker, &zone_ids, opts.timeout).await;
+    let archived = archive(&app, invoker, &all_zones, opts.timeout).await;
     // Whatever happened, leave nothing running: the zones paused (their simulator dies
-    // with this process), the private queue gone.
-    let ended = end(&app, &zone_ids).await;
+    // with this process), the push job disabled and its receiver stopped, the private
+    // queue gone.
+    let ended = end(&app, &all_zones).await;
+    let push_info = pushed.as_ref().map(|p| (p.zone_id, p.job, p.validated));
+    let push_ended = match pushed {
+        Some(p) => p.end(&app, &kms).await,
+        None => Ok(()),
+    };
     let (elapsed, timed_out) = archived?;
     ended?;
+    push_ended?;
 
     let mut summaries = Vec::new();
     for (id, (name, _)) in zone_ids.iter().zip(&opts.zones) {
         summaries.push(summarise(&app, *id, name).await?);
     }
+    let push = match (push_info, &push_zone) {
+        (Some((id, job, validated)), Some((z, _))) => {
+            Some(demo_push::summarise(&app, &sim, id, job, validated, &z.name).await?)
+        }
+        _ => None,
+    };
     Ok(DemoReport {
         tenant: tenant_name,
         zones: summaries,
         elapsed,
         timed_out,
         simulator_credentials: sim.credentials_seen(),
+        push,
     })
 }
 
@@ -330,6 +391,23 @@ async fn drive(
                 .collect();
             app.queue.enqueue_many(specs).await?;
         }
+        // Pushed batches arrive staged: they go on to encrypt (what the scheduler's push
+        // pass does for zones that are not demo zones).
+        let pushed: Vec<i64> = sqlx::query_scalar!(
+            "SELECT id FROM windows
+             WHERE zone_id = ANY($1) AND state = 'staged' AND batch_id IS NOT NULL ORDER BY id",
+            zone_ids
+        )
+        .fetch_all(&app.pool)
+        .await
+        .context("list the staged pushed batches")?;
+        if !pushed.is_empty() {
+            let specs: Vec<TaskSpec> = pushed
+                .into_iter()
+                .map(|window_id| WindowTask { window_id }.spec(kinds::ENCRYPT_WINDOW))
+                .collect();
+            app.queue.enqueue_many(specs).await?;
+        }
         let in_flight: i64 = sqlx::query_scalar!(
             r#"SELECT count(*) AS "n!" FROM windows WHERE zone_id = ANY($1) AND state = ANY($2)"#,
             zone_ids,
@@ -413,7 +491,8 @@ fn chain_status(report: &ChainReport) -> String {
 pub fn print(report: &DemoReport) -> ExitCode {
     println!("tenant {}", report.tenant);
     let mut total = (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-    for z in &report.zones {
+    let pushed = report.push.as_ref().map(|p| &p.zone);
+    for z in report.zones.iter().chain(pushed) {
         println!(
             "zone {:<22} {}  archived {:>3}  empty {:>3}  failed {:>3}  in flight {:>3}  raw {:>10} B  stored {:>9} B  ratio {:>6}  {}",
             z.name,
@@ -433,6 +512,18 @@ pub fn print(report: &DemoReport) -> ExitCode {
         total.3 += z.in_flight;
         total.4 += z.raw_bytes;
         total.5 += z.stored_bytes;
+    }
+    if let Some(p) = &report.push {
+        println!(
+            "  {} pushed by Logpush job {} (validation {}): {} batches ({} records) delivered, {} dropped, {} records acknowledged",
+            p.zone.name,
+            p.job,
+            if p.validated { "received" } else { "NOT received" },
+            p.batches_delivered,
+            p.records_delivered,
+            p.batches_dropped,
+            p.records_acknowledged,
+        );
     }
     let secs = report.elapsed.as_secs_f64();
     let mbps = if secs > 0.0 {
@@ -504,6 +595,7 @@ mod tests {
             elapsed: Duration::from_secs(1),
             timed_out,
             simulator_credentials: HashMap::new(),
+            push: None,
         }
     }
 

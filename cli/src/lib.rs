@@ -5,7 +5,10 @@ pub mod decrypt;
 #[cfg(feature = "demo")]
 pub mod demo;
 mod health;
+#[cfg(feature = "demo")]
+pub mod demo_push;
 pub mod kms;
+pub mod logpush;
 pub mod logs;
 mod probe;
 pub mod prune;
@@ -77,6 +80,12 @@ pub enum Command {
         #[command(subcommand)]
         command: zone::ZoneCommand,
     },
+    /// Logpush jobs at Cloudflare: create (destination, secret and job), list, status,
+    /// disable, delete.
+    Logpush {
+        #[command(subcommand)]
+        command: logpush::LogpushCommand,
+    },
     /// Open a sealed object offline and write its NDJSON to stdout.
     Decrypt(decrypt::DecryptArgs),
     /// Verify the archive: chain, objects, catalog, pruned windows, coverage
@@ -145,6 +154,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kms { command } => kms::run(&src, command).await,
         Command::Tenant { command } => tenant::run(&src, command).await,
         Command::Zone { command } => zone::run(&src, command).await,
+        Command::Logpush { command } => logpush::run(&src, command).await,
         Command::Decrypt(args) => decrypt::run(&src, &args).await,
         Command::Verify(args) => verify::run(&src, &args).await,
         Command::Logs { command } => logs::run(&src, command).await,

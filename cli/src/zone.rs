@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use rainlogs_archive::catalog::zone::{
-    add, coverage, list, retry_failed, set_mode, set_paused, set_retention, set_token, NewZone,
-    ZoneMode, ZoneRetentionChange,
+    add_in_mode, coverage, list, retry_failed, set_mode, set_paused, set_retention, set_token,
+    NewZone, ZoneMode, ZoneProbe, ZoneRetentionChange,
 };
 use rainlogs_archive::endpoint::ZoneEndpoint;
 use rainlogs_core::config::{ConfigSource, DatabaseConfig};
@@ -43,9 +43,14 @@ pub enum ZoneCommand {
         #[arg(long, value_name = "URL")]
         simulator: Option<String>,
         /// Switch the zone's log retention on if it is off (else the zone is refused:
-        /// Logpull would have nothing to fetch).
+        /// Logpull would have nothing to fetch). Not for push zones.
         #[arg(long)]
         enable_retention: bool,
+        /// How its logs arrive: `pull` (Logpull, Enterprise; the token is checked there),
+        /// `push` (Logpush only, any plan: the token is checked at the Logpush jobs API;
+        /// then `rainlogs logpush create`), or `hybrid` (both; checked at Logpull).
+        #[arg(long, value_enum, default_value = "pull")]
+        mode: ModeArg,
     },
     /// List zones with their tenant and state.
     List,
@@ -135,11 +140,16 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
             token_env,
             simulator,
             enable_retention,
+            mode,
         } => {
+            let mode = ZoneMode::from(mode);
+            if mode == ZoneMode::Push && enable_retention {
+                anyhow::bail!("--enable-retention is for Logpull; a push zone does not use it");
+            }
             let token = token_from_env(&token_env)?;
             let kms =
                 rainlogs_kms::KmsService::from_config(pool.clone(), src, super::cli_actor("zone"))?;
-            let probe = probe(src, enable_retention)?;
+            let probe = probe(src, mode, enable_retention)?;
             let zone = NewZone {
                 tenant: &tenant,
                 cf_zone_id: &zone_id,
@@ -152,9 +162,15 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
                 },
                 demo: false,
             };
-            let id = add(&pool, &kms, &probe, &zone, &token, Utc::now()).await?;
+            let id =
+                add_in_mode(&pool, &kms, probe.as_ref(), &zone, &token, mode, Utc::now()).await?;
             println!(
-                "zone {name} ({zone_id}) added to {tenant}: {id} (token checked at its endpoint)"
+                "zone {name} ({zone_id}) added to {tenant}: {id}, mode {mode} (token checked at its {})",
+                if mode == ZoneMode::Push {
+                    "Logpush jobs API"
+                } else {
+                    "endpoint"
+                }
             );
         }
         ZoneCommand::List => {
@@ -165,12 +181,13 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
                     (None, _) => String::new(),
                 };
                 println!(
-                    "{}  {}  {:<20} {:<30} {:>5}s  {}{}{}{}",
+                    "{}  {}  {:<20} {:<30} {:>5}s  {:<6} {}{}{}{}",
                     z.id,
                     z.cf_zone_id,
                     z.tenant,
                     z.name,
                     z.cadence_seconds,
+                    z.mode.as_str(),
                     match (&z.paused_reason, z.paused) {
                         (Some(reason), _) => format!("PARKED ({reason})"),
                         (None, true) => "paused".into(),
@@ -205,8 +222,9 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
             if let Some(var) = token_env {
                 let token = token_from_env(&var)?;
                 let kms = rainlogs_kms::KmsService::from_config(pool.clone(), src, &actor)?;
-                let probe = probe(src, enable_retention)?;
-                let r = set_token(&pool, &kms, &probe, &zone, &token, &actor).await?;
+                let mode = rainlogs_archive::catalog::zone::mode(&pool, &zone).await?;
+                let probe = probe(src, mode, enable_retention)?;
+                let r = set_token(&pool, &kms, probe.as_ref(), &zone, &token, &actor).await?;
                 println!("zone {}: token replaced (checked at its endpoint)", r.zone);
                 if r.probe.retention_enabled {
                     println!("  log retention switched on");
@@ -368,14 +386,22 @@ fn token_from_env(var: &str) -> anyhow::Result<SecretString> {
         .with_context(|| format!("--token-env: environment variable {var} is not set"))
 }
 
-/// The token probe: the fetch stage's Logpull client settings and Cloudflare API base.
+/// The token probe for a zone in `mode`, through the Cloudflare API base: a push zone's
+/// at its Logpush jobs API, others' at Logpull with the fetch stage's client settings.
 fn probe(
     src: &ConfigSource,
+    mode: ZoneMode,
     enable_retention: bool,
-) -> anyhow::Result<rainlogs_fetch::LogpullProbe> {
-    Ok(rainlogs_fetch::LogpullProbe::new(
-        rainlogs_fetch::FetchFunction::logpull_config(src),
-        rainlogs_fetch::CloudflareApi::from_source(src)?,
-    )
-    .enabling_retention(enable_retention))
+) -> anyhow::Result<Box<dyn ZoneProbe>> {
+    let cloudflare = rainlogs_fetch::CloudflareApi::from_source(src)?;
+    Ok(match mode {
+        ZoneMode::Push => Box::new(rainlogs_archive::logpush::JobsProbe::new(cloudflare)),
+        ZoneMode::Pull | ZoneMode::Hybrid => Box::new(
+            rainlogs_fetch::LogpullProbe::new(
+                rainlogs_fetch::FetchFunction::logpull_config(src),
+                cloudflare,
+            )
+            .enabling_retention(enable_retention),
+        ),
+    })
 }

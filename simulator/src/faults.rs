@@ -171,20 +171,40 @@ impl FaultRule {
     }
 }
 
-/// The live rules of a running simulator.
-#[derive(Debug, Default)]
-pub struct FaultBook {
-    rules: Mutex<Vec<FaultRule>>,
+/// A rule with a budget of hits (`None`: unlimited).
+pub trait Budgeted {
+    fn budget(&mut self) -> &mut Option<u64>;
 }
 
-impl FaultBook {
-    pub fn new(rules: Vec<FaultRule>) -> Self {
+impl Budgeted for FaultRule {
+    fn budget(&mut self) -> &mut Option<u64> {
+        &mut self.times
+    }
+}
+
+/// The live rules of a running simulator, Logpull's ([`FaultBook`]) or Logpush's
+/// ([`crate::push_faults::PushFaultBook`]).
+#[derive(Debug)]
+pub struct RuleBook<R> {
+    rules: Mutex<Vec<R>>,
+}
+
+impl<R> Default for RuleBook<R> {
+    fn default() -> Self {
+        Self {
+            rules: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl<R: Clone + Budgeted> RuleBook<R> {
+    pub fn new(rules: Vec<R>) -> Self {
         Self {
             rules: Mutex::new(rules),
         }
     }
 
-    pub fn add(&self, rule: FaultRule) {
+    pub fn add(&self, rule: R) {
         self.lock().push(rule);
     }
 
@@ -192,26 +212,35 @@ impl FaultBook {
         self.lock().clear();
     }
 
-    pub fn list(&self) -> Vec<FaultRule> {
+    pub fn list(&self) -> Vec<R> {
         self.lock().clone()
     }
 
-    /// The fault for this request, if any, spending one use of its rule.
-    pub fn take(&self, zone: &str, start_ns: i64, end_ns: i64) -> Option<Fault> {
+    /// The first rule `matches` accepts, spending one use of its budget.
+    pub(crate) fn take_first(&self, matches: impl Fn(&R) -> bool) -> Option<R> {
         let mut rules = self.lock();
-        let rule = rules
-            .iter_mut()
-            .find(|r| r.matches(zone, start_ns, end_ns))?;
-        if let Some(n) = rule.times.as_mut() {
+        let rule = rules.iter_mut().find(|r| matches(r))?;
+        if let Some(n) = rule.budget().as_mut() {
             *n -= 1;
         }
-        Some(rule.fault.clone())
+        Some(rule.clone())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<FaultRule>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<R>> {
         // A panic while holding this lock cannot leave the list inconsistent (every
         // update is a single push, clear or decrement), so a poisoned lock is still usable.
         self.rules.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The live Logpull fault rules.
+pub type FaultBook = RuleBook<FaultRule>;
+
+impl RuleBook<FaultRule> {
+    /// The fault for this request, if any, spending one use of its rule.
+    pub fn take(&self, zone: &str, start_ns: i64, end_ns: i64) -> Option<Fault> {
+        self.take_first(|r| r.matches(zone, start_ns, end_ns))
+            .map(|r| r.fault)
     }
 }
 

@@ -132,6 +132,7 @@ impl Generator {
             minute_n: 0,
             minute_loaded: false,
             emitted: 0,
+            last_end_ns: None,
         }
     }
 
@@ -178,7 +179,10 @@ impl Generator {
     }
 }
 
-/// Lazily produces the NDJSON lines of one window.
+/// Lazily produces the NDJSON lines of one window. Cloning it keeps its position: the
+/// Logpush pusher clones one at the start of a batch to produce that batch again for a
+/// retry, byte for byte.
+#[derive(Debug, Clone)]
 pub struct WindowRecords {
     generator: Generator,
     zone: String,
@@ -192,9 +196,18 @@ pub struct WindowRecords {
     minute_n: u64,
     minute_loaded: bool,
     emitted: u64,
+    /// `EdgeEndTimestamp` (ns) of the last record written.
+    last_end_ns: Option<i64>,
 }
 
 impl WindowRecords {
+    /// `EdgeEndTimestamp` (nanoseconds) of the last record written, if any: records come
+    /// out in strictly increasing time, so a selection starting 1 ns later continues
+    /// exactly after it.
+    pub fn last_end_ns(&self) -> Option<i64> {
+        self.last_end_ns
+    }
+
     /// Appends the next record (with its newline) to `out`; `false` when the window is done.
     pub fn write_next(&mut self, out: &mut Vec<u8>) -> bool {
         loop {
@@ -243,6 +256,7 @@ impl WindowRecords {
             );
             rec.write(out, &self.sel.fields, self.sel.timestamps);
             self.emitted += 1;
+            self.last_end_ns = Some(end_ns);
             return true;
         }
     }

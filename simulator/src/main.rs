@@ -1,18 +1,23 @@
-//! `rainlogs-logpull-sim`: the Cloudflare Logpull simulator as a process, for the demo,
-//! benchmarks and tests that run the pipeline out of process.
+//! `rainlogs-logpull-sim`: the Cloudflare Logpull and Logpush simulator as a process,
+//! for the demo, benchmarks and tests that run the pipeline out of process.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::Context;
 use clap::Parser;
-use rainlogs_logpull_sim::{FaultRule, SimConfig, Simulator, ZoneVolume};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rainlogs_logpull_sim::{
+    FaultRule, PushClock, PushConfig, PushFaultRule, SimConfig, Simulator, ZoneVolume,
+};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "rainlogs-logpull-sim",
     version,
-    about = "Cloudflare Logpull API simulator"
+    about = "Cloudflare Logpull and Logpush simulator"
 )]
 struct Args {
     /// Address to listen on.
@@ -49,6 +54,51 @@ struct Args {
     /// Start with log retention switched off for every zone.
     #[arg(long)]
     retention_off: bool,
+    /// Logpush clock: `realtime`, or `manual[:RFC3339 start]` (moved only by
+    /// POST /__sim/logpush/clock {"advance_secs": N}; default start: now, to the minute).
+    #[arg(
+        long,
+        default_value = "realtime",
+        value_name = "realtime|manual[:START]"
+    )]
+    push_clock: String,
+    /// Logpush: first pause after a failed delivery, doubled per failure (ms).
+    #[arg(long, default_value_t = 1000)]
+    push_retry_base_ms: u64,
+    /// Logpush: longest pause between delivery attempts (ms).
+    #[arg(long, default_value_t = 60_000)]
+    push_retry_cap_ms: u64,
+    /// Logpush: a batch still failing this long after its first attempt is dropped (s).
+    #[arg(long, default_value_t = 300)]
+    push_give_up_secs: u64,
+    /// Logpush: allow plain http:// destinations beyond loopback (Cloudflare: HTTPS only).
+    #[arg(long)]
+    push_allow_http: bool,
+    /// Logpush: trust these PEM root certificates for HTTPS destinations (a test CA).
+    #[arg(long, value_name = "PEM")]
+    push_ca: Option<std::path::PathBuf>,
+    /// A Logpush delivery fault: kind[:arg][,job=N][,zone=Z][,times=N]; kinds duplicate,
+    /// reset[:after_bytes], slow[:chunk_delay_ms], huge[:bytes], wrong-secret.
+    #[arg(long = "push-fault")]
+    push_faults: Vec<String>,
+}
+
+fn parse_push_clock(spec: &str) -> anyhow::Result<PushClock> {
+    match spec.split_once(':') {
+        _ if spec == "realtime" => Ok(PushClock::Realtime),
+        _ if spec == "manual" => {
+            let now = Utc::now();
+            let start =
+                DateTime::from_timestamp(now.timestamp() - now.timestamp() % 60, 0).unwrap_or(now);
+            Ok(PushClock::Manual { start })
+        }
+        Some(("manual", start)) => Ok(PushClock::Manual {
+            start: DateTime::parse_from_rfc3339(start)
+                .with_context(|| format!("--push-clock: {start:?} is not an RFC 3339 time"))?
+                .with_timezone(&Utc),
+        }),
+        _ => anyhow::bail!("--push-clock {spec:?}: expected realtime or manual[:RFC3339]"),
+    }
 }
 
 fn parse_zone(spec: &str) -> anyhow::Result<(String, ZoneVolume)> {
@@ -102,6 +152,27 @@ async fn main() -> anyhow::Result<()> {
         .iter()
         .map(|f| FaultRule::parse_cli(f).map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<_>>()?;
+    let push_faults = args
+        .push_faults
+        .iter()
+        .map(|f| PushFaultRule::parse_cli(f).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<_>>()?;
+    let push = PushConfig {
+        clock: parse_push_clock(&args.push_clock)?,
+        retry_base: Duration::from_millis(args.push_retry_base_ms),
+        retry_cap: Duration::from_millis(args.push_retry_cap_ms),
+        give_up_after: Duration::from_secs(args.push_give_up_secs),
+        allow_http: args.push_allow_http,
+        faults: push_faults,
+        root_certificates_pem: match &args.push_ca {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .with_context(|| format!("--push-ca: cannot read {}", path.display()))?,
+            ),
+            None => None,
+        },
+        ..PushConfig::default()
+    };
     let config = SimConfig {
         seed: args.seed,
         default_volume: ZoneVolume {
@@ -118,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
         faults,
         gzip_level: args.gzip_level,
         retention_default: !args.retention_off,
+        push,
         ..SimConfig::default()
     };
     let sim = Simulator::start(config, SocketAddr::new(args.host, args.port))

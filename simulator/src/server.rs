@@ -5,8 +5,14 @@
 //! [`Generator`](crate::generator::Generator) (and gzip-compressed chunk by chunk when
 //! the client accepts gzip), so a window of any size is served in constant memory.
 //!
-//! Besides the Cloudflare endpoints, `/__sim/faults` (GET, POST a [`FaultRule`], DELETE)
-//! and `/__sim/stats` let a test or the demo steer a simulator running as a process.
+//! The Logpush jobs API (`/client/v4/zones/{zone}/logpush/jobs`) is [`crate::logpush`],
+//! its deliveries [`crate::pusher`].
+//!
+//! Besides the Cloudflare endpoints, `/__sim/faults` (GET, POST a [`FaultRule`], DELETE),
+//! `/__sim/logpush/faults` (the same for [`PushFaultRule`]s), `/__sim/logpush/clock`
+//! (GET the push clock; POST `{"advance_secs": N}` moves a manual one and waits until
+//! what became due is delivered) and `/__sim/stats` let a test or the demo steer a
+//! simulator running as a process.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -34,6 +40,9 @@ use tokio::task::JoinHandle;
 use crate::faults::{Fault, FaultBook, FaultRule};
 use crate::fields::{Field, DEFAULT_FIELDS};
 use crate::generator::{Generator, Selection, TimestampFormat, WindowRecords, ZoneVolume};
+use crate::logpush;
+use crate::push_faults::PushFaultRule;
+use crate::pusher::{JobStats, PushConfig, Pusher};
 
 /// How far back Cloudflare keeps logs.
 pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -64,6 +73,8 @@ pub struct SimConfig {
     /// runs ahead of Cloudflare's sees windows it thinks old enough refused as "too
     /// late" (clock-skew tests; docs/LOGPULL.md).
     pub clock_lag: Duration,
+    /// The Logpush side: its clock, retries and faults.
+    pub push: PushConfig,
 }
 
 impl Default for SimConfig {
@@ -79,14 +90,32 @@ impl Default for SimConfig {
             retention_default: true,
             chunk_size: 64 * 1024,
             clock_lag: Duration::ZERO,
+            push: PushConfig::default(),
         }
     }
 }
 
-struct SimState {
+/// Each zone's volume, shared by the Logpull handlers and the pusher.
+#[derive(Clone)]
+pub(crate) struct Volumes {
+    default: ZoneVolume,
+    zones: Arc<Mutex<HashMap<String, ZoneVolume>>>,
+}
+
+impl Volumes {
+    pub(crate) fn get(&self, zone: &str) -> ZoneVolume {
+        lock(&self.zones).get(zone).copied().unwrap_or(self.default)
+    }
+
+    fn set(&self, zone: &str, volume: ZoneVolume) {
+        lock(&self.zones).insert(zone.to_owned(), volume);
+    }
+}
+
+pub(crate) struct SimState {
     generator: Generator,
-    default_volume: ZoneVolume,
-    volumes: Mutex<HashMap<String, ZoneVolume>>,
+    volumes: Volumes,
+    pub(crate) pusher: Arc<Pusher>,
     retention: Mutex<HashMap<String, bool>>,
     retention_default: bool,
     tokens: Vec<String>,
@@ -101,16 +130,13 @@ struct SimState {
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked (single-step updates).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl SimState {
     fn volume(&self, zone: &str) -> ZoneVolume {
-        lock(&self.volumes)
-            .get(zone)
-            .copied()
-            .unwrap_or(self.default_volume)
+        self.volumes.get(zone)
     }
 
     fn retention(&self, zone: &str) -> bool {
@@ -120,7 +146,7 @@ impl SimState {
             .unwrap_or(self.retention_default)
     }
 
-    fn authorised(&self, headers: &HeaderMap) -> bool {
+    pub(crate) fn authorised(&self, headers: &HeaderMap) -> bool {
         let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let seen = |credential: &str| {
             *lock(&self.presented)
@@ -159,10 +185,23 @@ pub struct Simulator {
 impl Simulator {
     /// Binds `addr` (port 0 picks a free port) and serves in a background task.
     pub async fn start(config: SimConfig, addr: SocketAddr) -> std::io::Result<Self> {
+        let generator = Generator::new(config.seed);
+        let volumes = Volumes {
+            default: config.default_volume,
+            zones: Arc::new(Mutex::new(config.zones)),
+        };
+        let pusher = Pusher::new(
+            generator,
+            volumes.clone(),
+            config.push,
+            config.gzip_level,
+            config.chunk_size,
+        )
+        .map_err(std::io::Error::other)?;
         let state = Arc::new(SimState {
-            generator: Generator::new(config.seed),
-            default_volume: config.default_volume,
-            volumes: Mutex::new(config.zones),
+            generator,
+            volumes,
+            pusher,
             retention: Mutex::new(HashMap::new()),
             retention_default: config.retention_default,
             tokens: config.tokens,
@@ -220,7 +259,12 @@ impl Simulator {
     }
 
     pub fn set_volume(&self, zone: &str, volume: ZoneVolume) {
-        lock(&self.state.volumes).insert(zone.to_owned(), volume);
+        self.state.volumes.set(zone, volume);
+    }
+
+    /// The Logpush side: jobs, clock, push faults and delivery stats.
+    pub fn logpush(&self) -> &Pusher {
+        &self.state.pusher
     }
 
     /// How many `logs/received` requests for `zone` reached the handler.
@@ -237,6 +281,7 @@ impl Simulator {
 
     /// Stops accepting, lets in-flight responses finish, and waits for the server task.
     pub async fn shutdown(mut self) -> std::io::Result<()> {
+        self.state.pusher.stop();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -249,6 +294,7 @@ impl Simulator {
 
 impl Drop for Simulator {
     fn drop(&mut self) {
+        self.state.pusher.stop();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -268,12 +314,33 @@ fn router(state: Arc<SimState>) -> Router {
             "/__sim/faults",
             get(faults_list).post(faults_add).delete(faults_clear),
         )
+        .route(
+            "/client/v4/zones/{zone}/logpush/jobs",
+            get(logpush::list).post(logpush::create),
+        )
+        .route(
+            "/client/v4/zones/{zone}/logpush/jobs/{job}",
+            get(logpush::get)
+                .put(logpush::update)
+                .delete(logpush::delete),
+        )
+        .route(
+            "/__sim/logpush/faults",
+            get(push_faults_list)
+                .post(push_faults_add)
+                .delete(push_faults_clear),
+        )
+        .route(
+            "/__sim/logpush/clock",
+            get(push_clock).post(push_clock_advance),
+        )
+        .route("/__sim/logpush/stats", get(push_stats))
         .route("/__sim/stats", get(stats))
         .with_state(state)
 }
 
 /// Cloudflare's v4 error envelope.
-fn cf_error(status: StatusCode, code: u32, message: impl Into<String>) -> Response {
+pub(crate) fn cf_error(status: StatusCode, code: u32, message: impl Into<String>) -> Response {
     let body = json!({
         "success": false,
         "errors": [{ "code": code, "message": message.into() }],
@@ -283,11 +350,11 @@ fn cf_error(status: StatusCode, code: u32, message: impl Into<String>) -> Respon
     (status, Json(body)).into_response()
 }
 
-fn cf_result(result: serde_json::Value) -> Response {
+pub(crate) fn cf_result(result: serde_json::Value) -> Response {
     Json(json!({ "success": true, "errors": [], "messages": [], "result": result })).into_response()
 }
 
-fn auth_error() -> Response {
+pub(crate) fn auth_error() -> Response {
     cf_error(StatusCode::FORBIDDEN, 10000, "Authentication error")
 }
 
@@ -560,21 +627,7 @@ impl BodyProducer {
                     raw.push(b'\n');
                 }
             }
-            let mut out = match self.gzip.as_mut() {
-                Some(enc) => {
-                    // Writing into a Vec-backed encoder cannot fail.
-                    let _ = enc.write_all(&raw);
-                    if finished {
-                        match self.gzip.take().map(GzEncoder::finish) {
-                            Some(Ok(tail)) => tail,
-                            _ => Vec::new(),
-                        }
-                    } else {
-                        std::mem::take(enc.get_mut())
-                    }
-                }
-                None => raw,
-            };
+            let mut out = gzip_step(&mut self.gzip, raw, finished);
             if finished {
                 self.state = Progress::Done;
             }
@@ -602,6 +655,29 @@ impl BodyProducer {
                 return Some(Bytes::from(out));
             }
         }
+    }
+}
+
+/// The next piece of a body produced chunk by chunk: `raw` itself without an encoder,
+/// else what the gzip encoder emits for it (its whole tail, and the encoder gone, once
+/// `finished`).
+pub(crate) fn gzip_step(
+    gzip: &mut Option<GzEncoder<Vec<u8>>>,
+    raw: Vec<u8>,
+    finished: bool,
+) -> Vec<u8> {
+    let Some(enc) = gzip.as_mut() else {
+        return raw;
+    };
+    // Writing into a Vec-backed encoder cannot fail.
+    let _ = enc.write_all(&raw);
+    if finished {
+        match gzip.take().map(GzEncoder::finish) {
+            Some(Ok(tail)) => tail,
+            _ => Vec::new(),
+        }
+    } else {
+        std::mem::take(enc.get_mut())
     }
 }
 
@@ -739,6 +815,8 @@ struct Stats {
     seed: u64,
     received_requests: HashMap<String, u64>,
     credentials_seen: HashMap<String, u64>,
+    /// Per Logpush job id: what it delivered, retried and dropped.
+    logpush: std::collections::BTreeMap<u64, JobStats>,
 }
 
 async fn stats(AxumState(state): AxumState<Arc<SimState>>) -> Json<Stats> {
@@ -746,5 +824,70 @@ async fn stats(AxumState(state): AxumState<Arc<SimState>>) -> Json<Stats> {
         seed: state.generator.seed(),
         received_requests: lock(&state.received).clone(),
         credentials_seen: lock(&state.presented).clone(),
+        logpush: state.pusher.stats(),
     })
+}
+
+async fn push_stats(
+    AxumState(state): AxumState<Arc<SimState>>,
+) -> Json<std::collections::BTreeMap<u64, JobStats>> {
+    Json(state.pusher.stats())
+}
+
+async fn push_faults_list(AxumState(state): AxumState<Arc<SimState>>) -> Json<Vec<PushFaultRule>> {
+    Json(state.pusher.faults().list())
+}
+
+async fn push_faults_add(
+    AxumState(state): AxumState<Arc<SimState>>,
+    body: Result<Json<PushFaultRule>, JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(rule)) => {
+            state.pusher.faults().add(rule);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, e.body_text()).into_response(),
+    }
+}
+
+async fn push_faults_clear(AxumState(state): AxumState<Arc<SimState>>) -> StatusCode {
+    state.pusher.faults().clear();
+    StatusCode::NO_CONTENT
+}
+
+fn clock_view(pusher: &Pusher) -> serde_json::Value {
+    json!({ "now": pusher.now(), "manual": pusher.manual_clock() })
+}
+
+async fn push_clock(AxumState(state): AxumState<Arc<SimState>>) -> Json<serde_json::Value> {
+    Json(clock_view(&state.pusher))
+}
+
+#[derive(Deserialize)]
+struct Advance {
+    advance_secs: u64,
+    /// Wait until what became due is delivered or dropped (default true).
+    #[serde(default)]
+    wait: Option<bool>,
+}
+
+async fn push_clock_advance(
+    AxumState(state): AxumState<Arc<SimState>>,
+    body: Result<Json<Advance>, JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "body must be {\"advance_secs\": N[, \"wait\": bool]}",
+        )
+            .into_response();
+    };
+    if let Err(e) = state.pusher.advance(Duration::from_secs(body.advance_secs)) {
+        return (StatusCode::CONFLICT, e).into_response();
+    }
+    if body.wait.unwrap_or(true) {
+        state.pusher.settled().await;
+    }
+    Json(clock_view(&state.pusher)).into_response()
 }

@@ -3,6 +3,7 @@
 
 mod cli_config;
 mod dispatcher_ops;
+mod logpush_cli;
 mod receiver_kill;
 mod receiver_lambda;
 mod run_e2e;

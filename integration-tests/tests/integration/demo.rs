@@ -1,5 +1,7 @@
 //! `rainlogs demo`'s core against real Postgres, Redis and Garage: a short backfill of
-//! the three demo zones ends with every window archived or empty and every chain valid.
+//! the three pulled demo zones ends with every window archived or empty and every chain
+//! valid; the pushed zone's Logpush job delivers its history to the demo's receiver,
+//! every batch acknowledged once and archived with one chain link.
 
 use std::time::Duration;
 
@@ -39,6 +41,28 @@ async fn the_demo_archives_every_window_and_every_chain_verifies() {
     assert!(busy.stored_bytes > 0 && busy.stored_bytes < busy.raw_bytes);
     assert_eq!(silent.archived, 0, "{silent:?}");
     assert_eq!((silent.raw_bytes, silent.stored_bytes), (0, 0));
+
+    // The pushed zone: five minutes of history, one batch a minute, all archived.
+    let push = report.push.as_ref().expect("a push zone");
+    assert!(push.succeeded(), "{push:?}");
+    assert!(push.validated);
+    assert_eq!(push.batches_delivered, 5, "{push:?}");
+    assert_eq!(push.records_delivered, 5 * 150);
+    assert_eq!(push.zone.archived, 5);
+    assert_eq!(push.zone.chain.links_checked, 5);
+    let (mode, enabled): (String, bool) = sqlx::query_as(
+        "SELECT z.mode::text, NOT j.enabled FROM zones z JOIN logpush_jobs j ON j.zone_id = z.id
+         WHERE z.id = $1",
+    )
+    .bind(push.zone.zone_id)
+    .fetch_one(&env.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (mode.as_str(), enabled),
+        ("push", true),
+        "a push zone, its job disabled once the demo ended"
+    );
     env.teardown().await;
 }
 

@@ -156,7 +156,11 @@ async fn the_demo_leaves_a_live_zone_and_its_queued_tasks_alone() {
     .fetch_all(&env.app.pool)
     .await
     .unwrap();
-    assert_eq!(demo_zones, vec![(true, true); 3]);
+    assert_eq!(
+        demo_zones,
+        vec![(true, true); 4],
+        "three pulled zones, one pushed"
+    );
     let mut redis = env.redis().await;
     let leftover: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}:demo:*", env.app.queue.keys().prefix()))

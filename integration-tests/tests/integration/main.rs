@@ -8,6 +8,7 @@ mod isolation;
 mod kms_cli;
 mod kms_service;
 mod ledger_chain;
+mod logpush_jobs;
 mod migrations;
 mod pipeline_stages;
 mod prune;

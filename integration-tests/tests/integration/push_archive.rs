@@ -29,9 +29,18 @@ use crate::push::{bearer, gzip, json, ndjson, post, serve, Setup};
 /// Runs `spec` through the encrypt and upload stages in-process, following each
 /// stage's follow-up tasks to the end; returns the kinds run, in order.
 async fn drive(s: &Setup, spec: TaskSpec) -> Vec<String> {
-    let (pool, store) = (s.env.app.pool.clone(), s.env.app.store.clone());
-    let encrypt = EncryptFunction::with_clients(pool.clone(), store.clone(), s.kms.clone());
-    let upload = UploadFunction::new(pool, store).with_kms(s.kms.clone());
+    drive_stages(&s.env.app.pool, &s.env.app.store, &s.kms, spec).await
+}
+
+/// [`drive`] for any zone's windows.
+pub(crate) async fn drive_stages(
+    pool: &sqlx::PgPool,
+    store: &rainlogs_core::storage::ObjectStore,
+    kms: &Arc<dyn rainlogs_sealed::kms::Kms>,
+    spec: TaskSpec,
+) -> Vec<String> {
+    let encrypt = EncryptFunction::with_clients(pool.clone(), store.clone(), kms.clone());
+    let upload = UploadFunction::new(pool.clone(), store.clone()).with_kms(kms.clone());
     let mut todo = vec![spec];
     let mut ran = Vec::new();
     while let Some(spec) = todo.pop() {
@@ -76,13 +85,33 @@ async fn restore_lines(
     to: DateTime<Utc>,
     dataset: &str,
 ) -> (Vec<String>, Vec<String>) {
+    restore_zone(
+        &s.env.app.pool,
+        &s.env.app.store,
+        &s.kms,
+        s.zone,
+        (from, to),
+        dataset,
+    )
+    .await
+}
+
+/// [`restore_lines`] for any zone.
+pub(crate) async fn restore_zone(
+    pool: &sqlx::PgPool,
+    store: &rainlogs_core::storage::ObjectStore,
+    kms: &Arc<dyn rainlogs_sealed::kms::Kms>,
+    zone: Uuid,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    dataset: &str,
+) -> (Vec<String>, Vec<String>) {
     let source = Source::Catalog {
-        pool: s.env.app.pool.clone(),
-        store: s.env.app.store.clone(),
-        kms: s.kms.clone(),
+        pool: pool.clone(),
+        store: store.clone(),
+        kms: kms.clone(),
     };
     let req = Request {
-        zone: s.zone.to_string(),
+        zone: zone.to_string(),
         tenant: None,
         from,
         to,

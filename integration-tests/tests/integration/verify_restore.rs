@@ -67,6 +67,7 @@ pub(crate) fn with_keyring(env: &mut TestEnv) -> KmsService {
 pub(crate) fn one_zone(minutes: i64, rpm: u64) -> DemoOptions {
     let mut opts = DemoOptions::new(minutes, Duration::from_secs(600));
     opts.zones = vec![("restore.example".into(), rpm)];
+    opts.push_zone = None;
     opts
 }
 

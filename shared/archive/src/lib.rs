@@ -5,12 +5,14 @@
 //! - [`ledger`] — the window ledger and its state machine;
 //! - [`chain`] — the per-zone hash chain; [`coverage`] — which stretches of time are
 //!   archived, empty, pruned, failed, in flight or missing;
-//! - [`endpoint`] — where a zone's logs are fetched from (Cloudflare or a simulator);
+//! - [`endpoint`] — where a zone's logs are fetched from (Cloudflare or a simulator),
+//!   and the allow-listed Cloudflare API base a real zone's token may go to;
 //! - [`pipeline`] — what the window stages share (task payload, object keys, window
 //!   facts, spooling);
 //! - [`verify`] — integrity findings: chain, objects, catalog and coverage checks;
 //! - [`restore`] — verified NDJSON restore, from the catalog or from the bucket alone;
 //! - [`push`] — Logpush destinations and the batches they deliver (docs/INGEST.md);
+//! - [`logpush`] — Logpush jobs at Cloudflare: create, list, status, disable, delete;
 //! - [`audit`] — the audit log.
 //!
 //! It builds on `rainlogs-core` (platform) and `rainlogs-sealed` (format and keys);
@@ -22,6 +24,7 @@ pub mod chain;
 pub mod coverage;
 pub mod endpoint;
 pub mod ledger;
+pub mod logpush;
 pub mod pipeline;
 pub mod push;
 pub mod repair;

@@ -482,6 +482,51 @@ pub fn staging_key(zone: Uuid, batch: Uuid) -> String {
     format!("staging/push/{zone}/{batch}.sealed")
 }
 
+/// The destination of (`zone_id`, `dataset`), if one was ever created (enabled or not).
+pub async fn find_destination(
+    pool: &PgPool,
+    zone_id: Uuid,
+    dataset: &str,
+) -> Result<Option<Uuid>, DbError> {
+    sqlx::query_scalar("SELECT id FROM push_destinations WHERE zone_id = $1 AND dataset = $2")
+        .bind(zone_id)
+        .bind(dataset)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| DbError::query("find push destination", e))
+}
+
+/// Gives destination `id` a fresh secret and enables it again (a new Logpush job for the
+/// same zone and dataset: one destination per pair); the old secret stops working, its
+/// batches stay its own, and `validated_at` waits for the new job's validation upload.
+pub async fn renew_destination(pool: &PgPool, id: Uuid) -> Result<CreatedDestination, DbError> {
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    let secret = hex::encode(raw);
+    let digest = secret_digest(&secret);
+    let (zone_id, tenant_id, dataset): (Uuid, Uuid, String) = sqlx::query_as(
+        "UPDATE push_destinations d SET secret_sha256 = $2, disabled_at = NULL, validated_at = NULL
+         FROM zones z WHERE d.id = $1 AND z.id = d.zone_id
+         RETURNING d.zone_id, z.tenant_id, d.dataset",
+    )
+    .bind(id)
+    .bind(&digest[..])
+    .fetch_one(pool)
+    .await
+    .map_err(|e| DbError::query("renew push destination", e))?;
+    Ok(CreatedDestination {
+        destination: Destination {
+            id,
+            zone_id,
+            tenant_id,
+            dataset,
+            secret_sha256: digest,
+            disabled: false,
+        },
+        secret: SecretString::from(secret),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

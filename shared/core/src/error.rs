@@ -109,6 +109,21 @@ pub trait Classify {
     fn code(&self) -> &'static str;
 }
 
+/// Flattens an error and its sources into one line, each distinct message once (SDK and
+/// HTTP client errors nest deeply and repeat themselves).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.contains(&text) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use secrecy::ExposeSecret;
 
 use crate::config::S3Config;
-use crate::error::{Classify, ErrorClass, TaskError};
+use crate::error::{error_chain, Classify, ErrorClass, TaskError};
 
 /// The smallest part S3 accepts in a multipart upload (except the last).
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
@@ -485,18 +485,4 @@ impl MultipartUpload<'_> {
             .map(|_| ())
             .map_err(|e| self.store.classify("AbortMultipartUpload", &self.key, e))
     }
-}
-
-/// Flattens an error and its sources into one line (SDK errors nest deeply).
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.contains(&text) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    parts.join(": ")
 }

@@ -36,10 +36,10 @@ pub use error::LogpullError;
 pub use request::{RequestError, Timestamps, WindowRequest, ZoneId};
 
 use body::TransportError;
-use rainlogs_core::error::Classify;
+use rainlogs_core::error::{error_chain, Classify};
 
-/// Cloudflare's API base.
-pub const CLOUDFLARE_API: &str = "https://api.cloudflare.com";
+/// Cloudflare's API base (the domain's constant).
+pub use rainlogs_archive::endpoint::CLOUDFLARE_API;
 /// The most of an error body read to find Cloudflare's reason.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
@@ -421,16 +421,4 @@ fn retention_flag(v: serde_json::Value, what: &str) -> Result<bool, LogpullError
             what: what.to_owned(),
             reason: "no result.flag in the response".to_owned(),
         })
-}
-
-/// An error with its sources, e.g. "error decoding response body: connection reset".
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }

@@ -207,6 +207,7 @@ pub struct ZoneRow {
     pub endpoint: EndpointKind,
     pub simulator_url: Option<String>,
     pub demo: bool,
+    pub mode: ZoneMode,
 }
 
 /// Registers a zone with its token sealed by `kms`; returns the zone's Rainlogs id.
@@ -218,6 +219,22 @@ pub async fn add(
     probe: &dyn ZoneProbe,
     zone: &NewZone<'_>,
     token: &SecretString,
+    now: DateTime<Utc>,
+) -> Result<Uuid, ZoneError> {
+    add_in_mode(pool, kms, probe, zone, token, ZoneMode::Pull, now).await
+}
+
+/// [`add`] for a zone that starts in `mode`, stored with the zone so the scheduler
+/// never sees it in another. A `push` zone (any plan: Logpush only) is probed with a
+/// probe of its Logpush jobs API (`logpush::JobsProbe`) rather than Logpull, which
+/// zones below Enterprise do not have.
+pub async fn add_in_mode(
+    pool: &PgPool,
+    kms: &dyn Kms,
+    probe: &dyn ZoneProbe,
+    zone: &NewZone<'_>,
+    token: &SecretString,
+    mode: ZoneMode,
     now: DateTime<Utc>,
 ) -> Result<Uuid, ZoneError> {
     let cf = zone.cf_zone_id;
@@ -267,8 +284,8 @@ pub async fn add(
         .await?;
     let inserted = sqlx::query(
         "INSERT INTO zones (id, tenant_id, cf_zone_id, name, cadence_seconds, backfill_from,
-                            token_ciphertext, endpoint, simulator_url, demo)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                            token_ciphertext, endpoint, simulator_url, demo, mode)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT (cf_zone_id) DO NOTHING",
     )
     .bind(id)
@@ -281,6 +298,7 @@ pub async fn add(
     .bind(zone.endpoint.kind())
     .bind(zone.endpoint.simulator_url())
     .bind(zone.demo)
+    .bind(mode)
     .execute(pool)
     .await
     .map_err(|e| DbError::query("insert zone", e))?;
@@ -295,7 +313,7 @@ pub async fn list(pool: &PgPool) -> Result<Vec<ZoneRow>, ZoneError> {
     Ok(sqlx::query_as(
         "SELECT z.id, t.name AS tenant, z.cf_zone_id, z.name, z.cadence_seconds, z.paused,
                 z.paused_reason, z.token_ciphertext IS NOT NULL AS has_token, z.last_error, z.endpoint,
-                z.simulator_url, z.demo
+                z.simulator_url, z.demo, z.mode
          FROM zones z JOIN tenants t ON t.id = z.tenant_id ORDER BY t.name, z.name",
     )
     .fetch_all(pool)
@@ -496,6 +514,16 @@ pub async fn set_mode(
         .map_err(op("write zone audit row"))?;
     tx.commit().await.map_err(op("commit zone mode"))?;
     Ok(old)
+}
+
+/// How a zone's logs arrive.
+pub async fn mode(pool: &PgPool, zone: &str) -> Result<ZoneMode, ZoneError> {
+    let id = resolve(pool, zone).await?;
+    Ok(sqlx::query_scalar("SELECT mode FROM zones WHERE id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .map_err(|e| DbError::query("read zone mode", e))?)
 }
 
 /// Coverage of a zone over `[from, to)`; defaults: its backfill start, and `now`.
