@@ -341,6 +341,25 @@ impl GarageNode {
     pub async fn garage(&self, args: &[&str]) -> anyhow::Result<String> {
         garage_cli(&self.container, args).await
     }
+
+    /// Data blocks the node holds on its own disk: the files under its data directory
+    /// (half-written `.tmp` files excepted). Exact, unlike Garage's own counters (the
+    /// reference-count table says which blocks a node should hold, not which it has).
+    pub async fn stored_blocks(&self) -> anyhow::Result<u64> {
+        let out = docker_cli(&[
+            "exec",
+            self.container.id(),
+            "find",
+            "/var/lib/garage/data",
+            "-type",
+            "f",
+            "-not",
+            "-name",
+            "*.tmp",
+        ])
+        .await?;
+        Ok(out.lines().filter(|l| !l.trim().is_empty()).count() as u64)
+    }
 }
 
 /// Starts one node and reads its id.
