@@ -35,6 +35,8 @@ pub struct App {
     pub fetch_split: rainlogs_fetch::SplitPolicy,
     /// How far behind now the scheduler plans (`RAINLOGS_PLAN_MARGIN_SECS`).
     pub plan: rainlogs_archive::ledger::PlanPolicy,
+    /// Which windows the scheduler and reconciler send as live (`RAINLOGS_LIVE_EDGE_SECS`).
+    pub live_edge: crate::reconcile::LiveEdge,
 }
 
 impl App {
@@ -68,9 +70,11 @@ impl App {
             cloudflare,
             fetch_split: rainlogs_fetch::SplitPolicy::from_source(src)?,
             plan: rainlogs_archive::ledger::PlanPolicy::from_source(src)?,
+            live_edge: crate::reconcile::LiveEdge::from_source(src)?,
             queue: Queue::new(conn, redis.key_prefix)
                 .with_client(client)
-                .with_dead_letters(crate::queue::DeadLetterPolicy::from_source(src)?),
+                .with_dead_letters(crate::queue::DeadLetterPolicy::from_source(src)?)
+                .with_in_flight_max(crate::queue::InFlightMax::from_source(src)?),
         })
     }
 

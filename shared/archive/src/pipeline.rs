@@ -20,7 +20,7 @@ use crate::ledger::{StageAction, WindowState};
 use rainlogs_core::db::DbError;
 use rainlogs_core::error::TaskError;
 use rainlogs_core::storage::{ObjectStore, StorageError, MIN_PART_SIZE};
-use rainlogs_core::task::{HandlerOutput, TaskSpec};
+use rainlogs_core::task::{HandlerOutput, Priority, TaskSpec};
 use rainlogs_sealed::SealContext;
 
 /// Notes a window stage's failure on its window (`windows.last_error`), so operators
@@ -153,6 +153,15 @@ impl WindowTask {
 }
 
 impl WindowTask {
+    /// [`WindowTask::spec`] in the lane of `priority` and the fairness group of its
+    /// tenant (docs/QUEUE.md, "Order and fairness"). The scheduler and reconciler send
+    /// windows this way; a stage's follow-up inherits both from the task it finishes.
+    /// Pushed Logpush batches are real-time by nature: their `encrypt.window` goes
+    /// [`Priority::Live`].
+    pub fn routed(self, kind: &str, priority: Priority, tenant: Uuid) -> TaskSpec {
+        self.spec(kind).priority(priority).group(tenant.to_string())
+    }
+
     /// What a stage answers given [`WindowState::for_stage`]: `None` for
     /// [`StageAction::Work`] (do the work); otherwise done with `result`, handing on the
     /// task the window waits for when it is past this stage.
