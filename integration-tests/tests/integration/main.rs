@@ -7,6 +7,7 @@ mod kms_cli;
 mod kms_service;
 mod ledger_chain;
 mod migrations;
+mod pipeline_cost;
 mod pipeline_stages;
 mod prune;
 mod push;

@@ -192,6 +192,9 @@ pub struct WindowFacts {
     pub endpoint: ZoneEndpoint,
     /// Why Rainlogs parked the zone (`zones.paused_reason`), if it did.
     pub parked: Option<String>,
+    /// The zone's Cloudflare token, sealed by the kms (`zones.token_ciphertext`): read
+    /// with the window so fetch needs no round trip of its own for it.
+    pub token_ciphertext: Option<Vec<u8>>,
 }
 
 impl WindowFacts {
@@ -200,7 +203,7 @@ impl WindowFacts {
         let row = sqlx::query!(
             r#"SELECT w.id, w.zone_id, z.tenant_id, z.cf_zone_id, z.fields, w.start_at, w.end_at,
                       w.state AS "state: WindowState", z.endpoint AS "endpoint: EndpointKind",
-                      z.simulator_url, z.paused_reason
+                      z.simulator_url, z.paused_reason, z.token_ciphertext
                FROM windows w JOIN zones z ON z.id = w.zone_id WHERE w.id = $1"#,
             id
         )
@@ -225,6 +228,7 @@ impl WindowFacts {
             state: row.state,
             endpoint,
             parked: row.paused_reason,
+            token_ciphertext: row.token_ciphertext,
         })
     }
 
