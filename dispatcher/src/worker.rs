@@ -263,6 +263,7 @@ impl Worker {
             None => Some(tokio::spawn(heartbeat(
                 Arc::clone(&shared),
                 stop_rx.clone(),
+                None,
             ))),
         };
         let helpers = [
@@ -721,10 +722,21 @@ fn leases_to_extend(shared: &Shared) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The heartbeat as a task on the main runtime: only for a queue without a client to
-/// give the heartbeat thread its own connection ([`spawn_heartbeat_thread`]).
-async fn heartbeat(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(shared.cfg.heartbeat);
+/// Extends the lease of every running task, every `cfg.heartbeat`. With `client`, over
+/// a connection of its own made here (the heartbeat thread: its I/O must not depend
+/// on the main runtime); without, over the queue's connection.
+async fn heartbeat(
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    client: Option<redis::Client>,
+) {
+    let every = shared.cfg.heartbeat;
+    // An answer later than one beat is no use: drop the connection, try anew.
+    let cfg = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(every))
+        .set_response_timeout(Some(every));
+    let mut own: Option<redis::aio::MultiplexedConnection> = None;
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -732,10 +744,33 @@ async fn heartbeat(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             _ = stop.wait_for(|s| *s) => return,
         }
         let leases = leases_to_extend(&shared);
+        if leases.is_empty() {
+            continue;
+        }
+        if let (Some(client), None) = (&client, &own) {
+            match client
+                .get_multiplexed_async_connection_with_config(&cfg)
+                .await
+            {
+                Ok(c) => own = Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "heartbeat cannot connect to redis");
+                    continue;
+                }
+            }
+        }
         for chunk in leases.chunks(1000) {
-            match shared.queue.heartbeat(chunk, shared.cfg.lease).await {
+            let answer = match own.as_mut() {
+                Some(c) => shared.queue.heartbeat_on(c, chunk, shared.cfg.lease).await,
+                None => shared.queue.heartbeat(chunk, shared.cfg.lease).await,
+            };
+            match answer {
                 Ok(held) => heartbeat_answered(&shared, chunk, &held),
-                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                    own = None;
+                    break;
+                }
             }
         }
     }
@@ -748,67 +783,21 @@ async fn heartbeat(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 /// (then the caller runs the heartbeat as a task).
 fn spawn_heartbeat_thread(
     shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> Option<std::thread::JoinHandle<()>> {
     let client = shared.queue.client()?.clone();
     let spawned = std::thread::Builder::new()
         .name("rainlogs-heartbeat".into())
         .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
+            match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
-                Ok(rt) => rt,
+                Ok(runtime) => runtime.block_on(heartbeat(shared, stop, Some(client))),
                 Err(e) => {
-                    tracing::error!(error = %e, "heartbeat thread has no runtime; leases will expire");
-                    return;
+                    tracing::error!(error = %e, "heartbeat thread has no runtime; leases will expire")
                 }
-            };
-            runtime.block_on(async move {
-                let every = shared.cfg.heartbeat;
-                // An answer later than one beat is no use: drop the connection, try anew.
-                let cfg = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(every))
-                    .set_response_timeout(Some(every));
-                let mut conn: Option<redis::aio::MultiplexedConnection> = None;
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {}
-                        _ = stop.wait_for(|s| *s) => return,
-                    }
-                    let leases = leases_to_extend(&shared);
-                    if leases.is_empty() {
-                        continue;
-                    }
-                    if conn.is_none() {
-                        match client.get_multiplexed_async_connection_with_config(&cfg).await {
-                            Ok(c) => conn = Some(c),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "heartbeat cannot connect to redis");
-                                continue;
-                            }
-                        }
-                    }
-                    let mut failed = false;
-                    if let Some(c) = conn.as_mut() {
-                        for chunk in leases.chunks(1000) {
-                            match shared.queue.heartbeat_on(c, chunk, shared.cfg.lease).await {
-                                Ok(held) => heartbeat_answered(&shared, chunk, &held),
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "heartbeat failed");
-                                    failed = true;
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    if failed {
-                        conn = None;
-                    }
-                }
-            });
+            }
         });
     match spawned {
         Ok(handle) => Some(handle),

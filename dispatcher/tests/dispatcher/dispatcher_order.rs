@@ -460,22 +460,23 @@ async fn concurrent_dispatchers_keep_the_in_flight_bound_and_archive_everything(
     .await;
     stop(tx1, h1).await;
     stop(tx2, h2).await;
-    let log = log.lock().unwrap();
+    let (max_open, starts) = {
+        let log = log.lock().unwrap();
+        (log.max_open, log.starts.clone())
+    };
     // Windows fetched and not yet uploaded, across both dispatchers: at most the bound
     // (the queue's count also holds handed-on tasks not started yet, so it is higher
     // or equal; the stages' own count is what a user's staged objects are).
     assert!(
-        log.max_open <= 4,
-        "at most 4 windows between fetch and upload, saw {}",
-        log.max_open
+        max_open <= 4,
+        "at most 4 windows between fetch and upload, saw {max_open}"
     );
     let mut runs: HashMap<(String, i64), usize> = HashMap::new();
-    for s in &log.starts {
-        *runs.entry(s.clone()).or_default() += 1;
+    for s in starts {
+        *runs.entry(s).or_default() += 1;
     }
     assert_eq!(runs.len(), 180, "every stage of every window");
     assert!(runs.values().all(|n| *n == 1), "each exactly once");
-    drop(log);
     assert_counters_back_at_zero(&queue, q).await;
     r.cleanup().await;
 }
