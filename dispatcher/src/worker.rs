@@ -99,6 +99,9 @@ struct InFlight {
     delivery: Delivery,
     /// The heartbeat found the lease gone: counted there, once.
     lost: bool,
+    /// Its settle is on the way to Redis: the lease leaves `active` there, which a
+    /// heartbeat racing it must not take for a lost lease.
+    settling: bool,
 }
 
 // Settles are the hot path and travel unboxed; the rare Close is the small one.
@@ -139,7 +142,7 @@ impl Shared {
         let Some(entry) = map.get_mut(lease) else {
             return;
         };
-        if entry.lost {
+        if entry.lost || entry.settling {
             return;
         }
         entry.lost = true;
@@ -455,6 +458,7 @@ fn start(
             abort: None,
             delivery: delivery.lease_only(),
             lost: false,
+            settling: false,
         },
     );
     let task_shared = Arc::clone(shared);
@@ -656,6 +660,14 @@ async fn settler(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<SettleMsg>
         }
         if batch.is_empty() {
             continue;
+        }
+        {
+            let mut map = shared.in_flight();
+            for item in &batch {
+                if let Some(entry) = map.get_mut(&item.delivery.lease) {
+                    entry.settling = true;
+                }
+            }
         }
         let mut tries = 0u32;
         let held = loop {

@@ -84,8 +84,8 @@ const LUA_ENQUEUE: &str = include_str!("lua/enqueue.lua");
 
 /// ARGV: prefix, queue, max, lease_ms, in-flight bound (0: none). Promotes due delayed
 /// tasks, then moves up to `max` ready tasks, lane by lane and round robin over each
-/// lane's groups, into `active` under fresh lease tokens; backfill starts only while the
-/// started units in flight are under the bound.
+/// lane's groups, into `active` under fresh lease tokens; starts only while the started
+/// units in flight are under the bound.
 /// Returns {status, next_due_ms, more, (member, body)*}; status 'paused' or 'ok'.
 const LUA_RESERVE: &str = include_str!("lua/reserve.lua");
 
@@ -160,8 +160,9 @@ impl Scripts {
 /// The lanes of a queue, served in this order (docs/QUEUE.md, "Order and fairness"):
 /// live work before anything else, then tasks without a priority, then backfill; at
 /// each priority, tasks that finish started work ([`kinds::finishes_started_work`])
-/// before tasks that start new work. Backfill starts are also held back while the
-/// queue's started units in flight reach its bound ([`Queue::with_in_flight_max`]).
+/// before tasks that start new work. Starts (live and backfill) are also held back while
+/// the queue's started units in flight reach its bound ([`Queue::with_in_flight_max`]);
+/// when room frees, live starts take it first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Lane {
@@ -216,8 +217,8 @@ impl Lane {
 }
 
 /// How many started units (windows between their fetch and their upload) may be
-/// unfinished before backfill fetches wait (`RAINLOGS_IN_FLIGHT_MAX`; docs/QUEUE.md):
-/// the staged and sealed objects in flight stay near this number.
+/// unfinished before fetches wait (`RAINLOGS_IN_FLIGHT_MAX`; docs/QUEUE.md): the
+/// staged and sealed objects in flight stay within this number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InFlightMax(pub usize);
 
@@ -461,7 +462,7 @@ impl Queue {
         self
     }
 
-    /// Holds backfill starts back while `max` started units are unfinished (per queue,
+    /// Holds starts back while `max` started units are unfinished (per queue,
     /// cluster-wide: the count lives in Redis; each reserve applies its caller's bound).
     pub fn with_in_flight_max(mut self, max: InFlightMax) -> Self {
         self.in_flight_max = max;

@@ -224,6 +224,66 @@ async fn a_started_windows_encrypt_and_upload_go_before_new_fetches_within_the_b
 }
 
 #[tokio::test]
+async fn live_fetches_wait_for_room_under_the_bound_and_take_it_first() {
+    let r = TestRedis::new().await;
+    let queue = r.queue.clone().with_in_flight_max(InFlightMax(2));
+    let q = "room";
+    queue
+        .enqueue_many(
+            (1..=2)
+                .map(|i| window(q, kinds::FETCH_WINDOW, i, Priority::Backfill, "g"))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let mut running = queue.reserve(q, 10, LEASE).await.unwrap().deliveries;
+    assert_eq!(running.len(), 2);
+    // A live window arrives, then more backfill: the bound is full, nothing starts.
+    queue
+        .enqueue(window(q, kinds::FETCH_WINDOW, 100, Priority::Live, "g"))
+        .await
+        .unwrap();
+    queue
+        .enqueue(window(q, kinds::FETCH_WINDOW, 3, Priority::Backfill, "g"))
+        .await
+        .unwrap();
+    assert!(queue
+        .reserve(q, 10, LEASE)
+        .await
+        .unwrap()
+        .deliveries
+        .is_empty());
+    // Window 1 turns out empty (its unit ends with its fetch): the room goes to the
+    // live window.
+    queue
+        .settle(&[Settle {
+            delivery: running.remove(0),
+            settlement: Settlement::Ack { next: vec![] },
+        }])
+        .await
+        .unwrap();
+    let got = queue.reserve(q, 10, LEASE).await.unwrap().deliveries;
+    assert_eq!(
+        got.iter().map(window_of).collect::<Vec<_>>(),
+        vec![(kinds::FETCH_WINDOW.to_owned(), 100)]
+    );
+    assert_eq!(queue.stats(q).await.unwrap().in_flight, 2);
+    running.extend(got);
+    for d in running {
+        queue
+            .settle(&[Settle {
+                delivery: d,
+                settlement: Settlement::Ack { next: vec![] },
+            }])
+            .await
+            .unwrap();
+    }
+    assert_eq!(drain_one_by_one(&queue, q, |_| Vec::new()).await.len(), 1);
+    assert_counters_back_at_zero(&queue, q).await;
+    r.cleanup().await;
+}
+
+#[tokio::test]
 async fn groups_take_turns_so_one_tenants_backfill_does_not_hold_another_back() {
     let r = TestRedis::new().await;
     let q = "fair";

@@ -13,8 +13,8 @@ local function wake(q)
   end
 end
 -- Lanes, served in this order (docs/QUEUE.md, "Order and fairness"): 1 live finish,
--- 2 live start, 3 normal, 4 backfill finish, 5 backfill start (admitted only while
--- fewer than the in-flight bound of started units are unfinished).
+-- 2 live start, 3 normal, 4 backfill finish, 5 backfill start. Starts (2 and 5) are
+-- admitted only while fewer than the in-flight bound of started units are unfinished.
 local LANES = 5
 local NORMAL = 3
 local BACKFILL_START = 5
@@ -81,7 +81,10 @@ local function forget(q, id)
   redis.call('HDEL', k(q, 'route'), id)
   count(q, 'pending:' .. lane, -1)
   count(q, 'active:' .. lane, -1)
-  -- It may have been holding a backfill start back (the in-flight bound): let an idle
+  -- It may have been holding a start back (the in-flight bound): let an idle
   -- dispatcher look again.
-  if lane ~= NORMAL and redis.call('LLEN', ring_key(q, BACKFILL_START)) > 0 then wake(q) end
+  if lane ~= NORMAL and (redis.call('LLEN', ring_key(q, 2)) > 0
+      or redis.call('LLEN', ring_key(q, BACKFILL_START)) > 0) then
+    wake(q)
+  end
 end

@@ -1,7 +1,7 @@
 local q = ARGV[2]
 local max = tonumber(ARGV[3])
 local lease = tonumber(ARGV[4])
--- Most started units (live or backfill) unfinished before backfill starts wait; 0: no bound.
+-- Most started units (live or backfill) unfinished before any start waits; 0: no bound.
 local bound = tonumber(ARGV[5])
 local now = now_ms()
 local delayed = k(q, 'delayed')
@@ -35,8 +35,9 @@ if redis.call('HLEN', k(q, 'tasks')) == 0 then redis.call('DEL', k(q, 'lanes')) 
 local c = redis.call('HMGET', k(q, 'lanes'), 'pending:1', 'active:2', 'pending:4', 'active:5')
 local in_flight = 0
 for _, v in ipairs(c) do in_flight = in_flight + math.max(0, tonumber(v) or 0) end
+-- Every start waits for room under the bound; live starts come first when there is.
 local function admitted(lane)
-  return lane ~= BACKFILL_START or bound <= 0 or in_flight < bound
+  return (lane ~= 2 and lane ~= BACKFILL_START) or bound <= 0 or in_flight < bound
 end
 local out = {'ok', next_due, '0'}
 if max < 1 then return out end
