@@ -364,9 +364,12 @@ async fn run_bench(
         done as f64 / wall
     );
     println!(
-        "   first archived window {:.1} s after the start; backfill archived after {}",
+        "   first archived window {:.1} s after the start; backfill ({planned} windows) archived after {}",
         first_archived.unwrap_or(f64::NAN),
-        backfill_done.map_or("(not finished)".to_owned(), |t| format!("{t:.0} s"))
+        backfill_done.map_or("(not finished)".to_owned(), |t| format!(
+            "{t:.0} s (≥ {:.1} windows/s: done by that sample)",
+            planned as f64 / t
+        ))
     );
     println!(
         "   live windows (ending after the start): {} archived; lag archived − end p50 {:.1} s, p99 {:.1} s, max {:.1} s",
