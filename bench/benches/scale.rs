@@ -276,7 +276,8 @@ async fn run_bench(
     let mut backfill_done: Option<f64> = None;
     let mut last_final = 0i64;
     let mut max_backlog = 0i64;
-    println!("   t(s)  final  win/s  planned fetching staged sealed  live p99 lag(s)  lease lost");
+    let mut min_limit = i64::MAX;
+    println!("   t(s)  final  win/s  planned fetching staged sealed  live p99 lag(s)  lease lost  limit  runtime lag(ms)");
     loop {
         tokio::time::sleep(sample).await;
         let t = started.elapsed().as_secs_f64();
@@ -313,15 +314,22 @@ async fn run_bench(
             Some(Utc::now() - chrono::TimeDelta::from_std(sample)?),
         )
         .await?;
+        let limit = metrics
+            .concurrency_limit
+            .with_label_values(&["default"])
+            .get();
+        min_limit = min_limit.min(limit);
         println!(
-            "  {t:5.0} {finals:6} {:6.1} {:7} {:8} {:6} {:6}  {:15.1}  {}",
+            "  {t:5.0} {finals:6} {:6.1} {:7} {:8} {:6} {:6}  {:15.1}  {:10}  {:5}  {:15.1}",
             (finals - last_final) as f64 / sample.as_secs_f64(),
             n("planned"),
             n("fetching"),
             n("staged"),
             n("sealed"),
             percentile(&lags, 0.99),
-            metrics.lease_lost.with_label_values(&["default"]).get()
+            metrics.lease_lost.with_label_values(&["default"]).get(),
+            limit,
+            metrics.runtime_lag.get() * 1000.0
         );
         std::io::stdout().flush()?;
         last_final = finals;
@@ -378,7 +386,9 @@ async fn run_bench(
         percentile(&lags, 0.99),
         lags.last().copied().unwrap_or(f64::NAN)
     );
-    println!("   staged + sealed at most {max_backlog} (sampled)");
+    println!(
+        "   staged + sealed at most {max_backlog} (sampled); the governor's concurrency limit at least {min_limit} (sampled)"
+    );
     println!(
         "   leases lost {}; S3 requests {:.2} per window {:?}; Postgres transactions {:.1} per window",
         metrics.lease_lost.with_label_values(&["default"]).get(),
