@@ -198,13 +198,14 @@ pub fn stats_table(all: &[QueueStats]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<16} {:>7} {:>8} {:>7} {:>8} {:>6} {:>10} {:>10} {:>8} {:>8} {:>6} {:>8}",
+        "{:<16} {:>7} {:>8} {:>7} {:>8} {:>6} {:>9} {:>10} {:>10} {:>8} {:>8} {:>6} {:>8}",
         "QUEUE",
         "STATE",
         "READY",
         "ACTIVE",
         "DELAYED",
         "DEAD",
+        "IN-FLIGHT",
         "ENQUEUED",
         "PROCESSED",
         "FAILED",
@@ -215,13 +216,14 @@ pub fn stats_table(all: &[QueueStats]) -> String {
     for s in all {
         let _ = writeln!(
             out,
-            "{:<16} {:>7} {:>8} {:>7} {:>8} {:>6} {:>10} {:>10} {:>8} {:>8} {:>6} {:>8}",
+            "{:<16} {:>7} {:>8} {:>7} {:>8} {:>6} {:>9} {:>10} {:>10} {:>8} {:>8} {:>6} {:>8}",
             s.queue,
             if s.paused { "paused" } else { "running" },
             s.depth.ready,
             s.depth.active,
             s.depth.delayed,
             s.depth.dead,
+            s.in_flight,
             s.enqueued,
             s.processed,
             s.failed,
@@ -229,6 +231,17 @@ pub fn stats_table(all: &[QueueStats]) -> String {
             s.dead_lettered,
             s.dead_dropped
         );
+        // Lanes with anything in them, in serving order (docs/QUEUE.md).
+        for l in s.lanes.iter().filter(|l| l.pending > 0) {
+            let _ = writeln!(
+                out,
+                "  {:<14} ready {:>8}  running {:>6}  pending {:>8}",
+                l.lane.name(),
+                l.ready,
+                l.running,
+                l.pending
+            );
+        }
     }
     let _ = writeln!(
         out,

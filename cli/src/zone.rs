@@ -14,6 +14,7 @@ use rainlogs_archive::catalog::zone::{
 use rainlogs_archive::endpoint::ZoneEndpoint;
 use rainlogs_core::config::{ConfigSource, DatabaseConfig};
 use secrecy::SecretString;
+use uuid::Uuid;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ZoneCommand {
@@ -284,7 +285,7 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
             } else if !r.replanned.is_empty() {
                 // Send them now; if Redis cannot be reached, the scheduler's reconciler
                 // sends planned windows on its own (RAINLOGS_RECONCILE_AFTER_MS).
-                match enqueue(src, &r.replanned).await {
+                match enqueue(src, r.tenant, &r.replanned).await {
                     Ok(n) => println!("  {n} fetch tasks enqueued"),
                     Err(e) => println!(
                         "  not enqueued now ({e:#}); a running scheduler sends them within RAINLOGS_RECONCILE_AFTER_MS"
@@ -371,11 +372,12 @@ fn print_push_coverage(mode: &str, c: &rainlogs_archive::push::PushCoverage) {
 }
 
 /// Enqueues `fetch.window` for re-planned windows; returns how many entered the queue.
-async fn enqueue(src: &ConfigSource, window_ids: &[i64]) -> anyhow::Result<u64> {
+async fn enqueue(src: &ConfigSource, tenant: Uuid, window_ids: &[i64]) -> anyhow::Result<u64> {
     let redis = rainlogs_core::config::RedisConfig::from_source(src)?;
     let conn = rainlogs_core::redis_client::connect(&redis).await?;
     let queue = rainlogs_dispatcher::queue::Queue::new(conn, redis.key_prefix);
-    let report = rainlogs_dispatcher::reconcile::enqueue_fetches(&queue, window_ids).await?;
+    let report =
+        rainlogs_dispatcher::reconcile::enqueue_fetches(&queue, tenant, window_ids).await?;
     Ok(report.enqueued + report.duplicates)
 }
 

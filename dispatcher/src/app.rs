@@ -37,6 +37,8 @@ pub struct App {
     pub plan: rainlogs_archive::ledger::PlanPolicy,
     /// Hybrid zones' Logpull repair (`RAINLOGS_REPAIR_LAG_SECS`).
     pub repair: rainlogs_archive::repair::RepairPolicy,
+    /// Which windows the scheduler and reconciler send as live (`RAINLOGS_LIVE_EDGE_SECS`).
+    pub live_edge: crate::reconcile::LiveEdge,
 }
 
 impl App {
@@ -71,9 +73,11 @@ impl App {
             fetch_split: rainlogs_fetch::SplitPolicy::from_source(src)?,
             plan: rainlogs_archive::ledger::PlanPolicy::from_source(src)?,
             repair: rainlogs_archive::repair::RepairPolicy::from_source(src)?,
+            live_edge: crate::reconcile::LiveEdge::from_source(src)?,
             queue: Queue::new(conn, redis.key_prefix)
                 .with_client(client)
-                .with_dead_letters(crate::queue::DeadLetterPolicy::from_source(src)?),
+                .with_dead_letters(crate::queue::DeadLetterPolicy::from_source(src)?)
+                .with_in_flight_max(crate::queue::InFlightMax::from_source(src)?),
         })
     }
 

@@ -90,6 +90,9 @@ pub struct DispatcherConfig {
     pub metrics_addr: Option<SocketAddr>,
     pub schedules: Vec<Schedule>,
     pub invoker: InvokerConfig,
+    /// The runtime lag above which the dispatcher takes fewer tasks (adaptive
+    /// concurrency, docs/QUEUE.md); zero keeps every queue at its configured limit.
+    pub lag_target: Duration,
 }
 
 impl Default for DispatcherConfig {
@@ -111,6 +114,7 @@ impl Default for DispatcherConfig {
             metrics_addr: None,
             schedules: Vec::new(),
             invoker: InvokerConfig::InProcess,
+            lag_target: Duration::from_millis(50),
         }
     }
 }
@@ -140,6 +144,7 @@ impl DispatcherConfig {
     pub const REMOTE_ENDPOINT: &'static str = "RAINLOGS_REMOTE_ENDPOINT";
     pub const REMOTE_FUNCTION_NAME: &'static str = "RAINLOGS_REMOTE_FUNCTION_NAME";
     pub const REMOTE_TIMEOUT_MS: &'static str = "RAINLOGS_REMOTE_TIMEOUT_MS";
+    pub const LAG_TARGET_MS: &'static str = "RAINLOGS_LAG_TARGET_MS";
 
     pub const DEFAULT_CONCURRENCY: usize = 64;
 
@@ -237,6 +242,7 @@ impl DispatcherConfig {
             metrics_addr,
             schedules,
             invoker,
+            lag_target: src.duration_ms_or(Self::LAG_TARGET_MS, d.lag_target)?,
         })
     }
 

@@ -14,7 +14,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::queue::Queue;
@@ -25,11 +26,27 @@ const LATENCY_BUCKETS: &[f64] = &[
     60.0, 300.0,
 ];
 
+/// Buckets of a task's run time, in seconds (1 ms … 15 min: a stage's whole range).
+const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0, 900.0,
+];
+
 /// The dispatcher's metrics (cheap to clone).
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
     pub depth: IntGaugeVec,
+    /// Per queue and lane: ready, pending and running tasks (cluster-wide, from Redis).
+    pub lane_depth: IntGaugeVec,
+    /// Per queue: started units unfinished, as the in-flight bound counts them.
+    pub queue_in_flight: IntGaugeVec,
+    /// Per queue: how many tasks the governor lets this dispatcher run at once.
+    pub concurrency_limit: IntGaugeVec,
+    /// How late the main runtime woke the governor's last timer.
+    pub runtime_lag: Gauge,
+    /// Run time of each attempt, per queue and kind (what leases must cover).
+    pub task_seconds: HistogramVec,
     pub in_flight: IntGaugeVec,
     pub processed: IntCounterVec,
     pub failed: IntCounterVec,
@@ -73,8 +90,45 @@ impl Metrics {
         );
         let lease_lost = counter(
             "rainlogs_tasks_lease_lost_total",
-            "Results dropped because the task's lease had passed to another holder.",
+            "Leases lost while this dispatcher held the task (found by a heartbeat or at settle): the task runs again under its new holder.",
         );
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels)
+                .unwrap_or_else(|e| unreachable!("static metric {name} is valid: {e}"));
+            let _ = registry.register(Box::new(g.clone()));
+            g
+        };
+        let lane_depth = gauge_vec(
+            "rainlogs_queue_lane_tasks",
+            "Tasks per queue, lane and state (ready, pending, running; cluster-wide, read from Redis).",
+            &["queue", "lane", "state"],
+        );
+        let queue_in_flight = gauge_vec(
+            "rainlogs_queue_in_flight_units",
+            "Started units (windows between fetch and upload) not yet finished, per queue (cluster-wide).",
+            &["queue"],
+        );
+        let concurrency_limit = gauge_vec(
+            "rainlogs_concurrency_limit",
+            "Tasks this dispatcher lets itself run at once per queue (adapted to the runtime lag).",
+            &["queue"],
+        );
+        let runtime_lag = Gauge::with_opts(Opts::new(
+            "rainlogs_runtime_lag_seconds",
+            "How late the dispatcher's runtime woke its last probe timer (time runnable work waits for a CPU).",
+        ))
+        .unwrap_or_else(|e| unreachable!("static metric is valid: {e}"));
+        let _ = registry.register(Box::new(runtime_lag.clone()));
+        let task_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "rainlogs_task_seconds",
+                "Run time of task attempts in this dispatcher, per queue and kind.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["queue", "kind"],
+        )
+        .unwrap_or_else(|e| unreachable!("static metric is valid: {e}"));
+        let _ = registry.register(Box::new(task_seconds.clone()));
         let depth = IntGaugeVec::new(
             Opts::new(
                 "rainlogs_queue_depth",
@@ -106,6 +160,11 @@ impl Metrics {
         Self {
             registry,
             depth,
+            lane_depth,
+            queue_in_flight,
+            concurrency_limit,
+            runtime_lag,
+            task_seconds,
             in_flight,
             processed,
             failed,
@@ -132,6 +191,20 @@ impl Metrics {
                             .with_label_values(&[q.as_str(), state])
                             .set(n as i64);
                     }
+                    for l in &stats.lanes {
+                        for (state, n) in [
+                            ("ready", l.ready),
+                            ("pending", l.pending),
+                            ("running", l.running),
+                        ] {
+                            self.lane_depth
+                                .with_label_values(&[q.as_str(), l.lane.name(), state])
+                                .set(n as i64);
+                        }
+                    }
+                    self.queue_in_flight
+                        .with_label_values(&[q.as_str()])
+                        .set(stats.in_flight as i64);
                 }
             }
         }

@@ -15,6 +15,11 @@
 //! still pending or active absorbs the new one: running either any number of times never
 //! puts two live messages for one (kind, window) in the queue. Both read the ledger in
 //! keyset-paged batches of [`BATCH`] rows, so memory stays bounded whatever the backlog.
+//!
+//! Every window task they send carries its window's priority and its tenant as the
+//! fairness group (docs/QUEUE.md, "Order and fairness"): a window ending within
+//! [`LiveEdge`] of the planning horizon is `live` (the real-time edge), an older one
+//! `backfill`; the stages' follow-ups inherit both.
 
 use std::time::Duration;
 
@@ -24,7 +29,7 @@ use rainlogs_archive::pipeline::WindowTask;
 use rainlogs_core::config::{ConfigError, ConfigSource};
 use rainlogs_core::db::DbError;
 use rainlogs_core::error::{Classify, ErrorClass};
-use rainlogs_core::task::{kinds, TaskSpec};
+use rainlogs_core::task::{kinds, Priority, TaskSpec};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -82,6 +87,48 @@ impl PassReport {
     }
 }
 
+/// How close to the planning horizon (now − `RAINLOGS_PLAN_MARGIN_SECS`) a window must
+/// end to be `live` rather than `backfill`: the larger of this and its zone's cadence,
+/// so a zone's newest window is always live (`RAINLOGS_LIVE_EDGE_SECS`, default 120).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveEdge(pub Duration);
+
+impl LiveEdge {
+    pub const VAR: &'static str = "RAINLOGS_LIVE_EDGE_SECS";
+
+    pub fn from_source(src: &ConfigSource) -> Result<Self, ConfigError> {
+        let secs: u64 = src.parsed_or(Self::VAR, Self::default().0.as_secs())?;
+        if !(1..=86_400).contains(&secs) {
+            return Err(ConfigError::Invalid {
+                var: Self::VAR.into(),
+                reason: format!("{secs} is outside 1..=86400 seconds"),
+            });
+        }
+        Ok(Self(Duration::from_secs(secs)))
+    }
+
+    /// Seconds, as the SQL below takes them.
+    fn secs(self) -> f64 {
+        self.0.as_secs_f64()
+    }
+}
+
+impl Default for LiveEdge {
+    fn default() -> Self {
+        Self(Duration::from_secs(120))
+    }
+}
+
+/// A window task in its window's lane and its tenant's fairness group.
+fn window_spec(window_id: i64, kind: &str, live: bool, tenant: Uuid) -> TaskSpec {
+    let priority = if live {
+        Priority::Live
+    } else {
+        Priority::Backfill
+    };
+    WindowTask { window_id }.routed(kind, priority, tenant)
+}
+
 /// Plans every non-paused pull zone up to `now` and enqueues `fetch.window` for the windows
 /// this pass planned. Windows planned earlier whose task went missing (Redis emptied, an
 /// enqueue that failed) are the reconciler's: re-sending every planned window on every
@@ -94,46 +141,35 @@ pub async fn plan_and_enqueue(app: &App, now: DateTime<Utc>) -> Result<PassRepor
             .fetch_one(&app.pool)
             .await
             .map_err(|e| DbError::query("read newest window id", e))?;
-    let mut after = Uuid::nil();
-    loop {
-        let zones: Vec<Uuid> = sqlx::query_scalar!(
-            // Only pull zones are planned window by window: push zones receive their
-            // logs from Logpush, hybrid zones will be repaired gap by gap (docs/INGEST.md).
-            "SELECT id FROM zones
-             WHERE NOT paused AND NOT demo AND mode = 'pull' AND id > $1 ORDER BY id LIMIT $2",
-            after,
-            BATCH,
-        )
-        .fetch_all(&app.pool)
-        .await
-        .map_err(|e| DbError::query("list zones to plan", e))?;
-        let Some(last) = zones.last().copied() else {
-            break;
-        };
-        for zone in zones {
-            report.planned += ledger::plan_zone(&app.pool, zone, now, &app.plan).await?;
-        }
-        after = last;
-    }
+    // Only pull zones are planned window by window: push zones receive their logs from
+    // Logpush, hybrid zones will be repaired gap by gap (docs/INGEST.md). One statement
+    // for every zone: a pass costs the same few round trips for 10 zones or 10,000.
+    report.planned += ledger::plan_pull_zones(&app.pool, now, &app.plan).await?;
+    let horizon = now - app.plan.margin.max(ledger::LOGPULL_MIN_DELAY);
     let mut after_id = newest_before;
     loop {
         // Paused zones keep their planned windows parked until they resume.
-        let ids: Vec<i64> = sqlx::query_scalar!(
-            "SELECT w.id FROM windows w JOIN zones z ON z.id = w.zone_id
-             WHERE w.state = 'planned' AND NOT z.paused AND NOT z.demo AND w.id > $1
-             ORDER BY w.id LIMIT $2",
+        let rows = sqlx::query!(
+            r#"SELECT w.id, z.tenant_id,
+                      w.end_at > $3::timestamptz - make_interval(secs => greatest(z.cadence_seconds::float8, $4::float8))
+                        AS "live!"
+               FROM windows w JOIN zones z ON z.id = w.zone_id
+               WHERE w.state = 'planned' AND NOT z.paused AND NOT z.demo AND w.id > $1
+               ORDER BY w.id LIMIT $2"#,
             after_id,
             BATCH,
+            horizon,
+            app.live_edge.secs(),
         )
         .fetch_all(&app.pool)
         .await
         .map_err(|e| DbError::query("list planned windows", e))?;
-        let Some(last) = ids.last().copied() else {
+        let Some(last) = rows.last().map(|r| r.id) else {
             break;
         };
-        let specs: Vec<TaskSpec> = ids
+        let specs: Vec<TaskSpec> = rows
             .into_iter()
-            .map(|window_id| WindowTask { window_id }.spec(kinds::FETCH_WINDOW))
+            .map(|r| window_spec(r.id, kinds::FETCH_WINDOW, r.live, r.tenant_id))
             .collect();
         report.count(&app.queue.enqueue_many(specs).await?);
         after_id = last;
@@ -150,8 +186,8 @@ pub async fn enqueue_pushed(app: &App) -> Result<PassReport, ReconcileError> {
     let mut report = PassReport::default();
     let mut after_id = 0i64;
     loop {
-        let ids: Vec<i64> = sqlx::query_scalar!(
-            "SELECT w.id FROM windows w JOIN zones z ON z.id = w.zone_id
+        let rows = sqlx::query!(
+            "SELECT w.id, z.tenant_id FROM windows w JOIN zones z ON z.id = w.zone_id
              WHERE w.batch_id IS NOT NULL AND w.state = 'staged'
                AND NOT z.paused AND NOT z.demo AND w.id > $1
              ORDER BY w.id LIMIT $2",
@@ -161,12 +197,13 @@ pub async fn enqueue_pushed(app: &App) -> Result<PassReport, ReconcileError> {
         .fetch_all(&app.pool)
         .await
         .map_err(|e| DbError::query("list staged push batches", e))?;
-        let Some(last) = ids.last().copied() else {
+        let Some(last) = rows.last().map(|r| r.id) else {
             break;
         };
-        let specs: Vec<TaskSpec> = ids
-            .into_iter()
-            .map(|window_id| WindowTask { window_id }.spec(kinds::ENCRYPT_WINDOW))
+        // A pushed batch is the newest data there is: the live lane.
+        let specs: Vec<TaskSpec> = rows
+            .iter()
+            .map(|r| window_spec(r.id, kinds::ENCRYPT_WINDOW, true, r.tenant_id))
             .collect();
         report.count(&app.queue.enqueue_many(specs).await?);
         after_id = last;
@@ -182,31 +219,29 @@ pub async fn plan_repairs_and_enqueue(
 ) -> Result<PassReport, ReconcileError> {
     let mut report = PassReport::default();
     for zone in rainlogs_archive::repair::hybrid_zones(&app.pool).await? {
-        let ids = rainlogs_archive::repair::plan_repairs(&app.pool, zone, now, &app.repair).await?;
+        let ids =
+            rainlogs_archive::repair::plan_repairs(&app.pool, zone.zone, now, &app.repair).await?;
         report.planned += ids.len() as u64;
-        for chunk in ids.chunks(BATCH as usize) {
-            let specs: Vec<TaskSpec> = chunk
-                .iter()
-                .map(|&window_id| WindowTask { window_id }.spec(kinds::FETCH_WINDOW))
-                .collect();
-            report.count(&app.queue.enqueue_many(specs).await?);
-        }
+        // Repairs fill past gaps (at least the repair lag old): the backfill lane.
+        report.count(&enqueue_fetches(&app.queue, zone.tenant, &ids).await?);
     }
     Ok(report)
 }
 
-/// Enqueues `fetch.window` for these windows now (windows re-planned by `rainlogs zone
-/// retry-failed`), in batches; duplicates are absorbed by the idempotency keys. Without
-/// it the reconciler sends them once they are `RAINLOGS_RECONCILE_AFTER_MS` old.
+/// Enqueues `fetch.window` for these windows of `tenant` now (windows re-planned by
+/// `rainlogs zone retry-failed`: old, so backfill), in batches; duplicates are absorbed
+/// by the idempotency keys. Without it the reconciler sends them once they are
+/// `RAINLOGS_RECONCILE_AFTER_MS` old.
 pub async fn enqueue_fetches(
     queue: &crate::queue::Queue,
+    tenant: Uuid,
     window_ids: &[i64],
 ) -> Result<PassReport, ReconcileError> {
     let mut report = PassReport::default();
     for chunk in window_ids.chunks(BATCH as usize) {
         let specs: Vec<TaskSpec> = chunk
             .iter()
-            .map(|&window_id| WindowTask { window_id }.spec(kinds::FETCH_WINDOW))
+            .map(|&window_id| window_spec(window_id, kinds::FETCH_WINDOW, false, tenant))
             .collect();
         report.count(&queue.enqueue_many(specs).await?);
     }
@@ -216,13 +251,22 @@ pub async fn enqueue_fetches(
 /// Re-enqueues the next task of every window in flight (planned, fetching, staged,
 /// sealed) whose state is older than `older_than`.
 pub async fn reconcile(app: &App, older_than: Duration) -> Result<PassReport, ReconcileError> {
-    let cutoff =
-        Utc::now() - chrono::TimeDelta::from_std(older_than).unwrap_or(chrono::TimeDelta::MAX);
+    let age = chrono::TimeDelta::from_std(older_than).unwrap_or(chrono::TimeDelta::MAX);
+    let cutoff = Utc::now()
+        .checked_sub_signed(age)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    // A window re-sent here was at the live edge when it was planned if it ends within
+    // the edge of where the horizon stood `older_than` ago.
+    let horizon = cutoff
+        .checked_sub_signed(app.plan.margin.max(ledger::LOGPULL_MIN_DELAY))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     let mut report = PassReport::default();
     let mut after_id = 0i64;
     loop {
-        let rows: Vec<(i64, WindowState)> = sqlx::query!(
-            r#"SELECT w.id, w.state AS "state: WindowState"
+        let rows = sqlx::query!(
+            r#"SELECT w.id, w.state AS "state: WindowState", z.tenant_id,
+                      w.end_at > $4::timestamptz - make_interval(secs => greatest(z.cadence_seconds::float8, $5::float8))
+                        AS "live!"
                FROM windows w JOIN zones z ON z.id = w.zone_id
                WHERE w.state IN ('planned', 'fetching', 'staged', 'sealed')
                  AND w.state_since < $1 AND NOT z.paused AND NOT z.demo AND w.id > $2
@@ -230,26 +274,39 @@ pub async fn reconcile(app: &App, older_than: Duration) -> Result<PassReport, Re
             cutoff,
             after_id,
             BATCH,
+            horizon,
+            app.live_edge.secs(),
         )
         .fetch_all(&app.pool)
         .await
-        .map_err(|e| DbError::query("list stuck windows", e))?
-        .into_iter()
-        .map(|r| (r.id, r.state))
-        .collect();
-        let Some(&(last, _)) = rows.last() else {
+        .map_err(|e| DbError::query("list stuck windows", e))?;
+        let Some(last) = rows.last().map(|r| r.id) else {
             break;
         };
         let specs: Vec<TaskSpec> = rows
             .into_iter()
-            .filter_map(|(window_id, state)| {
-                state
+            .filter_map(|r| {
+                r.state
                     .next_task()
-                    .map(|kind| WindowTask { window_id }.spec(kind))
+                    .map(|kind| window_spec(r.id, kind, r.live, r.tenant_id))
             })
             .collect();
-        if !specs.is_empty() {
-            report.count(&app.queue.enqueue_many(specs).await?);
+        // A backlog waiting its turn in the queue is not stuck: ask Redis which windows
+        // still have their task (one round trip) and re-send only the rest.
+        let keys: Vec<String> = specs
+            .iter()
+            .map(|s| s.idempotency_key.clone().unwrap_or_default())
+            .collect();
+        let held = app
+            .queue
+            .holds_keys(rainlogs_archive::pipeline::PIPELINE_QUEUE, &keys)
+            .await?;
+        let (pending, missing): (Vec<_>, Vec<_>) =
+            specs.into_iter().zip(held).partition(|(_, held)| *held);
+        report.duplicates += pending.len() as u64;
+        let missing: Vec<TaskSpec> = missing.into_iter().map(|(spec, _)| spec).collect();
+        if !missing.is_empty() {
+            report.count(&app.queue.enqueue_many(missing).await?);
         }
         after_id = last;
     }

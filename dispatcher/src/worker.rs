@@ -2,9 +2,18 @@
 //! invoker, and settle the outcomes (ack, retry, dead-letter) in batches.
 //!
 //! One [`Worker::run`] drives, per queue, a fetch loop bounded by that queue's
-//! concurrency limit, plus four helpers shared by all queues:
+//! concurrency limit, plus helpers shared by all queues:
 //! - the *settler* turns finished tasks into one settle script call per batch;
-//! - the *heartbeat* extends the leases of every task still running;
+//! - the *heartbeat* extends the leases of every task still running. It runs on a
+//!   thread of its own, with its own single-threaded runtime and Redis connection, so
+//!   handlers that keep the main runtime's threads busy (CPU work, a saturated
+//!   machine) cannot make it late: a lease is lost only when the process stops or
+//!   cannot reach Redis. A lease it finds lost anyway is counted and its task aborted
+//!   (the new holder runs it; stages are idempotent);
+//! - the *governor* measures how late the main runtime wakes a timer (its lag: the
+//!   time runnable work waits for a CPU) and adapts every queue's concurrency to it,
+//!   additive increase and multiplicative decrease, so a saturated dispatcher takes
+//!   fewer tasks instead of slowing all of them down;
 //! - the *reaper* takes over tasks whose holder stopped heartbeating (a dead or hung
 //!   process) and settles them as failed attempts, so they are retried or dead-lettered;
 //! - the *scheduler* fires cron schedules.
@@ -14,6 +23,7 @@
 //! queue, flushes the settler and returns.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -87,6 +97,11 @@ struct InFlight {
     queue: String,
     abort: Option<AbortHandle>,
     delivery: Delivery,
+    /// The heartbeat found the lease gone: counted there, once.
+    lost: bool,
+    /// Its settle is on the way to Redis: the lease leaves `active` there, which a
+    /// heartbeat racing it must not take for a lost lease.
+    settling: bool,
 }
 
 // Settles are the hot path and travel unboxed; the rare Close is the small one.
@@ -108,12 +123,58 @@ struct Shared {
     in_flight: Mutex<HashMap<String, InFlight>>,
     /// Signalled whenever a settled task leaves `in_flight`.
     drained: Notify,
+    /// Signalled whenever a concurrency slot frees up or the governor raises a limit.
+    slots: Notify,
+    /// Per queue (in `cfg.queues` order), how many tasks the governor allows at once.
+    limits: Vec<AtomicUsize>,
 }
 
 impl Shared {
     fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<String, InFlight>> {
         // A panic while holding this lock leaves a plain map behind: keep using it.
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks a lease the heartbeat found lost: counts it (once) and aborts its task,
+    /// whose new holder runs it again; running on would only do the work twice.
+    fn lose(&self, lease: &str) {
+        let mut map = self.in_flight();
+        let Some(entry) = map.get_mut(lease) else {
+            return;
+        };
+        if entry.lost || entry.settling {
+            return;
+        }
+        entry.lost = true;
+        tracing::warn!(queue = %entry.queue, %lease, "lease lost while running (expired before a heartbeat); task aborted, its new holder runs it");
+        self.metrics
+            .lease_lost
+            .with_label_values(&[entry.queue.as_str()])
+            .inc();
+        if let Some(abort) = &entry.abort {
+            abort.abort();
+        }
+    }
+}
+
+/// Held by a running task: keeps the in-flight gauge honest and, when the task is
+/// aborted (lost lease) before handing its result to the settler, removes it from
+/// the in-flight map so nothing heartbeats a lease nobody settles.
+struct Running {
+    shared: Arc<Shared>,
+    lease: String,
+    gauge: prometheus::IntGauge,
+    handed_over: bool,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.gauge.dec();
+        if !self.handed_over {
+            self.shared.in_flight().remove(&self.lease);
+            self.shared.drained.notify_waiters();
+            self.shared.slots.notify_waiters();
+        }
     }
 }
 
@@ -180,12 +241,36 @@ impl Worker {
             metrics: self.metrics.clone(),
             in_flight: Mutex::new(HashMap::new()),
             drained: Notify::new(),
+            slots: Notify::new(),
+            limits: self
+                .cfg
+                .queues
+                .iter()
+                .map(|q| AtomicUsize::new(q.concurrency))
+                .collect(),
         });
+        for q in &self.cfg.queues {
+            self.metrics
+                .concurrency_limit
+                .with_label_values(&[q.name.as_str()])
+                .set(q.concurrency as i64);
+        }
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
         let (stop_tx, stop_rx) = watch::channel(false);
         let settler = tokio::spawn(settler(Arc::clone(&shared), settle_rx));
+        // Without a client of its own (a queue built without one), the heartbeat runs
+        // on this runtime as a task, as it did before it had a thread.
+        let heartbeat_thread = spawn_heartbeat_thread(Arc::clone(&shared), stop_rx.clone());
+        let heartbeat_task = match heartbeat_thread {
+            Some(_) => None,
+            None => Some(tokio::spawn(heartbeat(
+                Arc::clone(&shared),
+                stop_rx.clone(),
+                None,
+            ))),
+        };
         let helpers = [
-            tokio::spawn(heartbeat(Arc::clone(&shared), stop_rx.clone())),
+            tokio::spawn(governor(Arc::clone(&shared), stop_rx.clone())),
             tokio::spawn(reaper(
                 Arc::clone(&shared),
                 settle_tx.clone(),
@@ -197,9 +282,11 @@ impl Worker {
             .cfg
             .queues
             .iter()
-            .map(|limit| {
+            .enumerate()
+            .map(|(index, limit)| {
                 tokio::spawn(fetch_loop(
                     Arc::clone(&shared),
+                    index,
                     limit.clone(),
                     settle_tx.clone(),
                     shutdown.clone(),
@@ -254,6 +341,13 @@ impl Worker {
         for h in helpers {
             let _ = h.await;
         }
+        if let Some(h) = heartbeat_task {
+            let _ = h.await;
+        }
+        if let Some(thread) = heartbeat_thread {
+            // The thread sees the stop at its next tick at the latest.
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
         let _ = settler.await;
         Ok(())
     }
@@ -261,6 +355,7 @@ impl Worker {
 
 async fn fetch_loop(
     shared: Arc<Shared>,
+    index: usize,
     limit: QueueLimit,
     settle_tx: mpsc::UnboundedSender<SettleMsg>,
     mut shutdown: watch::Receiver<bool>,
@@ -270,10 +365,16 @@ async fn fetch_loop(
     let mut blocking = None;
     let lease = shared.cfg.lease;
     while !*shutdown.borrow() {
-        let free = sem.available_permits();
+        // Registered before looking, so a slot freed in between is not missed.
+        let slot_freed = shared.slots.notified();
+        tokio::pin!(slot_freed);
+        slot_freed.as_mut().enable();
+        let running = limit.concurrency - sem.available_permits();
+        let allowed = shared.limits[index].load(Ordering::Relaxed);
+        let free = allowed.saturating_sub(running).min(sem.available_permits());
         if free == 0 {
             tokio::select! {
-                p = sem.acquire() => drop(p),
+                _ = slot_freed => {}
                 _ = shutdown.changed() => {}
             }
             continue;
@@ -356,13 +457,22 @@ fn start(
             queue,
             abort: None,
             delivery: delivery.lease_only(),
+            lost: false,
+            settling: false,
         },
     );
     let task_shared = Arc::clone(shared);
     let tx = settle_tx.clone();
+    let mut running = Running {
+        shared: Arc::clone(shared),
+        lease: lease.clone(),
+        gauge,
+        handed_over: false,
+    };
     let handle = tokio::spawn(async move {
         let settle = execute(&task_shared, delivery).await;
-        gauge.dec();
+        running.handed_over = true;
+        drop(running);
         let _ = tx.send(SettleMsg::Settle(settle, Some(permit)));
     });
     if let Some(entry) = shared.in_flight().get_mut(&lease) {
@@ -408,6 +518,16 @@ async fn execute(shared: &Shared, delivery: Delivery) -> Settle {
             "kind names no function",
         )),
     };
+    shared
+        .metrics
+        .task_seconds
+        .with_label_values(&[delivery.queue.as_str(), envelope.kind.as_str()])
+        .observe(
+            (Utc::now() - started)
+                .to_std()
+                .unwrap_or_default()
+                .as_secs_f64(),
+        );
     let settlement = decide(&shared.backoff, &delivery, &envelope, result, started);
     Settle {
         delivery,
@@ -479,6 +599,12 @@ fn follow_ups(
                 ));
             }
             spec.trace_id.get_or_insert_with(|| parent.trace_id.clone());
+            // A window's next stage waits in its window's lane and group: a backfill
+            // fetch hands on a backfill encrypt, a live one a live encrypt.
+            spec.priority.get_or_insert(parent.priority);
+            if spec.group.is_none() {
+                spec.group = parent.group.clone();
+            }
             let env = TaskEnvelope::new(spec, now);
             TaskEnvelope::parse(&env.to_json()).map_err(|e| {
                 TaskError::permanent(
@@ -535,6 +661,14 @@ async fn settler(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<SettleMsg>
         if batch.is_empty() {
             continue;
         }
+        {
+            let mut map = shared.in_flight();
+            for item in &batch {
+                if let Some(entry) = map.get_mut(&item.delivery.lease) {
+                    entry.settling = true;
+                }
+            }
+        }
         let mut tries = 0u32;
         let held = loop {
             match shared.queue.settle(&batch).await {
@@ -570,8 +704,11 @@ async fn settler(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<SettleMsg>
                     Settlement::Requeue => {}
                 },
                 Some(false) if !matches!(item.settlement, Settlement::Requeue) => {
-                    tracing::warn!(queue = q, id = %item.delivery.id, "lease lost before settling; the new holder's result stands");
-                    m.lease_lost.with_label_values(&[q]).inc();
+                    // Counted once per lost lease: here, unless the heartbeat already did.
+                    if !map.get(&item.delivery.lease).is_some_and(|f| f.lost) {
+                        tracing::warn!(queue = q, id = %item.delivery.id, "lease lost before settling; the new holder's result stands");
+                        m.lease_lost.with_label_values(&[q]).inc();
+                    }
                 }
                 Some(false) | None => {}
             }
@@ -580,40 +717,176 @@ async fn settler(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<SettleMsg>
         drop(map);
         drop(permits);
         shared.drained.notify_waiters();
+        shared.slots.notify_waiters();
     }
     if let Some(done) = closing {
         let _ = done.send(());
     }
 }
 
-/// Extends the lease of every running task, every `cfg.heartbeat`.
-async fn heartbeat(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(shared.cfg.heartbeat);
+/// The leases to extend: every running task's not yet found lost.
+fn leases_to_extend(shared: &Shared) -> Vec<(String, String)> {
+    shared
+        .in_flight()
+        .iter()
+        .filter(|(_, f)| !f.lost)
+        .map(|(lease, f)| (f.queue.clone(), lease.clone()))
+        .collect()
+}
+
+/// Extends the lease of every running task, every `cfg.heartbeat`. With `client`, over
+/// a connection of its own made here (the heartbeat thread: its I/O must not depend
+/// on the main runtime); without, over the queue's connection.
+async fn heartbeat(
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    client: Option<redis::Client>,
+) {
+    let every = shared.cfg.heartbeat;
+    // An answer later than one beat is no use: drop the connection, try anew.
+    let cfg = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(every))
+        .set_response_timeout(Some(every));
+    let mut own: Option<redis::aio::MultiplexedConnection> = None;
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let leases: Vec<(String, String)> = shared
-            .in_flight()
-            .iter()
-            .map(|(lease, f)| (f.queue.clone(), lease.clone()))
-            .collect();
-        for chunk in leases.chunks(1000) {
-            match shared.queue.heartbeat(chunk, shared.cfg.lease).await {
-                Ok(held) => {
-                    for ((queue, lease), ok) in chunk.iter().zip(held) {
-                        if !ok {
-                            tracing::warn!(%queue, %lease, "lease lost while running (expired before a heartbeat)");
-                        }
-                    }
+        let leases = leases_to_extend(&shared);
+        if leases.is_empty() {
+            continue;
+        }
+        if let (Some(client), None) = (&client, &own) {
+            match client
+                .get_multiplexed_async_connection_with_config(&cfg)
+                .await
+            {
+                Ok(c) => own = Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "heartbeat cannot connect to redis");
+                    continue;
                 }
-                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+            }
+        }
+        for chunk in leases.chunks(1000) {
+            let answer = match own.as_mut() {
+                Some(c) => shared.queue.heartbeat_on(c, chunk, shared.cfg.lease).await,
+                None => shared.queue.heartbeat(chunk, shared.cfg.lease).await,
+            };
+            match answer {
+                Ok(held) => heartbeat_answered(&shared, chunk, &held),
+                Err(e) => {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                    own = None;
+                    break;
+                }
             }
         }
     }
 }
+
+/// Starts the heartbeat on a thread of its own: a single-threaded runtime and a Redis
+/// connection made there, so neither the timer nor the connection's I/O depends on
+/// the main runtime's threads, which CPU-heavy handlers may keep busy for seconds.
+/// `None` when the queue has no client to connect with, or the thread cannot start
+/// (then the caller runs the heartbeat as a task).
+fn spawn_heartbeat_thread(
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) -> Option<std::thread::JoinHandle<()>> {
+    let client = shared.queue.client()?.clone();
+    let spawned = std::thread::Builder::new()
+        .name("rainlogs-heartbeat".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(heartbeat(shared, stop, Some(client))),
+                Err(e) => {
+                    tracing::error!(error = %e, "heartbeat thread has no runtime; leases will expire")
+                }
+            }
+        });
+    match spawned {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the heartbeat thread; heartbeating on the main runtime");
+            None
+        }
+    }
+}
+
+/// Acts on a heartbeat's answer: leases not extended are lost.
+fn heartbeat_answered(shared: &Shared, chunk: &[(String, String)], held: &[bool]) {
+    for ((_, lease), ok) in chunk.iter().zip(held) {
+        if !ok {
+            shared.lose(lease);
+        }
+    }
+}
+
+/// Adapts every queue's concurrency to the main runtime's lag (see the module doc).
+/// Every [`GOVERNOR_TICK`] it sleeps and measures how late it woke; above the target it
+/// cuts each limit by a quarter (then waits a second for the cut to show), well below
+/// it raises by one each limit that is in full use, up to the configured concurrency.
+async fn governor(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let target = shared.cfg.lag_target;
+    let mut calm_until = tokio::time::Instant::now();
+    loop {
+        let due = tokio::time::Instant::now() + GOVERNOR_TICK;
+        tokio::select! {
+            _ = tokio::time::sleep_until(due) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let now = tokio::time::Instant::now();
+        let lag = now.saturating_duration_since(due);
+        shared.metrics.runtime_lag.set(lag.as_secs_f64());
+        if target.is_zero() || now < calm_until {
+            continue;
+        }
+        let running: HashMap<String, usize> =
+            shared
+                .in_flight()
+                .values()
+                .fold(HashMap::new(), |mut acc, f| {
+                    *acc.entry(f.queue.clone()).or_default() += 1;
+                    acc
+                });
+        for (index, q) in shared.cfg.queues.iter().enumerate() {
+            let limit = &shared.limits[index];
+            let current = limit.load(Ordering::Relaxed);
+            let floor = (q.concurrency / 16).clamp(1, q.concurrency);
+            let next = if lag > target {
+                (current * 3 / 4).max(floor)
+            } else if lag < target / 2 && running.get(&q.name).copied().unwrap_or(0) >= current {
+                (current + 1).min(q.concurrency)
+            } else {
+                current
+            };
+            if next != current {
+                limit.store(next, Ordering::Relaxed);
+                shared
+                    .metrics
+                    .concurrency_limit
+                    .with_label_values(&[q.name.as_str()])
+                    .set(next as i64);
+                if next < current {
+                    tracing::debug!(queue = %q.name, limit = next, lag_ms = lag.as_millis() as u64, "saturated: taking fewer tasks");
+                    calm_until = now + Duration::from_secs(1);
+                } else {
+                    shared.slots.notify_waiters();
+                }
+            }
+        }
+    }
+}
+
+/// How often the governor measures the runtime's lag.
+const GOVERNOR_TICK: Duration = Duration::from_millis(100);
 
 /// Takes over tasks whose lease expired and settles them as failed attempts.
 async fn reaper(

@@ -88,6 +88,9 @@ pub fn fast_config(queue: &str, concurrency: usize) -> DispatcherConfig {
         retry_base: Duration::from_millis(20),
         retry_cap: Duration::from_millis(80),
         idle_wait: Duration::from_millis(200),
+        // Fixed limits: a busy test machine must not change what a test runs at once.
+        // The adaptive-concurrency test turns it on itself.
+        lag_target: Duration::ZERO,
         ..DispatcherConfig::default()
     }
 }
@@ -117,7 +120,8 @@ pub struct Record {
 }
 
 /// A function named `t` that records every attempt. Kinds: `t.ok`, `t.sleep`
-/// (payload `ms`), `t.gate` (waits for a permit from `gate`), `t.retry` (payload
+/// (payload `ms`), `t.spin` (holds its runtime thread for payload `ms`, as CPU-heavy
+/// work does), `t.gate` (waits for a permit from `gate`), `t.retry` (payload
 /// `retry_after_ms`, `succeed_on`), `t.fail`, `t.next` (returns follow-ups from
 /// payload `next`), `t.panic` (panics with payload `message` until attempt
 /// `succeed_on`).
@@ -204,6 +208,12 @@ impl Recorder {
             "t.ok" => Ok(HandlerOutput::done(serde_json::json!({"ok": true}))),
             "t.sleep" => {
                 tokio::time::sleep(Duration::from_millis(num("ms").unwrap_or(50))).await;
+                Ok(HandlerOutput::default())
+            }
+            "t.spin" => {
+                // Blocks the thread the task runs on, on purpose: CPU work done inline
+                // keeps the runtime from running anything else on that thread.
+                std::thread::sleep(Duration::from_millis(num("ms").unwrap_or(50)));
                 Ok(HandlerOutput::default())
             }
             "t.gate" => {

@@ -7,7 +7,11 @@
 //! and why lists + Lua were chosen over Streams; in short, per queue:
 //!
 //! - `tasks`   hash   id → envelope bytes (the one copy of each pending task);
-//! - `ready`   list   ids, pushed left, popped right (FIFO);
+//! - `ready:{lane}:{group}` lists of ready ids, pushed left, popped right (FIFO per
+//!   group), with `ring:{lane}` listing the groups that have some: reserve serves the
+//!   lanes in [`Lane`] order and, within a lane, the groups round robin; `route` hash
+//!   id → lane and group, `lanes` hash: per lane the tasks pending and running (the
+//!   in-flight bound, docs/QUEUE.md "Order and fairness");
 //! - `delayed` zset   id → due time (retries, not-before);
 //! - `active`  zset   `id|token` → lease deadline; the token fences a settle or
 //!   heartbeat from a holder whose lease already moved to someone else;
@@ -31,7 +35,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rainlogs_core::task::{EnvelopeError, TaskEnvelope, TaskSpec};
+use rainlogs_core::task::{kinds, EnvelopeError, Priority, TaskEnvelope, TaskSpec};
 use rainlogs_core::TaskError;
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
@@ -74,14 +78,23 @@ pub enum AdminError {
 /// queue), which ties the design to a single Redis node; see docs/QUEUE.md.
 const LUA_COMMON: &str = include_str!("lua/common.lua");
 
-/// ARGV: prefix, then (queue, id, body, due_ms, unique_key)*. Returns per task the id
-/// of the pending duplicate, or '' when enqueued.
+/// ARGV: prefix, then (queue, id, body, due_ms, unique_key, lane, group)*. Returns per
+/// task the id of the pending duplicate, or '' when enqueued.
 const LUA_ENQUEUE: &str = include_str!("lua/enqueue.lua");
 
-/// ARGV: prefix, queue, max, lease_ms. Promotes due delayed tasks, then moves up to
-/// `max` ready tasks into `active` under fresh lease tokens.
+/// ARGV: prefix, queue, max, lease_ms, in-flight bound (0: none). Promotes due delayed
+/// tasks, then moves up to `max` ready tasks, lane by lane and round robin over each
+/// lane's groups, into `active` under fresh lease tokens; starts only while the started
+/// units in flight are under the bound.
 /// Returns {status, next_due_ms, more, (member, body)*}; status 'paused' or 'ok'.
 const LUA_RESERVE: &str = include_str!("lua/reserve.lua");
+
+/// ARGV: prefix, queue, unique_key*. Returns per key 1 when a pending or running task
+/// holds it, else 0 (the reconciler asks before re-sending).
+const LUA_PENDING: &str = include_str!("lua/pending.lua");
+
+/// ARGV: prefix, queue. Returns {legacy ready, (ready, pending, active) per lane}.
+const LUA_DEPTH: &str = include_str!("lua/depth.lua");
 
 /// ARGV: prefix, queue, lease_ms, max. Takes over up to `max` tasks whose lease ran
 /// out (their holder died or hung) under a fresh token for this caller, which then
@@ -102,12 +115,12 @@ const LUA_HEARTBEAT: &str = include_str!("lua/heartbeat.lua");
 /// Returns per operation 1 (applied) or 0 (lease lost: someone else owns the task).
 const LUA_SETTLE: &str = include_str!("lua/settle.lua");
 
-/// ARGV: prefix, queue, id, body, ukey. Moves a dead letter back to ready (unless
+/// ARGV: prefix, queue, id, body, ukey, lane, group. Moves a dead letter back to ready (unless
 /// its idempotency key is held by another pending task). Returns '' or the holder,
 /// or 'missing' when there is no such dead letter.
 const LUA_REDRIVE: &str = include_str!("lua/redrive.lua");
 
-/// ARGV: prefix, name, fire_ms, then one task as for enqueue. Enqueues a periodic
+/// ARGV: prefix, name, fire_ms, then one task as for enqueue (7 values). Enqueues a periodic
 /// task only if this period has not fired yet (on any dispatcher). Returns 1 if fired.
 const LUA_FIRE: &str = include_str!("lua/fire.lua");
 
@@ -124,6 +137,8 @@ struct Scripts {
     settle: redis::Script,
     redrive: redis::Script,
     fire: redis::Script,
+    pending: redis::Script,
+    depth: redis::Script,
 }
 
 impl Scripts {
@@ -136,7 +151,102 @@ impl Scripts {
             settle: script(LUA_SETTLE),
             redrive: script(LUA_REDRIVE),
             fire: script(LUA_FIRE),
+            pending: script(LUA_PENDING),
+            depth: script(LUA_DEPTH),
         }
+    }
+}
+
+/// The lanes of a queue, served in this order (docs/QUEUE.md, "Order and fairness"):
+/// live work before anything else, then tasks without a priority, then backfill; at
+/// each priority, tasks that finish started work ([`kinds::finishes_started_work`])
+/// before tasks that start new work. Starts (live and backfill) are also held back while
+/// the queue's started units in flight reach its bound ([`Queue::with_in_flight_max`]);
+/// when room frees, live starts take it first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Lane {
+    LiveFinish = 1,
+    LiveStart = 2,
+    Normal = 3,
+    BackfillFinish = 4,
+    BackfillStart = 5,
+}
+
+impl Lane {
+    /// Every lane, in the order reserve serves them.
+    pub const ALL: [Lane; 5] = [
+        Lane::LiveFinish,
+        Lane::LiveStart,
+        Lane::Normal,
+        Lane::BackfillFinish,
+        Lane::BackfillStart,
+    ];
+
+    /// The lane of a task of `kind` at `priority`.
+    pub fn of(priority: Priority, kind: &str) -> Lane {
+        let finish = kinds::finishes_started_work(kind);
+        match (priority, finish) {
+            (Priority::Live, true) => Lane::LiveFinish,
+            (Priority::Live, false) => Lane::LiveStart,
+            (Priority::Normal, _) => Lane::Normal,
+            (Priority::Backfill, true) => Lane::BackfillFinish,
+            (Priority::Backfill, false) => Lane::BackfillStart,
+        }
+    }
+
+    /// The lane of an envelope.
+    pub fn of_envelope(env: &TaskEnvelope) -> Lane {
+        Lane::of(env.priority, &env.kind)
+    }
+
+    /// The number the scripts know the lane by.
+    pub fn number(self) -> u8 {
+        self as u8
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Lane::LiveFinish => "live-finish",
+            Lane::LiveStart => "live-start",
+            Lane::Normal => "normal",
+            Lane::BackfillFinish => "backfill-finish",
+            Lane::BackfillStart => "backfill-start",
+        }
+    }
+}
+
+/// How many started units (windows between their fetch and their upload) may be
+/// unfinished before fetches wait (`RAINLOGS_IN_FLIGHT_MAX`; docs/QUEUE.md): the
+/// staged and sealed objects in flight stay within this number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InFlightMax(pub usize);
+
+impl InFlightMax {
+    pub const VAR: &'static str = "RAINLOGS_IN_FLIGHT_MAX";
+    /// Started units per CPU core by default: enough to keep every stage of a core busy
+    /// (a unit spends most of its life waiting on Logpull, S3 or Postgres), few enough
+    /// that a backfill never piles up thousands of staged objects.
+    pub const PER_CORE: usize = 32;
+
+    pub fn from_source(
+        src: &rainlogs_core::config::ConfigSource,
+    ) -> Result<Self, rainlogs_core::config::ConfigError> {
+        let n: usize = src.parsed_or(Self::VAR, Self::default().0)?;
+        if !(1..=1_000_000).contains(&n) {
+            return Err(rainlogs_core::config::ConfigError::Invalid {
+                var: Self::VAR.into(),
+                reason: format!("{n} is outside 1..=1000000"),
+            });
+        }
+        Ok(Self(n))
+    }
+}
+
+impl Default for InFlightMax {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self(Self::PER_CORE * cores)
     }
 }
 
@@ -287,6 +397,7 @@ pub struct Queue {
     keys: Keys,
     scripts: std::sync::Arc<Scripts>,
     dead_letters: DeadLetterPolicy,
+    in_flight_max: InFlightMax,
 }
 
 /// How many dead letters a queue keeps, and for how long (docs/QUEUE.md). Applied each
@@ -341,6 +452,7 @@ impl Queue {
             keys: Keys::new(prefix),
             scripts: std::sync::Arc::new(Scripts::new()),
             dead_letters: DeadLetterPolicy::default(),
+            in_flight_max: InFlightMax::default(),
         }
     }
 
@@ -348,6 +460,22 @@ impl Queue {
     pub fn with_dead_letters(mut self, policy: DeadLetterPolicy) -> Self {
         self.dead_letters = policy;
         self
+    }
+
+    /// Holds starts back while `max` started units are unfinished (per queue,
+    /// cluster-wide: the count lives in Redis; each reserve applies its caller's bound).
+    pub fn with_in_flight_max(mut self, max: InFlightMax) -> Self {
+        self.in_flight_max = max;
+        self
+    }
+
+    pub fn in_flight_max(&self) -> InFlightMax {
+        self.in_flight_max
+    }
+
+    /// The client blocking waits and the heartbeat thread connect with, if any.
+    pub fn client(&self) -> Option<&redis::Client> {
+        self.client.as_ref()
     }
 
     /// Lets idle workers block on Redis for new work instead of polling.
@@ -369,6 +497,7 @@ impl Queue {
             keys: Keys::new(format!("{}:{scope}", self.keys.prefix())),
             scripts: self.scripts.clone(),
             dead_letters: self.dead_letters,
+            in_flight_max: self.in_flight_max,
         }
     }
 
@@ -494,6 +623,8 @@ impl Queue {
             .arg(&id)
             .arg(raw)
             .arg(0)
+            .arg("")
+            .arg(Lane::Normal.number())
             .arg("");
         let mut conn = self.conn.clone();
         inv.invoke_async::<Vec<String>>(&mut conn)
@@ -513,7 +644,8 @@ impl Queue {
         inv.arg(self.keys.prefix())
             .arg(queue)
             .arg(max)
-            .arg(lease.as_millis() as u64);
+            .arg(lease.as_millis() as u64)
+            .arg(self.in_flight_max.0);
         let mut conn = self.conn.clone();
         let reply: Vec<Vec<u8>> = inv
             .invoke_async(&mut conn)
@@ -570,6 +702,19 @@ impl Queue {
         leases: &[(String, String)],
         lease: Duration,
     ) -> Result<Vec<bool>, QueueError> {
+        let mut conn = self.conn.clone();
+        self.heartbeat_on(&mut conn, leases, lease).await
+    }
+
+    /// [`Queue::heartbeat`] over a connection of the caller's: the heartbeat thread
+    /// has its own, driven by its own runtime, so a busy main runtime cannot hold
+    /// its Redis traffic back.
+    pub async fn heartbeat_on<C: redis::aio::ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        leases: &[(String, String)],
+        lease: Duration,
+    ) -> Result<Vec<bool>, QueueError> {
         if leases.is_empty() {
             return Ok(Vec::new());
         }
@@ -578,11 +723,30 @@ impl Queue {
         for (queue, member) in leases {
             inv.arg(queue).arg(member);
         }
+        let held: Vec<i64> = inv
+            .invoke_async(conn)
+            .await
+            .map_err(Self::err(&leases[0].0, "heartbeat"))?;
+        Ok(held.into_iter().map(|h| h == 1).collect())
+    }
+
+    /// Which of `keys` a pending or running task of `queue` holds (one round trip): the
+    /// reconciler re-sends only what is missing instead of pushing a whole backlog's
+    /// envelopes through the dedup check on every pass.
+    pub async fn holds_keys(&self, queue: &str, keys: &[String]) -> Result<Vec<bool>, QueueError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = self.scripts.pending.prepare_invoke();
+        inv.arg(self.keys.prefix()).arg(queue);
+        for key in keys {
+            inv.arg(key);
+        }
         let mut conn = self.conn.clone();
         let held: Vec<i64> = inv
             .invoke_async(&mut conn)
             .await
-            .map_err(Self::err(&leases[0].0, "heartbeat"))?;
+            .map_err(Self::err(queue, "check pending keys"))?;
         Ok(held.into_iter().map(|h| h == 1).collect())
     }
 
@@ -760,7 +924,9 @@ impl Queue {
             .arg(queue)
             .arg(id)
             .arg(env.to_json())
-            .arg(env.idempotency_key.as_deref().unwrap_or(""));
+            .arg(env.idempotency_key.as_deref().unwrap_or(""))
+            .arg(Lane::of_envelope(&env).number())
+            .arg(env.group.as_deref().unwrap_or(""));
         let mut conn = self.conn.clone();
         let holder: String = inv
             .invoke_async(&mut conn)
@@ -840,15 +1006,13 @@ impl Queue {
     pub async fn stats(&self, queue: &str) -> Result<QueueStats, QueueError> {
         let mut conn = self.conn.clone();
         #[allow(clippy::type_complexity)]
-        let (ready, active, delayed, dead, paused, counters): (
-            u64,
+        let (active, delayed, dead, paused, counters): (
             u64,
             u64,
             u64,
             bool,
             BTreeMap<String, u64>,
         ) = redis::pipe()
-            .llen(self.keys.ready(queue))
             .zcard(self.keys.active(queue))
             .zcard(self.keys.delayed(queue))
             .hlen(self.keys.dead(queue))
@@ -857,6 +1021,29 @@ impl Queue {
             .query_async(&mut conn)
             .await
             .map_err(Self::err(queue, "stats"))?;
+        let mut inv = self.scripts.depth.prepare_invoke();
+        inv.arg(self.keys.prefix()).arg(queue);
+        let depth: Vec<i64> = inv
+            .invoke_async(&mut conn)
+            .await
+            .map_err(Self::err(queue, "lane depth"))?;
+        let n = |i: usize| depth.get(i).copied().unwrap_or(0).max(0) as u64;
+        let lanes: Vec<LaneDepth> = Lane::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, &lane)| LaneDepth {
+                lane,
+                ready: n(1 + 3 * i),
+                pending: n(2 + 3 * i),
+                running: n(3 + 3 * i),
+            })
+            .collect();
+        let ready = n(0) + lanes.iter().map(|l| l.ready).sum::<u64>();
+        let lane = |l: Lane| lanes[l as usize - 1];
+        let in_flight = lane(Lane::LiveFinish).pending
+            + lane(Lane::LiveStart).running
+            + lane(Lane::BackfillFinish).pending
+            + lane(Lane::BackfillStart).running;
         let c = |name: &str| counters.get(name).copied().unwrap_or(0);
         Ok(QueueStats {
             queue: queue.to_owned(),
@@ -867,6 +1054,8 @@ impl Queue {
                 delayed,
                 dead,
             },
+            in_flight,
+            lanes,
             enqueued: c("enqueued"),
             processed: c("processed"),
             failed: c("failed"),
@@ -890,7 +1079,19 @@ fn push_task_args(inv: &mut redis::ScriptInvocation<'_>, env: &TaskEnvelope) {
         .arg(env.id.to_string())
         .arg(env.to_json())
         .arg(due)
-        .arg(env.idempotency_key.as_deref().unwrap_or(""));
+        .arg(env.idempotency_key.as_deref().unwrap_or(""))
+        .arg(Lane::of_envelope(env).number())
+        .arg(env.group.as_deref().unwrap_or(""));
+}
+
+/// One lane of a queue: tasks ready in it, pending in all (ready, delayed or running)
+/// and running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LaneDepth {
+    pub lane: Lane,
+    pub ready: u64,
+    pub pending: u64,
+    pub running: u64,
 }
 
 /// Counts of tasks in each state of one queue.
@@ -915,4 +1116,9 @@ pub struct QueueStats {
     pub dead_lettered: u64,
     /// Dead letters expired or dropped over the cap ([`DeadLetterPolicy`]).
     pub dead_dropped: u64,
+    /// Started units not yet finished, as the in-flight bound counts them: live and
+    /// backfill finish tasks pending, live and backfill start tasks running.
+    pub in_flight: u64,
+    /// Per lane, in serving order.
+    pub lanes: Vec<LaneDepth>,
 }

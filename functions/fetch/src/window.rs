@@ -141,7 +141,7 @@ pub(crate) async fn run(
         base_url: cloudflare.base_for(&window.endpoint).to_owned(),
         ..logpull.clone()
     };
-    let pulled = match pull(pool, kms, &logpull, policy, &window).await {
+    let pulled = match pull(kms, &logpull, policy, &window).await {
         Ok(pulled) => pulled,
         Err(Failure::TooBig(reason)) => return split(pool, &window, policy, &reason).await,
         // 401/403: the zone's credential, not this window. `finish_attempt` parks the
@@ -272,7 +272,6 @@ struct Pulled {
 }
 
 async fn pull(
-    pool: &PgPool,
     kms: Arc<dyn Kms>,
     logpull: &LogpullConfig,
     policy: &SplitPolicy,
@@ -285,14 +284,8 @@ async fn pull(
             policy.max_duration.as_secs()
         ))
     };
-    let blob = sqlx::query_scalar!(
-        "SELECT token_ciphertext FROM zones WHERE id = $1",
-        window.zone_id
-    )
-    .fetch_one(pool)
-    .await
-    .map_err(|e| TaskError::from(DbError::query("read zone token", e)))?
-    .ok_or_else(|| {
+    // Read with the window (`WindowFacts::load`): no round trip of its own.
+    let blob = window.token_ciphertext.as_deref().ok_or_else(|| {
         TaskError::permanent(
             "zone.no_token",
             format!("zone {} has no Cloudflare token stored", window.zone_id),
@@ -304,7 +297,7 @@ async fn pull(
         purpose: CLOUDFLARE_TOKEN_PURPOSE.to_owned(),
     };
     let token = kms
-        .decrypt_secret(&binding, &blob)
+        .decrypt_secret(&binding, blob)
         .await
         .map_err(|e| match e {
             // The stored token does not open under its own binding: no retry helps.

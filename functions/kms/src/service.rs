@@ -98,6 +98,8 @@ pub struct KmsService {
     keyring: Arc<MasterKeyring>,
     actor: String,
     rotate_after_wraps: u64,
+    /// Audit rows of concurrent operations go to Postgres together (group commit).
+    audit: Arc<audit::AuditBatch>,
 }
 
 impl std::fmt::Debug for KmsService {
@@ -167,6 +169,7 @@ impl KmsService {
             keyring: Arc::new(keyring),
             actor: actor.into(),
             rotate_after_wraps: DEFAULT_ROTATE_AFTER_WRAPS,
+            audit: Arc::new(audit::AuditBatch::new()),
         }
     }
 
@@ -194,7 +197,8 @@ impl KmsService {
     }
 
     /// Writes the audit row for `result`; an audit failure fails the operation (an
-    /// unaudited key operation must not happen silently).
+    /// unaudited key operation must not happen silently). The row is committed before
+    /// this returns, in one insert with the rows of operations running at the same time.
     async fn audited<T>(
         &self,
         mut audit: Audit,
@@ -225,7 +229,10 @@ impl KmsService {
             detail: audit.detail,
             ..AuditEvent::new(&self.actor, audit.op, &outcome)
         };
-        audit::record(&self.pool, &event)
+        // Committed before the operation's result is returned; rows of concurrent
+        // operations share one insert (`AuditBatch`: several per archived window).
+        self.audit
+            .record(&self.pool, &event)
             .await
             .map_err(db("write audit event"))?;
         result.map(|(v, _)| v)

@@ -408,3 +408,88 @@ async fn verify_zone_accepts_a_valid_chain_and_finds_edits_and_removed_links() {
     );
     env.teardown().await;
 }
+
+/// The scheduler plans every zone in one statement (`plan_pull_zones`): it must plan
+/// exactly what planning each zone on its own (`plan_zone`) plans, and leave paused,
+/// demo and push zones alone.
+#[tokio::test]
+async fn planning_every_pull_zone_at_once_plans_what_planning_each_would() {
+    let env = TestEnv::new().await;
+    let pool = &env.app.pool;
+    let now = Utc.with_ymd_and_hms(2026, 11, 30, 10, 0, 30).unwrap();
+    let policy = ledger::PlanPolicy::default();
+    let zones = [
+        env.insert_zone(60, now - TimeDelta::minutes(90)).await,
+        env.insert_zone(15, now - TimeDelta::minutes(20)).await,
+        env.insert_zone(3600, now - TimeDelta::hours(7)).await,
+        // Backfill past Logpull's 7 days: starts at the oldest window Logpull serves.
+        env.insert_zone(300, now - TimeDelta::days(9)).await,
+        // Unaligned backfill start, and a zone whose windows are all still ahead.
+        env.insert_zone(60, now - TimeDelta::seconds(437)).await,
+        env.insert_zone(60, now).await,
+    ];
+    let skipped = [
+        env.insert_zone(60, now - TimeDelta::minutes(30)).await,
+        env.insert_zone(60, now - TimeDelta::minutes(30)).await,
+        env.insert_zone(60, now - TimeDelta::minutes(30)).await,
+    ];
+    for (zone, change) in skipped.iter().zip([
+        "paused = true",
+        "demo = true, endpoint = 'simulator', simulator_url = 'http://127.0.0.1:9'",
+        "mode = 'push'::zone_mode",
+    ]) {
+        sqlx::query(&format!("UPDATE zones SET {change} WHERE id = $1"))
+            .bind(zone)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    // One zone already has windows: planning continues after its last one.
+    ledger::plan_zone(pool, zones[0], now - TimeDelta::minutes(40), &policy)
+        .await
+        .unwrap();
+
+    type Plan = Vec<(uuid::Uuid, chrono::DateTime<Utc>, chrono::DateTime<Utc>)>;
+    let windows = || async {
+        let rows: Plan = sqlx::query_as(
+            "SELECT zone_id, start_at, end_at FROM windows ORDER BY zone_id, start_at, end_at",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        rows
+    };
+    let before = windows().await;
+    let all_at_once = ledger::plan_pull_zones(pool, now, &policy).await.unwrap();
+    let batch = windows().await;
+    assert!(all_at_once > 0);
+    assert_eq!(batch.len() - before.len(), all_at_once as usize);
+    assert_eq!(
+        ledger::plan_pull_zones(pool, now, &policy).await.unwrap(),
+        0,
+        "planning twice adds nothing"
+    );
+
+    // The same, zone by zone, from the same starting point.
+    sqlx::query("DELETE FROM windows")
+        .execute(pool)
+        .await
+        .unwrap();
+    ledger::plan_zone(pool, zones[0], now - TimeDelta::minutes(40), &policy)
+        .await
+        .unwrap();
+    for zone in zones {
+        ledger::plan_zone(pool, zone, now, &policy).await.unwrap();
+    }
+    assert_eq!(
+        batch,
+        windows().await,
+        "one statement plans what each zone would"
+    );
+    assert!(
+        batch.iter().all(|(zone, _, _)| !skipped.contains(zone)),
+        "paused, demo and push zones are not planned"
+    );
+    assert!(batch.iter().any(|(zone, _, _)| *zone == zones[3]));
+    env.teardown().await;
+}

@@ -10,6 +10,7 @@ mod kms_service;
 mod ledger_chain;
 mod logpush_jobs;
 mod migrations;
+mod pipeline_cost;
 mod pipeline_stages;
 mod prune;
 mod push;

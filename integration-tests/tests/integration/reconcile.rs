@@ -207,6 +207,60 @@ async fn run_loop_plans_until_shutdown() {
     env.teardown().await;
 }
 
+/// The scheduler sends the windows at the real-time edge as `live` and the rest of a
+/// backfill as `backfill`, each in its tenant's fairness group (docs/QUEUE.md).
+#[tokio::test]
+async fn planned_windows_carry_their_priority_and_their_tenant() {
+    use rainlogs_core::task::Priority;
+    let env = TestEnv::new().await;
+    let now = Utc::now();
+    let zone = env.insert_zone(60, now - TimeDelta::minutes(30)).await;
+    let tenant: uuid::Uuid = sqlx::query_scalar("SELECT tenant_id FROM zones WHERE id = $1")
+        .bind(zone)
+        .fetch_one(&env.app.pool)
+        .await
+        .unwrap();
+    reconcile::plan_and_enqueue(&env.app, now).await.unwrap();
+    let cfg = RedisConfig::from_source(&env.src).expect("redis config");
+    let client = redis::Client::open(cfg.url.expose_secret().to_owned()).expect("redis url");
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let raw: Vec<Vec<u8>> = redis::cmd("HVALS")
+        .arg(env.app.queue.keys().tasks(PIPELINE_QUEUE))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let horizon = now - env.app.plan.margin;
+    let edge = TimeDelta::from_std(env.app.live_edge.0).unwrap();
+    let mut live = 0;
+    for r in &raw {
+        let task = TaskEnvelope::parse(r).unwrap();
+        assert_eq!(task.group.as_deref(), Some(tenant.to_string().as_str()));
+        let id = task.payload["window_id"].as_i64().unwrap();
+        let end: chrono::DateTime<Utc> =
+            sqlx::query_scalar("SELECT end_at FROM windows WHERE id = $1")
+                .bind(id)
+                .fetch_one(&env.app.pool)
+                .await
+                .unwrap();
+        let want = if end > horizon - edge.max(TimeDelta::minutes(1)) {
+            live += 1;
+            Priority::Live
+        } else {
+            Priority::Backfill
+        };
+        assert_eq!(task.priority, want, "window ending {end}");
+    }
+    assert!(live >= 1, "the newest window is live");
+    assert!(raw.len() > live, "the older ones are backfill");
+    let stats = env.app.queue.stats(PIPELINE_QUEUE).await.unwrap();
+    let ready = |lane: rainlogs_dispatcher::queue::Lane| stats.lanes[lane as usize - 1].ready;
+    assert_eq!(
+        ready(rainlogs_dispatcher::queue::Lane::LiveStart),
+        live as u64
+    );
+    env.teardown().await;
+}
+
 #[test]
 fn scheduler_config_defaults_and_overrides() {
     use rainlogs_core::config::ConfigSource;

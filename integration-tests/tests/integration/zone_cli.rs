@@ -447,7 +447,7 @@ async fn retry_failed_replans_failed_windows_inside_seven_days_and_refuses_beyon
     assert_eq!(audited, 2);
 
     // Re-planned windows are picked up by the pipeline: the fetch tasks can be sent now.
-    let report = reconcile::enqueue_fetches(&env.app.queue, &[old, recent])
+    let report = reconcile::enqueue_fetches(&env.app.queue, r.tenant, &[old, recent])
         .await
         .expect("enqueue");
     assert_eq!(report.enqueued, 2);

@@ -55,3 +55,142 @@ pub async fn record<'e, E: PgExecutor<'e>>(
     .await?;
     Ok(())
 }
+
+/// Writes `events` in one statement (one round trip, one transaction).
+pub async fn record_many<'e, E: PgExecutor<'e>>(
+    executor: E,
+    events: &[AuditEvent<'_>],
+) -> Result<(), sqlx::Error> {
+    let actors: Vec<&str> = events.iter().map(|e| e.actor).collect();
+    let operations: Vec<&str> = events.iter().map(|e| e.operation).collect();
+    let tenants: Vec<Option<Uuid>> = events.iter().map(|e| e.tenant).collect();
+    let zones: Vec<Option<Uuid>> = events.iter().map(|e| e.zone).collect();
+    let versions: Vec<Option<i32>> = events.iter().map(|e| e.key_version).collect();
+    let results: Vec<&str> = events.iter().map(|e| e.result).collect();
+    let details: Vec<serde_json::Value> = events.iter().map(|e| e.detail.clone()).collect();
+    sqlx::query!(
+        "INSERT INTO audit_events (actor, operation, tenant_id, zone_id, key_version, result, detail)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::uuid[], $4::uuid[], $5::int4[],
+                              $6::text[], $7::jsonb[])",
+        &actors as &[&str],
+        &operations as &[&str],
+        &tenants as &[Option<Uuid>],
+        &zones as &[Option<Uuid>],
+        &versions as &[Option<i32>],
+        &results as &[&str],
+        &details as &[serde_json::Value],
+    )
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// An [`AuditEvent`] that owns its strings, waiting in an [`AuditBatch`].
+struct Queued {
+    actor: String,
+    operation: String,
+    tenant: Option<Uuid>,
+    zone: Option<Uuid>,
+    key_version: Option<i32>,
+    result: String,
+    detail: serde_json::Value,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+impl Queued {
+    fn event(&self) -> AuditEvent<'_> {
+        AuditEvent {
+            actor: &self.actor,
+            operation: &self.operation,
+            tenant: self.tenant,
+            zone: self.zone,
+            key_version: self.key_version,
+            result: &self.result,
+            detail: self.detail.clone(),
+        }
+    }
+}
+
+/// Group commit for audit rows written one per operation by many concurrent callers
+/// (the kms audits every data-key operation: several per archived window). Each
+/// [`AuditBatch::record`] returns only once its row is committed — an operation is
+/// never used unaudited — but rows that arrive while one insert is in flight go
+/// together in the next one: under load one transaction carries many rows instead of
+/// one each. Alone, a caller writes its row at once, as [`record`] does.
+///
+/// Cancel-safe: a writer dropped mid-insert releases the flush lock, and the callers
+/// whose rows it carried write them again themselves (a row may then be written twice:
+/// an audit trail may say too much, never too little).
+#[derive(Default)]
+pub struct AuditBatch {
+    queue: std::sync::Mutex<Vec<Queued>>,
+    flush: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for AuditBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditBatch").finish_non_exhaustive()
+    }
+}
+
+/// The most rows one insert carries.
+const AUDIT_BATCH_MAX: usize = 500;
+
+impl AuditBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Queued>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes `event` through `pool`, with whatever other rows are waiting.
+    pub async fn record(
+        &self,
+        pool: &sqlx::PgPool,
+        event: &AuditEvent<'_>,
+    ) -> Result<(), sqlx::Error> {
+        loop {
+            let (done, mut written) = tokio::sync::oneshot::channel();
+            self.queue().push(Queued {
+                actor: event.actor.to_owned(),
+                operation: event.operation.to_owned(),
+                tenant: event.tenant,
+                zone: event.zone,
+                key_version: event.key_version,
+                result: event.result.to_owned(),
+                detail: event.detail.clone(),
+                done,
+            });
+            let _flushing = self.flush.lock().await;
+            match written.try_recv() {
+                // The writer before us carried our row.
+                Ok(result) => return result.map_err(|e| sqlx::Error::Io(std::io::Error::other(e))),
+                // Its writer was dropped mid-insert: queue the row again.
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => continue,
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+            }
+            // Our turn to write: everything waiting, ours included.
+            while written.is_empty() {
+                let batch: Vec<Queued> = {
+                    let mut q = self.queue();
+                    let take = q.len().min(AUDIT_BATCH_MAX);
+                    q.drain(..take).collect()
+                };
+                if batch.is_empty() {
+                    break;
+                }
+                let events: Vec<AuditEvent<'_>> = batch.iter().map(Queued::event).collect();
+                let result = record_many(pool, &events).await.map_err(|e| e.to_string());
+                for q in batch {
+                    let _ = q.done.send(result.clone());
+                }
+            }
+            match written.try_recv() {
+                Ok(result) => return result.map_err(|e| sqlx::Error::Io(std::io::Error::other(e))),
+                Err(_) => continue,
+            }
+        }
+    }
+}

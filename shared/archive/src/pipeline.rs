@@ -20,7 +20,7 @@ use crate::ledger::{StageAction, WindowState};
 use rainlogs_core::db::DbError;
 use rainlogs_core::error::TaskError;
 use rainlogs_core::storage::{ObjectStore, StorageError, MIN_PART_SIZE};
-use rainlogs_core::task::{HandlerOutput, TaskSpec};
+use rainlogs_core::task::{HandlerOutput, Priority, TaskSpec};
 use rainlogs_sealed::SealContext;
 
 /// Notes a window stage's failure on its window (`windows.last_error`), so operators
@@ -153,6 +153,15 @@ impl WindowTask {
 }
 
 impl WindowTask {
+    /// [`WindowTask::spec`] in the lane of `priority` and the fairness group of its
+    /// tenant (docs/QUEUE.md, "Order and fairness"). The scheduler and reconciler send
+    /// windows this way; a stage's follow-up inherits both from the task it finishes.
+    /// Pushed Logpush batches are real-time by nature: their `encrypt.window` goes
+    /// [`Priority::Live`].
+    pub fn routed(self, kind: &str, priority: Priority, tenant: Uuid) -> TaskSpec {
+        self.spec(kind).priority(priority).group(tenant.to_string())
+    }
+
     /// What a stage answers given [`WindowState::for_stage`]: `None` for
     /// [`StageAction::Work`] (do the work); otherwise done with `result`, handing on the
     /// task the window waits for when it is past this stage.
@@ -185,6 +194,9 @@ pub struct WindowFacts {
     pub parked: Option<String>,
     /// Set when the window is a pushed Logpush batch (docs/INGEST.md).
     pub batch: Option<BatchFacts>,
+    /// The zone's Cloudflare token, sealed by the kms (`zones.token_ciphertext`): read
+    /// with the window so fetch needs no round trip of its own for it.
+    pub token_ciphertext: Option<Vec<u8>>,
 }
 
 /// What a batch window carries beyond a pulled one: the receiver staged it under its
@@ -215,7 +227,7 @@ impl WindowFacts {
         let row = sqlx::query!(
             r#"SELECT w.id, w.zone_id, z.tenant_id, z.cf_zone_id, z.fields, w.start_at, w.end_at,
                       w.state AS "state: WindowState", z.endpoint AS "endpoint: EndpointKind",
-                      z.simulator_url, z.paused_reason, w.batch_id,
+                      z.simulator_url, z.paused_reason, z.token_ciphertext, w.batch_id,
                       d.dataset AS "dataset?", b.received_at AS "received_at?",
                       b.staging_key AS "batch_staging_key?"
                FROM windows w JOIN zones z ON z.id = w.zone_id
@@ -267,6 +279,7 @@ impl WindowFacts {
                     ))
                 }
             },
+            token_ciphertext: row.token_ciphertext,
         })
     }
 

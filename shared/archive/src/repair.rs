@@ -105,10 +105,19 @@ pub async fn plan_repairs(
     .map_err(|e| DbError::query("plan repair windows", e))
 }
 
+/// A hybrid zone and its tenant (the tenant is the fairness group its repairs queue in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HybridZone {
+    pub zone: Uuid,
+    pub tenant: Uuid,
+}
+
 /// The hybrid zones a repair pass looks at (not paused, not demo).
-pub async fn hybrid_zones(pool: &PgPool) -> Result<Vec<Uuid>, DbError> {
-    sqlx::query_scalar!(
-        "SELECT id FROM zones WHERE mode = 'hybrid' AND NOT paused AND NOT demo ORDER BY id"
+pub async fn hybrid_zones(pool: &PgPool) -> Result<Vec<HybridZone>, DbError> {
+    sqlx::query_as!(
+        HybridZone,
+        r#"SELECT id AS zone, tenant_id AS tenant FROM zones
+           WHERE mode = 'hybrid' AND NOT paused AND NOT demo ORDER BY id"#
     )
     .fetch_all(pool)
     .await

@@ -108,6 +108,8 @@ pub struct ObjectStore {
     bucket: String,
     prefix: String,
     endpoint: String,
+    /// Requests sent, per S3 operation (shared by clones of this store).
+    ops: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>>,
 }
 
 impl ObjectStore {
@@ -149,6 +151,19 @@ impl ObjectStore {
                 .endpoint
                 .clone()
                 .unwrap_or_else(|| format!("aws region {}", cfg.region)),
+            ops: Default::default(),
+        }
+    }
+
+    /// How many requests of each S3 operation this store (and its clones) sent so far:
+    /// what the pipeline costs per window (docs/BENCHMARKS.md, "Scale").
+    pub fn operations(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.ops.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    fn count(&self, op: &'static str) {
+        if let Ok(mut m) = self.ops.lock() {
+            *m.entry(op).or_default() += 1;
         }
     }
 
@@ -229,6 +244,7 @@ impl ObjectStore {
 
     /// Checks that the bucket answers with these credentials (HeadBucket).
     pub async fn check(&self) -> Result<(), StorageError> {
+        self.count("HeadBucket");
         self.client
             .head_bucket()
             .bucket(&self.bucket)
@@ -246,6 +262,7 @@ impl ObjectStore {
     }
 
     pub async fn put(&self, key: &str, body: Bytes) -> Result<(), StorageError> {
+        self.count("PutObject");
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -260,6 +277,7 @@ impl ObjectStore {
     /// Reads a whole object into memory. For small objects only; large ones stream
     /// through [`ObjectStore::get_stream`].
     pub async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
+        self.count("GetObject");
         let body = self.get_stream(key).await?;
         body.collect()
             .await
@@ -272,6 +290,7 @@ impl ObjectStore {
     }
 
     pub async fn get_stream(&self, key: &str) -> Result<ByteStream, StorageError> {
+        self.count("GetObject");
         self.client
             .get_object()
             .bucket(&self.bucket)
@@ -284,6 +303,7 @@ impl ObjectStore {
 
     /// Size of the object, or `None` when it does not exist.
     pub async fn head(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        self.count("HeadObject");
         match self
             .client
             .head_object()
@@ -302,6 +322,7 @@ impl ObjectStore {
 
     /// Deletes one object; deleting a missing object succeeds (S3 semantics).
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.count("DeleteObject");
         self.client
             .delete_object()
             .bucket(&self.bucket)
@@ -317,6 +338,7 @@ impl ObjectStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
+        self.count("DeleteObjects");
         let objects = keys
             .iter()
             .map(|k| {
@@ -354,6 +376,7 @@ impl ObjectStore {
         continuation: Option<String>,
         max_keys: i32,
     ) -> Result<(Vec<ObjectInfo>, Option<String>), StorageError> {
+        self.count("ListObjectsV2");
         let out = self
             .client
             .list_objects_v2()
@@ -403,6 +426,7 @@ impl ObjectStore {
 
     /// Starts a multipart upload; parts are sent with [`MultipartUpload::put_part`].
     pub async fn start_multipart(&self, key: &str) -> Result<MultipartUpload<'_>, StorageError> {
+        self.count("CreateMultipartUpload");
         let out = self
             .client
             .create_multipart_upload()
@@ -433,6 +457,7 @@ pub struct MultipartUpload<'a> {
 impl MultipartUpload<'_> {
     /// Uploads the next part (at least [`MIN_PART_SIZE`] unless it is the last).
     pub async fn put_part(&mut self, body: Bytes) -> Result<(), StorageError> {
+        self.store.count("UploadPart");
         let number = self.parts.len() as i32 + 1;
         let out = self
             .store
@@ -456,6 +481,7 @@ impl MultipartUpload<'_> {
     }
 
     pub async fn complete(self) -> Result<(), StorageError> {
+        self.store.count("CompleteMultipartUpload");
         self.store
             .client
             .complete_multipart_upload()
@@ -474,6 +500,7 @@ impl MultipartUpload<'_> {
     }
 
     pub async fn abort(self) -> Result<(), StorageError> {
+        self.store.count("AbortMultipartUpload");
         self.store
             .client
             .abort_multipart_upload()

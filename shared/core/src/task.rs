@@ -18,6 +18,33 @@ pub const ENVELOPE_VERSION: u32 = 1;
 /// Attempts a task gets unless its spec says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 25;
 
+/// Which lane of its queue a task waits in (docs/QUEUE.md, "Order and fairness"):
+/// every `live` task goes before every `normal` one, and those before `backfill`.
+/// Window tasks at the real-time edge are `live`, catching up on the past is
+/// `backfill`; everything else (prune, kms, probes) is `normal`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Live,
+    #[default]
+    Normal,
+    Backfill,
+}
+
+impl Priority {
+    pub fn is_normal(&self) -> bool {
+        *self == Priority::Normal
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Live => "live",
+            Priority::Normal => "normal",
+            Priority::Backfill => "backfill",
+        }
+    }
+}
+
 /// Task kinds the pipeline knows. Kept in one place so dispatcher and functions agree.
 pub mod kinds {
     /// End-to-end health probe: writes a marker object to the bucket and a row to Postgres.
@@ -30,6 +57,15 @@ pub mod kinds {
     pub const UPLOAD_WINDOW: &str = "upload.window";
     /// Delete what retention and the sweeps say must go (payload: `rainlogs_prune::PruneTask`).
     pub const PRUNE_RUN: &str = "prune.run";
+
+    /// Whether a task of `kind` finishes a unit of work an earlier task started (a
+    /// window's encrypt and upload finish what its fetch started: a staged or sealed
+    /// object is waiting for them). The queue runs these before tasks that start new
+    /// work of the same priority, and counts them against its in-flight bound
+    /// (docs/QUEUE.md, "Order and fairness").
+    pub fn finishes_started_work(kind: &str) -> bool {
+        matches!(kind, ENCRYPT_WINDOW | UPLOAD_WINDOW)
+    }
 
     /// Whether a task of kind `parent` may hand on a follow-up of kind `child`: a
     /// function emits its own kinds, and the window stages the next stage's (fetch →
@@ -73,6 +109,14 @@ pub struct TaskEnvelope {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
     pub trace_id: String,
+    /// The lane the task waits in; `normal` is not written (so a normal task's bytes
+    /// are what a dispatcher of before priorities reads).
+    #[serde(default, skip_serializing_if = "Priority::is_normal")]
+    pub priority: Priority,
+    /// The fairness group: within a lane, groups take turns (the window stages use the
+    /// tenant id, so tenants share the capacity evenly). `None`: the anonymous group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// Why raw bytes are not a usable envelope. Always permanent: dead-letter with this reason.
@@ -109,6 +153,8 @@ impl TaskEnvelope {
             trace_id: spec
                 .trace_id
                 .unwrap_or_else(|| Uuid::new_v4().simple().to_string()),
+            priority: spec.priority.unwrap_or_default(),
+            group: spec.group,
         }
     }
 
@@ -154,6 +200,12 @@ impl TaskEnvelope {
         if let Some(key) = &self.idempotency_key {
             if key.is_empty() || key.len() > 512 {
                 return invalid("idempotency_key", "must be 1-512 bytes");
+            }
+        }
+        if let Some(group) = &self.group {
+            // Part of a Redis key name: kept to the queue-name alphabet.
+            if !valid_name(group) {
+                return invalid("group", "must be 1-64 chars of a-z, 0-9, '-', '_'");
             }
         }
         Ok(())
@@ -204,6 +256,13 @@ pub struct TaskSpec {
     pub idempotency_key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// The task's lane; unset: a follow-up inherits its parent's, anything else is
+    /// `normal`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    /// The fairness group; unset: a follow-up inherits its parent's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 impl TaskSpec {
@@ -220,11 +279,25 @@ impl TaskSpec {
             not_before: None,
             idempotency_key: None,
             trace_id: None,
+            priority: None,
+            group: None,
         }
     }
 
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Puts the task in `priority`'s lane.
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// Puts the task in fairness group `group` (1-64 chars of a-z, 0-9, '-', '_').
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
         self
     }
 }
@@ -308,6 +381,33 @@ mod tests {
         let err = sample().payload_as::<Needs>().unwrap_err();
         assert!(!err.is_retryable());
         assert_eq!(err.code, "event.invalid");
+    }
+
+    #[test]
+    fn priority_and_group_round_trip_and_normal_is_not_written() {
+        let plain = sample();
+        let json = String::from_utf8(plain.to_json()).unwrap();
+        assert!(
+            !json.contains("priority") && !json.contains("group"),
+            "{json}"
+        );
+        let env = TaskEnvelope::new(
+            TaskSpec::new("default", kinds::FETCH_WINDOW, serde_json::json!({}))
+                .priority(Priority::Backfill)
+                .group("0192f7c4-7d1e-7c53-9a51-2f6f0f3c8a11"),
+            Utc::now(),
+        );
+        let back = TaskEnvelope::parse(&env.to_json()).unwrap();
+        assert_eq!(back.priority, Priority::Backfill);
+        assert_eq!(back, env);
+        let mut bad = env.clone();
+        bad.group = Some("Tenant A".into());
+        assert!(matches!(
+            TaskEnvelope::parse(&bad.to_json()),
+            Err(EnvelopeError::InvalidField { field: "group", .. })
+        ));
+        assert!(kinds::finishes_started_work(kinds::UPLOAD_WINDOW));
+        assert!(!kinds::finishes_started_work(kinds::FETCH_WINDOW));
     }
 
     #[test]

@@ -31,24 +31,27 @@ while i <= #ARGV do
     if held then
       redis.call('HDEL', k(q, 'tasks'), id)
       release_unique(q, id, ukey)
+      forget(q, id)
       redis.call('HINCRBY', k(q, 'stats'), 'processed', 1)
     end
     for _ = 1, n do
       if held then
-        enqueue(ARGV[i], ARGV[i+1], ARGV[i+2], tonumber(ARGV[i+3]), ARGV[i+4], now)
+        enqueue(ARGV[i], ARGV[i+1], ARGV[i+2], tonumber(ARGV[i+3]), ARGV[i+4], now,
+          ARGV[i+5], ARGV[i+6])
       end
-      i = i + 5
+      i = i + 7
     end
   elseif op == 'retry' then
     local body, due = ARGV[i], tonumber(ARGV[i+1])
     i = i + 2
     if held then
       redis.call('HSET', k(q, 'tasks'), id, body)
+      local lane, group = route(q, id)
+      count(q, 'active:' .. lane, -1)
       if due > now then
         redis.call('ZADD', k(q, 'delayed'), due, id)
       else
-        redis.call('LPUSH', k(q, 'ready'), id)
-        wake(q)
+        push_ready(q, id, lane, group, false)
       end
       redis.call('HINCRBY', k(q, 'stats'), 'failed', 1)
       redis.call('HINCRBY', k(q, 'stats'), 'retried', 1)
@@ -59,6 +62,7 @@ while i <= #ARGV do
     if held then
       redis.call('HDEL', k(q, 'tasks'), id)
       release_unique(q, id, ukey)
+      forget(q, id)
       redis.call('HSET', k(q, 'dead'), id, letter)
       redis.call('ZADD', k(q, 'dead_idx'), now, id)
       redis.call('HINCRBY', k(q, 'stats'), 'failed', 1)
@@ -67,8 +71,9 @@ while i <= #ARGV do
     end
   elseif op == 'requeue' then
     if held then
-      redis.call('RPUSH', k(q, 'ready'), id)
-      wake(q)
+      local lane, group = route(q, id)
+      count(q, 'active:' .. lane, -1)
+      push_ready(q, id, lane, group, true)
     end
   else
     return redis.error_reply('settle: unknown operation ' .. tostring(op))

@@ -558,6 +558,8 @@ pub const RETRY_HEADROOM: TimeDelta = TimeDelta::minutes(10);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryReport {
     pub zone: Uuid,
+    /// The zone's tenant (the fairness group its windows' tasks go in).
+    pub tenant: Uuid,
     /// The range looked at: `[from, to)` by window start.
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
@@ -647,6 +649,7 @@ pub async fn retry_failed(
     tx.commit().await.map_err(op("commit retry-failed"))?;
     Ok(RetryReport {
         zone: id,
+        tenant,
         from,
         to,
         replanned,
