@@ -4,9 +4,9 @@
 pub mod decrypt;
 #[cfg(feature = "demo")]
 pub mod demo;
-mod health;
 #[cfg(feature = "demo")]
 pub mod demo_push;
+mod health;
 pub mod kms;
 pub mod logpush;
 pub mod logs;

@@ -369,6 +369,16 @@ fn print_push_coverage(mode: &str, c: &rainlogs_archive::push::PushCoverage) {
             println!("    ALERT: {alert}");
         }
     }
+    for p in &c.failed {
+        println!(
+            "  GAP {:<12} {} .. {}  Cloudflare reported delivery failing: {}",
+            p.dataset,
+            p.from.format(fmt),
+            p.to.map(|t| t.format(fmt).to_string())
+                .unwrap_or_else(|| "now (still failing)".into()),
+            p.error_message.as_deref().unwrap_or("")
+        );
+    }
 }
 
 /// Enqueues `fetch.window` for re-planned windows; returns how many entered the queue.

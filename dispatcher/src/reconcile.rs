@@ -223,7 +223,9 @@ pub async fn plan_repairs_and_enqueue(
             rainlogs_archive::repair::plan_repairs(&app.pool, zone.zone, now, &app.repair).await?;
         report.planned += ids.len() as u64;
         // Repairs fill past gaps (at least the repair lag old): the backfill lane.
-        report.count(&enqueue_fetches(&app.queue, zone.tenant, &ids).await?);
+        let sent = enqueue_fetches(&app.queue, zone.tenant, &ids).await?;
+        report.enqueued += sent.enqueued;
+        report.duplicates += sent.duplicates;
     }
     Ok(report)
 }
@@ -313,6 +315,47 @@ pub async fn reconcile(app: &App, older_than: Duration) -> Result<PassReport, Re
     Ok(report)
 }
 
+/// Polls the Logpush jobs due (`logpush::poll_due`) and logs what changed; a job
+/// reported failing is a warning, the change row is the record (`rainlogs zone
+/// coverage`, `rainlogs verify`).
+pub async fn poll_logpush_jobs(app: &App, every: Duration) {
+    let Some(kms) = app.kms.as_ref() else {
+        return;
+    };
+    let polled = rainlogs_archive::logpush::poll_due(
+        &app.pool,
+        kms,
+        &app.cloudflare,
+        every,
+        SchedulerConfig::LOGPUSH_POLLS_PER_PASS,
+    )
+    .await;
+    match polled {
+        Err(e) => tracing::warn!(code = e.code(), error = %e, "logpush poll pass failed"),
+        Ok(results) => {
+            for (job, result) in results {
+                match result {
+                    Ok(p) if p.changed => tracing::warn!(
+                        %job,
+                        zone = %p.job.zone_name,
+                        dataset = %p.job.dataset,
+                        enabled = p.job.enabled,
+                        gone = p.gone,
+                        last_complete = ?p.job.last_complete,
+                        last_error = ?p.job.last_error,
+                        error_message = p.job.error_message.as_deref().unwrap_or(""),
+                        "logpush job status changed"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(%job, code = e.code(), error = %e, "logpush job poll failed")
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// How often the scheduler runs and when a window counts as stuck.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SchedulerConfig {
@@ -320,17 +363,34 @@ pub struct SchedulerConfig {
     pub interval: Duration,
     /// A window in flight longer than this in one state is re-enqueued.
     pub reconcile_after: Duration,
+    /// How often each Logpush job's status is polled at Cloudflare (zero: never).
+    pub logpush_poll: Duration,
 }
 
 impl SchedulerConfig {
     pub const INTERVAL_MS: &'static str = "RAINLOGS_SCHEDULER_INTERVAL_MS";
     pub const RECONCILE_AFTER_MS: &'static str = "RAINLOGS_RECONCILE_AFTER_MS";
+    pub const LOGPUSH_POLL_SECS: &'static str = "RAINLOGS_LOGPUSH_POLL_SECS";
+    /// Jobs polled in one scheduler pass at most (the rest wait for the next pass).
+    pub const LOGPUSH_POLLS_PER_PASS: i64 = 50;
 
     pub fn from_source(src: &ConfigSource) -> Result<Self, ConfigError> {
         Ok(Self {
             interval: src.duration_ms_or(Self::INTERVAL_MS, Duration::from_secs(15))?,
             reconcile_after: src
                 .duration_ms_or(Self::RECONCILE_AFTER_MS, Duration::from_secs(300))?,
+            logpush_poll: {
+                // Cloudflare's API allows 1,200 requests in 5 minutes per user: a poll a
+                // job every 5 minutes by default, never more often than every 30 s.
+                let secs: u64 = src.parsed_or(Self::LOGPUSH_POLL_SECS, 300)?;
+                if secs != 0 && secs < 30 {
+                    return Err(ConfigError::Invalid {
+                        var: Self::LOGPUSH_POLL_SECS.into(),
+                        reason: format!("{secs}: 0 (off) or at least 30 seconds"),
+                    });
+                }
+                Duration::from_secs(secs)
+            },
         })
     }
 }
@@ -373,6 +433,9 @@ pub async fn run_loop(app: App, cfg: SchedulerConfig, mut shutdown: watch::Recei
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(code = e.code(), error = %e, "push pass failed"),
+        }
+        if !cfg.logpush_poll.is_zero() {
+            poll_logpush_jobs(&app, cfg.logpush_poll).await;
         }
         match reconcile(&app, cfg.reconcile_after).await {
             Ok(r) if r.enqueued > 0 => {

@@ -20,6 +20,7 @@ use rainlogs_archive::catalog::zone::{self, NewZone, ZoneMode};
 use rainlogs_archive::endpoint::{CloudflareApi, ZoneEndpoint};
 use rainlogs_archive::logpush::{self, LogpushError, NewLogpushJob, UploadLimits};
 use rainlogs_archive::pipeline::WindowTask;
+use rainlogs_archive::verify::{Verifier, ZoneScope};
 use rainlogs_core::task::kinds;
 use rainlogs_integration_tests::TestEnv;
 use rainlogs_kms::{KmsService, MasterKeyring};
@@ -342,6 +343,69 @@ async fn a_wrong_secret_becomes_the_jobs_last_error_and_the_dropped_records_are_
     assert!(failing.job.last_error.is_some());
     assert_eq!(failing.job.last_complete, None);
 
+    // Cloudflare's report is an explicit, dated gap: in coverage and in verify.
+    let (from, to) = (s.t0 - TimeDelta::days(1), Utc::now() + TimeDelta::days(1));
+    let gaps = logpush::delivery_gaps(&s.env.app.pool, s.zone, from, to)
+        .await
+        .unwrap();
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert_eq!(
+        (gaps[0].dataset.as_str(), gaps[0].to),
+        ("http_requests", None)
+    );
+    assert!(
+        gaps[0]
+            .error_message
+            .as_deref()
+            .is_some_and(|m| m.contains("401")),
+        "{gaps:?}"
+    );
+    let coverage = rainlogs_archive::push::coverage(&s.env.app.pool, s.zone, from, to, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(coverage.failed, gaps);
+    let verifier = Verifier {
+        pool: s.env.app.pool.clone(),
+        store: s.env.app.store.clone(),
+        kms: None,
+        concurrency: 2,
+    };
+    let mut findings = Vec::new();
+    verifier
+        .verify_zone(
+            ZoneScope {
+                zone_id: s.zone,
+                from,
+                to,
+            },
+            false,
+            &mut |f| {
+                findings.push(f);
+                Ok(())
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        findings.iter().map(|f| f.kind()).collect::<Vec<_>>(),
+        ["push_delivery_failed"],
+        "{findings:?}"
+    );
+
+    // The scheduler's poll claims only jobs due: polled just now, nothing is due within
+    // an hour; with no interval the job is polled again (and nothing changed).
+    let (pool, kms) = (&s.env.app.pool, &s.kms);
+    let poll = |every| async move {
+        logpush::poll_due(pool, kms.as_ref(), &CloudflareApi::default(), every, 50)
+            .await
+            .unwrap()
+    };
+    assert!(poll(Duration::from_secs(3600)).await.is_empty());
+    let polled = poll(Duration::ZERO).await;
+    assert_eq!(polled.len(), 1);
+    assert_eq!(polled[0].0, created.job.id);
+    assert!(!polled[0].1.as_ref().expect("polled").changed);
+
     // The fault goes away: the next interval arrives and the error clears.
     s.sim.logpush().faults().clear();
     s.push_for(30).await;
@@ -358,6 +422,12 @@ async fn a_wrong_secret_becomes_the_jobs_last_error_and_the_dropped_records_are_
     assert_eq!(errors.len(), 3, "created, failing, healed: {history:?}");
     assert!(errors[1].is_some_and(|m| m.contains("401")) && errors[2].is_none());
     assert_eq!(s.count("SELECT count(*) FROM push_batches").await, 2);
+    // The gap is closed by the push that completed again.
+    let gaps = logpush::delivery_gaps(&s.env.app.pool, s.zone, from, to)
+        .await
+        .unwrap();
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert!(gaps[0].to.is_some(), "{gaps:?}");
     s.env.teardown().await;
 }
 

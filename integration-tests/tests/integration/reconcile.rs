@@ -183,6 +183,7 @@ async fn run_loop_plans_until_shutdown() {
     let cfg = reconcile::SchedulerConfig {
         interval: Duration::from_millis(50),
         reconcile_after: Duration::from_secs(300),
+        logpush_poll: Duration::ZERO,
     };
     let handle = tokio::spawn(reconcile::run_loop(env.app.clone(), cfg, rx));
     let windows: i64 = rainlogs_integration_tests::wait_for(

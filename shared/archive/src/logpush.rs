@@ -250,6 +250,113 @@ pub struct JobChange {
     pub gone: bool,
 }
 
+/// A period in which Cloudflare reported a job's deliveries failing (its `last_error`
+/// after its `last_complete`), had the job switched off outside Rainlogs, or no longer
+/// had it: an explicit, dated gap in a push zone's coverage. Records of the period may
+/// still have arrived (Cloudflare retries a failed batch for a while); push coverage
+/// says what did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FailedPeriod {
+    pub job: Uuid,
+    pub dataset: String,
+    /// Logs from here on may not have been delivered: the job's last completed push
+    /// before the failure was seen (the first poll seeing it when the job had none).
+    pub from: DateTime<Utc>,
+    /// Delivery completed again at this time; `None`: still failing at the last poll.
+    pub to: Option<DateTime<Utc>>,
+    /// Cloudflare's last error message of the period (or why it counts as failed).
+    pub error_message: Option<String>,
+    /// The poll that first saw the failure.
+    pub first_seen: DateTime<Utc>,
+}
+
+/// What `error_message` of a failed period reads when the job was switched off at
+/// Cloudflare by someone other than Rainlogs.
+pub const DISABLED_OUTSIDE: &str = "the job was disabled at Cloudflare (not by Rainlogs)";
+
+/// The failed periods in a job's recorded status changes (oldest first). A change
+/// counts as failing when the job is gone, switched off while Rainlogs had not
+/// disabled it (`disabled_at`), or its `last_error` is later than its `last_complete`;
+/// the period ends at the first later change that is not failing, at its
+/// `last_complete`. Failures that came and went between two polls are not seen
+/// (Cloudflare keeps only the latest).
+pub fn failed_periods(
+    job: Uuid,
+    dataset: &str,
+    disabled_at: Option<DateTime<Utc>>,
+    changes: &[JobChange],
+) -> Vec<FailedPeriod> {
+    let mut out = Vec::new();
+    let mut open: Option<FailedPeriod> = None;
+    for c in changes {
+        if disabled_at.is_some_and(|d| c.observed_at >= d) {
+            // Switched off by Rainlogs: from here on silence is intended.
+            break;
+        }
+        let erring = match (c.last_error, c.last_complete) {
+            (Some(err), Some(ok)) => err > ok,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let why = if c.gone {
+            Some(GONE.to_owned())
+        } else if !c.enabled {
+            Some(DISABLED_OUTSIDE.to_owned())
+        } else if erring {
+            Some(
+                c.error_message
+                    .clone()
+                    .unwrap_or_else(|| "delivery failing (no message)".to_owned()),
+            )
+        } else {
+            None
+        };
+        match (why, open.as_mut()) {
+            (Some(why), None) => {
+                open = Some(FailedPeriod {
+                    job,
+                    dataset: dataset.to_owned(),
+                    from: c.last_complete.unwrap_or(c.observed_at),
+                    to: None,
+                    error_message: Some(why),
+                    first_seen: c.observed_at,
+                })
+            }
+            (Some(why), Some(period)) => period.error_message = Some(why),
+            (None, Some(_)) => {
+                if let Some(mut period) = open.take() {
+                    period.to = Some(c.last_complete.unwrap_or(c.observed_at).max(period.from));
+                    out.push(period);
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    out.extend(open);
+    out
+}
+
+/// The failed periods of every job of `zone` (deleted jobs included) that overlap
+/// `[from, to)`, in time order.
+pub async fn delivery_gaps(
+    pool: &PgPool,
+    zone: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<FailedPeriod>, LogpushError> {
+    let mut out = Vec::new();
+    for job in select(pool, None, Some(zone), None, true).await? {
+        let changes = history(pool, job.id).await?;
+        out.extend(
+            failed_periods(job.id, &job.dataset, job.disabled_at, &changes)
+                .into_iter()
+                .filter(|p| p.from < to && p.to.is_none_or(|end| end > from)),
+        );
+    }
+    out.sort_by_key(|p| (p.from, p.dataset.clone()));
+    Ok(out)
+}
+
 /// What one poll found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Polled {
@@ -751,6 +858,49 @@ pub async fn status(
     Ok(out)
 }
 
+/// Polls the jobs whose last poll is older than `every` (at most `limit` of them), as
+/// the scheduler does on each pass: each job is claimed first (its `polled_at` set in
+/// one statement that skips rows another dispatcher holds), so several dispatchers
+/// poll each job once per interval between them. Each job's outcome on its own.
+pub async fn poll_due(
+    pool: &PgPool,
+    kms: &dyn Kms,
+    cloudflare: &CloudflareApi,
+    every: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<(Uuid, Result<Polled, LogpushError>)>, LogpushError> {
+    let every = chrono::TimeDelta::from_std(every).unwrap_or(chrono::TimeDelta::MAX);
+    let claimed = sqlx::query_scalar!(
+        "UPDATE logpush_jobs SET polled_at = now()
+         WHERE id IN (SELECT id FROM logpush_jobs
+                      WHERE deleted_at IS NULL
+                        AND (polled_at IS NULL OR polled_at <= now() - $1::interval)
+                      ORDER BY polled_at NULLS FIRST LIMIT $2
+                      FOR UPDATE SKIP LOCKED)
+         RETURNING id",
+        sqlx::postgres::types::PgInterval::try_from(every).unwrap_or(
+            sqlx::postgres::types::PgInterval {
+                months: 0,
+                days: 0,
+                microseconds: i64::MAX,
+            }
+        ),
+        limit,
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|e| DbError::query("claim logpush jobs to poll", e))?;
+    let mut out = Vec::with_capacity(claimed.len());
+    for id in claimed {
+        let polled = match load(pool, id).await {
+            Ok(job) => poll(pool, kms, cloudflare, &job).await,
+            Err(e) => Err(e),
+        };
+        out.push((id, polled));
+    }
+    Ok(out)
+}
+
 /// Polls one job and records its status (a change row when it differs).
 pub async fn poll(
     pool: &PgPool,
@@ -973,6 +1123,75 @@ async fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(min: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + min * 60, 0).unwrap()
+    }
+
+    fn change(obs: i64, complete: Option<i64>, error: Option<i64>, msg: Option<&str>) -> JobChange {
+        JobChange {
+            observed_at: at(obs),
+            enabled: true,
+            last_complete: complete.map(at),
+            last_error: error.map(at),
+            error_message: msg.map(str::to_owned),
+            gone: false,
+        }
+    }
+
+    #[test]
+    fn a_failure_runs_from_the_last_completed_push_to_the_next_one() {
+        let job = Uuid::nil();
+        let changes = [
+            change(0, Some(0), None, None),
+            change(5, Some(4), None, None),
+            // Failing from after 4 (the last push that went through) …
+            change(10, Some(4), Some(9), Some("connection refused")),
+            change(15, Some(4), Some(14), Some("HTTP 503")),
+            // … until a push completed at 18.
+            change(20, Some(18), Some(14), Some("HTTP 503")),
+            // A second failure, still open at the last poll.
+            change(30, Some(18), Some(29), None),
+        ];
+        let periods = failed_periods(job, "http_requests", None, &changes);
+        assert_eq!(periods.len(), 2, "{periods:?}");
+        assert_eq!((periods[0].from, periods[0].to), (at(4), Some(at(18))));
+        assert_eq!(periods[0].error_message.as_deref(), Some("HTTP 503"));
+        assert_eq!(periods[0].first_seen, at(10));
+        assert_eq!((periods[1].from, periods[1].to), (at(18), None));
+        assert_eq!(
+            periods[1].error_message.as_deref(),
+            Some("delivery failing (no message)")
+        );
+    }
+
+    #[test]
+    fn a_job_gone_or_switched_off_outside_rainlogs_is_a_gap_but_rainlogs_disabling_it_is_not() {
+        let job = Uuid::nil();
+        let mut off = change(10, Some(8), None, None);
+        off.enabled = false;
+        let periods = failed_periods(
+            job,
+            "dns_logs",
+            None,
+            &[change(0, Some(0), None, None), off.clone()],
+        );
+        assert_eq!(periods.len(), 1);
+        assert_eq!((periods[0].from, periods[0].to), (at(8), None));
+        assert_eq!(periods[0].error_message.as_deref(), Some(DISABLED_OUTSIDE));
+        // Rainlogs disabled it at minute 9: the change seen at 10 is intended silence.
+        assert!(failed_periods(job, "dns_logs", Some(at(9)), &[off]).is_empty());
+
+        let mut gone = change(12, Some(11), None, None);
+        gone.gone = true;
+        let periods = failed_periods(job, "dns_logs", None, &[gone]);
+        assert_eq!(periods[0].error_message.as_deref(), Some(GONE));
+        assert_eq!(periods[0].from, at(11));
+        // A job that never completed a push fails from the first poll that saw it.
+        let periods = failed_periods(job, "dns_logs", None, &[change(3, None, Some(2), None)]);
+        assert_eq!((periods[0].from, periods[0].to), (at(3), None));
+        assert!(failed_periods(job, "dns_logs", None, &[]).is_empty());
+    }
 
     #[test]
     fn limits_follow_cloudflares_ranges() {

@@ -363,6 +363,9 @@ pub struct PushCoverage {
     pub to: DateTime<Utc>,
     pub datasets: Vec<DatasetCoverage>,
     pub destinations: Vec<DestinationHealth>,
+    /// Periods the zone's Logpush jobs were reported failing, as polled from
+    /// Cloudflare's jobs API (`logpush::failed_periods`), overlapping the range.
+    pub failed: Vec<crate::logpush::FailedPeriod>,
 }
 
 /// id, dataset, disabled, validated_at, last_batch_at.
@@ -468,12 +471,23 @@ pub async fn coverage(
             alert,
         });
     }
+    let failed = crate::logpush::delivery_gaps(pool, zone_id, from, to)
+        .await
+        .map_err(|e| match e {
+            crate::logpush::LogpushError::Db(e) => e,
+            other => DbError::Query {
+                op: "read logpush job history",
+                reason: other.to_string(),
+                retryable: false,
+            },
+        })?;
     Ok(PushCoverage {
         zone_id,
         from,
         to,
         datasets: out,
         destinations: health,
+        failed,
     })
 }
 

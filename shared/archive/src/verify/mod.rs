@@ -213,6 +213,24 @@ pub enum Finding {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     },
+    /// A push zone: Cloudflare reported the dataset's Logpush job failing over this
+    /// period (polled from its jobs API; docs/INGEST.md "Coverage for push"): records
+    /// of it may never have been delivered. `to` is `None` while it still fails.
+    PushDeliveryFailed {
+        zone_id: Uuid,
+        dataset: String,
+        from: DateTime<Utc>,
+        to: Option<DateTime<Utc>>,
+        error_message: Option<String>,
+    },
+    /// A push zone: a destination silent for longer than its job's upload interval
+    /// allows although the zone had traffic before.
+    PushSilent {
+        zone_id: Uuid,
+        dataset: String,
+        destination: Uuid,
+        detail: String,
+    },
 }
 
 impl Finding {
@@ -238,6 +256,8 @@ impl Finding {
             Finding::WindowFailed { .. } => "window_failed",
             Finding::WindowInFlight { .. } => "window_in_flight",
             Finding::TimeMissing { .. } => "time_missing",
+            Finding::PushDeliveryFailed { .. } => "push_delivery_failed",
+            Finding::PushSilent { .. } => "push_silent",
         }
     }
 }
@@ -385,6 +405,28 @@ impl std::fmt::Display for Finding {
                 "no window covers zone {zone_id} [{}, {})",
                 t(from),
                 t(to)
+            ),
+            Finding::PushDeliveryFailed {
+                zone_id,
+                dataset,
+                from,
+                to,
+                error_message,
+            } => write!(
+                f,
+                "zone {zone_id}: Cloudflare reported {dataset} delivery failing from {} to {}: {}",
+                t(from),
+                to.as_ref().map(t).unwrap_or_else(|| "now".into()),
+                error_message.as_deref().unwrap_or("no message")
+            ),
+            Finding::PushSilent {
+                zone_id,
+                dataset,
+                destination,
+                detail,
+            } => write!(
+                f,
+                "zone {zone_id}: destination {destination} ({dataset}) is silent: {detail}"
             ),
         }
     }
@@ -911,7 +953,8 @@ impl Verifier {
         // Time coverage is a promise of pulled windows, which tile a pull zone's time.
         // Pushed batches do not tile time; push and hybrid zones' coverage is judged from
         // delivery (docs/INGEST.md), not here.
-        let tiles = zone_mode(&self.pool, scope.zone_id).await? == "pull";
+        let mode = zone_mode(&self.pool, scope.zone_id).await?;
+        let tiles = mode == "pull";
         let mut walk = CoverageWalk::new(scope.from, scope.to);
         let mut spans = Vec::new();
         let mut after = None;
@@ -994,9 +1037,47 @@ impl Verifier {
             found += 1;
             sink(f)?;
         }
+        if mode == "push" {
+            // A push zone's coverage is what delivery reports (a hybrid zone's gaps are
+            // re-fetched through Logpull and checked as windows above).
+            for f in push_findings(&self.pool, scope).await? {
+                found += 1;
+                sink(f)?;
+            }
+        }
         counts.findings = found;
         Ok(counts)
     }
+}
+
+/// A push zone's delivery findings over the scope: Cloudflare's failed periods and
+/// silent destinations (`push::coverage`).
+async fn push_findings(pool: &PgPool, scope: ZoneScope) -> Result<Vec<Finding>, DbError> {
+    let now = Utc::now();
+    let c = crate::push::coverage(pool, scope.zone_id, scope.from, scope.to, now).await?;
+    let mut out: Vec<Finding> = c
+        .failed
+        .into_iter()
+        .map(|p| Finding::PushDeliveryFailed {
+            zone_id: scope.zone_id,
+            dataset: p.dataset,
+            from: p.from,
+            to: p.to,
+            error_message: p.error_message,
+        })
+        .collect();
+    // Silence is about now: only a scope reaching the present can show it.
+    if scope.to + crate::push::SILENCE_ALLOWED >= now {
+        out.extend(c.destinations.into_iter().filter_map(|h| {
+            Some(Finding::PushSilent {
+                zone_id: scope.zone_id,
+                dataset: h.dataset,
+                destination: h.id,
+                detail: h.alert?,
+            })
+        }));
+    }
+    Ok(out)
 }
 
 /// How the zone's logs arrive (`zones.mode`: pull, push or hybrid).
