@@ -1,0 +1,547 @@
+//! The HTTP API against the real stack (a TestEnv's own database, Redis prefix and
+//! bucket prefix), served on 127.0.0.1:0 and called through a real HTTP client:
+//! the authorization matrix generated from the route table, problem+json for bad
+//! input, refused keys, the rate limit, and the flow from a bootstrapped admin to a
+//! zone's windows.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{TimeDelta, Utc};
+use rainlogs_api::routes::{Route, Scope, ROUTES};
+use rainlogs_api::{Api, ApiConfig, Services};
+use rainlogs_archive::catalog::account::{self, Role};
+use rainlogs_archive::catalog::tenant;
+use rainlogs_integration_tests::TestEnv;
+use rainlogs_kms::{KmsService, MasterKeyring};
+use rainlogs_logpull_sim::{SimConfig, Simulator};
+use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+const MASTER: &str = "1:4141414141414141414141414141414141414141414141414141414141414141";
+const CF_TOKEN: &str = "api-test-cloudflare-token";
+
+/// A running API over a test environment.
+struct Server {
+    base: String,
+    client: reqwest::Client,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(env: &TestEnv, config: ApiConfig) -> Self {
+        let pool = env.app.pool.clone();
+        let kms = KmsService::new(pool.clone(), MasterKeyring::parse(MASTER, None).unwrap(), "api");
+        let services = Services {
+            pool,
+            store: env.app.store.clone(),
+            kms: Some(Arc::new(kms)),
+            cloudflare: env.app.cloudflare.clone(),
+            logpull: env.app.logpull.clone(),
+            queue: Some(env.app.queue.clone()),
+        };
+        let api = Api::new(services, config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            rainlogs_api::serve(listener, api).await.expect("serve");
+        });
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            task,
+        }
+    }
+
+    async fn call(&self, key: Option<&str>, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request answered");
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn test_config() -> ApiConfig {
+    ApiConfig {
+        rate_per_sec: 10_000,
+        rate_burst: 10_000,
+        key_env: "test".into(),
+        allow_simulator: true,
+        ..ApiConfig::default()
+    }
+}
+
+/// A user with `role` (of `tenant`, or provider-wide) and its key.
+async fn user_key(env: &TestEnv, tenant: Option<&str>, name: &str, role: Role) -> (Uuid, String) {
+    let pool = &env.app.pool;
+    let user = account::add_user(pool, tenant, name, role, "test").await.unwrap();
+    let key = account::create_key(pool, user, "k", "test", None, Utc::now(), "test")
+        .await
+        .unwrap();
+    (user, key.secret.expose_secret().to_owned())
+}
+
+/// A zone row of `tenant` (fixture: the matrix needs zones, not their pipeline).
+async fn insert_zone(env: &TestEnv, tenant: Uuid) -> Uuid {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO zones (id, tenant_id, cf_zone_id, name, cadence_seconds, backfill_from)
+         VALUES ($1, $2, $3, $4, 60, now() - interval '30 minutes')",
+    )
+    .bind(id)
+    .bind(tenant)
+    .bind(id.simple().to_string())
+    .bind(format!("zone-{id}.example"))
+    .execute(&env.app.pool)
+    .await
+    .unwrap();
+    id
+}
+
+/// What one side of the matrix holds: a tenant, a zone, a user and a key of it.
+struct Side {
+    tenant: Uuid,
+    zone: Uuid,
+    user: Uuid,
+    key: Uuid,
+}
+
+async fn side(env: &TestEnv, name: &str) -> Side {
+    let tenant = tenant::create(&env.app.pool, name, 400, "test").await.unwrap();
+    let zone = insert_zone(env, tenant).await;
+    let (user, _) = user_key(env, Some(name), "target", Role::Viewer).await;
+    let key = account::list_keys(&env.app.pool, Some(user), None).await.unwrap()[0].id;
+    Side {
+        tenant,
+        zone,
+        user,
+        key,
+    }
+}
+
+/// The request the matrix sends for `route` against `side`; every route needs one.
+fn request_for(route: &Route, side: &Side, sim: &str, n: usize) -> (String, Option<Value>) {
+    let (t, z, u, k) = (side.tenant, side.zone, side.user, side.key);
+    let path = route
+        .path
+        .replace("{tenant}", &t.to_string())
+        .replace("{zone}", &z.to_string())
+        .replace("{user}", &u.to_string())
+        .replace("{key}", &k.to_string());
+    let body = match (route.method, route.path) {
+        ("POST", "/v1/tenants") => Some(json!({"name": format!("matrix-{n}")})),
+        ("PATCH", "/v1/tenants/{tenant}") => Some(json!({"legal_hold": false})),
+        ("POST", "/v1/tenants/{tenant}/zones") => Some(json!({
+            "cf_zone_id": format!("{:032x}", n as u128 + 1), "name": format!("z{n}.example"),
+            "token": CF_TOKEN, "simulator_url": sim,
+        })),
+        ("POST", "/v1/tenants/{tenant}/verify") => Some(json!({})),
+        ("POST", "/v1/tenants/{tenant}/users") => Some(json!({"name": format!("u{n}"), "role": "viewer"})),
+        ("PUT", "/v1/zones/{zone}/mode") => Some(json!({"mode": "pull"})),
+        ("POST", "/v1/zones/{zone}/retry-failed") => Some(json!({})),
+        ("POST", "/v1/users/{user}/keys") => Some(json!({"name": format!("k{n}")})),
+        ("GET", _)
+        | ("POST", "/v1/zones/{zone}/pause")
+        | ("POST", "/v1/zones/{zone}/resume")
+        | ("POST", "/v1/users/{user}/disable")
+        | ("POST", "/v1/keys/{key}/revoke") => None,
+        _ => panic!("no matrix request for {} {}: add one (and its rule in routes::ROUTES)", route.method, route.path),
+    };
+    (path, body)
+}
+
+/// What the rule of `route` says a caller with `role` (of tenant A, or provider-wide)
+/// gets for a resource of A (`own`) or of B.
+fn expected(route: &Route, role: Role, provider: bool, own: bool) -> Result<(), StatusCode> {
+    let Some(permission) = route.permission else {
+        return Ok(());
+    };
+    if !role.grants(permission) {
+        return Err(StatusCode::FORBIDDEN);
+    }
+    match route.scope {
+        Scope::Provider if !provider => Err(StatusCode::FORBIDDEN),
+        Scope::Tenant if !provider && !own => Err(StatusCode::NOT_FOUND),
+        _ => Ok(()),
+    }
+}
+
+#[tokio::test]
+async fn authorization_matrix_follows_the_route_table() {
+    let env = TestEnv::new().await;
+    let server = Server::start(&env, test_config()).await;
+    let sim = Simulator::start_local(SimConfig {
+        tokens: vec![CF_TOKEN.to_owned()],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+
+    // The route table and the OpenAPI document list the same operations.
+    let (status, doc) = server.call(None, Method::GET, "/v1/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut documented = BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            documented.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    let ruled: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|r| (r.method.to_owned(), r.path.to_owned()))
+        .collect();
+    assert_eq!(documented, ruled, "every documented route has a rule, and every rule a documented route");
+
+    let a = side(&env, "tenant-a").await;
+    let b = side(&env, "tenant-b").await;
+    let mut callers = Vec::new();
+    for role in Role::ALL {
+        let (_, key) = user_key(&env, Some("tenant-a"), &format!("a-{role}"), role).await;
+        callers.push((role, false, key));
+        let (_, key) = user_key(&env, None, &format!("p-{role}"), role).await;
+        callers.push((role, true, key));
+    }
+
+    let mut n = 0;
+    let mut checked = 0;
+    for route in ROUTES {
+        let method = Method::from_bytes(route.method.as_bytes()).unwrap();
+        // Without a key: every route but the public ones is 401.
+        let (path, body) = request_for(route, &a, &sim.base_url(), n);
+        let (status, problem) = server.call(None, method.clone(), &path, body).await;
+        if route.permission.is_some() {
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{} {path}: {problem}", route.method);
+            assert_eq!(problem["code"], "auth.missing");
+        }
+        for (role, provider, key) in &callers {
+            for (own, target) in [(true, &a), (false, &b)] {
+                n += 1;
+                let (path, body) = request_for(route, target, &sim.base_url(), n);
+                let (status, answer) = server.call(Some(key), method.clone(), &path, body).await;
+                let who = format!(
+                    "{} {} as {role} ({}) on {} tenant",
+                    route.method,
+                    route.path,
+                    if *provider { "provider-wide" } else { "of tenant A" },
+                    if own { "its own" } else { "another" }
+                );
+                match expected(route, *role, *provider, own) {
+                    Ok(()) => assert!(status.is_success(), "{who}: want 2xx, got {status}: {answer}"),
+                    Err(want) => {
+                        assert_eq!(status, want, "{who}: {answer}");
+                        assert!(answer["code"].is_string(), "{who}: a problem body: {answer}");
+                    }
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, ROUTES.len() * 16);
+    drop(server);
+    sim.shutdown().await.unwrap();
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn bad_input_answers_problem_json_never_a_500() {
+    let env = TestEnv::new().await;
+    let server = Server::start(
+        &env,
+        ApiConfig {
+            max_body_bytes: 4096,
+            ..test_config()
+        },
+    )
+    .await;
+    tenant::create(&env.app.pool, "acme", 400, "test").await.unwrap();
+    let (_, key) = user_key(&env, None, "root", Role::Admin).await;
+    let url = |p: &str| format!("{}{p}", server.base);
+    let c = &server.client;
+
+    let cases: Vec<(&str, reqwest::RequestBuilder, StatusCode, &str)> = vec![
+        ("malformed JSON", c.post(url("/v1/tenants")).header("content-type", "application/json").body("{\"name\": "),
+         StatusCode::BAD_REQUEST, "request.malformed_json"),
+        ("wrong type", c.post(url("/v1/tenants")).json(&json!({"name": "x", "retention_days": "many"})),
+         StatusCode::UNPROCESSABLE_ENTITY, "request.invalid_body"),
+        ("unknown field", c.patch(url("/v1/tenants/acme")).json(&json!({"legal_hold": true, "legalhold": true})),
+         StatusCode::UNPROCESSABLE_ENTITY, "request.invalid_body"),
+        ("missing field", c.post(url("/v1/tenants")).json(&json!({})),
+         StatusCode::UNPROCESSABLE_ENTITY, "request.invalid_body"),
+        ("not JSON", c.post(url("/v1/tenants")).header("content-type", "text/plain").body("name=x"),
+         StatusCode::UNSUPPORTED_MEDIA_TYPE, "request.unsupported_media_type"),
+        ("huge body", c.post(url("/v1/tenants")).header("content-type", "application/json")
+            .body(format!("{{\"name\": \"{}\"}}", "x".repeat(1 << 20))),
+         StatusCode::PAYLOAD_TOO_LARGE, "request.too_large"),
+        ("bad page token", c.get(url("/v1/tenants?page_token=not-a-token")),
+         StatusCode::BAD_REQUEST, "request.invalid_page_token"),
+        ("page token of another listing", c.get(url("/v1/tenants/acme/audit-events?page_token=eyJ2IjoxLCJsIjoidGVuYW50cyIsImYiOiIwMDAwMDAwMDAwMDAwMDAwIiwiYyI6ImEifQ")),
+         StatusCode::BAD_REQUEST, "request.invalid_page_token"),
+        ("negative page size", c.get(url("/v1/tenants?page_size=-3")),
+         StatusCode::BAD_REQUEST, "request.invalid_page_size"),
+        ("page size of the wrong type", c.get(url("/v1/tenants?page_size=ten")),
+         StatusCode::BAD_REQUEST, "request.invalid_query"),
+        ("unknown query parameter", c.get(url("/v1/tenants/acme/audit-events?form=2026-01-01T00:00:00Z")),
+         StatusCode::BAD_REQUEST, "request.invalid_query"),
+        ("bad timestamp", c.get(url("/v1/tenants/acme/audit-events?from=yesterday")),
+         StatusCode::BAD_REQUEST, "request.invalid_query"),
+        ("user id not a UUID", c.get(url("/v1/users/alice/keys")),
+         StatusCode::BAD_REQUEST, "request.invalid_path"),
+        ("unknown tenant", c.get(url("/v1/tenants/nobody")),
+         StatusCode::NOT_FOUND, "tenant.unknown"),
+        ("unknown zone", c.get(url("/v1/zones/0123456789abcdef0123456789abcdef")),
+         StatusCode::NOT_FOUND, "zone.unknown"),
+        ("short retention unconfirmed", c.patch(url("/v1/tenants/acme")).json(&json!({"retention_days": 30})),
+         StatusCode::UNPROCESSABLE_ENTITY, "tenant.short_retention"),
+        ("duplicate tenant", c.post(url("/v1/tenants")).json(&json!({"name": "acme"})),
+         StatusCode::CONFLICT, "tenant.exists"),
+        ("unknown route", c.get(url("/v2/tenants")), StatusCode::NOT_FOUND, "route.not_found"),
+        ("wrong method", c.delete(url("/v1/tenants")), StatusCode::METHOD_NOT_ALLOWED, "route.method_not_allowed"),
+        ("bad role", c.post(url("/v1/tenants/acme/users")).json(&json!({"name": "x", "role": "root"})),
+         StatusCode::UNPROCESSABLE_ENTITY, "request.invalid_body"),
+    ];
+    for (what, req, status, code) in cases {
+        let resp = req.bearer_auth(&key).header("x-request-id", "case-1").send().await.unwrap();
+        assert_eq!(resp.status(), status, "{what}");
+        assert_eq!(
+            resp.headers()["content-type"], "application/problem+json",
+            "{what}"
+        );
+        assert_eq!(resp.headers()["x-request-id"], "case-1", "{what}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], code, "{what}: {body}");
+        assert_eq!(body["status"], status.as_u16(), "{what}");
+        assert_eq!(body["type"], format!("urn:rainlogs:problem:{code}"), "{what}");
+        assert_eq!(body["request_id"], "case-1", "{what}");
+        assert!(!body["detail"].as_str().unwrap().is_empty(), "{what}");
+    }
+    // A fresh request id when none (or a silly one) is given.
+    let resp = c
+        .get(url("/v1/health"))
+        .header("x-request-id", "has spaces")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(resp.headers()["x-request-id"], "has spaces");
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn refused_keys_answer_401_and_the_rate_limit_429() {
+    let env = TestEnv::new().await;
+    let server = Server::start(
+        &env,
+        ApiConfig {
+            rate_per_sec: 1,
+            rate_burst: 3,
+            ..test_config()
+        },
+    )
+    .await;
+    let pool = &env.app.pool;
+    tenant::create(pool, "acme", 400, "test").await.unwrap();
+    let me = |key: String| {
+        let server = &server;
+        async move { server.call(Some(&key), Method::GET, "/v1/me", None).await }
+    };
+
+    let (user, key) = user_key(&env, Some("acme"), "alice", Role::Viewer).await;
+    let (status, body) = me(key.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["role"], "viewer");
+    assert_eq!(body["tenant"], "acme");
+
+    let (status, body) = me("rl_test_nonsense".into()).await;
+    assert_eq!((status, &body["code"]), (StatusCode::UNAUTHORIZED, &json!("auth.malformed")));
+    let (unknown, _, _) = account::generate_key("test").unwrap();
+    let (status, body) = me(unknown.expose_secret().to_owned()).await;
+    assert_eq!((status, &body["code"]), (StatusCode::UNAUTHORIZED, &json!("auth.unknown_key")));
+
+    // Expired: a key whose expiry has passed (moved into the past for the test).
+    let expiring = account::create_key(pool, user, "short", "test", Some(Utc::now() + TimeDelta::hours(1)), Utc::now(), "test")
+        .await
+        .unwrap();
+    sqlx::query("UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(expiring.key.id)
+        .execute(pool)
+        .await
+        .unwrap();
+    let (status, body) = me(expiring.secret.expose_secret().to_owned()).await;
+    assert_eq!((status, &body["code"]), (StatusCode::UNAUTHORIZED, &json!("auth.key_expired")));
+    assert!(!body.to_string().contains(expiring.secret.expose_secret()));
+
+    // Revoked and disabled.
+    let revoked = account::create_key(pool, user, "r", "test", None, Utc::now(), "test").await.unwrap();
+    account::revoke_key(pool, revoked.key.id, "test").await.unwrap();
+    let (status, body) = me(revoked.secret.expose_secret().to_owned()).await;
+    assert_eq!((status, &body["code"]), (StatusCode::UNAUTHORIZED, &json!("auth.key_revoked")));
+    let (other, other_key) = user_key(&env, Some("acme"), "bob", Role::Admin).await;
+    account::disable_user(pool, other, "test").await.unwrap();
+    let (status, body) = me(other_key).await;
+    assert_eq!((status, &body["code"]), (StatusCode::UNAUTHORIZED, &json!("auth.user_disabled")));
+
+    // The rate limit: a burst of 3, then 429 with Retry-After; other keys unaffected.
+    let (_, busy) = user_key(&env, Some("acme"), "carol", Role::Viewer).await;
+    for _ in 0..3 {
+        assert_eq!(me(busy.clone()).await.0, StatusCode::OK);
+    }
+    let resp = server
+        .client
+        .get(format!("{}/v1/me", server.base))
+        .bearer_auth(&busy)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "auth.rate_limited");
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn a_bootstrapped_admin_builds_a_tenant_whose_operator_adds_a_zone_and_lists_its_windows() {
+    let env = TestEnv::new().await;
+    let server = Server::start(&env, test_config()).await;
+    let sim = Simulator::start_local(SimConfig {
+        tokens: vec![CF_TOKEN.to_owned()],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    // Bootstrap: what `rainlogs user add root --provider --role admin` and
+    // `rainlogs key create --user root` call.
+    let (_, root) = user_key(&env, None, "root", Role::Admin).await;
+
+    let (status, t) = server
+        .call(Some(&root), Method::POST, "/v1/tenants", Some(json!({"name": "acme", "retention_days": 400})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{t}");
+    assert_eq!(t["retention_days"], 400);
+    let (status, alice) = server
+        .call(Some(&root), Method::POST, "/v1/tenants/acme/users", Some(json!({"name": "alice", "role": "operator"})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{alice}");
+    let alice_id = alice["id"].as_str().unwrap();
+    let (status, created) = server
+        .call(Some(&root), Method::POST, &format!("/v1/users/{alice_id}/keys"), Some(json!({"name": "laptop"})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let alice_key = created["secret"].as_str().unwrap().to_owned();
+    assert!(alice_key.starts_with("rl_test_"));
+    // The secret is shown once: listing keys never has it.
+    let (_, keys) = server.call(Some(&root), Method::GET, &format!("/v1/users/{alice_id}/keys"), None).await;
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 1);
+    assert!(!keys.to_string().contains(&alice_key));
+
+    // The operator adds a zone against the Logpull simulator; its token is never echoed.
+    let cf = "0123456789abcdef0123456789abcdef";
+    let new_zone = json!({"cf_zone_id": cf, "name": "acme.example", "token": CF_TOKEN,
+                          "simulator_url": sim.base_url(), "backfill_minutes": 30});
+    let (status, zone) = server
+        .call(Some(&alice_key), Method::POST, "/v1/tenants/acme/zones", Some(new_zone.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{zone}");
+    assert!(!zone.to_string().contains(CF_TOKEN));
+    assert_eq!(zone["has_token"], true);
+    let zone_id: Uuid = zone["id"].as_str().unwrap().parse().unwrap();
+
+    // A wrong token is refused by the zone's endpoint; nothing is stored.
+    let mut wrong = new_zone.clone();
+    wrong["cf_zone_id"] = json!("fedcba9876543210fedcba9876543210");
+    wrong["token"] = json!("not-the-token");
+    let (status, problem) = server
+        .call(Some(&alice_key), Method::POST, "/v1/tenants/acme/zones", Some(wrong))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["code"], "zone.token_refused");
+    assert!(!problem.to_string().contains("not-the-token"));
+
+    // The scheduler plans its windows (here called directly); the API pages through them.
+    let planned = rainlogs_archive::ledger::plan_zone(
+        &env.app.pool,
+        zone_id,
+        Utc::now(),
+        &rainlogs_archive::ledger::PlanPolicy::same_clock(),
+    )
+    .await
+    .unwrap();
+    assert!(planned >= 20, "{planned}");
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (status, page) = server
+            .call(
+                Some(&alice_key),
+                Method::GET,
+                &format!("/v1/zones/{cf}/windows?page_size=7&page_token={token}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        for w in page["windows"].as_array().unwrap() {
+            assert_eq!(w["state"], "planned");
+            seen.push(w["id"].as_i64().unwrap());
+        }
+        token = page["next_page_token"].as_str().unwrap().to_owned();
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(seen.len() as u64, planned);
+    assert!(seen.windows(2).all(|w| w[0] != w[1]), "no window twice");
+    let (status, coverage) = server
+        .call(Some(&alice_key), Method::GET, &format!("/v1/zones/{zone_id}/coverage"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{coverage}");
+    assert_eq!(coverage["states"]["planned"].as_u64(), Some(planned));
+
+    // The operator may not manage users, nor see another tenant.
+    tenant::create(&env.app.pool, "globex", 400, "test").await.unwrap();
+    let (status, _) = server
+        .call(Some(&alice_key), Method::POST, "/v1/tenants/acme/users", Some(json!({"name": "eve", "role": "admin"})))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = server.call(Some(&alice_key), Method::GET, "/v1/tenants/globex", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, tenants) = server.call(Some(&alice_key), Method::GET, "/v1/tenants", None).await;
+    assert_eq!(tenants["tenants"].as_array().unwrap().len(), 1);
+
+    // Every change is in the audit log: who (and in which role), what, old → new.
+    let (status, paused) = server
+        .call(Some(&alice_key), Method::POST, &format!("/v1/zones/{zone_id}/pause"), None)
+        .await;
+    assert_eq!((status, &paused["paused"]), (StatusCode::OK, &json!(true)));
+    let (status, log) = server
+        .call(Some(&root), Method::GET, "/v1/tenants/acme/audit-events?operation=zone.*", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let events = log["events"].as_array().unwrap();
+    let ops: Vec<&str> = events.iter().map(|e| e["operation"].as_str().unwrap()).collect();
+    assert_eq!(ops, ["zone.pause", "zone.add"], "newest first");
+    assert_eq!(events[0]["actor"], "api:alice@acme:operator");
+    assert_eq!(events[0]["detail"]["paused"], json!({"from": false, "to": true}));
+    let (_, all) = server
+        .call(Some(&root), Method::GET, "/v1/tenants/acme/audit-events?page_size=2", None)
+        .await;
+    assert_eq!(all["events"].as_array().unwrap().len(), 2);
+    assert!(!all["next_page_token"].as_str().unwrap().is_empty());
+
+    drop(server);
+    sim.shutdown().await.unwrap();
+    env.teardown().await;
+}
