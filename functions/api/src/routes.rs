@@ -81,9 +81,11 @@ pub const ROUTES: &[Route] = &[
 
 /// The rule of `method path` (the route's template, as matched).
 pub fn find(method: &Method, path: &str) -> Option<&'static Route> {
+    // axum answers HEAD with the GET handler: the GET rule applies.
+    let method = if method == Method::HEAD { "GET" } else { method.as_str() };
     ROUTES
         .iter()
-        .find(|r| r.path == path && r.method == method.as_str())
+        .find(|r| r.path == path && r.method == method)
 }
 
 /// The routes and their handlers, behind the authorization layer.
