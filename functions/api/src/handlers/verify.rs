@@ -11,6 +11,7 @@ use rainlogs_archive::audit::{self, AuditEvent};
 use rainlogs_archive::verify::run::{self, Request};
 use rainlogs_archive::verify::{Counts, Verifier, DEFAULT_CONCURRENCY};
 use rainlogs_core::db::DbError;
+use rainlogs_core::error::ErrorClass;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -133,22 +134,34 @@ pub async fn run(
         deep: req.deep,
     };
     let max = api.config().verify_max_findings;
-    let mut findings = Vec::new();
-    let mut truncated = false;
-    let outcome = run::verify(&verifier, &request, Utc::now(), &mut |f| {
-        if findings.len() < max {
-            findings.push(serde_json::to_value(&f).unwrap_or_default());
-        } else {
-            truncated = true;
-        }
-        Ok(())
+    // The verifier's future is not provably `Send` for every lifetime of its row
+    // callbacks (a limit of rustc's inference), which an axum handler must be: it runs
+    // on a blocking thread of its own, driven there by the runtime's handle.
+    let handle = tokio::runtime::Handle::current();
+    let zone_scope = request.zone.clone();
+    let (outcome, findings, truncated) = tokio::task::spawn_blocking(move || {
+        handle.block_on(async move {
+            let mut findings = Vec::new();
+            let mut truncated = false;
+            let outcome = run::verify(&verifier, &request, Utc::now(), &mut |f| {
+                if findings.len() < max {
+                    findings.push(serde_json::to_value(&f).unwrap_or_default());
+                } else {
+                    truncated = true;
+                }
+                Ok(())
+            })
+            .await?;
+            Ok::<_, run::RunError>((outcome, findings, truncated))
+        })
     })
-    .await?;
+    .await
+    .map_err(|e| Problem::internal("verify.task", ErrorClass::Permanent, &e))??;
     let actor = p.actor();
     let event = AuditEvent {
         tenant: Some(t.id),
         detail: serde_json::json!({
-            "zone": request.zone, "from": req.from, "to": req.to, "deep": req.deep,
+            "zone": zone_scope, "from": req.from, "to": req.to, "deep": req.deep,
             "zones": outcome.zones.len(), "findings": outcome.counts.findings,
         }),
         ..AuditEvent::new(&actor, "verify.run", if outcome.clean() { "ok" } else { "findings" })
