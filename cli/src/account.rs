@@ -17,7 +17,11 @@ pub enum UserCommand {
         /// The user's name (unique in its tenant).
         name: String,
         /// Its tenant (name or id).
-        #[arg(long, required_unless_present = "provider", conflicts_with = "provider")]
+        #[arg(
+            long,
+            required_unless_present = "provider",
+            conflicts_with = "provider"
+        )]
         tenant: Option<String>,
         /// A provider-wide user: its role applies to every tenant.
         #[arg(long)]
@@ -96,7 +100,11 @@ pub(crate) async fn user(src: &ConfigSource, cmd: UserCommand) -> anyhow::Result
                     u.role,
                     u.tenant.as_deref().unwrap_or("(provider)"),
                     u.name,
-                    if u.disabled_at.is_some() { "  DISABLED" } else { "" }
+                    if u.disabled_at.is_some() {
+                        "  DISABLED"
+                    } else {
+                        ""
+                    }
                 );
             }
         }
@@ -105,7 +113,11 @@ pub(crate) async fn user(src: &ConfigSource, cmd: UserCommand) -> anyhow::Result
             let changed = account::disable_user(&pool, id, &actor).await?;
             println!(
                 "user {id} {}",
-                if changed { "disabled" } else { "was already disabled" }
+                if changed {
+                    "disabled"
+                } else {
+                    "was already disabled"
+                }
             );
         }
     }
@@ -170,7 +182,11 @@ pub(crate) async fn key(src: &ConfigSource, cmd: KeyCommand) -> anyhow::Result<E
             let changed = account::revoke_key(&pool, key, &actor).await?;
             println!(
                 "key {key} {}",
-                if changed { "revoked" } else { "was already revoked" }
+                if changed {
+                    "revoked"
+                } else {
+                    "was already revoked"
+                }
             );
         }
     }

@@ -3,7 +3,9 @@
 
 use std::process::ExitCode;
 
-use rainlogs_archive::catalog::tenant::{check_short_retention, create, list, set, RetentionChange};
+use rainlogs_archive::catalog::tenant::{
+    check_short_retention, create, list, set, RetentionChange,
+};
 use rainlogs_core::config::{ConfigSource, DatabaseConfig};
 
 #[derive(Debug, clap::Subcommand)]

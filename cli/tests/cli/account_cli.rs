@@ -42,33 +42,88 @@ async fn user_and_key_commands_bootstrap_the_first_admin() {
     write_env_file(&env.src, &env_file);
     let pool = &env.app.pool;
 
-    let r = rainlogs(&env_file, &["user", "add", "root", "--provider", "--role", "admin"]).await;
+    let r = rainlogs(
+        &env_file,
+        &["user", "add", "root", "--provider", "--role", "admin"],
+    )
+    .await;
     assert!(r.ok, "{}{}", r.stdout, r.stderr);
-    let r = rainlogs(&env_file, &["key", "create", "--user", "root", "--name", "bootstrap"]).await;
+    let r = rainlogs(
+        &env_file,
+        &["key", "create", "--user", "root", "--name", "bootstrap"],
+    )
+    .await;
     assert!(r.ok, "{}{}", r.stdout, r.stderr);
     let key = r.stdout.trim().to_owned();
-    assert!(key.starts_with("rl_test_") && !key.contains('\n'), "only the key on stdout: {key:?}");
-    let who = account::authenticate(pool, &key, Utc::now()).await.expect("the key works");
-    assert_eq!((who.role, who.tenant_id, who.user_name.as_str()), (Role::Admin, None, "root"));
+    assert!(
+        key.starts_with("rl_test_") && !key.contains('\n'),
+        "only the key on stdout: {key:?}"
+    );
+    let who = account::authenticate(pool, &key, Utc::now())
+        .await
+        .expect("the key works");
+    assert_eq!(
+        (who.role, who.tenant_id, who.user_name.as_str()),
+        (Role::Admin, None, "root")
+    );
 
     let r = rainlogs(&env_file, &["key", "list"]).await;
-    assert!(r.ok && r.stdout.contains(&key[..16]) && !r.stdout.contains(&key), "{}", r.stdout);
+    assert!(
+        r.ok && r.stdout.contains(&key[..16]) && !r.stdout.contains(&key),
+        "{}",
+        r.stdout
+    );
 
-    let r = rainlogs(&env_file, &["tenant", "add", "acme", "--retention-days", "400"]).await;
+    let r = rainlogs(
+        &env_file,
+        &["tenant", "add", "acme", "--retention-days", "400"],
+    )
+    .await;
     assert!(r.ok, "{}", r.stderr);
-    let r = rainlogs(&env_file, &["user", "add", "alice", "--tenant", "acme", "--role", "viewer"]).await;
+    let r = rainlogs(
+        &env_file,
+        &[
+            "user", "add", "alice", "--tenant", "acme", "--role", "viewer",
+        ],
+    )
+    .await;
     assert!(r.ok, "{}", r.stderr);
     let r = rainlogs(&env_file, &["user", "add", "bob", "--role", "viewer"]).await;
-    assert!(!r.ok && r.stderr.contains("--tenant"), "a tenant or --provider: {}", r.stderr);
-    let r = rainlogs(&env_file, &["user", "add", "eve", "--tenant", "acme", "--role", "root"]).await;
+    assert!(
+        !r.ok && r.stderr.contains("--tenant"),
+        "a tenant or --provider: {}",
+        r.stderr
+    );
+    let r = rainlogs(
+        &env_file,
+        &["user", "add", "eve", "--tenant", "acme", "--role", "root"],
+    )
+    .await;
     assert!(!r.ok && r.stderr.contains("root"), "{}", r.stderr);
     let r = rainlogs(&env_file, &["user", "list", "--tenant", "acme"]).await;
-    assert!(r.ok && r.stdout.contains("alice") && !r.stdout.contains("root"), "{}", r.stdout);
+    assert!(
+        r.ok && r.stdout.contains("alice") && !r.stdout.contains("root"),
+        "{}",
+        r.stdout
+    );
 
-    let r = rainlogs(&env_file, &["key", "create", "--user", "alice", "--expires-in-days", "30"]).await;
+    let r = rainlogs(
+        &env_file,
+        &[
+            "key",
+            "create",
+            "--user",
+            "alice",
+            "--expires-in-days",
+            "30",
+        ],
+    )
+    .await;
     assert!(r.ok, "{}", r.stderr);
     let alice_key = r.stdout.trim().to_owned();
-    let alice = account::authenticate(pool, &alice_key, Utc::now()).await.unwrap();
+    let alice = account::authenticate(pool, &alice_key, Utc::now())
+        .await
+        .unwrap();
     assert_eq!(alice.tenant_name.as_deref(), Some("acme"));
     let r = rainlogs(&env_file, &["user", "disable", "alice"]).await;
     assert!(r.ok, "{}", r.stderr);
@@ -84,12 +139,22 @@ async fn user_and_key_commands_bootstrap_the_first_admin() {
         Err(AuthError::Revoked(_))
     ));
 
-    let events = audit::list(pool, &AuditFilter::default(), None, 100).await.unwrap();
+    let events = audit::list(pool, &AuditFilter::default(), None, 100)
+        .await
+        .unwrap();
     let mut ops: Vec<&str> = events.iter().map(|e| e.operation.as_str()).collect();
     ops.reverse();
     assert_eq!(
         ops,
-        ["user.add", "key.create", "tenant.add", "user.add", "key.create", "user.disable", "key.revoke"]
+        [
+            "user.add",
+            "key.create",
+            "tenant.add",
+            "user.add",
+            "key.create",
+            "user.disable",
+            "key.revoke"
+        ]
     );
     assert!(events.iter().all(|e| e.actor.starts_with("cli:ops:")));
     assert!(!events.iter().any(|e| e.detail.to_string().contains(&key)));

@@ -42,11 +42,7 @@ fn unauthorized(e: &AuthError) -> Response {
 }
 
 /// The route layer: authenticates and authorizes by the matched route's rule.
-pub async fn authorize(
-    State(api): State<Api>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+pub async fn authorize(State(api): State<Api>, mut req: Request, next: Next) -> Response {
     let Some(route) = req
         .extensions()
         .get::<MatchedPath>()
@@ -114,7 +110,11 @@ pub async fn authorize(
 }
 
 /// Refuses a resource of a tenant `principal` does not see, exactly as an unknown one.
-pub fn visible(principal: &Principal, tenant: Option<uuid::Uuid>, unknown: impl FnOnce() -> Problem) -> Result<(), Problem> {
+pub fn visible(
+    principal: &Principal,
+    tenant: Option<uuid::Uuid>,
+    unknown: impl FnOnce() -> Problem,
+) -> Result<(), Problem> {
     let sees = match tenant {
         Some(t) => principal.sees(t),
         // Provider-wide things (a provider-wide user) only to provider-wide users.

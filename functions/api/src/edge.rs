@@ -40,7 +40,10 @@ pub fn wrap(router: Router, config: &ApiConfig) -> Router {
 async fn unknown_route(req: Request) -> Problem {
     Problem::not_found(
         "route.not_found",
-        format!("no route {} (the API lives under /v1/; see /v1/openapi.json)", req.uri().path()),
+        format!(
+            "no route {} (the API lives under /v1/; see /v1/openapi.json)",
+            req.uri().path()
+        ),
     )
 }
 
@@ -79,7 +82,10 @@ async fn guard(State(timeout): State<Duration>, req: Request, next: Next) -> Res
                 .into_response(),
                 Err(_) => Problem::unavailable(
                     "request.timeout",
-                    format!("no answer within {} s; retry later, or ask for less", timeout.as_secs()),
+                    format!(
+                        "no answer within {} s; retry later, or ask for less",
+                        timeout.as_secs()
+                    ),
                 )
                 .into_response(),
             }

@@ -105,10 +105,7 @@ impl ApiConfig {
         }
         Ok(Self {
             max_body_bytes: get("RAINLOGS_API_MAX_BODY_BYTES", d.max_body_bytes as u64)? as usize,
-            timeout: Duration::from_secs(get(
-                "RAINLOGS_API_TIMEOUT_SECS",
-                d.timeout.as_secs(),
-            )?),
+            timeout: Duration::from_secs(get("RAINLOGS_API_TIMEOUT_SECS", d.timeout.as_secs())?),
             rate_per_sec: get("RAINLOGS_API_RATE_PER_SEC", u64::from(d.rate_per_sec))?
                 .min(u64::from(u32::MAX)) as u32,
             rate_burst: get("RAINLOGS_API_RATE_BURST", u64::from(d.rate_burst))?

@@ -21,7 +21,9 @@ impl Modify for BearerKey {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("rl_<env>_<random><checksum>")
-                    .description(Some("A Rainlogs API key (`rainlogs key create`, or POST /v1/users/{user}/keys)"))
+                    .description(Some(
+                        "A Rainlogs API key (`rainlogs key create`, or POST /v1/users/{user}/keys)",
+                    ))
                     .build(),
             ),
         );

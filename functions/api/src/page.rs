@@ -157,11 +157,15 @@ mod tests {
             assert_eq!(e.code, "request.invalid_page_token");
         }
         assert_eq!(
-            PageRequest::<i64>::parse("nums", &(), Some(-1), None).unwrap_err().code,
+            PageRequest::<i64>::parse("nums", &(), Some(-1), None)
+                .unwrap_err()
+                .code,
             "request.invalid_page_size"
         );
         assert_eq!(
-            PageRequest::<i64>::parse("nums", &(), Some(10_000), None).unwrap().size,
+            PageRequest::<i64>::parse("nums", &(), Some(10_000), None)
+                .unwrap()
+                .size,
             MAX_PAGE_SIZE
         );
     }

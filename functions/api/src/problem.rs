@@ -117,9 +117,7 @@ impl Problem {
             {
                 return Self::internal(code, e.class(), e);
             }
-            c if c.ends_with(".unknown") || c.ends_with(".unknown_tenant") => {
-                StatusCode::NOT_FOUND
-            }
+            c if c.ends_with(".unknown") || c.ends_with(".unknown_tenant") => StatusCode::NOT_FOUND,
             c if c.ends_with(".exists") || c.ends_with(".ambiguous") => StatusCode::CONFLICT,
             "zone.probe_failed" => StatusCode::BAD_GATEWAY,
             _ if e.class() == ErrorClass::Retryable => {
@@ -133,11 +131,7 @@ impl Problem {
     pub fn body(&self) -> ProblemBody {
         ProblemBody {
             kind: format!("urn:rainlogs:problem:{}", self.code),
-            title: self
-                .status
-                .canonical_reason()
-                .unwrap_or("Error")
-                .to_owned(),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
             code: self.code.to_string(),

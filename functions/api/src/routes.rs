@@ -38,7 +38,12 @@ pub struct Route {
     pub scope: Scope,
 }
 
-const fn route(method: &'static str, path: &'static str, permission: Permission, scope: Scope) -> Route {
+const fn route(
+    method: &'static str,
+    path: &'static str,
+    permission: Permission,
+    scope: Scope,
+) -> Route {
     Route {
         method,
         path,
@@ -52,8 +57,18 @@ use Scope::*;
 
 /// Every route of the API.
 pub const ROUTES: &[Route] = &[
-    Route { method: "GET", path: "/v1/openapi.json", permission: None, scope: Public },
-    Route { method: "GET", path: "/v1/health", permission: None, scope: Public },
+    Route {
+        method: "GET",
+        path: "/v1/openapi.json",
+        permission: None,
+        scope: Public,
+    },
+    Route {
+        method: "GET",
+        path: "/v1/health",
+        permission: None,
+        scope: Public,
+    },
     route("GET", "/v1/health/queues", ReadHealth, Provider),
     route("GET", "/v1/me", ReadMetadata, Caller),
     route("GET", "/v1/tenants", ReadMetadata, Caller),
@@ -62,7 +77,12 @@ pub const ROUTES: &[Route] = &[
     route("PATCH", "/v1/tenants/{tenant}", ManageTenants, Tenant),
     route("GET", "/v1/tenants/{tenant}/zones", ReadMetadata, Tenant),
     route("POST", "/v1/tenants/{tenant}/zones", ManageZones, Tenant),
-    route("GET", "/v1/tenants/{tenant}/audit-events", ReadAudit, Tenant),
+    route(
+        "GET",
+        "/v1/tenants/{tenant}/audit-events",
+        ReadAudit,
+        Tenant,
+    ),
     route("POST", "/v1/tenants/{tenant}/verify", Verify, Tenant),
     route("GET", "/v1/tenants/{tenant}/users", ManageUsers, Tenant),
     route("POST", "/v1/tenants/{tenant}/users", ManageUsers, Tenant),
@@ -82,10 +102,12 @@ pub const ROUTES: &[Route] = &[
 /// The rule of `method path` (the route's template, as matched).
 pub fn find(method: &Method, path: &str) -> Option<&'static Route> {
     // axum answers HEAD with the GET handler: the GET rule applies.
-    let method = if method == Method::HEAD { "GET" } else { method.as_str() };
-    ROUTES
-        .iter()
-        .find(|r| r.path == path && r.method == method)
+    let method = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
+    ROUTES.iter().find(|r| r.path == path && r.method == method)
 }
 
 /// The routes and their handlers, behind the authorization layer.
@@ -96,11 +118,20 @@ pub(crate) fn router(api: Api) -> Router {
         .route("/v1/health/queues", get(health::queues))
         .route("/v1/me", get(users::me))
         .route("/v1/tenants", get(tenants::list).post(tenants::create))
-        .route("/v1/tenants/{tenant}", get(tenants::get).patch(tenants::update))
-        .route("/v1/tenants/{tenant}/zones", get(zones::list).post(zones::add))
+        .route(
+            "/v1/tenants/{tenant}",
+            get(tenants::get).patch(tenants::update),
+        )
+        .route(
+            "/v1/tenants/{tenant}/zones",
+            get(zones::list).post(zones::add),
+        )
         .route("/v1/tenants/{tenant}/audit-events", get(audit::list))
         .route("/v1/tenants/{tenant}/verify", post(verify::run))
-        .route("/v1/tenants/{tenant}/users", get(users::list).post(users::add))
+        .route(
+            "/v1/tenants/{tenant}/users",
+            get(users::list).post(users::add),
+        )
         .route("/v1/zones/{zone}", get(zones::get))
         .route("/v1/zones/{zone}/pause", post(zones::pause))
         .route("/v1/zones/{zone}/resume", post(zones::resume))
@@ -109,7 +140,10 @@ pub(crate) fn router(api: Api) -> Router {
         .route("/v1/zones/{zone}/coverage", get(zones::coverage))
         .route("/v1/zones/{zone}/windows", get(zones::windows))
         .route("/v1/users/{user}/disable", post(users::disable))
-        .route("/v1/users/{user}/keys", get(users::keys).post(users::create_key))
+        .route(
+            "/v1/users/{user}/keys",
+            get(users::keys).post(users::create_key),
+        )
         .route("/v1/keys/{key}/revoke", post(users::revoke_key))
         .route_layer(from_fn_with_state(api.clone(), auth::authorize))
         .with_state(api)

@@ -33,7 +33,11 @@ struct Server {
 impl Server {
     async fn start(env: &TestEnv, config: ApiConfig) -> Self {
         let pool = env.app.pool.clone();
-        let kms = KmsService::new(pool.clone(), MasterKeyring::parse(MASTER, None).unwrap(), "api");
+        let kms = KmsService::new(
+            pool.clone(),
+            MasterKeyring::parse(MASTER, None).unwrap(),
+            "api",
+        );
         let services = Services {
             pool,
             store: env.app.store.clone(),
@@ -55,7 +59,13 @@ impl Server {
         }
     }
 
-    async fn call(&self, key: Option<&str>, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        key: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(key) = key {
             req = req.bearer_auth(key);
@@ -66,7 +76,10 @@ impl Server {
         let resp = req.send().await.expect("request answered");
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 }
 
@@ -89,7 +102,9 @@ fn test_config() -> ApiConfig {
 /// A user with `role` (of `tenant`, or provider-wide) and its key.
 async fn user_key(env: &TestEnv, tenant: Option<&str>, name: &str, role: Role) -> (Uuid, String) {
     let pool = &env.app.pool;
-    let user = account::add_user(pool, tenant, name, role, "test").await.unwrap();
+    let user = account::add_user(pool, tenant, name, role, "test")
+        .await
+        .unwrap();
     let key = account::create_key(pool, user, "k", "test", None, Utc::now(), "test")
         .await
         .unwrap();
@@ -119,24 +134,38 @@ struct Side {
     zone: Uuid,
     user: Uuid,
     key: Uuid,
+    /// The user the disable route disables (the others' key routes need theirs live).
+    doomed: Uuid,
 }
 
 async fn side(env: &TestEnv, name: &str) -> Side {
-    let tenant = tenant::create(&env.app.pool, name, 400, "test").await.unwrap();
+    let tenant = tenant::create(&env.app.pool, name, 400, "test")
+        .await
+        .unwrap();
     let zone = insert_zone(env, tenant).await;
     let (user, _) = user_key(env, Some(name), "target", Role::Viewer).await;
-    let key = account::list_keys(&env.app.pool, Some(user), None).await.unwrap()[0].id;
+    let key = account::list_keys(&env.app.pool, Some(user), None)
+        .await
+        .unwrap()[0]
+        .id;
+    let (doomed, _) = user_key(env, Some(name), "doomed", Role::Viewer).await;
     Side {
         tenant,
         zone,
         user,
         key,
+        doomed,
     }
 }
 
 /// The request the matrix sends for `route` against `side`; every route needs one.
 fn request_for(route: &Route, side: &Side, sim: &str, n: usize) -> (String, Option<Value>) {
-    let (t, z, u, k) = (side.tenant, side.zone, side.user, side.key);
+    let (t, z, k) = (side.tenant, side.zone, side.key);
+    let u = if route.path.ends_with("/disable") {
+        side.doomed
+    } else {
+        side.user
+    };
     let path = route
         .path
         .replace("{tenant}", &t.to_string())
@@ -151,7 +180,9 @@ fn request_for(route: &Route, side: &Side, sim: &str, n: usize) -> (String, Opti
             "token": CF_TOKEN, "simulator_url": sim,
         })),
         ("POST", "/v1/tenants/{tenant}/verify") => Some(json!({})),
-        ("POST", "/v1/tenants/{tenant}/users") => Some(json!({"name": format!("u{n}"), "role": "viewer"})),
+        ("POST", "/v1/tenants/{tenant}/users") => {
+            Some(json!({"name": format!("u{n}"), "role": "viewer"}))
+        }
         ("PUT", "/v1/zones/{zone}/mode") => Some(json!({"mode": "pull"})),
         ("POST", "/v1/zones/{zone}/retry-failed") => Some(json!({})),
         ("POST", "/v1/users/{user}/keys") => Some(json!({"name": format!("k{n}")})),
@@ -160,7 +191,10 @@ fn request_for(route: &Route, side: &Side, sim: &str, n: usize) -> (String, Opti
         | ("POST", "/v1/zones/{zone}/resume")
         | ("POST", "/v1/users/{user}/disable")
         | ("POST", "/v1/keys/{key}/revoke") => None,
-        _ => panic!("no matrix request for {} {}: add one (and its rule in routes::ROUTES)", route.method, route.path),
+        _ => panic!(
+            "no matrix request for {} {}: add one (and its rule in routes::ROUTES)",
+            route.method, route.path
+        ),
     };
     (path, body)
 }
@@ -193,7 +227,9 @@ async fn authorization_matrix_follows_the_route_table() {
     .unwrap();
 
     // The route table and the OpenAPI document list the same operations.
-    let (status, doc) = server.call(None, Method::GET, "/v1/openapi.json", None).await;
+    let (status, doc) = server
+        .call(None, Method::GET, "/v1/openapi.json", None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     let mut documented = BTreeSet::new();
     for (path, ops) in doc["paths"].as_object().unwrap() {
@@ -205,7 +241,10 @@ async fn authorization_matrix_follows_the_route_table() {
         .iter()
         .map(|r| (r.method.to_owned(), r.path.to_owned()))
         .collect();
-    assert_eq!(documented, ruled, "every documented route has a rule, and every rule a documented route");
+    assert_eq!(
+        documented, ruled,
+        "every documented route has a rule, and every rule a documented route"
+    );
 
     let a = side(&env, "tenant-a").await;
     let b = side(&env, "tenant-b").await;
@@ -225,7 +264,12 @@ async fn authorization_matrix_follows_the_route_table() {
         let (path, body) = request_for(route, &a, &sim.base_url(), n);
         let (status, problem) = server.call(None, method.clone(), &path, body).await;
         if route.permission.is_some() {
-            assert_eq!(status, StatusCode::UNAUTHORIZED, "{} {path}: {problem}", route.method);
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{} {path}: {problem}",
+                route.method
+            );
             assert_eq!(problem["code"], "auth.missing");
         }
         for (role, provider, key) in &callers {
@@ -237,14 +281,24 @@ async fn authorization_matrix_follows_the_route_table() {
                     "{} {} as {role} ({}) on {} tenant",
                     route.method,
                     route.path,
-                    if *provider { "provider-wide" } else { "of tenant A" },
+                    if *provider {
+                        "provider-wide"
+                    } else {
+                        "of tenant A"
+                    },
                     if own { "its own" } else { "another" }
                 );
                 match expected(route, *role, *provider, own) {
-                    Ok(()) => assert!(status.is_success(), "{who}: want 2xx, got {status}: {answer}"),
+                    Ok(()) => assert!(
+                        status.is_success(),
+                        "{who}: want 2xx, got {status}: {answer}"
+                    ),
                     Err(want) => {
                         assert_eq!(status, want, "{who}: {answer}");
-                        assert!(answer["code"].is_string(), "{who}: a problem body: {answer}");
+                        assert!(
+                            answer["code"].is_string(),
+                            "{who}: a problem body: {answer}"
+                        );
                     }
                 }
                 checked += 1;
@@ -268,7 +322,9 @@ async fn bad_input_answers_problem_json_never_a_500() {
         },
     )
     .await;
-    tenant::create(&env.app.pool, "acme", 400, "test").await.unwrap();
+    tenant::create(&env.app.pool, "acme", 400, "test")
+        .await
+        .unwrap();
     let (_, key) = user_key(&env, None, "root", Role::Admin).await;
     let url = |p: &str| format!("{}{p}", server.base);
     let c = &server.client;
@@ -315,17 +371,27 @@ async fn bad_input_answers_problem_json_never_a_500() {
          StatusCode::UNPROCESSABLE_ENTITY, "request.invalid_body"),
     ];
     for (what, req, status, code) in cases {
-        let resp = req.bearer_auth(&key).header("x-request-id", "case-1").send().await.unwrap();
+        let resp = req
+            .bearer_auth(&key)
+            .header("x-request-id", "case-1")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), status, "{what}");
         assert_eq!(
-            resp.headers()["content-type"], "application/problem+json",
+            resp.headers()["content-type"],
+            "application/problem+json",
             "{what}"
         );
         assert_eq!(resp.headers()["x-request-id"], "case-1", "{what}");
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["code"], code, "{what}: {body}");
         assert_eq!(body["status"], status.as_u16(), "{what}");
-        assert_eq!(body["type"], format!("urn:rainlogs:problem:{code}"), "{what}");
+        assert_eq!(
+            body["type"],
+            format!("urn:rainlogs:problem:{code}"),
+            "{what}"
+        );
         assert_eq!(body["request_id"], "case-1", "{what}");
         assert!(!body["detail"].as_str().unwrap().is_empty(), "{what}");
     }
@@ -366,33 +432,60 @@ async fn refused_keys_answer_401_and_the_rate_limit_429() {
     assert_eq!(body["tenant"], "acme");
 
     let (status, body) = me("rl_test_nonsense".into()).await;
-    assert_eq!((status, &body["code"]), (StatusCode::UNAUTHORIZED, &json!("auth.malformed")));
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::UNAUTHORIZED, &json!("auth.malformed"))
+    );
     let (unknown, _, _) = account::generate_key("test").unwrap();
     let (status, body) = me(unknown.expose_secret().to_owned()).await;
-    assert_eq!((status, &body["code"]), (StatusCode::UNAUTHORIZED, &json!("auth.unknown_key")));
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::UNAUTHORIZED, &json!("auth.unknown_key"))
+    );
 
     // Expired: a key whose expiry has passed (moved into the past for the test).
-    let expiring = account::create_key(pool, user, "short", "test", Some(Utc::now() + TimeDelta::hours(1)), Utc::now(), "test")
-        .await
-        .unwrap();
+    let expiring = account::create_key(
+        pool,
+        user,
+        "short",
+        "test",
+        Some(Utc::now() + TimeDelta::hours(1)),
+        Utc::now(),
+        "test",
+    )
+    .await
+    .unwrap();
     sqlx::query("UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = $1")
         .bind(expiring.key.id)
         .execute(pool)
         .await
         .unwrap();
     let (status, body) = me(expiring.secret.expose_secret().to_owned()).await;
-    assert_eq!((status, &body["code"]), (StatusCode::UNAUTHORIZED, &json!("auth.key_expired")));
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::UNAUTHORIZED, &json!("auth.key_expired"))
+    );
     assert!(!body.to_string().contains(expiring.secret.expose_secret()));
 
     // Revoked and disabled.
-    let revoked = account::create_key(pool, user, "r", "test", None, Utc::now(), "test").await.unwrap();
-    account::revoke_key(pool, revoked.key.id, "test").await.unwrap();
+    let revoked = account::create_key(pool, user, "r", "test", None, Utc::now(), "test")
+        .await
+        .unwrap();
+    account::revoke_key(pool, revoked.key.id, "test")
+        .await
+        .unwrap();
     let (status, body) = me(revoked.secret.expose_secret().to_owned()).await;
-    assert_eq!((status, &body["code"]), (StatusCode::UNAUTHORIZED, &json!("auth.key_revoked")));
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::UNAUTHORIZED, &json!("auth.key_revoked"))
+    );
     let (other, other_key) = user_key(&env, Some("acme"), "bob", Role::Admin).await;
     account::disable_user(pool, other, "test").await.unwrap();
     let (status, body) = me(other_key).await;
-    assert_eq!((status, &body["code"]), (StatusCode::UNAUTHORIZED, &json!("auth.user_disabled")));
+    assert_eq!(
+        (status, &body["code"]),
+        (StatusCode::UNAUTHORIZED, &json!("auth.user_disabled"))
+    );
 
     // The rate limit: a burst of 3, then 429 with Retry-After; other keys unaffected.
     let (_, busy) = user_key(&env, Some("acme"), "carol", Role::Viewer).await;
@@ -428,23 +521,45 @@ async fn a_bootstrapped_admin_builds_a_tenant_whose_operator_adds_a_zone_and_lis
     let (_, root) = user_key(&env, None, "root", Role::Admin).await;
 
     let (status, t) = server
-        .call(Some(&root), Method::POST, "/v1/tenants", Some(json!({"name": "acme", "retention_days": 400})))
+        .call(
+            Some(&root),
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"name": "acme", "retention_days": 400})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{t}");
     assert_eq!(t["retention_days"], 400);
     let (status, alice) = server
-        .call(Some(&root), Method::POST, "/v1/tenants/acme/users", Some(json!({"name": "alice", "role": "operator"})))
+        .call(
+            Some(&root),
+            Method::POST,
+            "/v1/tenants/acme/users",
+            Some(json!({"name": "alice", "role": "operator"})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{alice}");
     let alice_id = alice["id"].as_str().unwrap();
     let (status, created) = server
-        .call(Some(&root), Method::POST, &format!("/v1/users/{alice_id}/keys"), Some(json!({"name": "laptop"})))
+        .call(
+            Some(&root),
+            Method::POST,
+            &format!("/v1/users/{alice_id}/keys"),
+            Some(json!({"name": "laptop"})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let alice_key = created["secret"].as_str().unwrap().to_owned();
     assert!(alice_key.starts_with("rl_test_"));
     // The secret is shown once: listing keys never has it.
-    let (_, keys) = server.call(Some(&root), Method::GET, &format!("/v1/users/{alice_id}/keys"), None).await;
+    let (_, keys) = server
+        .call(
+            Some(&root),
+            Method::GET,
+            &format!("/v1/users/{alice_id}/keys"),
+            None,
+        )
+        .await;
     assert_eq!(keys["keys"].as_array().unwrap().len(), 1);
     assert!(!keys.to_string().contains(&alice_key));
 
@@ -453,7 +568,12 @@ async fn a_bootstrapped_admin_builds_a_tenant_whose_operator_adds_a_zone_and_lis
     let new_zone = json!({"cf_zone_id": cf, "name": "acme.example", "token": CF_TOKEN,
                           "simulator_url": sim.base_url(), "backfill_minutes": 30});
     let (status, zone) = server
-        .call(Some(&alice_key), Method::POST, "/v1/tenants/acme/zones", Some(new_zone.clone()))
+        .call(
+            Some(&alice_key),
+            Method::POST,
+            "/v1/tenants/acme/zones",
+            Some(new_zone.clone()),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{zone}");
     assert!(!zone.to_string().contains(CF_TOKEN));
@@ -465,7 +585,12 @@ async fn a_bootstrapped_admin_builds_a_tenant_whose_operator_adds_a_zone_and_lis
     wrong["cf_zone_id"] = json!("fedcba9876543210fedcba9876543210");
     wrong["token"] = json!("not-the-token");
     let (status, problem) = server
-        .call(Some(&alice_key), Method::POST, "/v1/tenants/acme/zones", Some(wrong))
+        .call(
+            Some(&alice_key),
+            Method::POST,
+            "/v1/tenants/acme/zones",
+            Some(wrong),
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
     assert_eq!(problem["code"], "zone.token_refused");
@@ -505,38 +630,75 @@ async fn a_bootstrapped_admin_builds_a_tenant_whose_operator_adds_a_zone_and_lis
     assert_eq!(seen.len() as u64, planned);
     assert!(seen.windows(2).all(|w| w[0] != w[1]), "no window twice");
     let (status, coverage) = server
-        .call(Some(&alice_key), Method::GET, &format!("/v1/zones/{zone_id}/coverage"), None)
+        .call(
+            Some(&alice_key),
+            Method::GET,
+            &format!("/v1/zones/{zone_id}/coverage"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{coverage}");
     assert_eq!(coverage["states"]["planned"].as_u64(), Some(planned));
 
     // The operator may not manage users, nor see another tenant.
-    tenant::create(&env.app.pool, "globex", 400, "test").await.unwrap();
+    tenant::create(&env.app.pool, "globex", 400, "test")
+        .await
+        .unwrap();
     let (status, _) = server
-        .call(Some(&alice_key), Method::POST, "/v1/tenants/acme/users", Some(json!({"name": "eve", "role": "admin"})))
+        .call(
+            Some(&alice_key),
+            Method::POST,
+            "/v1/tenants/acme/users",
+            Some(json!({"name": "eve", "role": "admin"})),
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = server.call(Some(&alice_key), Method::GET, "/v1/tenants/globex", None).await;
+    let (status, _) = server
+        .call(Some(&alice_key), Method::GET, "/v1/tenants/globex", None)
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (_, tenants) = server.call(Some(&alice_key), Method::GET, "/v1/tenants", None).await;
+    let (_, tenants) = server
+        .call(Some(&alice_key), Method::GET, "/v1/tenants", None)
+        .await;
     assert_eq!(tenants["tenants"].as_array().unwrap().len(), 1);
 
     // Every change is in the audit log: who (and in which role), what, old → new.
     let (status, paused) = server
-        .call(Some(&alice_key), Method::POST, &format!("/v1/zones/{zone_id}/pause"), None)
+        .call(
+            Some(&alice_key),
+            Method::POST,
+            &format!("/v1/zones/{zone_id}/pause"),
+            None,
+        )
         .await;
     assert_eq!((status, &paused["paused"]), (StatusCode::OK, &json!(true)));
     let (status, log) = server
-        .call(Some(&root), Method::GET, "/v1/tenants/acme/audit-events?operation=zone.*", None)
+        .call(
+            Some(&root),
+            Method::GET,
+            "/v1/tenants/acme/audit-events?operation=zone.*",
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{log}");
     let events = log["events"].as_array().unwrap();
-    let ops: Vec<&str> = events.iter().map(|e| e["operation"].as_str().unwrap()).collect();
+    let ops: Vec<&str> = events
+        .iter()
+        .map(|e| e["operation"].as_str().unwrap())
+        .collect();
     assert_eq!(ops, ["zone.pause", "zone.add"], "newest first");
     assert_eq!(events[0]["actor"], "api:alice@acme:operator");
-    assert_eq!(events[0]["detail"]["paused"], json!({"from": false, "to": true}));
+    assert_eq!(
+        events[0]["detail"]["paused"],
+        json!({"from": false, "to": true})
+    );
     let (_, all) = server
-        .call(Some(&root), Method::GET, "/v1/tenants/acme/audit-events?page_size=2", None)
+        .call(
+            Some(&root),
+            Method::GET,
+            "/v1/tenants/acme/audit-events?page_size=2",
+            None,
+        )
         .await;
     assert_eq!(all["events"].as_array().unwrap().len(), 2);
     assert!(!all["next_page_token"].as_str().unwrap().is_empty());

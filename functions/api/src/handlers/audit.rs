@@ -114,8 +114,19 @@ pub async fn list(
         to: q.to,
     };
     let filters = (t.id, zone, &q.operation, &q.actor, &q.result, q.from, q.to);
-    let req = PageRequest::<i64>::parse("audit-events", &filters, q.page_size, q.page_token.as_deref())?;
-    let mut rows = audit::list(&api.services().pool, &filter, req.after, req.size as i64 + 1).await?;
+    let req = PageRequest::<i64>::parse(
+        "audit-events",
+        &filters,
+        q.page_size,
+        q.page_token.as_deref(),
+    )?;
+    let mut rows = audit::list(
+        &api.services().pool,
+        &filter,
+        req.after,
+        req.size as i64 + 1,
+    )
+    .await?;
     let more = rows.len() > req.size;
     rows.truncate(req.size);
     let next_page_token = match (more, rows.last()) {

@@ -53,7 +53,8 @@ pub async fn queues(
             "this API runs without Redis (RAINLOGS_REDIS_URL)",
         ));
     };
-    let failed = |e: &dyn std::fmt::Display| Problem::internal("redis.query", ErrorClass::Retryable, e);
+    let failed =
+        |e: &dyn std::fmt::Display| Problem::internal("redis.query", ErrorClass::Retryable, e);
     let mut queues = Vec::new();
     for name in queue.known_queues().await.map_err(|e| failed(&e))? {
         let stats = queue.stats(&name).await.map_err(|e| failed(&e))?;

@@ -91,15 +91,25 @@ fn path_problem(rejection: &PathRejection) -> Problem {
 
 /// The tenant named by a path parameter (name or id), if `principal` sees it; another
 /// tenant's answers as an unknown one.
-pub(crate) async fn tenant_of(api: &Api, principal: &Principal, tenant: &str) -> Result<TenantRow, Problem> {
+pub(crate) async fn tenant_of(
+    api: &Api,
+    principal: &Principal,
+    tenant: &str,
+) -> Result<TenantRow, Problem> {
     let row = tenant::get(&api.services().pool, tenant).await?;
-    visible(principal, Some(row.id), || TenantError::Unknown(tenant.to_owned()).into())?;
+    visible(principal, Some(row.id), || {
+        TenantError::Unknown(tenant.to_owned()).into()
+    })?;
     Ok(row)
 }
 
 /// The zone named by a path parameter (Rainlogs id or Cloudflare zone id), if
 /// `principal` sees it; another tenant's answers as an unknown one.
-pub(crate) async fn zone_of(api: &Api, principal: &Principal, zone: &str) -> Result<ZoneRow, Problem> {
+pub(crate) async fn zone_of(
+    api: &Api,
+    principal: &Principal,
+    zone: &str,
+) -> Result<ZoneRow, Problem> {
     let unknown = || Problem::from(ZoneError::UnknownZone(zone.to_owned()));
     // Names are not accepted here: a name shared across tenants would be refused as
     // ambiguous, telling a caller that another tenant has a zone of that name.

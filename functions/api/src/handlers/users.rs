@@ -223,14 +223,23 @@ pub async fn add(
 ) -> Result<(StatusCode, Json<User>), Problem> {
     let t = tenant_of(&api, &p, &tenant).await?;
     let pool = &api.services().pool;
-    let id = account::add_user(pool, Some(t.id.to_string().as_str()), &new.name, new.role.into(), &p.actor()).await?;
+    let id = account::add_user(
+        pool,
+        Some(t.id.to_string().as_str()),
+        &new.name,
+        new.role.into(),
+        &p.actor(),
+    )
+    .await?;
     Ok(created(account::get_user(pool, id).await?.into()))
 }
 
 /// A user `principal` sees; any other answers as unknown.
 async fn user_of(api: &Api, p: &Principal, user: Uuid) -> Result<UserRow, Problem> {
     let row = account::get_user(&api.services().pool, user).await?;
-    visible(p, row.tenant_id, || AccountError::UnknownUser(user.to_string()).into())?;
+    visible(p, row.tenant_id, || {
+        AccountError::UnknownUser(user.to_string()).into()
+    })?;
     Ok(row)
 }
 

@@ -164,7 +164,11 @@ pub async fn run(
             "zone": zone_scope, "from": req.from, "to": req.to, "deep": req.deep,
             "zones": outcome.zones.len(), "findings": outcome.counts.findings,
         }),
-        ..AuditEvent::new(&actor, "verify.run", if outcome.clean() { "ok" } else { "findings" })
+        ..AuditEvent::new(
+            &actor,
+            "verify.run",
+            if outcome.clean() { "ok" } else { "findings" },
+        )
     };
     audit::record(&services.pool, &event)
         .await

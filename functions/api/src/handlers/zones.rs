@@ -315,7 +315,8 @@ pub async fn list(
     Query(q): Query<super::tenants::PageQuery>,
 ) -> Result<Json<ZonePage>, Problem> {
     let t = tenant_of(&api, &p, &tenant).await?;
-    let req = PageRequest::<(String, Uuid)>::parse("zones", &t.id, q.page_size, q.page_token.as_deref())?;
+    let req =
+        PageRequest::<(String, Uuid)>::parse("zones", &t.id, q.page_size, q.page_token.as_deref())?;
     let zones = zone::list_of(&api.services().pool, Some(t.id)).await?;
     let (page, next_page_token) = slice(zones, |z| (z.name.clone(), z.id), &req);
     Ok(Json(ZonePage {
@@ -372,8 +373,11 @@ pub async fn add(
             services.cloudflare.clone(),
         )),
         ZoneMode::Pull | ZoneMode::Hybrid => Box::new(
-            rainlogs_fetch::LogpullProbe::new(services.logpull.clone(), services.cloudflare.clone())
-                .enabling_retention(req.enable_retention),
+            rainlogs_fetch::LogpullProbe::new(
+                services.logpull.clone(),
+                services.cloudflare.clone(),
+            )
+            .enabling_retention(req.enable_retention),
         ),
     };
     let new = NewZone {
@@ -409,7 +413,9 @@ pub async fn add(
     audit::record(&services.pool, &event)
         .await
         .map_err(|e| DbError::query("write zone audit row", e))?;
-    Ok(created(zone::get(&services.pool, &id.to_string()).await?.into()))
+    Ok(created(
+        zone::get(&services.pool, &id.to_string()).await?.into(),
+    ))
 }
 
 /// One zone, by Rainlogs id or Cloudflare zone id.
@@ -426,7 +432,12 @@ pub async fn get(
     Ok(Json(zone_of(&api, &p, &zone).await?.into()))
 }
 
-async fn set_paused(api: &Api, p: &Principal, zone: &str, paused: bool) -> Result<Json<Zone>, Problem> {
+async fn set_paused(
+    api: &Api,
+    p: &Principal,
+    zone: &str,
+    paused: bool,
+) -> Result<Json<Zone>, Problem> {
     let z = zone_of(api, p, zone).await?;
     let pool = &api.services().pool;
     zone::set_paused_by(pool, &z.id.to_string(), paused, &p.actor()).await?;
@@ -475,7 +486,13 @@ pub async fn set_mode(
     Body(req): Body<ModeRequest>,
 ) -> Result<Json<ModeChange>, Problem> {
     let z = zone_of(&api, &p, &zone).await?;
-    let old = zone::set_mode(&api.services().pool, &z.id.to_string(), req.mode.into(), &p.actor()).await?;
+    let old = zone::set_mode(
+        &api.services().pool,
+        &z.id.to_string(),
+        req.mode.into(),
+        &p.actor(),
+    )
+    .await?;
     Ok(Json(ModeChange {
         zone: z.id,
         from: old.into(),
@@ -498,10 +515,20 @@ pub async fn retry_failed(
 ) -> Result<Json<RetryReport>, Problem> {
     let z = zone_of(&api, &p, &zone).await?;
     let services = api.services();
-    let r = zone::retry_failed(&services.pool, &z.id.to_string(), req.from, req.to, Utc::now(), &p.actor()).await?;
+    let r = zone::retry_failed(
+        &services.pool,
+        &z.id.to_string(),
+        req.from,
+        req.to,
+        Utc::now(),
+        &p.actor(),
+    )
+    .await?;
     let enqueued = match &services.queue {
         Some(queue) if !r.paused && !r.replanned.is_empty() => {
-            match rainlogs_dispatcher::reconcile::enqueue_fetches(queue, r.tenant, &r.replanned).await {
+            match rainlogs_dispatcher::reconcile::enqueue_fetches(queue, r.tenant, &r.replanned)
+                .await
+            {
                 Ok(report) => Some(report.enqueued + report.duplicates),
                 Err(e) => {
                     // Planned in the ledger: the reconciler sends them; not an error.
@@ -537,7 +564,14 @@ pub async fn coverage(
     Query(q): Query<RangeQuery>,
 ) -> Result<Json<Coverage>, Problem> {
     let z = zone_of(&api, &p, &zone).await?;
-    let c = zone::coverage(&api.services().pool, &z.id.to_string(), q.from, q.to, Utc::now()).await?;
+    let c = zone::coverage(
+        &api.services().pool,
+        &z.id.to_string(),
+        q.from,
+        q.to,
+        Utc::now(),
+    )
+    .await?;
     Ok(Json(Coverage {
         from: c.from,
         to: c.to,
@@ -574,10 +608,14 @@ pub async fn windows(
     let pool = &api.services().pool;
     let filters = (z.id, q.from, q.to, &q.dataset);
     type Cursor = (DateTime<Utc>, DateTime<Utc>, i64);
-    let req = PageRequest::<Cursor>::parse("windows", &filters, q.page_size, q.page_token.as_deref())?;
+    let req =
+        PageRequest::<Cursor>::parse("windows", &filters, q.page_size, q.page_token.as_deref())?;
     // Postgres' timestamptz spans these; chrono's own extremes it does not.
-    let from = q.from.unwrap_or_else(|| Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap());
-    let to = q.to.unwrap_or_else(|| Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0).unwrap());
+    let from = q
+        .from
+        .unwrap_or_else(|| Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap());
+    let to =
+        q.to.unwrap_or_else(|| Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0).unwrap());
     if from >= to {
         return Err(Problem::unprocessable(
             "request.empty_range",

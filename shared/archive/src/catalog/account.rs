@@ -80,7 +80,9 @@ impl Role {
         use Permission::*;
         match self {
             Role::Admin => true,
-            Role::Operator => matches!(permission, ReadMetadata | Verify | ManageZones | ReadHealth),
+            Role::Operator => {
+                matches!(permission, ReadMetadata | Verify | ManageZones | ReadHealth)
+            }
             Role::Auditor => matches!(permission, ReadMetadata | ReadAudit | Verify),
             Role::Viewer => matches!(permission, ReadMetadata),
         }
@@ -245,7 +247,10 @@ pub fn valid_env(env: &str) -> bool {
 }
 
 fn checksum(head: &str) -> String {
-    base62(&crc32fast::hash(head.as_bytes()).to_be_bytes(), CHECKSUM_CHARS)
+    base62(
+        &crc32fast::hash(head.as_bytes()).to_be_bytes(),
+        CHECKSUM_CHARS,
+    )
 }
 
 /// A well-formed key's parts ([`parse_key`]).
@@ -486,13 +491,11 @@ pub async fn resolve_user(pool: &PgPool, user: &str) -> Result<Uuid, AccountErro
     if let Ok(id) = Uuid::parse_str(user) {
         return Ok(get_user(pool, id).await?.id);
     }
-    let found: Vec<Uuid> = sqlx::query_scalar!(
-        "SELECT id FROM api_users WHERE name = $1 LIMIT 2",
-        user
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(|e| DbError::query("find user", e))?;
+    let found: Vec<Uuid> =
+        sqlx::query_scalar!("SELECT id FROM api_users WHERE name = $1 LIMIT 2", user)
+            .fetch_all(pool)
+            .await
+            .map_err(|e| DbError::query("find user", e))?;
     match found[..] {
         [id] => Ok(id),
         [] => Err(AccountError::UnknownUser(user.to_owned())),
@@ -736,7 +739,14 @@ mod tests {
             let changed = String::from_utf8(bytes).unwrap();
             assert!(parse_key(&changed).is_none(), "{i}");
         }
-        for bad in ["", "rl_", "rl_live_", "rl_LIVE_x", "Bearer x", "rl_live_ünïcode"] {
+        for bad in [
+            "",
+            "rl_",
+            "rl_live_",
+            "rl_LIVE_x",
+            "Bearer x",
+            "rl_live_ünïcode",
+        ] {
             assert!(parse_key(bad).is_none(), "{bad}");
         }
         assert!(generate_key("Live").is_err());

@@ -413,7 +413,11 @@ pub async fn set_paused_by(
             "paused": {"from": was_paused, "to": paused},
             "cleared_park_reason": cleared_reason,
         }),
-        ..AuditEvent::new(actor, if paused { "zone.pause" } else { "zone.resume" }, "ok")
+        ..AuditEvent::new(
+            actor,
+            if paused { "zone.pause" } else { "zone.resume" },
+            "ok",
+        )
     };
     audit::record(&mut *tx, &event)
         .await
