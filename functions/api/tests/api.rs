@@ -707,3 +707,69 @@ async fn a_bootstrapped_admin_builds_a_tenant_whose_operator_adds_a_zone_and_lis
     sim.shutdown().await.unwrap();
     env.teardown().await;
 }
+
+/// The `rainlogs-api` binary reads the same env file as every Rainlogs binary, serves
+/// on `RAINLOGS_API_ADDR`, and refuses a bad setting naming it.
+#[tokio::test]
+async fn the_binary_serves_from_the_env_file_and_names_a_bad_setting() {
+    let env = TestEnv::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("env");
+    let mut src = env.src.clone();
+    src.set("RAINLOGS_API_RATE_PER_SEC", "0");
+    rainlogs_integration_tests::write_env_file(&src, &env_file);
+    let run = |file: &std::path::Path| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_rainlogs-api"))
+            .env_clear()
+            .env("RAINLOGS_ENV_FILE", file)
+            .kill_on_drop(true)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("rainlogs-api starts")
+    };
+    let out = run(&env_file).wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("RAINLOGS_API_RATE_PER_SEC"), "{stderr}");
+
+    // A free port: bound and released (another process could take it between; rare).
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    src.remove("RAINLOGS_API_RATE_PER_SEC");
+    src.set("RAINLOGS_API_ADDR", addr.to_string());
+    rainlogs_integration_tests::write_env_file(&src, &env_file);
+    let mut child = run(&env_file);
+    let client = reqwest::Client::new();
+    let health = rainlogs_integration_tests::wait_for(
+        "the API answers /v1/health",
+        std::time::Duration::from_secs(30),
+        || {
+            let client = client.clone();
+            async move {
+                let resp = client
+                    .get(format!("http://{addr}/v1/health"))
+                    .send()
+                    .await
+                    .ok()?;
+                resp.json::<Value>().await.ok()
+            }
+        },
+    )
+    .await;
+    assert_eq!(health["status"], "ok");
+    let resp = client
+        .get(format!("http://{addr}/v1/tenants"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        resp.headers()["www-authenticate"],
+        "Bearer realm=\"rainlogs\""
+    );
+    child.kill().await.unwrap();
+    env.teardown().await;
+}
