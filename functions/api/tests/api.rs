@@ -773,3 +773,186 @@ async fn the_binary_serves_from_the_env_file_and_names_a_bad_setting() {
     child.kill().await.unwrap();
     env.teardown().await;
 }
+
+/// The Lambda Runtime API, as far as a function uses it: hands out events, collects
+/// responses and errors.
+mod runtime {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use axum::extract::{Path, State};
+    use axum::http::{HeaderMap, HeaderValue, StatusCode};
+    use axum::response::IntoResponse;
+    use axum::routing::{get, post};
+    use axum::Router;
+    use serde_json::Value;
+
+    #[derive(Default)]
+    pub struct Runtime {
+        pub events: VecDeque<(String, Value)>,
+        pub responses: Vec<(String, Value)>,
+        pub errors: Vec<String>,
+    }
+
+    pub type Shared = Arc<Mutex<Runtime>>;
+
+    async fn next(State(rt): State<Shared>) -> impl IntoResponse {
+        // Long-polls as the real API does: answers once there is an event.
+        loop {
+            if let Some((id, event)) = rt.lock().unwrap().events.pop_front() {
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    "lambda-runtime-aws-request-id",
+                    HeaderValue::from_str(&id).unwrap(),
+                );
+                let deadline = (chrono::Utc::now().timestamp_millis() + 60_000).to_string();
+                headers.insert(
+                    "lambda-runtime-deadline-ms",
+                    HeaderValue::from_str(&deadline).unwrap(),
+                );
+                headers.insert(
+                    "lambda-runtime-invoked-function-arn",
+                    HeaderValue::from_static(
+                        "arn:aws:lambda:eu-central-1:000000000000:function:api",
+                    ),
+                );
+                headers.insert(
+                    "lambda-runtime-trace-id",
+                    HeaderValue::from_static("Root=1-0-0"),
+                );
+                return (headers, axum::Json(event));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn response(
+        State(rt): State<Shared>,
+        Path(id): Path<String>,
+        body: axum::body::Bytes,
+    ) -> StatusCode {
+        let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        rt.lock().unwrap().responses.push((id, value));
+        StatusCode::ACCEPTED
+    }
+
+    async fn error(State(rt): State<Shared>, body: axum::body::Bytes) -> StatusCode {
+        rt.lock()
+            .unwrap()
+            .errors
+            .push(String::from_utf8_lossy(&body).into_owned());
+        StatusCode::ACCEPTED
+    }
+
+    pub fn router(rt: Shared) -> Router {
+        Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(response),
+            )
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+            .route("/2018-06-01/runtime/init/error", post(error))
+            .with_state(rt)
+    }
+
+    /// A function URL event (payload format 2.0).
+    pub fn function_url_event(method: &str, path: &str, key: &str, body: Option<&str>) -> Value {
+        serde_json::json!({
+            "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+            "headers": {"authorization": format!("Bearer {key}"), "content-type": "application/json",
+                        "host": "abc.lambda-url.eu-central-1.on.aws"},
+            "requestContext": {
+                "accountId": "anonymous", "apiId": "abc", "domainName": "abc.lambda-url.eu-central-1.on.aws",
+                "domainPrefix": "abc",
+                "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "198.51.100.7",
+                         "userAgent": "curl/8"},
+                "requestId": "req", "routeKey": "$default", "stage": "$default",
+                "time": "07/Dec/2026:16:00:00 +0000", "timeEpoch": 1796659200000u64,
+            },
+            "body": body, "isBase64Encoded": false,
+        })
+    }
+}
+
+/// Under a Lambda runtime (`AWS_LAMBDA_RUNTIME_API`) the binary serves function URL
+/// invocations with the same router: authentication, answers and problems alike.
+#[tokio::test]
+async fn the_binary_serves_function_url_invocations_under_a_lambda_runtime() {
+    let env = TestEnv::new().await;
+    tenant::create(&env.app.pool, "acme", 400, "test")
+        .await
+        .unwrap();
+    let (_, key) = user_key(&env, Some("acme"), "alice", Role::Admin).await;
+    let rt: runtime::Shared = Default::default();
+    {
+        let mut r = rt.lock().unwrap();
+        r.events.push_back((
+            "me".into(),
+            runtime::function_url_event("GET", "/v1/me", &key, None),
+        ));
+        r.events.push_back((
+            "hidden".into(),
+            runtime::function_url_event("GET", "/v1/tenants/globex", &key, None),
+        ));
+        r.events.push_back((
+            "malformed".into(),
+            runtime::function_url_event(
+                "PATCH",
+                "/v1/tenants/acme",
+                &key,
+                Some("{\"legal_hold\": "),
+            ),
+        ));
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let runtime_addr = listener.local_addr().unwrap();
+    let router = runtime::router(rt.clone());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("env");
+    rainlogs_integration_tests::write_env_file(&env.src, &env_file);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rainlogs-api"))
+        .env_clear()
+        .env("RAINLOGS_ENV_FILE", &env_file)
+        .env("AWS_LAMBDA_RUNTIME_API", runtime_addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "api")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/api")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("rainlogs-api starts");
+    let answers = rainlogs_integration_tests::wait_for(
+        "three invocations answered",
+        std::time::Duration::from_secs(60),
+        || {
+            let rt = rt.clone();
+            async move {
+                let r = rt.lock().unwrap();
+                assert!(r.errors.is_empty(), "invocation errors: {:?}", r.errors);
+                (r.responses.len() == 3).then(|| r.responses.clone())
+            }
+        },
+    )
+    .await;
+    child.kill().await.unwrap();
+    server.abort();
+    let body = |i: usize| -> Value {
+        serde_json::from_str(answers[i].1["body"].as_str().unwrap()).unwrap()
+    };
+    assert_eq!(answers[0].0, "me");
+    assert_eq!(answers[0].1["statusCode"], 200, "{}", answers[0].1);
+    assert_eq!(body(0)["user"], "alice");
+    assert_eq!(answers[1].1["statusCode"], 404, "{}", answers[1].1);
+    assert_eq!(body(1)["code"], "tenant.unknown");
+    assert_eq!(answers[2].1["statusCode"], 400, "{}", answers[2].1);
+    assert_eq!(body(2)["code"], "request.malformed_json");
+    env.teardown().await;
+}
