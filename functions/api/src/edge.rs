@@ -65,12 +65,29 @@ fn request_id(req: &Request) -> String {
         .unwrap_or_else(|| Uuid::new_v4().to_string())
 }
 
+/// Whether the path or query hold an encoded NUL, which no parameter accepts (and
+/// Postgres text cannot hold).
+fn has_nul(req: &Request) -> bool {
+    let raw = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("");
+    raw.as_bytes()
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0')
+}
+
 async fn guard(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
     let id = request_id(&req);
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let started = Instant::now();
+    let nul = has_nul(&req);
     let mut resp = REQUEST_ID
         .scope(id.clone(), async move {
+            if nul {
+                return Problem::bad_request(
+                    "request.nul_character",
+                    "the path or query holds a NUL character (%00), which no parameter accepts",
+                )
+                .into_response();
+            }
             let run = AssertUnwindSafe(next.run(req)).catch_unwind();
             match tokio::time::timeout(timeout, run).await {
                 Ok(Ok(resp)) => resp,

@@ -155,12 +155,6 @@ impl IntoResponse for Problem {
     }
 }
 
-impl<E: Classify + std::fmt::Display> From<&E> for Problem {
-    fn from(e: &E) -> Self {
-        Problem::of(e)
-    }
-}
-
 macro_rules! from_domain {
     ($($t:ty),* $(,)?) => {$(
         impl From<$t> for Problem {

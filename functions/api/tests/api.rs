@@ -367,6 +367,11 @@ async fn bad_input_answers_problem_json_never_a_500() {
          StatusCode::CONFLICT, "tenant.exists"),
         ("unknown route", c.get(url("/v2/tenants")), StatusCode::NOT_FOUND, "route.not_found"),
         ("wrong method", c.delete(url("/v1/tenants")), StatusCode::METHOD_NOT_ALLOWED, "route.method_not_allowed"),
+        ("NUL in a body", c.post(url("/v1/tenants")).json(&json!({"name": "a\u{0}b"})),
+         StatusCode::UNPROCESSABLE_ENTITY, "request.nul_character"),
+        ("NUL in a path", c.get(url("/v1/tenants/a%00b")), StatusCode::BAD_REQUEST, "request.nul_character"),
+        ("NUL in a query", c.get(url("/v1/tenants/acme/audit-events?actor=%00")),
+         StatusCode::BAD_REQUEST, "request.nul_character"),
         ("bad role", c.post(url("/v1/tenants/acme/users")).json(&json!({"name": "x", "role": "root"})),
          StatusCode::UNPROCESSABLE_ENTITY, "request.invalid_body"),
     ];

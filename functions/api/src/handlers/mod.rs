@@ -30,7 +30,46 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
-        match axum::Json::<T>::from_request(req, state).await {
+        let json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|mime| {
+                let mime = mime.trim().to_ascii_lowercase();
+                mime == "application/json" || mime.ends_with("+json")
+            })
+            .unwrap_or(false);
+        if !json {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "request.unsupported_media_type",
+                "the body must be JSON: send Content-Type: application/json",
+            ));
+        }
+        // Read within the body limit (413 beyond), then parse.
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(bytes) => bytes,
+            Err(rejection) => {
+                return Err(Problem::new(
+                    rejection.status(),
+                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        "request.too_large"
+                    } else {
+                        "request.unreadable_body"
+                    },
+                    rejection.body_text(),
+                ))
+            }
+        };
+        // Postgres text cannot hold NUL: refused here, not as a failed query later.
+        if bytes.windows(6).any(|w| w == b"\\u0000") {
+            return Err(Problem::unprocessable(
+                "request.nul_character",
+                "the body holds a NUL character (\\u0000), which no field accepts",
+            ));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Body(v)),
             Err(rejection) => Err(json_problem(&rejection)),
         }
