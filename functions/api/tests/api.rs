@@ -714,9 +714,10 @@ async fn a_bootstrapped_admin_builds_a_tenant_whose_operator_adds_a_zone_and_lis
 }
 
 /// The `rainlogs-api` binary reads the same env file as every Rainlogs binary, serves
-/// on `RAINLOGS_API_ADDR`, and refuses a bad setting naming it.
+/// on `RAINLOGS_API_ADDR`, refuses a bad setting naming it, and logs failed
+/// authentications with their reason but never the presented key.
 #[tokio::test]
-async fn the_binary_serves_from_the_env_file_and_names_a_bad_setting() {
+async fn the_binary_serves_from_the_env_file_names_a_bad_setting_and_logs_no_key() {
     let env = TestEnv::new().await;
     let dir = tempfile::tempdir().unwrap();
     let env_file = dir.path().join("env");
@@ -747,6 +748,13 @@ async fn the_binary_serves_from_the_env_file_and_names_a_bad_setting() {
     src.set("RAINLOGS_API_ADDR", addr.to_string());
     rainlogs_integration_tests::write_env_file(&src, &env_file);
     let mut child = run(&env_file);
+    // The log goes to stderr: read it as it comes, to look for secrets afterwards.
+    let mut stderr = child.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+        text
+    });
     let client = reqwest::Client::new();
     let health = rainlogs_integration_tests::wait_for(
         "the API answers /v1/health",
@@ -775,7 +783,47 @@ async fn the_binary_serves_from_the_env_file_and_names_a_bad_setting() {
         resp.headers()["www-authenticate"],
         "Bearer realm=\"rainlogs\""
     );
+    // Failed authentications are logged with their reason, never the presented key.
+    let (unknown, _, _) = account::generate_key("test").unwrap();
+    tenant::create(&env.app.pool, "acme", 400, "test")
+        .await
+        .unwrap();
+    let (user, _) = user_key(&env, Some("acme"), "alice", Role::Viewer).await;
+    let revoked = account::create_key(&env.app.pool, user, "r", "test", None, Utc::now(), "test")
+        .await
+        .unwrap();
+    account::revoke_key(&env.app.pool, revoked.key.id, "test")
+        .await
+        .unwrap();
+    let secrets = [
+        unknown.expose_secret().to_owned(),
+        revoked.secret.expose_secret().to_owned(),
+        "rl_test_malformed-key-value".to_owned(),
+    ];
+    for secret in &secrets {
+        let resp = client
+            .get(format!("http://{addr}/v1/me"))
+            .bearer_auth(secret)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
     child.kill().await.unwrap();
+    let log = log.await.unwrap();
+    for code in ["auth.unknown_key", "auth.key_revoked", "auth.malformed"] {
+        assert!(log.contains(code), "{code} logged: {log}");
+    }
+    for secret in &secrets {
+        assert!(
+            !log.contains(secret.as_str()),
+            "a presented key in the log: {log}"
+        );
+        assert!(
+            !log.contains(&secret[8..20]),
+            "part of a presented key in the log"
+        );
+    }
     env.teardown().await;
 }
 
