@@ -42,7 +42,7 @@ impl Modify for BearerKey {
         health::live, health::queues,
         users::me,
         tenants::list, tenants::create, tenants::get, tenants::update,
-        zones::list, zones::add, zones::get, zones::pause, zones::resume, zones::set_mode,
+        zones::list, zones::add, zones::get, zones::update, zones::pause, zones::resume, zones::set_mode,
         zones::retry_failed, zones::coverage, zones::windows,
         audit::list,
         verify::run,

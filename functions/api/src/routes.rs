@@ -87,6 +87,7 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/v1/tenants/{tenant}/users", ManageUsers, Tenant),
     route("POST", "/v1/tenants/{tenant}/users", ManageUsers, Tenant),
     route("GET", "/v1/zones/{zone}", ReadMetadata, Tenant),
+    route("PATCH", "/v1/zones/{zone}", ManageTenants, Tenant),
     route("POST", "/v1/zones/{zone}/pause", ManageZones, Tenant),
     route("POST", "/v1/zones/{zone}/resume", ManageZones, Tenant),
     route("PUT", "/v1/zones/{zone}/mode", ManageZones, Tenant),
@@ -132,7 +133,7 @@ pub(crate) fn router(api: Api) -> Router {
             "/v1/tenants/{tenant}/users",
             get(users::list).post(users::add),
         )
-        .route("/v1/zones/{zone}", get(zones::get))
+        .route("/v1/zones/{zone}", get(zones::get).patch(zones::update))
         .route("/v1/zones/{zone}/pause", post(zones::pause))
         .route("/v1/zones/{zone}/resume", post(zones::resume))
         .route("/v1/zones/{zone}/mode", put(zones::set_mode))

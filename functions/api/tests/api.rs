@@ -183,6 +183,7 @@ fn request_for(route: &Route, side: &Side, sim: &str, n: usize) -> (String, Opti
         ("POST", "/v1/tenants/{tenant}/users") => {
             Some(json!({"name": format!("u{n}"), "role": "viewer"}))
         }
+        ("PATCH", "/v1/zones/{zone}") => Some(json!({"legal_hold": true})),
         ("PUT", "/v1/zones/{zone}/mode") => Some(json!({"mode": "pull"})),
         ("POST", "/v1/zones/{zone}/retry-failed") => Some(json!({})),
         ("POST", "/v1/users/{user}/keys") => Some(json!({"name": format!("k{n}")})),
@@ -667,6 +668,30 @@ async fn a_bootstrapped_admin_builds_a_tenant_whose_operator_adds_a_zone_and_lis
         .await;
     assert_eq!(tenants["tenants"].as_array().unwrap().len(), 1);
 
+    // Retention and legal hold are an admin's: of the tenant, and of a zone.
+    let (status, _) = server
+        .call(
+            Some(&alice_key),
+            Method::PATCH,
+            &format!("/v1/zones/{cf}"),
+            Some(json!({"legal_hold": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, held) = server
+        .call(
+            Some(&root),
+            Method::PATCH,
+            &format!("/v1/zones/{cf}"),
+            Some(json!({"legal_hold": true, "retention_days": 500})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{held}");
+    assert_eq!(
+        (&held["legal_hold"], &held["retention_days"]),
+        (&json!(true), &json!(500))
+    );
+
     // Every change is in the audit log: who (and in which role), what, old → new.
     let (status, paused) = server
         .call(
@@ -691,7 +716,7 @@ async fn a_bootstrapped_admin_builds_a_tenant_whose_operator_adds_a_zone_and_lis
         .iter()
         .map(|e| e["operation"].as_str().unwrap())
         .collect();
-    assert_eq!(ops, ["zone.pause", "zone.add"], "newest first");
+    assert_eq!(ops, ["zone.pause", "zone.set", "zone.add"], "newest first");
     assert_eq!(events[0]["actor"], "api:alice@acme:operator");
     assert_eq!(
         events[0]["detail"]["paused"],

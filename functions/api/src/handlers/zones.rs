@@ -8,7 +8,9 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chrono::{DateTime, TimeZone, Utc};
 use rainlogs_archive::audit::{self, AuditEvent};
-use rainlogs_archive::catalog::zone::{self, NewZone, ZoneMode, ZoneProbe, ZoneRow};
+use rainlogs_archive::catalog::zone::{
+    self, NewZone, ZoneMode, ZoneProbe, ZoneRetentionChange, ZoneRow,
+};
 use rainlogs_archive::endpoint::{EndpointKind, ZoneEndpoint};
 use rainlogs_archive::verify::{self as verification, WindowRow};
 use rainlogs_core::db::DbError;
@@ -442,6 +444,69 @@ async fn set_paused(
     let pool = &api.services().pool;
     zone::set_paused_by(pool, &z.id.to_string(), paused, &p.actor()).await?;
     Ok(Json(zone::get(pool, &z.id.to_string()).await?.into()))
+}
+
+/// A change of a zone's retention override and/or legal hold.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneChange {
+    /// Keep this zone's archives this many days (1-36500), overriding the tenant's;
+    /// below 395 needs `confirm_short_retention`.
+    pub retention_days: Option<i32>,
+    /// Drop the override: the tenant's retention applies again.
+    #[serde(default)]
+    pub inherit_retention: bool,
+    /// A legal hold stops every deletion of the zone's archives.
+    pub legal_hold: Option<bool>,
+    #[serde(default)]
+    pub confirm_short_retention: bool,
+}
+
+/// A zone's retention settings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ZoneRetention {
+    pub zone: Uuid,
+    /// The zone's own retention; `null`: the tenant's applies.
+    pub retention_days: Option<i32>,
+    pub legal_hold: bool,
+}
+
+/// Changes a zone's retention override and/or legal hold (admins). Audited as
+/// `zone.set` with the old and new values.
+#[utoipa::path(patch, path = "/v1/zones/{zone}", tag = "zones", request_body = ZoneChange,
+    params(("zone" = String, Path, description = "Rainlogs zone id or Cloudflare zone id")),
+    responses((status = 200, body = ZoneRetention),
+              (status = "4XX", body = ProblemBody, content_type = "application/problem+json")),
+    security(("api_key" = [])))]
+pub async fn update(
+    State(api): State<Api>,
+    Extension(p): Extension<Principal>,
+    Path(zone): Path<String>,
+    Body(change): Body<ZoneChange>,
+) -> Result<Json<ZoneRetention>, Problem> {
+    let z = zone_of(&api, &p, &zone).await?;
+    if change.inherit_retention && change.retention_days.is_some() {
+        return Err(Problem::unprocessable(
+            "zone.conflicting_retention",
+            "give retention_days or inherit_retention, not both",
+        ));
+    }
+    let change = ZoneRetentionChange {
+        retention_days: if change.inherit_retention {
+            Some(None)
+        } else {
+            change.retention_days.map(Some)
+        },
+        legal_hold: change.legal_hold,
+        confirm_short_retention: change.confirm_short_retention,
+    };
+    let applied =
+        zone::set_retention(&api.services().pool, &z.id.to_string(), change, &p.actor()).await?;
+    Ok(Json(ZoneRetention {
+        zone: applied.id,
+        retention_days: applied.retention_days,
+        legal_hold: applied.legal_hold,
+    }))
 }
 
 /// Pauses a zone: no new windows are planned or fetched. Audited as `zone.pause`.

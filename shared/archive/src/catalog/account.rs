@@ -55,7 +55,8 @@ pub enum Permission {
     Verify,
     /// Add zones, pause and resume them, change their mode, retry failed windows.
     ManageZones,
-    /// A tenant's retention and legal hold; creating tenants (provider-wide only).
+    /// Retention and legal hold of tenants and zones; creating tenants (provider-wide
+    /// only).
     ManageTenants,
     /// Users and API keys.
     ManageUsers,
