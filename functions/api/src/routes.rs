@@ -1,12 +1,14 @@
 //! The route table: every route of the API with the permission it needs and how the
-//! tenant boundary applies to it. [`crate::auth::authorize`] checks every request
-//! against it (a route missing here is refused to everyone), and the authorization
-//! matrix test walks it — with the OpenAPI document — so a new route without a rule
-//! fails the tests.
+//! tenant boundary applies to it. A handler is registered only through the table
+//! (building the router panics on a route without a rule), [`crate::auth::authorize`]
+//! checks every request against it (fail closed), and the authorization matrix test
+//! walks it — with the OpenAPI document — so a new route without a rule, or without
+//! its place in the document, fails the tests.
 
+use axum::handler::Handler;
 use axum::http::Method;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post, put};
+use axum::routing::{on, MethodFilter};
 use axum::Router;
 
 use crate::auth::{self, Permission};
@@ -111,41 +113,92 @@ pub fn find(method: &Method, path: &str) -> Option<&'static Route> {
     ROUTES.iter().find(|r| r.path == path && r.method == method)
 }
 
+/// Registers `handler` for `method path`, which must have a rule in [`ROUTES`]: a
+/// route cannot be served without one (building the router panics, so every test
+/// of the API fails).
+fn ruled<H, T>(router: Router<Api>, method: Method, path: &'static str, handler: H) -> Router<Api>
+where
+    H: Handler<T, Api>,
+    T: 'static,
+{
+    assert!(
+        find(&method, path).is_some(),
+        "route {method} {path} has no rule in routes::ROUTES"
+    );
+    let filter = MethodFilter::try_from(method).expect("a method axum routes");
+    router.route(path, on(filter, handler))
+}
+
 /// The routes and their handlers, behind the authorization layer.
 pub(crate) fn router(api: Api) -> Router {
-    Router::new()
-        .route("/v1/openapi.json", get(crate::openapi::serve))
-        .route("/v1/health", get(health::live))
-        .route("/v1/health/queues", get(health::queues))
-        .route("/v1/me", get(users::me))
-        .route("/v1/tenants", get(tenants::list).post(tenants::create))
-        .route(
-            "/v1/tenants/{tenant}",
-            get(tenants::get).patch(tenants::update),
-        )
-        .route(
-            "/v1/tenants/{tenant}/zones",
-            get(zones::list).post(zones::add),
-        )
-        .route("/v1/tenants/{tenant}/audit-events", get(audit::list))
-        .route("/v1/tenants/{tenant}/verify", post(verify::run))
-        .route(
-            "/v1/tenants/{tenant}/users",
-            get(users::list).post(users::add),
-        )
-        .route("/v1/zones/{zone}", get(zones::get).patch(zones::update))
-        .route("/v1/zones/{zone}/pause", post(zones::pause))
-        .route("/v1/zones/{zone}/resume", post(zones::resume))
-        .route("/v1/zones/{zone}/mode", put(zones::set_mode))
-        .route("/v1/zones/{zone}/retry-failed", post(zones::retry_failed))
-        .route("/v1/zones/{zone}/coverage", get(zones::coverage))
-        .route("/v1/zones/{zone}/windows", get(zones::windows))
-        .route("/v1/users/{user}/disable", post(users::disable))
-        .route(
-            "/v1/users/{user}/keys",
-            get(users::keys).post(users::create_key),
-        )
-        .route("/v1/keys/{key}/revoke", post(users::revoke_key))
-        .route_layer(from_fn_with_state(api.clone(), auth::authorize))
+    let (get, post, put, patch) = (Method::GET, Method::POST, Method::PUT, Method::PATCH);
+    let mut r = Router::new();
+    r = ruled(r, get.clone(), "/v1/openapi.json", crate::openapi::serve);
+    r = ruled(r, get.clone(), "/v1/health", health::live);
+    r = ruled(r, get.clone(), "/v1/health/queues", health::queues);
+    r = ruled(r, get.clone(), "/v1/me", users::me);
+    r = ruled(r, get.clone(), "/v1/tenants", tenants::list);
+    r = ruled(r, post.clone(), "/v1/tenants", tenants::create);
+    r = ruled(r, get.clone(), "/v1/tenants/{tenant}", tenants::get);
+    r = ruled(r, patch.clone(), "/v1/tenants/{tenant}", tenants::update);
+    r = ruled(r, get.clone(), "/v1/tenants/{tenant}/zones", zones::list);
+    r = ruled(r, post.clone(), "/v1/tenants/{tenant}/zones", zones::add);
+    r = ruled(
+        r,
+        get.clone(),
+        "/v1/tenants/{tenant}/audit-events",
+        audit::list,
+    );
+    r = ruled(r, post.clone(), "/v1/tenants/{tenant}/verify", verify::run);
+    r = ruled(r, get.clone(), "/v1/tenants/{tenant}/users", users::list);
+    r = ruled(r, post.clone(), "/v1/tenants/{tenant}/users", users::add);
+    r = ruled(r, get.clone(), "/v1/zones/{zone}", zones::get);
+    r = ruled(r, patch, "/v1/zones/{zone}", zones::update);
+    r = ruled(r, post.clone(), "/v1/zones/{zone}/pause", zones::pause);
+    r = ruled(r, post.clone(), "/v1/zones/{zone}/resume", zones::resume);
+    r = ruled(r, put, "/v1/zones/{zone}/mode", zones::set_mode);
+    r = ruled(
+        r,
+        post.clone(),
+        "/v1/zones/{zone}/retry-failed",
+        zones::retry_failed,
+    );
+    r = ruled(r, get.clone(), "/v1/zones/{zone}/coverage", zones::coverage);
+    r = ruled(r, get.clone(), "/v1/zones/{zone}/windows", zones::windows);
+    r = ruled(r, post.clone(), "/v1/users/{user}/disable", users::disable);
+    r = ruled(r, get, "/v1/users/{user}/keys", users::keys);
+    r = ruled(r, post.clone(), "/v1/users/{user}/keys", users::create_key);
+    r = ruled(r, post, "/v1/keys/{key}/revoke", users::revoke_key);
+    r.route_layer(from_fn_with_state(api.clone(), auth::authorize))
         .with_state(api)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_route_has_one_rule_and_head_takes_the_get_rule() {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in ROUTES {
+            assert!(
+                seen.insert((r.method, r.path)),
+                "{} {} twice",
+                r.method,
+                r.path
+            );
+            assert!(r.path.starts_with("/v1/"), "{}", r.path);
+            assert_eq!(
+                r.permission.is_none(),
+                r.scope == Scope::Public,
+                "{}",
+                r.path
+            );
+        }
+        assert_eq!(
+            find(&Method::HEAD, "/v1/tenants"),
+            find(&Method::GET, "/v1/tenants")
+        );
+        assert!(find(&Method::DELETE, "/v1/tenants").is_none());
+    }
 }
