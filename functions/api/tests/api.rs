@@ -668,6 +668,32 @@ async fn a_bootstrapped_admin_builds_a_tenant_whose_operator_adds_a_zone_and_lis
         .await;
     assert_eq!(tenants["tenants"].as_array().unwrap().len(), 1);
 
+    // Keys record their last use (alice's has been used by now); expiry must lie ahead.
+    let (_, keys) = server
+        .call(
+            Some(&root),
+            Method::GET,
+            &format!("/v1/users/{alice_id}/keys"),
+            None,
+        )
+        .await;
+    assert!(keys["keys"][0]["last_used_at"].is_string(), "{keys}");
+    let (status, problem) = server
+        .call(
+            Some(&root),
+            Method::POST,
+            &format!("/v1/users/{alice_id}/keys"),
+            Some(json!({"name": "old", "expires_at": "2020-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(
+        (status, &problem["code"]),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &json!("key.invalid_expiry")
+        )
+    );
+
     // Retention and legal hold are an admin's: of the tenant, and of a zone.
     let (status, _) = server
         .call(
