@@ -130,7 +130,7 @@ pub struct Services {
     /// Where real zones' tokens are probed (the allow-listed Cloudflare API base).
     pub cloudflare: CloudflareApi,
     pub logpull: LogpullConfig,
-    /// The task queue, to enqueue re-planned windows and report queue health; `None`
+    /// The task queue, to enqueue re-planned windows and report its health; `None`
     /// without Redis (the scheduler's reconciler then sends planned windows).
     pub queue: Option<Queue>,
 }

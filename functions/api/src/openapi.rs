@@ -39,7 +39,7 @@ impl Modify for BearerKey {
         version = "1"
     ),
     paths(
-        health::live, health::queues,
+        health::live, health::pipeline,
         users::me,
         tenants::list, tenants::create, tenants::get, tenants::update,
         zones::list, zones::add, zones::get, zones::update, zones::pause, zones::resume, zones::set_mode,
@@ -57,7 +57,7 @@ impl Modify for BearerKey {
         (name = "audit", description = "The audit log"),
         (name = "verify", description = "Integrity verification"),
         (name = "users", description = "Users and API keys"),
-        (name = "health", description = "Liveness and queues"),
+        (name = "health", description = "Liveness, queues and stuck windows"),
         (name = "meta", description = "This document"),
     )
 )]

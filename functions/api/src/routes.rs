@@ -71,7 +71,7 @@ pub const ROUTES: &[Route] = &[
         permission: None,
         scope: Public,
     },
-    route("GET", "/v1/health/queues", ReadHealth, Provider),
+    route("GET", "/v1/health/pipeline", ReadHealth, Provider),
     route("GET", "/v1/me", ReadMetadata, Caller),
     route("GET", "/v1/tenants", ReadMetadata, Caller),
     route("POST", "/v1/tenants", ManageTenants, Provider),
@@ -135,7 +135,7 @@ pub(crate) fn router(api: Api) -> Router {
     let mut r = Router::new();
     r = ruled(r, get.clone(), "/v1/openapi.json", crate::openapi::serve);
     r = ruled(r, get.clone(), "/v1/health", health::live);
-    r = ruled(r, get.clone(), "/v1/health/queues", health::queues);
+    r = ruled(r, get.clone(), "/v1/health/pipeline", health::pipeline);
     r = ruled(r, get.clone(), "/v1/me", users::me);
     r = ruled(r, get.clone(), "/v1/tenants", tenants::list);
     r = ruled(r, post.clone(), "/v1/tenants", tenants::create);

@@ -646,6 +646,22 @@ async fn a_bootstrapped_admin_builds_a_tenant_whose_operator_adds_a_zone_and_lis
     assert_eq!(status, StatusCode::OK, "{coverage}");
     assert_eq!(coverage["states"]["planned"].as_u64(), Some(planned));
 
+    // Pipeline health is for provider-wide operators and admins.
+    let (status, health) = server
+        .call(Some(&root), Method::GET, "/v1/health/pipeline", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    assert!(health["queues"].is_array(), "{health}");
+    assert_eq!(health["stuck"]["windows"], 0, "just planned is not stuck");
+    let (status, _) = server
+        .call(Some(&alice_key), Method::GET, "/v1/health/pipeline", None)
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a tenant's operator does not see shared queues"
+    );
+
     // The operator may not manage users, nor see another tenant.
     tenant::create(&env.app.pool, "globex", 400, "test")
         .await
