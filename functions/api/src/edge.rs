@@ -157,6 +157,48 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    async fn answer(router: Router, path: &str) -> (StatusCode, serde_json::Value) {
+        let resp = router
+            .oneshot(axum::http::Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert!(resp.headers().contains_key(REQUEST_ID_HEADER));
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_hung_handler_times_out_and_a_panicking_one_answers_500_as_problems() {
+        let config = ApiConfig {
+            timeout: Duration::from_millis(50),
+            ..ApiConfig::default()
+        };
+        let router = wrap(
+            Router::new()
+                .route("/hang", get(std::future::pending::<&'static str>))
+                .route("/panic", get(|| async { panic!("a bug") as &'static str })),
+            &config,
+        );
+        let (status, body) = answer(router.clone(), "/hang").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["code"], "request.timeout");
+        let (status, body) = answer(router.clone(), "/panic").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["code"], "server.panic");
+        assert!(body["request_id"].is_string());
+        let (status, body) = answer(router, "/nowhere").await;
+        assert_eq!(
+            (status, &body["code"]),
+            (StatusCode::NOT_FOUND, &serde_json::json!("route.not_found"))
+        );
+    }
 
     #[test]
     fn a_bucket_allows_its_burst_then_refills_at_its_rate() {
