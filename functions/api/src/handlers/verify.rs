@@ -136,7 +136,8 @@ pub async fn run(
     let max = api.config().verify_max_findings;
     // The verifier's future is not provably `Send` for every lifetime of its row
     // callbacks (a limit of rustc's inference), which an axum handler must be: it runs
-    // on a blocking thread of its own, driven there by the runtime's handle.
+    // on a blocking thread of its own, driven there by the runtime's handle. (A request
+    // that times out stops waiting for it; the run itself finishes on that thread.)
     let handle = tokio::runtime::Handle::current();
     let zone_scope = request.zone.clone();
     let (outcome, findings, truncated) = tokio::task::spawn_blocking(move || {
