@@ -7,13 +7,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chrono::{DateTime, TimeZone, Utc};
-use rainlogs_archive::audit::{self, AuditEvent};
 use rainlogs_archive::catalog::zone::{
     self, NewZone, ZoneMode, ZoneProbe, ZoneRetentionChange, ZoneRow,
 };
 use rainlogs_archive::endpoint::{EndpointKind, ZoneEndpoint};
 use rainlogs_archive::verify::{self as verification, WindowRow};
-use rainlogs_core::db::DbError;
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -388,10 +386,10 @@ pub async fn add(
         name: &req.name,
         cadence_seconds: req.cadence_seconds,
         backfill_minutes: req.backfill_minutes,
-        endpoint: endpoint.clone(),
+        endpoint,
         demo: false,
     };
-    let id = zone::add_in_mode(
+    let id = zone::add_by(
         &services.pool,
         kms,
         probe.as_ref(),
@@ -399,22 +397,9 @@ pub async fn add(
         &req.token.0,
         mode,
         Utc::now(),
+        &p.actor(),
     )
     .await?;
-    let actor = p.actor();
-    let event = AuditEvent {
-        tenant: Some(t.id),
-        zone: Some(id),
-        detail: serde_json::json!({
-            "cf_zone_id": req.cf_zone_id, "name": req.name, "mode": mode,
-            "cadence_seconds": req.cadence_seconds, "backfill_minutes": req.backfill_minutes,
-            "endpoint": endpoint.kind(),
-        }),
-        ..AuditEvent::new(&actor, "zone.add", "ok")
-    };
-    audit::record(&services.pool, &event)
-        .await
-        .map_err(|e| DbError::query("write zone audit row", e))?;
     Ok(created(
         zone::get(&services.pool, &id.to_string()).await?.into(),
     ))

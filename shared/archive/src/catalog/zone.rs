@@ -238,6 +238,37 @@ pub async fn add_in_mode(
     mode: ZoneMode,
     now: DateTime<Utc>,
 ) -> Result<Uuid, ZoneError> {
+    add_audited(pool, kms, probe, zone, token, mode, now, None).await
+}
+
+/// [`add_in_mode`] with one `zone.add` audit row (who, the zone's id, name, mode,
+/// cadence, backfill and endpoint — never the token) in the transaction that inserts
+/// it: what the CLI and the HTTP API call.
+#[allow(clippy::too_many_arguments)]
+pub async fn add_by(
+    pool: &PgPool,
+    kms: &dyn Kms,
+    probe: &dyn ZoneProbe,
+    zone: &NewZone<'_>,
+    token: &SecretString,
+    mode: ZoneMode,
+    now: DateTime<Utc>,
+    actor: &str,
+) -> Result<Uuid, ZoneError> {
+    add_audited(pool, kms, probe, zone, token, mode, now, Some(actor)).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn add_audited(
+    pool: &PgPool,
+    kms: &dyn Kms,
+    probe: &dyn ZoneProbe,
+    zone: &NewZone<'_>,
+    token: &SecretString,
+    mode: ZoneMode,
+    now: DateTime<Utc>,
+    actor: Option<&str>,
+) -> Result<Uuid, ZoneError> {
     let cf = zone.cf_zone_id;
     if cf.len() != 32 || !cf.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return Err(ZoneError::InvalidZoneId);
@@ -283,6 +314,8 @@ pub async fn add_in_mode(
     let sealed = kms
         .encrypt_secret(&binding, token.expose_secret().as_bytes())
         .await?;
+    let op = |what| move |e| DbError::query(what, e);
+    let mut tx = pool.begin().await.map_err(op("begin zone add"))?;
     let inserted = sqlx::query(
         "INSERT INTO zones (id, tenant_id, cf_zone_id, name, cadence_seconds, backfill_from,
                             token_ciphertext, endpoint, simulator_url, demo, mode)
@@ -300,12 +333,29 @@ pub async fn add_in_mode(
     .bind(zone.endpoint.simulator_url())
     .bind(zone.demo)
     .bind(mode)
-    .execute(pool)
+    .execute(&mut *tx)
     .await
-    .map_err(|e| DbError::query("insert zone", e))?;
+    .map_err(op("insert zone"))?;
     if inserted.rows_affected() == 0 {
         return Err(ZoneError::Exists(cf.to_owned()));
     }
+    if let Some(actor) = actor {
+        let event = AuditEvent {
+            tenant: Some(tenant),
+            zone: Some(id),
+            detail: serde_json::json!({
+                "cf_zone_id": cf, "name": zone.name, "mode": mode,
+                "cadence_seconds": zone.cadence_seconds,
+                "backfill_minutes": zone.backfill_minutes,
+                "endpoint": zone.endpoint.kind(),
+            }),
+            ..AuditEvent::new(actor, "zone.add", "ok")
+        };
+        audit::record(&mut *tx, &event)
+            .await
+            .map_err(op("write zone audit row"))?;
+    }
+    tx.commit().await.map_err(op("commit zone add"))?;
     Ok(id)
 }
 
