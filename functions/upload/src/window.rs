@@ -129,10 +129,18 @@ pub(crate) async fn run(
         cleanup(store, &window).await?;
         return Ok(done(&window, "archived concurrently"));
     };
-    tx.commit()
-        .await
-        .map_err(|e| DbError::query("commit upload transaction", e))?;
-    cleanup(store, &window).await?;
+    // Commit and cleanup run to their end even when this task is aborted (its lease
+    // lost, e.g. Redis emptied): aborted between the two, an archived window's staged
+    // payload would stay behind with no task left to delete it.
+    let (store_c, window_c) = (store.clone(), window.clone());
+    tokio::spawn(async move {
+        tx.commit()
+            .await
+            .map_err(|e| DbError::query("commit upload transaction", e))?;
+        cleanup(&store_c, &window_c).await
+    })
+    .await
+    .map_err(|e| TaskError::retryable("upload.commit_task", e.to_string()))??;
     tracing::info!(
         window = window.id,
         seq = link.seq,
