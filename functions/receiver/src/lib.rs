@@ -9,6 +9,7 @@
 //! Garage, the kms or the spool answers 503, so Cloudflare retries.
 
 mod ingest;
+pub mod landing;
 pub mod lambda;
 pub mod lines;
 pub mod tls;

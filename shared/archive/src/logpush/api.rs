@@ -94,7 +94,8 @@ impl JobRequest {
         let mut parts = vec![conf.to_owned()];
         if let Ok(url) = reqwest::Url::parse(conf) {
             for (name, value) in url.query_pairs() {
-                if name.starts_with("header_") {
+                // An S3-compatible destination carries its write key's secret.
+                if name.starts_with("header_") || name == "secret-access-key" {
                     let value = value.into_owned();
                     if let Some(token) = value.strip_prefix("Bearer ") {
                         parts.push(token.to_owned());
@@ -106,7 +107,7 @@ impl JobRequest {
                 parts.extend(
                     query
                         .split('&')
-                        .filter(|p| p.starts_with("header_"))
+                        .filter(|p| p.starts_with("header_") || p.starts_with("secret-access-key="))
                         .filter_map(|p| p.split_once('=').map(|(_, v)| v.to_owned())),
                 );
             }
