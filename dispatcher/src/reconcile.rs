@@ -225,12 +225,7 @@ pub async fn enqueue_landing(app: &App) -> Result<PassReport, ReconcileError> {
     let specs: Vec<TaskSpec> = rainlogs_archive::landing::destinations(&app.pool)
         .await?
         .iter()
-        .map(|d| {
-            rainlogs_receiver::landing::LandingTask {
-                destination: d.id,
-            }
-            .spec()
-        })
+        .map(|d| rainlogs_receiver::landing::LandingTask { destination: d.id }.spec())
         .collect();
     if !specs.is_empty() {
         report.count(&app.queue.enqueue_many(specs).await?);

@@ -153,14 +153,13 @@ where
     let counted = gzip_bytes.clone();
     let max_body = limits.max_body_bytes;
     let stream = source.and_then(move |chunk| {
-            let seen =
-                counted.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
-            futures::future::ready(if seen > max_body {
-                Err(io::Error::other(StreamFault::BodyTooLarge(max_body)))
-            } else {
-                Ok(chunk)
-            })
-        });
+        let seen = counted.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
+        futures::future::ready(if seen > max_body {
+            Err(io::Error::other(StreamFault::BodyTooLarge(max_body)))
+        } else {
+            Ok(chunk)
+        })
+    });
     let mut decoder = GzipDecoder::new(StreamReader::new(Box::pin(stream)));
     decoder.multiple_members(true);
 
@@ -188,9 +187,7 @@ where
         .await
         .map_err(db)?
     {
-        push::note_delivery(inner.pool, dest.id)
-            .await
-            .map_err(db)?;
+        push::note_delivery(inner.pool, dest.id).await.map_err(db)?;
         tracing::info!(destination = %dest.id, batch = %id, "duplicate delivery acknowledged");
         return Ok(Accepted::Duplicate { id });
     }

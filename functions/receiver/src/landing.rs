@@ -200,10 +200,7 @@ pub async fn ingest_destination(
         destination,
         ..LandingReport::default()
     };
-    let (objects, more) = landing
-        .store
-        .list_page(&target.prefix, None, PAGE)
-        .await?;
+    let (objects, more) = landing.store.list_page(&target.prefix, None, PAGE).await?;
     report.complete = more.is_none();
     for object in objects {
         if started.elapsed() > budget {

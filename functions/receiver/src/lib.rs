@@ -9,8 +9,8 @@
 //! Garage, the kms or the spool answers 503, so Cloudflare retries.
 
 mod ingest;
-pub mod landing;
 pub mod lambda;
+pub mod landing;
 pub mod lines;
 pub mod tls;
 

@@ -59,9 +59,7 @@ impl Stack {
     async fn new() -> Self {
         // The stack has one bucket: the landing "bucket" is it, under this test's prefix
         // (production uses a bucket of its own, so Cloudflare's key sees nothing else).
-        let bucket = S3Config::from_source(&base_source().await)
-            .unwrap()
-            .bucket;
+        let bucket = S3Config::from_source(&base_source().await).unwrap().bucket;
         let env = TestEnv::with_overrides(&[(LANDING_BUCKET, bucket)]).await;
         let landing = env.app.landing.clone().expect("landing configured");
         let keyring = MasterKeyring::parse(MASTER, None).expect("keyring");
@@ -314,8 +312,10 @@ async fn landing_objects_are_archived_once_deleted_and_restored_exactly() {
     assert!(report.complete);
     assert!(s.landing_keys(&prefix).await.is_empty(), "landing emptied");
     assert_eq!(
-        s.count("SELECT count(*) FROM push_destinations WHERE validated_at IS NOT NULL AND kind = 's3'")
-            .await,
+        s.count(
+            "SELECT count(*) FROM push_destinations WHERE validated_at IS NOT NULL AND kind = 's3'"
+        )
+        .await,
         1,
         "the validation object validated the destination"
     );
