@@ -147,7 +147,7 @@ impl From<LandingError> for TaskError {
 }
 
 /// What one pass over a destination's landing objects did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LandingReport {
     pub destination: Uuid,
     /// Objects handled (ingested, duplicates, validations, empty, rejected).

@@ -280,7 +280,7 @@ async fn landing_objects_are_archived_once_deleted_and_restored_exactly() {
     assert!(validation[0].ends_with("/test.txt.gz"));
 
     // Two intervals of 1500 records, 1000 a batch: four batches, one delivered twice.
-    let id = created.job.cf_job_id;
+    let id = created.job.cf_job_id as u64;
     s.sim
         .logpush()
         .faults()

@@ -1336,6 +1336,52 @@ async fn finish(
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_s3_landing_destination_is_cloudflares_format_and_keeps_its_secret() {
+        let landing = S3Landing {
+            bucket: "rainlogs-landing".into(),
+            key_prefix: String::new(),
+            region: "garage".into(),
+            endpoint: "s3.example.com".into(),
+            writer_key_id: "GKwriteonly".into(),
+            writer_secret: SecretString::from("w+s/ecret=0123456789"),
+        };
+        let id = Uuid::from_u128(0xabc);
+        let conf = landing
+            .destination_conf(id, &ZoneEndpoint::Cloudflare)
+            .unwrap();
+        let conf = conf.expose_secret();
+        assert!(
+            conf.starts_with(&format!(
+                "s3://rainlogs-landing/{id}/{{DATE}}?region=garage&"
+            )),
+            "{conf}"
+        );
+        let url = Url::parse(conf).unwrap();
+        let q: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+        assert_eq!(q["access-key-id"], "GKwriteonly");
+        assert_eq!(q["secret-access-key"], "w+s/ecret=0123456789");
+        assert_eq!(q["endpoint"], "https://s3.example.com");
+        assert_eq!(
+            landing.public(id),
+            format!("s3://rainlogs-landing/{id}/{{DATE}}")
+        );
+        assert!(!format!("{landing:?}").contains("ecret"));
+        // Cloudflare writes only to https; a simulated zone may use a local http Garage.
+        let mut plain = landing;
+        plain.endpoint = "http://127.0.0.1:3900".into();
+        assert!(matches!(
+            plain.destination_conf(id, &ZoneEndpoint::Cloudflare),
+            Err(LogpushError::InvalidLanding(_))
+        ));
+        let sim = ZoneEndpoint::Simulator {
+            url: "http://127.0.0.1:1".into(),
+        };
+        assert!(plain.destination_conf(id, &sim).is_ok());
+        plain.writer_secret = SecretString::from("");
+        assert!(plain.destination_conf(id, &sim).is_err());
+    }
+
     fn at(min: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + min * 60, 0).unwrap()
     }

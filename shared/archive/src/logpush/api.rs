@@ -439,6 +439,28 @@ mod tests {
     }
 
     #[test]
+    fn an_s3_destinations_secret_key_is_scrubbed_from_errors() {
+        let req = JobRequest {
+            dataset: "http_requests".into(),
+            name: "n".into(),
+            destination_conf: SecretString::from(
+                "s3://b/d/{DATE}?region=garage&access-key-id=GKw&secret-access-key=w%2Bs%2Fecret0123456789&endpoint=https%3A%2F%2Fs3.example.com",
+            ),
+            fields: vec!["RayID".into()],
+            timestamp_format: "unixnano".into(),
+            max_upload_bytes: None,
+            max_upload_records: None,
+            max_upload_interval_seconds: None,
+        };
+        let parts = req.secret_parts();
+        for echoed in ["w+s/ecret0123456789", "w%2Bs%2Fecret0123456789"] {
+            let e = ApiError::BadAnswer(format!("got {echoed} back"));
+            let e = parts.iter().fold(e, |e, p| e.scrub(p));
+            assert!(!e.to_string().contains("ecret0123456789"), "{e}");
+        }
+    }
+
+    #[test]
     fn the_request_debug_and_errors_keep_the_secret_out() {
         let req = JobRequest {
             dataset: "http_requests".into(),
