@@ -531,6 +531,27 @@ mod tests {
     }
 
     #[test]
+    fn the_landing_bucket_is_the_archive_store_with_another_bucket() {
+        let mut src = ConfigSource::from_pairs(s3_pairs());
+        src.set(S3Config::KEY_PREFIX, "tests/x");
+        let s3 = S3Config::from_source(&src).unwrap();
+        assert!(s3.landing(&src).unwrap().is_none(), "off unless set");
+        src.set(LANDING_BUCKET, "rainlogs-landing");
+        let landing = s3.landing(&src).unwrap().unwrap();
+        assert_eq!(landing.bucket, "rainlogs-landing");
+        assert_eq!(
+            (
+                landing.key_prefix.as_str(),
+                landing.endpoint,
+                landing.access_key_id
+            ),
+            ("tests/x/", s3.endpoint.clone(), s3.access_key_id.clone())
+        );
+        src.set(LANDING_BUCKET, "Not A Bucket");
+        assert_eq!(s3.landing(&src).unwrap_err().subject(), LANDING_BUCKET);
+    }
+
+    #[test]
     fn missing_database_url_names_the_variable() {
         let err = DatabaseConfig::from_source(&ConfigSource::default()).unwrap_err();
         assert_eq!(err.subject(), "RAINLOGS_DATABASE_URL");
