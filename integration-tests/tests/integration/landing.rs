@@ -476,3 +476,62 @@ async fn bad_objects_are_moved_and_recorded_and_outages_leave_objects_in_place()
     assert_eq!(idle.objects, 0);
     s.env.teardown().await;
 }
+
+#[tokio::test]
+async fn the_scheduler_sends_one_task_per_destination_and_the_dispatcher_empties_landing() {
+    use rainlogs_dispatcher::reconcile;
+    use rainlogs_integration_tests::dispatch::{fast_config, spawn_worker, stop};
+    use rainlogs_integration_tests::wait_for;
+
+    let s = Stack::new().await;
+    let created = s.create().await;
+    let dest = created.job.destination_id;
+    let prefix = rainlogs_archive::landing::prefix(dest);
+    s.push_for(30).await;
+    assert_eq!(
+        s.landing_keys(&prefix).await.len(),
+        3,
+        "validation, two batches"
+    );
+
+    // The dispatcher as `rainlogs run` builds it, with a keyring.
+    let mut app = s.env.app.clone();
+    app.kms = Some(KmsService::new(
+        app.pool.clone(),
+        MasterKeyring::parse(MASTER, None).unwrap(),
+        "test",
+    ));
+    let first = reconcile::enqueue_landing(&app).await.unwrap();
+    assert_eq!(first.enqueued, 1);
+    let again = reconcile::enqueue_landing(&app).await.unwrap();
+    assert_eq!(
+        (again.enqueued, again.duplicates),
+        (0, 1),
+        "passes do not pile up"
+    );
+    let worker = app.worker_with(
+        fast_config(rainlogs_receiver::landing::QUEUE, 2),
+        Arc::new(app.in_process_functions()),
+    );
+    let (tx, handle) = spawn_worker(worker);
+    wait_for(
+        "the landing prefix emptied",
+        Duration::from_secs(60),
+        || async { s.landing_keys(&prefix).await.is_empty().then_some(()) },
+    )
+    .await;
+    stop(tx, handle).await;
+    assert_eq!(s.count("SELECT count(*) FROM push_batches").await, 2);
+    assert_eq!(
+        s.count("SELECT count(*) FROM windows WHERE state = 'staged' AND batch_id IS NOT NULL")
+            .await,
+        2,
+        "handed on like any pushed batch"
+    );
+    assert_eq!(
+        s.count("SELECT count(*) FROM push_destinations WHERE validated_at IS NOT NULL")
+            .await,
+        1
+    );
+    s.env.teardown().await;
+}
