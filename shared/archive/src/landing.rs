@@ -6,8 +6,7 @@
 //! ([`make_landing`], [`destinations`]), and keeps the objects that could not be
 //! ingested (`landing_rejects`: [`record_reject`], [`rejects`]) — an object is never
 //! deleted unread. docs/INGEST.md "S3-compatible destination" is the contract.
-//! Queries are runtime-checked (`sqlx::query`), covered by the `landing` integration
-//! tests, as in [`crate::push`].
+//! Queries are checked at compile time (`sqlx::query!`, `.sqlx/`).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -67,23 +66,25 @@ fn destination_of(row: DestinationRow) -> LandingDestination {
 /// [`prefix`]`(id)` of the landing bucket (its HTTP secret is never handed out).
 pub async fn make_landing(pool: &PgPool, id: Uuid) -> Result<String, DbError> {
     let prefix = prefix(id);
-    sqlx::query("UPDATE push_destinations SET kind = 's3', landing_prefix = $2 WHERE id = $1")
-        .bind(id)
-        .bind(&prefix)
-        .execute(pool)
-        .await
-        .map_err(|e| DbError::query("make push destination a landing one", e))?;
+    sqlx::query!(
+        "UPDATE push_destinations SET kind = 's3', landing_prefix = $2 WHERE id = $1",
+        id,
+        prefix,
+    )
+    .execute(pool)
+    .await
+    .map_err(|e| DbError::query("make push destination a landing one", e))?;
     Ok(prefix)
 }
 
 /// Makes destination `id` an HTTP one again (a new job for the receiver); objects its
 /// S3 job left in landing are no longer listed — ingest them first.
 pub async fn make_http(pool: &PgPool, id: Uuid) -> Result<(), DbError> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE push_destinations SET kind = 'http', landing_prefix = NULL
          WHERE id = $1 AND kind <> 'http'",
+        id,
     )
-    .bind(id)
     .execute(pool)
     .await
     .map_err(|e| DbError::query("make push destination an HTTP one", e))?;
@@ -93,28 +94,33 @@ pub async fn make_http(pool: &PgPool, id: Uuid) -> Result<(), DbError> {
 /// Every landing destination of a non-demo zone, disabled ones included (their objects
 /// still get ingested).
 pub async fn destinations(pool: &PgPool) -> Result<Vec<LandingDestination>, DbError> {
-    let rows: Vec<DestinationRow> = sqlx::query_as(
-        "SELECT d.id, d.zone_id, d.dataset, d.landing_prefix, d.disabled_at IS NOT NULL
-         FROM push_destinations d JOIN zones z ON z.id = d.zone_id
-         WHERE d.kind = 's3' AND NOT z.demo ORDER BY d.id",
+    let rows = sqlx::query!(
+        r#"SELECT d.id, d.zone_id, d.dataset, d.landing_prefix AS "landing_prefix!",
+                  d.disabled_at IS NOT NULL AS "disabled!"
+           FROM push_destinations d JOIN zones z ON z.id = d.zone_id
+           WHERE d.kind = 's3' AND NOT z.demo ORDER BY d.id"#,
     )
     .fetch_all(pool)
     .await
     .map_err(|e| DbError::query("list landing destinations", e))?;
-    Ok(rows.into_iter().map(destination_of).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| destination_of((r.id, r.zone_id, r.dataset, r.landing_prefix, r.disabled)))
+        .collect())
 }
 
 /// The landing destination `id`, if it is one.
 pub async fn destination(pool: &PgPool, id: Uuid) -> Result<Option<LandingDestination>, DbError> {
-    let row: Option<DestinationRow> = sqlx::query_as(
-        "SELECT id, zone_id, dataset, landing_prefix, disabled_at IS NOT NULL
-         FROM push_destinations WHERE kind = 's3' AND id = $1",
+    let row = sqlx::query!(
+        r#"SELECT id, zone_id, dataset, landing_prefix AS "landing_prefix!",
+                  disabled_at IS NOT NULL AS "disabled!"
+           FROM push_destinations WHERE kind = 's3' AND id = $1"#,
+        id,
     )
-    .bind(id)
     .fetch_optional(pool)
     .await
     .map_err(|e| DbError::query("read landing destination", e))?;
-    Ok(row.map(destination_of))
+    Ok(row.map(|r| destination_of((r.id, r.zone_id, r.dataset, r.landing_prefix, r.disabled))))
 }
 
 /// A landing object that could not be ingested, moved to [`rejected_key`].
@@ -134,61 +140,50 @@ pub struct Reject {
 
 /// Records a refused object (once per key: a retried move finds its row).
 pub async fn record_reject(pool: &PgPool, reject: &Reject) -> Result<(), DbError> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO landing_rejects
            (destination_id, landing_key, rejected_key, size_bytes, landed_at, code, reason, rejected_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (destination_id, landing_key) DO NOTHING",
+        reject.destination_id,
+        reject.landing_key,
+        reject.rejected_key,
+        i64::try_from(reject.size_bytes).unwrap_or(i64::MAX),
+        reject.landed_at,
+        reject.code,
+        reject.reason,
+        reject.rejected_at,
     )
-    .bind(reject.destination_id)
-    .bind(&reject.landing_key)
-    .bind(&reject.rejected_key)
-    .bind(i64::try_from(reject.size_bytes).unwrap_or(i64::MAX))
-    .bind(reject.landed_at)
-    .bind(&reject.code)
-    .bind(&reject.reason)
-    .bind(reject.rejected_at)
     .execute(pool)
     .await
     .map_err(|e| DbError::query("record landing reject", e))?;
     Ok(())
 }
 
-type RejectRow = (
-    Uuid,
-    String,
-    String,
-    i64,
-    Option<DateTime<Utc>>,
-    String,
-    String,
-    DateTime<Utc>,
-);
-
 /// The refused landing objects (of one zone's destinations, or all), oldest first.
 pub async fn rejects(pool: &PgPool, zone: Option<Uuid>) -> Result<Vec<Reject>, DbError> {
-    let rows: Vec<RejectRow> = sqlx::query_as(
+    let rows = sqlx::query!(
         "SELECT r.destination_id, r.landing_key, r.rejected_key, r.size_bytes, r.landed_at,
                 r.code, r.reason, r.rejected_at
          FROM landing_rejects r JOIN push_destinations d ON d.id = r.destination_id
          WHERE $1::uuid IS NULL OR d.zone_id = $1
          ORDER BY r.rejected_at, r.id",
+        zone,
     )
-    .bind(zone)
     .fetch_all(pool)
     .await
     .map_err(|e| DbError::query("list landing rejects", e))?;
     Ok(rows
         .into_iter()
         .map(|r| Reject {
-            destination_id: r.0,
-            landing_key: r.1,
-            rejected_key: r.2,
-            size_bytes: r.3.max(0) as u64,
-            landed_at: r.4,
-            code: r.5,
-            reason: r.6,
-            rejected_at: r.7,
+            destination_id: r.destination_id,
+            landing_key: r.landing_key,
+            rejected_key: r.rejected_key,
+            size_bytes: r.size_bytes.max(0) as u64,
+            landed_at: r.landed_at,
+            code: r.code,
+            reason: r.reason,
+            rejected_at: r.rejected_at,
         })
         .collect())
 }

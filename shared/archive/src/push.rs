@@ -302,12 +302,12 @@ pub async fn record_batch_from(
             .await
             .map_err(q)?;
             if let Some(landed) = landed {
-                sqlx::query(
+                sqlx::query!(
                     "UPDATE push_batches SET landing_key = $2, landed_at = $3 WHERE id = $1",
+                    batch.id,
+                    landed.key,
+                    landed.at,
                 )
-                .bind(batch.id)
-                .bind(&landed.key)
-                .bind(landed.at)
                 .execute(&mut *tx)
                 .await
                 .map_err(q)?;
