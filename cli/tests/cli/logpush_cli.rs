@@ -416,10 +416,53 @@ async fn logpush_create_s3_landing_takes_the_write_key_from_a_variable_and_never
         .await
         .unwrap();
     assert_eq!(jobs, 0);
-    // The operator's view of rejected objects: none.
+    // The operator's view of rejected objects: none, then one (as `ingest.landing`
+    // records it), in `logpush rejects` (exit 1) and in the zone's coverage.
     let run = rainlogs(&env_file, &["logpush", "rejects"]).await;
     assert!(
         run.ok && run.out.contains("no rejected landing objects"),
+        "{}",
+        run.out
+    );
+    let pool = &env.app.pool;
+    let zone_id = zone::resolve(pool, CF).await.unwrap();
+    // The refused create left its destination (disabled): a landing one.
+    let dest = rainlogs_archive::push::find_destination(pool, zone_id, "http_requests")
+        .await
+        .unwrap()
+        .expect("the destination of the refused create");
+    let key = rainlogs_archive::landing::make_landing(pool, dest)
+        .await
+        .unwrap()
+        + "20261207/bad.log.gz";
+    rainlogs_archive::landing::record_reject(
+        pool,
+        &rainlogs_archive::landing::Reject {
+            destination_id: dest,
+            landing_key: key.clone(),
+            rejected_key: rainlogs_archive::landing::rejected_key(&key),
+            size_bytes: 16,
+            landed_at: Some(Utc::now()),
+            code: "landing.not_gzip".into(),
+            reason: "the body is not valid gzip".into(),
+            rejected_at: Utc::now(),
+        },
+    )
+    .await
+    .unwrap();
+    zone::set_mode(pool, CF, zone::ZoneMode::Push, "test")
+        .await
+        .unwrap();
+    let run = rainlogs(&env_file, &["logpush", "rejects", "--zone", CF]).await;
+    assert!(!run.ok, "exit 1 while a rejected object waits: {}", run.out);
+    assert!(
+        run.out.contains(&format!("rejected/{key}")) && run.out.contains("landing.not_gzip"),
+        "{}",
+        run.out
+    );
+    let run = rainlogs(&env_file, &["zone", "coverage", CF]).await;
+    assert!(
+        run.ok && run.out.contains("REJECTED 1 landing objects"),
         "{}",
         run.out
     );
