@@ -1,6 +1,7 @@
 //! The `rainlogs` subcommands. Each lives in its own module; this one only parses
 //! arguments, loads configuration once and hands over.
 
+pub mod account;
 pub mod decrypt;
 #[cfg(feature = "demo")]
 pub mod demo;
@@ -96,6 +97,16 @@ pub enum Command {
         #[command(subcommand)]
         command: logs::LogsCommand,
     },
+    /// API users: add (to a tenant, or provider-wide), list, disable (docs/API.md).
+    User {
+        #[command(subcommand)]
+        command: account::UserCommand,
+    },
+    /// API keys: create (printed once), list, revoke (docs/API.md).
+    Key {
+        #[command(subcommand)]
+        command: account::KeyCommand,
+    },
     /// Delete what retention says must go, and sweep orphaned and stale staged objects
     /// (in-process; the daily `prune.run` schedule does the same). See docs/RETENTION.md.
     Prune(prune::PruneArgs),
@@ -159,6 +170,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => verify::run(&src, &args).await,
         Command::Logs { command } => logs::run(&src, command).await,
         Command::Prune(args) => prune::run(&src, &args).await,
+        Command::User { command } => account::user(&src, command).await,
+        Command::Key { command } => account::key(&src, command).await,
     }
 }
 

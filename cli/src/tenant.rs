@@ -3,7 +3,9 @@
 
 use std::process::ExitCode;
 
-use rainlogs_archive::catalog::tenant::{add, check_short_retention, list, set, RetentionChange};
+use rainlogs_archive::catalog::tenant::{
+    check_short_retention, create, list, set, RetentionChange,
+};
 use rainlogs_core::config::{ConfigSource, DatabaseConfig};
 
 #[derive(Debug, clap::Subcommand)]
@@ -58,7 +60,7 @@ pub(crate) async fn run(src: &ConfigSource, cmd: TenantCommand) -> anyhow::Resul
             confirm_short_retention,
         } => {
             check_short_retention(retention_days, confirm_short_retention)?;
-            let id = add(&pool, &name, retention_days).await?;
+            let id = create(&pool, &name, retention_days, &super::cli_actor("tenant")).await?;
             println!("tenant {name} added: {id}");
         }
         TenantCommand::Set {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use rainlogs_archive::catalog::zone::{
-    add_in_mode, coverage, list, retry_failed, set_mode, set_paused, set_retention, set_token,
+    add_by, coverage, list, retry_failed, set_mode, set_paused_by, set_retention, set_token,
     NewZone, ZoneMode, ZoneProbe, ZoneRetentionChange,
 };
 use rainlogs_archive::endpoint::ZoneEndpoint;
@@ -163,8 +163,19 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
                 },
                 demo: false,
             };
-            let id =
-                add_in_mode(&pool, &kms, probe.as_ref(), &zone, &token, mode, Utc::now()).await?;
+            let actor = super::cli_actor("zone");
+            let now = Utc::now();
+            let id = add_by(
+                &pool,
+                &kms,
+                probe.as_ref(),
+                &zone,
+                &token,
+                mode,
+                now,
+                &actor,
+            )
+            .await?;
             println!(
                 "zone {name} ({zone_id}) added to {tenant}: {id}, mode {mode} (token checked at its {})",
                 if mode == ZoneMode::Push {
@@ -203,12 +214,12 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
             }
         }
         ZoneCommand::Pause { zone } => {
-            let id = set_paused(&pool, &zone, true).await?;
-            println!("zone {id} paused");
+            let change = set_paused_by(&pool, &zone, true, &super::cli_actor("zone")).await?;
+            println!("zone {} paused", change.id);
         }
         ZoneCommand::Resume { zone } => {
-            let id = set_paused(&pool, &zone, false).await?;
-            println!("zone {id} resumed");
+            let change = set_paused_by(&pool, &zone, false, &super::cli_actor("zone")).await?;
+            println!("zone {} resumed", change.id);
         }
         ZoneCommand::Set {
             zone,

@@ -215,6 +215,12 @@ fn every_subcommand_answers_help() {
         &["verify"],
         &["logs", "get"],
         &["prune"],
+        &["user", "add"],
+        &["user", "list"],
+        &["user", "disable"],
+        &["key", "create"],
+        &["key", "list"],
+        &["key", "revoke"],
     ];
     for path in commands {
         let mut args: Vec<&str> = path.to_vec();

@@ -1,6 +1,7 @@
 //! The cli tests as one test binary (linking sqlx and the AWS SDK once, not once a
 //! file); each module is one former test file.
 
+mod account_cli;
 mod cli_config;
 mod dispatcher_ops;
 mod logpush_cli;

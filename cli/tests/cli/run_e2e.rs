@@ -371,11 +371,18 @@ impl Deployment {
             {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: {in_flight} windows still in flight after {SETTLE:?}; log:\n{}",
-                tail(&self.log)
-            );
+            if Instant::now() >= deadline {
+                let staged: Vec<String> = match self.store.list_all("staging/").await {
+                    Ok(objects) => objects.into_iter().map(|o| o.key).collect(),
+                    Err(e) => vec![format!("(listing failed: {e})")],
+                };
+                panic!(
+                    "{what}: not settled after {SETTLE:?}: {in_flight} windows in flight, {leaves} \
+                     windows planned (at least {} expected), staging holds {staged:?}; log:\n{}",
+                    self.min_windows(),
+                    tail(&self.log)
+                );
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

@@ -85,6 +85,77 @@ pub async fn record_many<'e, E: PgExecutor<'e>>(
     Ok(())
 }
 
+/// Which audit rows [`list`] returns; every field narrows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub tenant: Option<Uuid>,
+    pub zone: Option<Uuid>,
+    /// An operation (`tenant.set`), or a family of them (`zone.*`).
+    pub operation: Option<String>,
+    pub actor: Option<String>,
+    pub result: Option<String>,
+    /// `at >= from`.
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// `at < to`.
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// One row of `audit_events` as [`list`] reads it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub actor: String,
+    pub operation: String,
+    pub tenant_id: Option<Uuid>,
+    pub zone_id: Option<Uuid>,
+    pub key_version: Option<i32>,
+    pub result: String,
+    pub detail: serde_json::Value,
+}
+
+/// Audit rows matching `filter`, newest first, with ids below `before` (the keyset
+/// cursor of a page: the last id of the previous one), at most `limit`.
+pub async fn list(
+    pool: &sqlx::PgPool,
+    filter: &AuditFilter,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<AuditRow>, rainlogs_core::db::DbError> {
+    let (exact, family) = match filter.operation.as_deref() {
+        Some(op) => match op.strip_suffix('*') {
+            Some(prefix) => (None, Some(prefix)),
+            None => (Some(op), None),
+        },
+        None => (None, None),
+    };
+    sqlx::query_as!(
+        AuditRow,
+        "SELECT id, at, actor, operation, tenant_id, zone_id, key_version, result, detail
+         FROM audit_events
+         WHERE ($1::uuid IS NULL OR tenant_id = $1) AND ($2::uuid IS NULL OR zone_id = $2)
+           AND ($3::text IS NULL OR operation = $3)
+           AND ($4::text IS NULL OR starts_with(operation, $4))
+           AND ($5::text IS NULL OR actor = $5) AND ($6::text IS NULL OR result = $6)
+           AND ($7::timestamptz IS NULL OR at >= $7) AND ($8::timestamptz IS NULL OR at < $8)
+           AND ($9::bigint IS NULL OR id < $9)
+         ORDER BY id DESC LIMIT $10",
+        filter.tenant,
+        filter.zone,
+        exact,
+        family,
+        filter.actor,
+        filter.result,
+        filter.from,
+        filter.to,
+        before,
+        limit,
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|e| rainlogs_core::db::DbError::query("list audit events", e))
+}
+
 /// An [`AuditEvent`] that owns its strings, waiting in an [`AuditBatch`].
 struct Queued {
     actor: String,

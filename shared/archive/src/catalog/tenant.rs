@@ -106,10 +106,45 @@ pub struct TenantRow {
 
 /// Adds tenant `name`; returns its id.
 pub async fn add(pool: &PgPool, name: &str, retention_days: i32) -> Result<Uuid, TenantError> {
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(|e| DbError::query("insert tenant", e))?;
+    insert(&mut conn, name, retention_days).await
+}
+
+/// [`add`] with one `tenant.add` audit row in the same transaction (what the CLI and
+/// the HTTP API call: who added it, with which retention).
+pub async fn create(
+    pool: &PgPool,
+    name: &str,
+    retention_days: i32,
+    actor: &str,
+) -> Result<Uuid, TenantError> {
+    let op = |what| move |e| DbError::query(what, e);
+    let mut tx = pool.begin().await.map_err(op("begin tenant add"))?;
+    let id = insert(&mut tx, name, retention_days).await?;
+    let event = AuditEvent {
+        tenant: Some(id),
+        detail: serde_json::json!({ "name": name, "retention_days": retention_days }),
+        ..AuditEvent::new(actor, "tenant.add", "ok")
+    };
+    audit::record(&mut *tx, &event)
+        .await
+        .map_err(op("write tenant audit row"))?;
+    tx.commit().await.map_err(op("commit tenant add"))?;
+    Ok(id)
+}
+
+async fn insert(
+    conn: &mut sqlx::PgConnection,
+    name: &str,
+    retention_days: i32,
+) -> Result<Uuid, TenantError> {
     if name.trim().is_empty() || name.chars().count() > 200 {
         return Err(TenantError::InvalidName);
     }
-    if retention_days < 1 {
+    if !(1..=MAX_RETENTION_DAYS).contains(&retention_days) {
         return Err(TenantError::InvalidRetention(retention_days));
     }
     let id = Uuid::new_v4();
@@ -120,13 +155,27 @@ pub async fn add(pool: &PgPool, name: &str, retention_days: i32) -> Result<Uuid,
     .bind(id)
     .bind(name)
     .bind(retention_days)
-    .execute(pool)
+    .execute(conn)
     .await
     .map_err(|e| DbError::query("insert tenant", e))?;
     if inserted.rows_affected() == 0 {
         return Err(TenantError::Exists(name.to_owned()));
     }
     Ok(id)
+}
+
+/// One tenant, by name or id.
+pub async fn get(pool: &PgPool, tenant: &str) -> Result<TenantRow, TenantError> {
+    let id = resolve(pool, tenant).await?;
+    Ok(sqlx::query_as(
+        "SELECT t.id, t.name, t.retention_days, t.legal_hold,
+                (SELECT count(*) FROM zones z WHERE z.tenant_id = t.id) AS zones
+         FROM tenants t WHERE t.id = $1",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .map_err(|e| DbError::query("read tenant", e))?)
 }
 
 /// Every tenant, by name.

@@ -194,6 +194,7 @@ pub struct NewZone<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ZoneRow {
     pub id: Uuid,
+    pub tenant_id: Uuid,
     pub tenant: String,
     pub cf_zone_id: String,
     pub name: String,
@@ -236,6 +237,37 @@ pub async fn add_in_mode(
     token: &SecretString,
     mode: ZoneMode,
     now: DateTime<Utc>,
+) -> Result<Uuid, ZoneError> {
+    add_audited(pool, kms, probe, zone, token, mode, now, None).await
+}
+
+/// [`add_in_mode`] with one `zone.add` audit row (who, the zone's id, name, mode,
+/// cadence, backfill and endpoint — never the token) in the transaction that inserts
+/// it: what the CLI and the HTTP API call.
+#[allow(clippy::too_many_arguments)]
+pub async fn add_by(
+    pool: &PgPool,
+    kms: &dyn Kms,
+    probe: &dyn ZoneProbe,
+    zone: &NewZone<'_>,
+    token: &SecretString,
+    mode: ZoneMode,
+    now: DateTime<Utc>,
+    actor: &str,
+) -> Result<Uuid, ZoneError> {
+    add_audited(pool, kms, probe, zone, token, mode, now, Some(actor)).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn add_audited(
+    pool: &PgPool,
+    kms: &dyn Kms,
+    probe: &dyn ZoneProbe,
+    zone: &NewZone<'_>,
+    token: &SecretString,
+    mode: ZoneMode,
+    now: DateTime<Utc>,
+    actor: Option<&str>,
 ) -> Result<Uuid, ZoneError> {
     let cf = zone.cf_zone_id;
     if cf.len() != 32 || !cf.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
@@ -282,6 +314,8 @@ pub async fn add_in_mode(
     let sealed = kms
         .encrypt_secret(&binding, token.expose_secret().as_bytes())
         .await?;
+    let op = |what| move |e| DbError::query(what, e);
+    let mut tx = pool.begin().await.map_err(op("begin zone add"))?;
     let inserted = sqlx::query(
         "INSERT INTO zones (id, tenant_id, cf_zone_id, name, cadence_seconds, backfill_from,
                             token_ciphertext, endpoint, simulator_url, demo, mode)
@@ -299,26 +333,62 @@ pub async fn add_in_mode(
     .bind(zone.endpoint.simulator_url())
     .bind(zone.demo)
     .bind(mode)
-    .execute(pool)
+    .execute(&mut *tx)
     .await
-    .map_err(|e| DbError::query("insert zone", e))?;
+    .map_err(op("insert zone"))?;
     if inserted.rows_affected() == 0 {
         return Err(ZoneError::Exists(cf.to_owned()));
     }
+    if let Some(actor) = actor {
+        let event = AuditEvent {
+            tenant: Some(tenant),
+            zone: Some(id),
+            detail: serde_json::json!({
+                "cf_zone_id": cf, "name": zone.name, "mode": mode,
+                "cadence_seconds": zone.cadence_seconds,
+                "backfill_minutes": zone.backfill_minutes,
+                "endpoint": zone.endpoint.kind(),
+            }),
+            ..AuditEvent::new(actor, "zone.add", "ok")
+        };
+        audit::record(&mut *tx, &event)
+            .await
+            .map_err(op("write zone audit row"))?;
+    }
+    tx.commit().await.map_err(op("commit zone add"))?;
     Ok(id)
 }
 
+const ZONE_ROW: &str = "SELECT z.id, z.tenant_id, t.name AS tenant, z.cf_zone_id, z.name,
+        z.cadence_seconds, z.paused, z.paused_reason,
+        z.token_ciphertext IS NOT NULL AS has_token, z.last_error, z.endpoint,
+        z.simulator_url, z.demo, z.mode
+    FROM zones z JOIN tenants t ON t.id = z.tenant_id";
+
 /// Every zone, by tenant and name.
 pub async fn list(pool: &PgPool) -> Result<Vec<ZoneRow>, ZoneError> {
-    Ok(sqlx::query_as(
-        "SELECT z.id, t.name AS tenant, z.cf_zone_id, z.name, z.cadence_seconds, z.paused,
-                z.paused_reason, z.token_ciphertext IS NOT NULL AS has_token, z.last_error, z.endpoint,
-                z.simulator_url, z.demo, z.mode
-         FROM zones z JOIN tenants t ON t.id = z.tenant_id ORDER BY t.name, z.name",
-    )
+    list_of(pool, None).await
+}
+
+/// The zones of `tenant` (`Some`) or of every tenant, by tenant and name.
+pub async fn list_of(pool: &PgPool, tenant: Option<Uuid>) -> Result<Vec<ZoneRow>, ZoneError> {
+    Ok(sqlx::query_as(&format!(
+        "{ZONE_ROW} WHERE $1::uuid IS NULL OR z.tenant_id = $1 ORDER BY t.name, z.name, z.id"
+    ))
+    .bind(tenant)
     .fetch_all(pool)
     .await
     .map_err(|e| DbError::query("list zones", e))?)
+}
+
+/// One zone, given as [`resolve`] takes it.
+pub async fn get(pool: &PgPool, zone: &str) -> Result<ZoneRow, ZoneError> {
+    let id = resolve(pool, zone).await?;
+    Ok(sqlx::query_as(&format!("{ZONE_ROW} WHERE z.id = $1"))
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .map_err(|e| DbError::query("read zone", e))?)
 }
 
 /// The Rainlogs id of a zone given by its Cloudflare zone id, its Rainlogs id or its
@@ -344,7 +414,37 @@ pub async fn resolve(pool: &PgPool, zone: &str) -> Result<Uuid, ZoneError> {
 /// Pauses or resumes a zone; returns its Rainlogs id. Resuming also clears a parked
 /// zone's reason ([`park`]): the operator says the cause is fixed.
 pub async fn set_paused(pool: &PgPool, zone: &str, paused: bool) -> Result<Uuid, ZoneError> {
+    Ok(set_paused_by(pool, zone, paused, "unknown").await?.id)
+}
+
+/// What [`set_paused_by`] changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PauseChange {
+    pub id: Uuid,
+    pub tenant: Uuid,
+    pub was_paused: bool,
+    /// The park reason a resume cleared.
+    pub cleared_reason: Option<String>,
+}
+
+/// [`set_paused`] with one `zone.pause` / `zone.resume` audit row (old and new) in the
+/// same transaction.
+pub async fn set_paused_by(
+    pool: &PgPool,
+    zone: &str,
+    paused: bool,
+    actor: &str,
+) -> Result<PauseChange, ZoneError> {
     let id = resolve(pool, zone).await?;
+    let op = |what| move |e| DbError::query(what, e);
+    let mut tx = pool.begin().await.map_err(op("begin zone pause"))?;
+    let (tenant, was_paused, reason): (Uuid, bool, Option<String>) = sqlx::query_as(
+        "SELECT tenant_id, paused, paused_reason FROM zones WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(op("lock zone"))?;
     sqlx::query(
         "UPDATE zones SET paused = $2,
                           paused_reason = CASE WHEN $2 THEN paused_reason END
@@ -352,10 +452,33 @@ pub async fn set_paused(pool: &PgPool, zone: &str, paused: bool) -> Result<Uuid,
     )
     .bind(id)
     .bind(paused)
-    .execute(pool)
+    .execute(&mut *tx)
     .await
-    .map_err(|e| DbError::query("pause zone", e))?;
-    Ok(id)
+    .map_err(op("pause zone"))?;
+    let cleared_reason = if paused { None } else { reason };
+    let event = AuditEvent {
+        tenant: Some(tenant),
+        zone: Some(id),
+        detail: serde_json::json!({
+            "paused": {"from": was_paused, "to": paused},
+            "cleared_park_reason": cleared_reason,
+        }),
+        ..AuditEvent::new(
+            actor,
+            if paused { "zone.pause" } else { "zone.resume" },
+            "ok",
+        )
+    };
+    audit::record(&mut *tx, &event)
+        .await
+        .map_err(op("write zone audit row"))?;
+    tx.commit().await.map_err(op("commit zone pause"))?;
+    Ok(PauseChange {
+        id,
+        tenant,
+        was_paused,
+        cleared_reason,
+    })
 }
 
 /// A change to a zone's retention settings: `retention_days` is `Some(None)` to drop
