@@ -39,7 +39,7 @@ use rainlogs_core::db::DbError;
 use rainlogs_core::error::{Classify, ErrorClass};
 use rainlogs_core::function::{unsupported_kind, Function};
 use rainlogs_core::storage::{ObjectInfo, ObjectStore, StorageError};
-use rainlogs_core::task::{kinds, TaskSpec};
+use rainlogs_core::task::{kinds, Priority, TaskSpec};
 use rainlogs_core::{HandlerOutput, TaskEnvelope, TaskError};
 use rainlogs_sealed::kms::Kms;
 
@@ -64,6 +64,8 @@ pub struct LandingTask {
 
 impl LandingTask {
     /// The task, keyed so that scheduler passes do not pile tasks up for a destination.
+    /// Live lane, as pushed batches' encrypt: landing objects are the newest logs, and
+    /// plaintext until ingested.
     pub fn spec(&self) -> TaskSpec {
         TaskSpec::new(
             QUEUE,
@@ -71,6 +73,7 @@ impl LandingTask {
             serde_json::json!({ "destination": self.destination }),
         )
         .idempotency_key(format!("{}:{}", kinds::INGEST_LANDING, self.destination))
+        .priority(Priority::Live)
     }
 }
 
@@ -458,6 +461,7 @@ mod tests {
             spec.idempotency_key.as_deref(),
             Some(format!("ingest.landing:{d}").as_str())
         );
+        assert_eq!(spec.priority, Some(Priority::Live));
         let back: LandingTask = serde_json::from_value(spec.payload).unwrap();
         assert_eq!(back.destination, d);
     }
