@@ -343,7 +343,12 @@ async fn reject(
     report: &mut LandingReport,
 ) -> Result<(), LandingError> {
     let moved = landing::rejected_key(&object.key);
-    store.copy(&object.key, &moved).await?;
+    match store.copy(&object.key, &moved).await {
+        Ok(()) => {}
+        // Moved by a concurrent pass since the listing: its row says so.
+        Err(StorageError::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
     landing::record_reject(
         pool,
         &Reject {
