@@ -30,8 +30,25 @@ pub enum LogpushCommand {
         fields: Vec<String>,
         /// Where Cloudflare reaches this Rainlogs' receiver (https://...; plain http only
         /// for a simulated zone).
-        #[arg(long, value_name = "URL")]
-        public_url: String,
+        #[arg(long, value_name = "URL", required_unless_present = "s3_landing")]
+        public_url: Option<String>,
+        /// Have Cloudflare write objects into the landing bucket (RAINLOGS_LANDING_BUCKET)
+        /// instead of pushing to the receiver: an S3-compatible destination
+        /// s3://BUCKET/{destination}/{DATE}, emptied by the ingest.landing stage.
+        #[arg(long, conflicts_with = "public_url")]
+        s3_landing: bool,
+        /// The write-only key Cloudflare writes with (default
+        /// RAINLOGS_LANDING_WRITER_KEY_ID); never Rainlogs' own key.
+        #[arg(long, value_name = "KEY_ID", requires = "s3_landing")]
+        s3_key_id: Option<String>,
+        /// The variable holding that key's secret (it is never an argument, never
+        /// printed, never stored).
+        #[arg(long, value_name = "VAR", default_value = logpush::WRITER_SECRET_VAR)]
+        s3_secret_env: String,
+        /// Where Cloudflare reaches the landing bucket (default RAINLOGS_LANDING_ENDPOINT,
+        /// else RAINLOGS_S3_ENDPOINT).
+        #[arg(long, value_name = "URL", requires = "s3_landing")]
+        s3_endpoint: Option<String>,
         /// Largest batch, bytes of uncompressed NDJSON (5000000-1000000000).
         #[arg(long)]
         max_upload_bytes: Option<u64>,
@@ -67,6 +84,12 @@ pub enum LogpushCommand {
         /// Also print each job's recorded status changes.
         #[arg(long)]
         history: bool,
+    },
+    /// List landing objects that could not be ingested (not gzip, over a limit): each
+    /// was moved to rejected/KEY in the landing bucket (exit 1 when there is one).
+    Rejects {
+        #[arg(long)]
+        zone: Option<String>,
     },
     /// Switch the zone's job for a dataset off at Cloudflare, then refuse its destination.
     Disable {
@@ -133,14 +156,29 @@ pub(crate) async fn run(src: &ConfigSource, cmd: LogpushCommand) -> anyhow::Resu
             dataset,
             fields,
             public_url,
+            s3_landing,
+            s3_key_id,
+            s3_secret_env,
+            s3_endpoint,
             max_upload_bytes,
             max_upload_records,
             max_upload_interval_seconds,
             name,
             hybrid,
         } => {
+            let landing = if s3_landing {
+                Some(logpush::S3Landing::from_source(
+                    src,
+                    s3_key_id.as_deref(),
+                    &s3_secret_env,
+                    s3_endpoint.as_deref(),
+                )?)
+            } else {
+                None
+            };
             let kms = rainlogs_kms::KmsService::from_config(pool.clone(), src, &actor)?;
             let cloudflare = CloudflareApi::from_source(src)?;
+            let public_url = public_url.unwrap_or_default();
             let new = NewLogpushJob {
                 zone: &zone,
                 dataset: &dataset,
@@ -154,7 +192,12 @@ pub(crate) async fn run(src: &ConfigSource, cmd: LogpushCommand) -> anyhow::Resu
                 name: name.as_deref(),
                 hybrid,
             };
-            let c = logpush::create(&pool, &kms, &cloudflare, &new, &actor).await?;
+            let c = match &landing {
+                Some(landing) => {
+                    logpush::create_s3(&pool, &kms, &cloudflare, &new, landing, &actor).await?
+                }
+                None => logpush::create(&pool, &kms, &cloudflare, &new, &actor).await?,
+            };
             let j = &c.job;
             println!(
                 "logpush job {} created for {} ({}), dataset {}: {}",
@@ -164,18 +207,27 @@ pub(crate) async fn run(src: &ConfigSource, cmd: LogpushCommand) -> anyhow::Resu
                 j.dataset,
                 if j.enabled { "enabled" } else { "disabled" }
             );
-            println!(
-                "  destination {} at {}/push/{} ({}; its secret went to Cloudflare only)",
-                j.destination_id,
-                j.public_url,
-                j.destination_id,
-                if c.renewed_destination {
-                    "reused with a new secret"
-                } else {
-                    "new"
-                }
-            );
+            let renewed = if c.renewed_destination {
+                "reused with a new secret"
+            } else {
+                "new"
+            };
+            if landing.is_some() {
+                println!(
+                    "  destination {} writes to {} ({renewed}; the write key's secret went to Cloudflare only)",
+                    j.destination_id, j.public_url
+                );
+                println!(
+                    "  Cloudflare's validation object and batches are ingested and deleted by the                      scheduler's ingest.landing pass (rainlogs run)"
+                );
+            } else {
+                println!(
+                    "  destination {} at {}/push/{} ({renewed}; its secret went to Cloudflare only)",
+                    j.destination_id, j.public_url, j.destination_id
+                );
+            }
             match j.validated_at {
+                _ if landing.is_some() => {}
                 Some(t) => println!("  validation upload received at {}", t.format(FMT)),
                 None => println!(
                     "  WARNING: Cloudflare validated the destination, but not at this Rainlogs' \
@@ -198,6 +250,31 @@ pub(crate) async fn run(src: &ConfigSource, cmd: LogpushCommand) -> anyhow::Resu
                     }
                 );
             }
+        }
+        LogpushCommand::Rejects { zone } => {
+            let zone_id = match &zone {
+                Some(z) => Some(rainlogs_archive::catalog::zone::resolve(&pool, z).await?),
+                None => None,
+            };
+            let rejects = rainlogs_archive::landing::rejects(&pool, zone_id).await?;
+            if rejects.is_empty() {
+                println!("no rejected landing objects");
+                return Ok(ExitCode::SUCCESS);
+            }
+            for r in &rejects {
+                println!(
+                    "{}  destination {}  {} ({} bytes, landed {}) moved to {}: {}: {}",
+                    r.rejected_at.format(FMT),
+                    r.destination_id,
+                    r.landing_key,
+                    r.size_bytes,
+                    when(r.landed_at),
+                    r.rejected_key,
+                    r.code,
+                    r.reason
+                );
+            }
+            return Ok(ExitCode::from(1));
         }
         LogpushCommand::List { zone, all } => {
             let jobs = logpush::list(&pool, zone.as_deref(), None, all).await?;

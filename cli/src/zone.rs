@@ -314,6 +314,14 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
                 let c = rainlogs_archive::push::coverage(&pool, id, from, to.unwrap_or(now), now)
                     .await?;
                 print_push_coverage(&mode, &c);
+                // Landing objects that could not be ingested are no batch: say so here.
+                let rejected = rainlogs_archive::landing::rejects(&pool, Some(id)).await?;
+                if !rejected.is_empty() {
+                    println!(
+                        "  REJECTED {} landing objects, kept under rejected/ (rainlogs logpush rejects --zone {zone})",
+                        rejected.len()
+                    );
+                }
                 if mode == "push" {
                     return Ok(ExitCode::SUCCESS);
                 }

@@ -39,6 +39,9 @@ pub struct App {
     pub repair: rainlogs_archive::repair::RepairPolicy,
     /// Which windows the scheduler and reconciler send as live (`RAINLOGS_LIVE_EDGE_SECS`).
     pub live_edge: crate::reconcile::LiveEdge,
+    /// The landing bucket S3-compatible Logpush destinations write to
+    /// (`RAINLOGS_LANDING_BUCKET`; docs/INGEST.md), when configured.
+    pub landing: Option<rainlogs_receiver::landing::Landing>,
 }
 
 impl App {
@@ -55,6 +58,10 @@ impl App {
         let client = redis::Client::open(secrecy::ExposeSecret::expose_secret(&redis.url))?;
         let store = ObjectStore::connect(&s3).await;
         store.check().await?;
+        let landing = rainlogs_receiver::landing::Landing::from_config(src).await?;
+        if let Some(landing) = &landing {
+            landing.store.check().await?;
+        }
         let kms = if MasterKeyring::configured(src) {
             Some(rainlogs_kms::KmsService::from_config(
                 pool.clone(),
@@ -74,6 +81,7 @@ impl App {
             plan: rainlogs_archive::ledger::PlanPolicy::from_source(src)?,
             repair: rainlogs_archive::repair::RepairPolicy::from_source(src)?,
             live_edge: crate::reconcile::LiveEdge::from_source(src)?,
+            landing,
             queue: Queue::new(conn, redis.key_prefix)
                 .with_client(client)
                 .with_dead_letters(crate::queue::DeadLetterPolicy::from_source(src)?)
@@ -127,7 +135,22 @@ impl App {
                 upload,
             ),
         };
+        let ingest = match (&self.landing, &self.kms) {
+            (Some(landing), Some(kms)) => rainlogs_receiver::landing::LandingFunction::new(
+                self.pool.clone(),
+                self.store.clone(),
+                Arc::new(kms.clone()),
+                landing.clone(),
+            ),
+            (None, _) => rainlogs_receiver::landing::LandingFunction::unconfigured(
+                "RAINLOGS_LANDING_BUCKET is not set",
+            ),
+            (_, None) => rainlogs_receiver::landing::LandingFunction::unconfigured(
+                "no master keyring (RAINLOGS_MASTER_KEYS)",
+            ),
+        };
         InProcess::new()
+            .with(ingest)
             .with(fetch)
             .with(encrypt)
             .with(upload)

@@ -7,6 +7,8 @@
 //! - [`plan_and_enqueue`] plans the windows of every non-paused zone
 //!   ([`ledger::plan_zone`], `App::plan`'s safety margin behind now) and enqueues a `fetch.window` task for each `planned` window;
 //! - [`enqueue_pushed`] sends `encrypt.window` for pushed batches the receiver staged;
+//! - [`enqueue_landing`] sends `ingest.landing` for every S3-compatible destination
+//!   (its landing objects become pushed batches through the receiver's ingest core);
 //! - [`reconcile`] re-enqueues the task a window in flight waits for once it has sat in
 //!   its state longer than a timeout (planned/fetching → fetch, staged → encrypt,
 //!   sealed → upload), so emptying Redis entirely loses nothing.
@@ -207,6 +209,26 @@ pub async fn enqueue_pushed(app: &App) -> Result<PassReport, ReconcileError> {
             .collect();
         report.count(&app.queue.enqueue_many(specs).await?);
         after_id = last;
+    }
+    Ok(report)
+}
+
+/// Enqueues `ingest.landing` for every S3-compatible destination when a landing bucket
+/// is configured (and the kms, which sealing needs): one task per destination, its
+/// idempotency key absorbing passes while it is pending or running. Disabled
+/// destinations too: what Cloudflare already wrote is only in landing.
+pub async fn enqueue_landing(app: &App) -> Result<PassReport, ReconcileError> {
+    let mut report = PassReport::default();
+    if app.landing.is_none() || app.kms.is_none() {
+        return Ok(report);
+    }
+    let specs: Vec<TaskSpec> = rainlogs_archive::landing::destinations(&app.pool)
+        .await?
+        .iter()
+        .map(|d| rainlogs_receiver::landing::LandingTask { destination: d.id }.spec())
+        .collect();
+    if !specs.is_empty() {
+        report.count(&app.queue.enqueue_many(specs).await?);
     }
     Ok(report)
 }
@@ -433,6 +455,13 @@ pub async fn run_loop(app: App, cfg: SchedulerConfig, mut shutdown: watch::Recei
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(code = e.code(), error = %e, "push pass failed"),
+        }
+        match enqueue_landing(&app).await {
+            Ok(r) if r.enqueued > 0 => {
+                tracing::debug!(enqueued = r.enqueued, "landing destinations sent to ingest")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(code = e.code(), error = %e, "landing pass failed"),
         }
         if !cfg.logpush_poll.is_zero() {
             poll_logpush_jobs(&app, cfg.logpush_poll).await;

@@ -318,3 +318,159 @@ async fn logpush_commands_manage_a_job_at_the_simulator() {
     let _ = std::fs::remove_dir_all(&dir);
     env.teardown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logpush_create_s3_landing_takes_the_write_key_from_a_variable_and_never_shows_it() {
+    const MARKER: &str = "landing-writer-s3cret-0123456789";
+    let mut env = TestEnv::new().await;
+    env.src.set("RAINLOGS_MASTER_KEYS", MASTER);
+    let keyring = MasterKeyring::parse(MASTER, None).expect("keyring");
+    let kms: Arc<dyn Kms> = Arc::new(KmsService::new(env.app.pool.clone(), keyring, "test"));
+    let sim = Simulator::start_local(SimConfig {
+        tokens: vec![TOKEN.into()],
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    tenant::add(&env.app.pool, "acme", 400).await.unwrap();
+    let probe = rainlogs_fetch::LogpullProbe::new(
+        rainlogs_fetch::logpull::LogpullConfig::default(),
+        rainlogs_fetch::CloudflareApi::default(),
+    );
+    zone::add(
+        &env.app.pool,
+        kms.as_ref(),
+        &probe,
+        &zone::NewZone {
+            tenant: "acme",
+            cf_zone_id: CF,
+            name: "cli.example",
+            cadence_seconds: 60,
+            backfill_minutes: 0,
+            endpoint: ZoneEndpoint::Simulator {
+                url: sim.base_url(),
+            },
+            demo: false,
+        },
+        &SecretString::from(TOKEN),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let dir: PathBuf = std::env::temp_dir().join(format!("rainlogs-landing-cli-{}", env.id));
+    std::fs::create_dir_all(&dir).unwrap();
+    let env_file = dir.join("env");
+    let write_env = |src: &rainlogs_core::config::ConfigSource| {
+        let body: String = src
+            .pairs()
+            .map(|(k, v)| format!("{k}='{}'\n", v.replace('\'', "")))
+            .collect();
+        std::fs::write(&env_file, body).unwrap();
+    };
+    let create = |key: &'static str| {
+        vec![
+            "logpush",
+            "create",
+            "--zone",
+            CF,
+            "--dataset",
+            "http_requests",
+            "--s3-landing",
+            "--s3-key-id",
+            key,
+        ]
+    };
+    let mut outputs = String::new();
+    env.src.set("RAINLOGS_LANDING_WRITER_SECRET", MARKER);
+
+    // No landing bucket configured: refused, naming the variable.
+    write_env(&env.src);
+    let run = rainlogs(&env_file, &create("GKcloudflarewriter")).await;
+    assert!(
+        !run.ok && run.out.contains("RAINLOGS_LANDING_BUCKET"),
+        "{}",
+        run.out
+    );
+    outputs.push_str(&run.out);
+
+    let bucket = env.app.store.bucket().to_owned();
+    env.src.set("RAINLOGS_LANDING_BUCKET", bucket);
+    write_env(&env.src);
+    // Rainlogs' own key is not a write-only key.
+    let own = env.src.get("RAINLOGS_S3_ACCESS_KEY_ID").unwrap().to_owned();
+    let own: &'static str = Box::leak(own.into_boxed_str());
+    let run = rainlogs(&env_file, &create(own)).await;
+    assert!(
+        !run.ok && run.out.contains("Rainlogs' own key"),
+        "{}",
+        run.out
+    );
+    outputs.push_str(&run.out);
+    // A key Garage does not know: the validation write fails, Cloudflare refuses the job
+    // (1002) and its error does not repeat the secret.
+    let run = rainlogs(&env_file, &create("GKnotakeygarageknows")).await;
+    assert!(!run.ok && run.out.contains("1002"), "{}", run.out);
+    outputs.push_str(&run.out);
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM logpush_jobs")
+        .fetch_one(&env.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(jobs, 0);
+    // The operator's view of rejected objects: none, then one (as `ingest.landing`
+    // records it), in `logpush rejects` (exit 1) and in the zone's coverage.
+    let run = rainlogs(&env_file, &["logpush", "rejects"]).await;
+    assert!(
+        run.ok && run.out.contains("no rejected landing objects"),
+        "{}",
+        run.out
+    );
+    let pool = &env.app.pool;
+    let zone_id = zone::resolve(pool, CF).await.unwrap();
+    // The refused create left its destination (disabled): a landing one.
+    let dest = rainlogs_archive::push::find_destination(pool, zone_id, "http_requests")
+        .await
+        .unwrap()
+        .expect("the destination of the refused create");
+    let key = rainlogs_archive::landing::make_landing(pool, dest)
+        .await
+        .unwrap()
+        + "20261207/bad.log.gz";
+    rainlogs_archive::landing::record_reject(
+        pool,
+        &rainlogs_archive::landing::Reject {
+            destination_id: dest,
+            landing_key: key.clone(),
+            rejected_key: rainlogs_archive::landing::rejected_key(&key),
+            size_bytes: 16,
+            landed_at: Some(Utc::now()),
+            code: "landing.not_gzip".into(),
+            reason: "the body is not valid gzip".into(),
+            rejected_at: Utc::now(),
+        },
+    )
+    .await
+    .unwrap();
+    zone::set_mode(pool, CF, zone::ZoneMode::Push, "test")
+        .await
+        .unwrap();
+    let run = rainlogs(&env_file, &["logpush", "rejects", "--zone", CF]).await;
+    assert!(!run.ok, "exit 1 while a rejected object waits: {}", run.out);
+    assert!(
+        run.out.contains(&format!("rejected/{key}")) && run.out.contains("landing.not_gzip"),
+        "{}",
+        run.out
+    );
+    let run = rainlogs(&env_file, &["zone", "coverage", CF]).await;
+    assert!(
+        run.ok && run.out.contains("REJECTED 1 landing objects"),
+        "{}",
+        run.out
+    );
+    assert!(
+        !outputs.contains(MARKER),
+        "the write key's secret was shown"
+    );
+    assert!(!outputs.contains("ecret-0123456789"));
+    std::fs::remove_dir_all(&dir).ok();
+    env.teardown().await;
+}

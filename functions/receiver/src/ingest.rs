@@ -1,7 +1,12 @@
-//! One pushed batch, from request body to committed ledger row: body byte limit →
+//! One pushed batch, from a byte stream to committed ledger row: body byte limit →
 //! gunzip → decompressed limit → line checks → `Sealer` → spool file → staging object →
 //! `push_batches` row. Nothing here answers 2xx before the row is committed; every
 //! failure is a [`Refusal`] that tells Cloudflare whether (and when) to retry.
+//!
+//! Two sources feed the same core ([`ingest_stream`]): an HTTP request body (the
+//! receiver's `POST /push/{destination}`) and an object of the landing bucket (the
+//! `ingest.landing` stage, [`crate::landing`]), so both kinds of destination are
+//! sealed, deduplicated and recorded by one piece of code.
 //!
 //! Memory: one 64 KiB read buffer, the decoder's window, the sealer's batches and one
 //! partial line — never the body, whatever its size or compression ratio.
@@ -12,19 +17,34 @@ use std::sync::Arc;
 
 use async_compression::tokio::bufread::GzipDecoder;
 use axum::body::Body;
+use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, Utc};
-use futures::TryStreamExt;
+use futures::{Stream, TryStreamExt};
+use sqlx::PgPool;
 use tokio::io::AsyncReadExt;
 use tokio_util::io::StreamReader;
 use uuid::Uuid;
 
+use rainlogs_archive::landing::Landed;
 use rainlogs_archive::pipeline::{blocking, put_file, spool_error, Spool};
 use rainlogs_archive::push::{self, Destination, NewBatch, Recorded};
+use rainlogs_core::storage::ObjectStore;
 use rainlogs_core::TaskError;
+use rainlogs_sealed::kms::Kms;
 use rainlogs_sealed::{SealContext, SealParams, Sealer};
 
 use crate::lines::LineChecker;
-use crate::{Inner, Refusal};
+use crate::{Inner, ReceiverLimits, Refusal};
+
+/// What the ingest core needs: the ledger, the archive bucket (staging), the kms and
+/// the limits. Borrowed from the receiver or from the landing stage.
+#[derive(Clone, Copy)]
+pub(crate) struct Core<'a> {
+    pub(crate) pool: &'a PgPool,
+    pub(crate) store: &'a ObjectStore,
+    pub(crate) kms: &'a dyn Kms,
+    pub(crate) limits: ReceiverLimits,
+}
 
 /// Decompressed bytes read per step.
 const READ_BUF: usize = 64 * 1024;
@@ -44,11 +64,22 @@ pub enum Accepted {
 
 /// Why the body stream stopped, carried through the decoder inside an `io::Error`.
 #[derive(Debug, thiserror::Error)]
-enum StreamFault {
+pub(crate) enum StreamFault {
     #[error("request body is over {0} bytes")]
     BodyTooLarge(u64),
     #[error("reading the request body: {0}")]
     Body(String),
+    /// The source failed to deliver bytes it has (a landing object's read broke off):
+    /// nothing is wrong with the batch, retry.
+    #[error("reading the batch: {0}")]
+    Source(String),
+}
+
+impl StreamFault {
+    /// A read error of a source whose bytes are fine but did not arrive (retryable).
+    pub(crate) fn source(e: impl std::fmt::Display) -> io::Error {
+        io::Error::other(StreamFault::Source(e.to_string()))
+    }
 }
 
 fn fault(e: &io::Error) -> Option<&StreamFault> {
@@ -68,12 +99,35 @@ struct Streamed {
     sealed: Option<(Spool, rainlogs_sealed::SealSummary)>,
 }
 
-/// Streams, seals, stages and records one batch for `dest`.
+/// Streams, seals, stages and records one batch for `dest` from a request body.
 pub(crate) async fn ingest(
     inner: &Inner,
     dest: &Destination,
     body: Body,
 ) -> Result<Accepted, Refusal> {
+    let core = Core {
+        pool: &inner.pool,
+        store: &inner.store,
+        kms: inner.kms.as_ref(),
+        limits: inner.limits,
+    };
+    let stream = body
+        .into_data_stream()
+        .map_err(|e| io::Error::other(StreamFault::Body(e.to_string())));
+    ingest_stream(core, dest, stream, None).await
+}
+
+/// Streams, seals, stages and records one batch for `dest` from any stream of gzip
+/// bytes; `landed` names the landing object it came from (recorded with the batch).
+pub(crate) async fn ingest_stream<S>(
+    inner: Core<'_>,
+    dest: &Destination,
+    source: S,
+    landed: Option<&Landed>,
+) -> Result<Accepted, Refusal>
+where
+    S: Stream<Item = Result<Bytes, io::Error>> + Send + 'static,
+{
     let limits = inner.limits;
     let received_at = now_micros();
     let context = SealContext {
@@ -98,19 +152,15 @@ pub(crate) async fn ingest(
     let gzip_bytes = Arc::new(AtomicU64::new(0));
     let counted = gzip_bytes.clone();
     let max_body = limits.max_body_bytes;
-    let stream = body
-        .into_data_stream()
-        .map_err(|e| io::Error::other(StreamFault::Body(e.to_string())))
-        .and_then(move |chunk| {
-            let seen =
-                counted.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
-            futures::future::ready(if seen > max_body {
-                Err(io::Error::other(StreamFault::BodyTooLarge(max_body)))
-            } else {
-                Ok(chunk)
-            })
-        });
-    let mut decoder = GzipDecoder::new(StreamReader::new(stream));
+    let stream = source.and_then(move |chunk| {
+        let seen = counted.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
+        futures::future::ready(if seen > max_body {
+            Err(io::Error::other(StreamFault::BodyTooLarge(max_body)))
+        } else {
+            Ok(chunk)
+        })
+    });
+    let mut decoder = GzipDecoder::new(StreamReader::new(Box::pin(stream)));
     decoder.multiple_members(true);
 
     let handle = tokio::runtime::Handle::current();
@@ -122,7 +172,7 @@ pub(crate) async fn ingest(
 
     let Streamed { checker, sealed } = streamed;
     if checker.is_validation() {
-        push::mark_validated(&inner.pool, dest.id)
+        push::mark_validated(inner.pool, dest.id)
             .await
             .map_err(|e| Refusal::infra(e.into()))?;
         tracing::info!(destination = %dest.id, "validation upload received");
@@ -133,20 +183,18 @@ pub(crate) async fn ingest(
     };
 
     let db = |e: rainlogs_core::db::DbError| Refusal::infra(e.into());
-    if let Some(id) = push::find_batch(&inner.pool, dest.id, &summary.plaintext_sha256)
+    if let Some(id) = push::find_batch(inner.pool, dest.id, &summary.plaintext_sha256)
         .await
         .map_err(db)?
     {
-        push::note_delivery(&inner.pool, dest.id)
-            .await
-            .map_err(db)?;
+        push::note_delivery(inner.pool, dest.id).await.map_err(db)?;
         tracing::info!(destination = %dest.id, batch = %id, "duplicate delivery acknowledged");
         return Ok(Accepted::Duplicate { id });
     }
 
     let id = Uuid::now_v7();
     let staging_key = push::staging_key(dest.zone_id, id);
-    put_file(&inner.store, &staging_key, spool.path())
+    put_file(inner.store, &staging_key, spool.path())
         .await
         .map_err(Refusal::infra)?;
     drop(spool);
@@ -164,7 +212,7 @@ pub(crate) async fn ingest(
         staging_key: staging_key.clone(),
         minute_counts: checker.minute_counts(),
     };
-    let recorded = match push::record_batch(&inner.pool, &batch).await {
+    let recorded = match push::record_batch_from(inner.pool, &batch, landed).await {
         Ok(recorded) => recorded,
         Err(e) => {
             // Not acknowledged: Cloudflare retries and stores it anew. Remove what this
@@ -228,6 +276,9 @@ where
                         "the gzip body is over the receiver's limit of {max} bytes"
                     )),
                     Some(StreamFault::Body(why)) => Refusal::BadRequest(why.clone()),
+                    Some(StreamFault::Source(why)) => {
+                        Refusal::infra(TaskError::retryable("push.source_read", why.clone()))
+                    }
                     None => Refusal::BadRequest(format!("the body is not valid gzip: {e}")),
                 })
             }

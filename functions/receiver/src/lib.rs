@@ -10,6 +10,7 @@
 
 mod ingest;
 pub mod lambda;
+pub mod landing;
 pub mod lines;
 pub mod tls;
 

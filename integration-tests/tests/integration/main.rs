@@ -7,6 +7,7 @@ mod demo;
 mod isolation;
 mod kms_cli;
 mod kms_service;
+mod landing;
 mod ledger_chain;
 mod logpush_jobs;
 mod migrations;

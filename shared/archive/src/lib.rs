@@ -23,6 +23,7 @@ pub mod catalog;
 pub mod chain;
 pub mod coverage;
 pub mod endpoint;
+pub mod landing;
 pub mod ledger;
 pub mod logpush;
 pub mod pipeline;

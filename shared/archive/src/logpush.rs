@@ -14,6 +14,10 @@
 //! `pull` mode is switched to `push` (or `hybrid`) after the job exists: the minutes
 //! between the two may be archived by both paths, never by neither.
 //!
+//! [`create_s3`] does the same with an S3-compatible destination into the landing
+//! bucket ([`S3Landing`]: `s3://BUCKET/{destination}/{DATE}?…` with a write-only key the
+//! operator gives, sent to Cloudflare only); `ingest.landing` empties it.
+//!
 //! [`status`] polls each job and records every change of its `enabled`,
 //! `last_complete`, `last_error` and `error_message` in `logpush_job_changes`
 //! (migration 0013). [`disable`] switches the job off at Cloudflare, then refuses its
@@ -88,6 +92,8 @@ pub enum LogpushError {
     InvalidName(String),
     #[error("public URL {url:?}: {reason}")]
     InvalidPublicUrl { url: String, reason: String },
+    #[error("S3-compatible destination: {0}")]
+    InvalidLanding(String),
     #[error("zone {0} has no Cloudflare token (rainlogs zone set --token-env)")]
     NoToken(String),
     #[error("zone {zone}: the stored Cloudflare token cannot be used: {reason}")]
@@ -130,6 +136,7 @@ impl Classify for LogpushError {
             LogpushError::InvalidLimit { .. } => "logpush.invalid_limit",
             LogpushError::InvalidName(_) => "logpush.invalid_name",
             LogpushError::InvalidPublicUrl { .. } => "logpush.invalid_public_url",
+            LogpushError::InvalidLanding(_) => "logpush.invalid_landing",
             LogpushError::NoToken(_) => "logpush.no_token",
             LogpushError::BadToken { .. } => "logpush.bad_token",
             LogpushError::JobExists { .. } => "logpush.job_exists",
@@ -566,12 +573,195 @@ fn micros(t: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
     t.map(|t| DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t))
 }
 
+/// Where a job sends its batches: the receiver over HTTPS, or the landing bucket.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Http,
+    S3(&'a S3Landing),
+}
+
+/// An S3-compatible destination into the landing bucket (`RAINLOGS_LANDING_BUCKET`):
+/// Cloudflare writes gzip NDJSON objects under `{key_prefix}{destination}/{DATE}/` with
+/// a write-only key of its own; Rainlogs reads and deletes them with its own credentials
+/// (`ingest.landing`, docs/INGEST.md "S3-compatible destination").
+pub struct S3Landing {
+    pub bucket: String,
+    /// The landing store's key prefix (`RAINLOGS_S3_PREFIX`; usually empty).
+    pub key_prefix: String,
+    pub region: String,
+    /// Where Cloudflare reaches the bucket: `https://host[:port]` or a bare host
+    /// (plain `http://` only for a simulated zone).
+    pub endpoint: String,
+    /// The write-only key Cloudflare writes with (never Rainlogs' own).
+    pub writer_key_id: String,
+    /// Its secret: goes to Cloudflare inside the one create request, nowhere else.
+    pub writer_secret: SecretString,
+}
+
+impl std::fmt::Debug for S3Landing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Landing")
+            .field("bucket", &self.bucket)
+            .field("key_prefix", &self.key_prefix)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("writer_key_id", &self.writer_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where `rainlogs logpush create --s3-landing` reads the write-only key's id, unless
+/// given as an argument.
+pub const WRITER_KEY_ID_VAR: &str = "RAINLOGS_LANDING_WRITER_KEY_ID";
+/// Where it reads the write-only key's secret by default (never an argument).
+pub const WRITER_SECRET_VAR: &str = "RAINLOGS_LANDING_WRITER_SECRET";
+/// The endpoint Cloudflare writes to, when it is not `RAINLOGS_S3_ENDPOINT` (Rainlogs
+/// may reach Garage on a private address Cloudflare cannot).
+pub const LANDING_ENDPOINT_VAR: &str = "RAINLOGS_LANDING_ENDPOINT";
+
+impl S3Landing {
+    /// The landing destination of this configuration: `RAINLOGS_LANDING_BUCKET`, the
+    /// archive's region and key prefix, `endpoint` (else `RAINLOGS_LANDING_ENDPOINT`,
+    /// else `RAINLOGS_S3_ENDPOINT`), the write key's id (`key_id`, else
+    /// `RAINLOGS_LANDING_WRITER_KEY_ID`) and its secret from the variable `secret_var`.
+    /// Rainlogs' own key is refused: Cloudflare gets a key that can only write.
+    pub fn from_source(
+        src: &rainlogs_core::config::ConfigSource,
+        key_id: Option<&str>,
+        secret_var: &str,
+        endpoint: Option<&str>,
+    ) -> Result<Self, LogpushError> {
+        use rainlogs_core::config::{S3Config, LANDING_BUCKET};
+        let bad = |reason: String| LogpushError::InvalidLanding(reason);
+        let s3 = S3Config::from_source(src).map_err(|e| bad(e.to_string()))?;
+        let landing = s3
+            .landing(src)
+            .map_err(|e| bad(e.to_string()))?
+            .ok_or_else(|| bad(format!("{LANDING_BUCKET} is not set (the landing bucket)")))?;
+        let writer_key_id = key_id
+            .or_else(|| src.get(WRITER_KEY_ID_VAR))
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                bad(format!(
+                    "no write-only key id (--s3-key-id or {WRITER_KEY_ID_VAR})"
+                ))
+            })?;
+        if writer_key_id == s3.access_key_id {
+            return Err(bad(format!(
+                "{writer_key_id} is Rainlogs' own key: give Cloudflare a key that can only write to the landing bucket (docs/INGEST.md)"
+            )));
+        }
+        let writer_secret = src
+            .secret(secret_var, "the write-only key's secret")
+            .map_err(|e| bad(e.to_string()))?;
+        let endpoint = endpoint
+            .or_else(|| src.get(LANDING_ENDPOINT_VAR))
+            .map(str::to_owned)
+            .or(s3.endpoint.clone())
+            .ok_or_else(|| {
+                bad(format!(
+                    "no endpoint for Cloudflare (--s3-endpoint or {LANDING_ENDPOINT_VAR})"
+                ))
+            })?;
+        Ok(Self {
+            bucket: landing.bucket,
+            key_prefix: landing.key_prefix,
+            region: landing.region,
+            endpoint,
+            writer_key_id,
+            writer_secret,
+        })
+    }
+
+    /// `s3://{bucket}/{key_prefix}{destination}/{DATE}`: the destination without its
+    /// query (what `logpush_jobs.public_url` keeps: no key, no secret).
+    pub fn public(&self, destination: Uuid) -> String {
+        format!(
+            "s3://{}/{}{}{{DATE}}",
+            self.bucket,
+            self.key_prefix,
+            crate::landing::prefix(destination)
+        )
+    }
+
+    /// The full destination Cloudflare is given, checked: a write key and its secret,
+    /// an `https://` endpoint (plain `http://` only for a simulated zone).
+    pub fn destination_conf(
+        &self,
+        destination: Uuid,
+        zone_endpoint: &ZoneEndpoint,
+    ) -> Result<SecretString, LogpushError> {
+        let bad = |reason: &str| LogpushError::InvalidLanding(reason.to_owned());
+        if self.writer_key_id.trim().is_empty() {
+            return Err(bad("the write-only key id is empty"));
+        }
+        if self.writer_secret.expose_secret().is_empty() {
+            return Err(bad("the write-only key's secret is empty"));
+        }
+        let endpoint = self.endpoint.trim().trim_end_matches('/');
+        let with_scheme = if endpoint.contains("://") {
+            endpoint.to_owned()
+        } else {
+            format!("https://{endpoint}")
+        };
+        let url = Url::parse(&with_scheme).map_err(|e| bad(&format!("endpoint: {e}")))?;
+        match (url.scheme(), zone_endpoint) {
+            ("https", _) | ("http", ZoneEndpoint::Simulator { .. }) => {}
+            _ => return Err(bad("the endpoint Cloudflare writes to must be https://")),
+        }
+        if url.host_str().is_none() {
+            return Err(bad("the endpoint has no host"));
+        }
+        let mut conf = Url::parse(&format!("s3://{}", self.bucket))
+            .map_err(|e| bad(&format!("bucket: {e}")))?;
+        conf.set_path(&format!(
+            "/{}{}{{DATE}}",
+            self.key_prefix,
+            crate::landing::prefix(destination)
+        ));
+        conf.query_pairs_mut()
+            .append_pair("region", &self.region)
+            .append_pair("access-key-id", self.writer_key_id.trim())
+            .append_pair("secret-access-key", self.writer_secret.expose_secret())
+            .append_pair("endpoint", &with_scheme);
+        // `{DATE}` is Cloudflare's placeholder: keep its braces as written.
+        Ok(SecretString::from(
+            conf.as_str().replace("%7BDATE%7D", "{DATE}"),
+        ))
+    }
+}
+
 /// Creates the Logpush job of a zone and dataset (see the module doc).
 pub async fn create(
     pool: &PgPool,
     kms: &dyn Kms,
     cloudflare: &CloudflareApi,
     new: &NewLogpushJob<'_>,
+    actor: &str,
+) -> Result<Created, LogpushError> {
+    create_to(pool, kms, cloudflare, new, Target::Http, actor).await
+}
+
+/// Creates the Logpush job of a zone and dataset with an S3-compatible destination into
+/// the landing bucket (`new.public_url` is not used). Like [`create`] otherwise.
+pub async fn create_s3(
+    pool: &PgPool,
+    kms: &dyn Kms,
+    cloudflare: &CloudflareApi,
+    new: &NewLogpushJob<'_>,
+    landing: &S3Landing,
+    actor: &str,
+) -> Result<Created, LogpushError> {
+    create_to(pool, kms, cloudflare, new, Target::S3(landing), actor).await
+}
+
+async fn create_to(
+    pool: &PgPool,
+    kms: &dyn Kms,
+    cloudflare: &CloudflareApi,
+    new: &NewLogpushJob<'_>,
+    target: Target<'_>,
     actor: &str,
 ) -> Result<Created, LogpushError> {
     if !push::valid_dataset(new.dataset) {
@@ -585,7 +775,14 @@ pub async fn create(
         .unwrap_or_else(|| default_name(new.dataset));
     check_name(&name)?;
     let zone = zone_info(pool, new.zone).await?;
-    let base = public_base(new.public_url, &zone.endpoint)?;
+    let base = match target {
+        Target::Http => public_base(new.public_url, &zone.endpoint)?,
+        Target::S3(landing) => {
+            // Checked before anything is created; the destination's id is not known yet.
+            landing.destination_conf(Uuid::nil(), &zone.endpoint)?;
+            String::new()
+        }
+    };
     if let Some(job) = find_live(pool, zone.id, new.dataset).await? {
         return Err(LogpushError::JobExists {
             zone: zone.cf_zone_id.clone(),
@@ -602,13 +799,28 @@ pub async fn create(
         ),
     };
     let destination_id = destination.destination.id;
+    let (base, destination_conf) = match target {
+        Target::Http => {
+            crate::landing::make_http(pool, destination_id).await?;
+            let conf = SecretString::from(format!(
+                "{base}/push/{destination_id}?header_Authorization=Bearer%20{}",
+                destination.secret.expose_secret()
+            ));
+            (base, conf)
+        }
+        Target::S3(landing) => {
+            // Its HTTP secret is never handed out: pushes to /push/{id} stay 401.
+            crate::landing::make_landing(pool, destination_id).await?;
+            (
+                landing.public(destination_id),
+                landing.destination_conf(destination_id, &zone.endpoint)?,
+            )
+        }
+    };
     let request = JobRequest {
         dataset: new.dataset.to_owned(),
         name: name.clone(),
-        destination_conf: SecretString::from(format!(
-            "{base}/push/{destination_id}?header_Authorization=Bearer%20{}",
-            destination.secret.expose_secret()
-        )),
+        destination_conf,
         fields: fields.clone(),
         timestamp_format: TIMESTAMP_FORMAT.to_owned(),
         max_upload_bytes: new.limits.max_upload_bytes,
@@ -1123,6 +1335,52 @@ async fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_s3_landing_destination_is_cloudflares_format_and_keeps_its_secret() {
+        let landing = S3Landing {
+            bucket: "rainlogs-landing".into(),
+            key_prefix: String::new(),
+            region: "garage".into(),
+            endpoint: "s3.example.com".into(),
+            writer_key_id: "GKwriteonly".into(),
+            writer_secret: SecretString::from("w+s/ecret=0123456789"),
+        };
+        let id = Uuid::from_u128(0xabc);
+        let conf = landing
+            .destination_conf(id, &ZoneEndpoint::Cloudflare)
+            .unwrap();
+        let conf = conf.expose_secret();
+        assert!(
+            conf.starts_with(&format!(
+                "s3://rainlogs-landing/{id}/{{DATE}}?region=garage&"
+            )),
+            "{conf}"
+        );
+        let url = Url::parse(conf).unwrap();
+        let q: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+        assert_eq!(q["access-key-id"], "GKwriteonly");
+        assert_eq!(q["secret-access-key"], "w+s/ecret=0123456789");
+        assert_eq!(q["endpoint"], "https://s3.example.com");
+        assert_eq!(
+            landing.public(id),
+            format!("s3://rainlogs-landing/{id}/{{DATE}}")
+        );
+        assert!(!format!("{landing:?}").contains("ecret"));
+        // Cloudflare writes only to https; a simulated zone may use a local http Garage.
+        let mut plain = landing;
+        plain.endpoint = "http://127.0.0.1:3900".into();
+        assert!(matches!(
+            plain.destination_conf(id, &ZoneEndpoint::Cloudflare),
+            Err(LogpushError::InvalidLanding(_))
+        ));
+        let sim = ZoneEndpoint::Simulator {
+            url: "http://127.0.0.1:1".into(),
+        };
+        assert!(plain.destination_conf(id, &sim).is_ok());
+        plain.writer_secret = SecretString::from("");
+        assert!(plain.destination_conf(id, &sim).is_err());
+    }
 
     fn at(min: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + min * 60, 0).unwrap()

@@ -225,6 +225,16 @@ pub async fn find_batch(
 /// upload like a pulled window), and the destination's `last_batch_at` — or finds the
 /// batch of the same content that won a race.
 pub async fn record_batch(pool: &PgPool, batch: &NewBatch) -> Result<Recorded, DbError> {
+    record_batch_from(pool, batch, None).await
+}
+
+/// [`record_batch`] for a batch read from the landing bucket: the same transaction also
+/// records the object's key and when Cloudflare wrote it (`crate::landing`).
+pub async fn record_batch_from(
+    pool: &PgPool,
+    batch: &NewBatch,
+    landed: Option<&crate::landing::Landed>,
+) -> Result<Recorded, DbError> {
     let q = |e| DbError::query("record push batch", e);
     let mut tx = pool.begin().await.map_err(q)?;
     let count = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -291,6 +301,17 @@ pub async fn record_batch(pool: &PgPool, batch: &NewBatch) -> Result<Recorded, D
             .execute(&mut *tx)
             .await
             .map_err(q)?;
+            if let Some(landed) = landed {
+                sqlx::query!(
+                    "UPDATE push_batches SET landing_key = $2, landed_at = $3 WHERE id = $1",
+                    batch.id,
+                    landed.key,
+                    landed.at,
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(q)?;
+            }
             Recorded::New { window_id }
         }
         None => {

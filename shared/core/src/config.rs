@@ -432,6 +432,33 @@ impl S3Config {
     }
 }
 
+/// The landing bucket Logpush S3-compatible destinations write to
+/// (`RAINLOGS_LANDING_BUCKET`, docs/INGEST.md): Rainlogs reads and empties it with its
+/// own S3 credentials, endpoint and key prefix; Cloudflare gets a write-only key.
+pub const LANDING_BUCKET: &str = "RAINLOGS_LANDING_BUCKET";
+
+impl S3Config {
+    /// The store of the landing bucket: this configuration with the bucket replaced,
+    /// or `None` when `RAINLOGS_LANDING_BUCKET` is not set (no landing ingest).
+    pub fn landing(&self, src: &ConfigSource) -> Result<Option<S3Config>, ConfigError> {
+        let Some(bucket) = src.get(LANDING_BUCKET).map(str::trim) else {
+            return Ok(None);
+        };
+        if !valid_bucket_name(bucket) {
+            return Err(ConfigError::Invalid {
+                var: LANDING_BUCKET.into(),
+                reason: format!(
+                    "{bucket:?} is not a valid bucket name (3-63 chars of a-z, 0-9, '.', '-')"
+                ),
+            });
+        }
+        Ok(Some(S3Config {
+            bucket: bucket.to_owned(),
+            ..self.clone()
+        }))
+    }
+}
+
 fn valid_bucket_name(name: &str) -> bool {
     (3..=63).contains(&name.len())
         && name
@@ -501,6 +528,27 @@ mod tests {
             (S3Config::ACCESS_KEY_ID, "GK1234"),
             (S3Config::SECRET_ACCESS_KEY, "topsecret"),
         ]
+    }
+
+    #[test]
+    fn the_landing_bucket_is_the_archive_store_with_another_bucket() {
+        let mut src = ConfigSource::from_pairs(s3_pairs());
+        src.set(S3Config::KEY_PREFIX, "tests/x");
+        let s3 = S3Config::from_source(&src).unwrap();
+        assert!(s3.landing(&src).unwrap().is_none(), "off unless set");
+        src.set(LANDING_BUCKET, "rainlogs-landing");
+        let landing = s3.landing(&src).unwrap().unwrap();
+        assert_eq!(landing.bucket, "rainlogs-landing");
+        assert_eq!(
+            (
+                landing.key_prefix.as_str(),
+                landing.endpoint,
+                landing.access_key_id
+            ),
+            ("tests/x/", s3.endpoint.clone(), s3.access_key_id.clone())
+        );
+        src.set(LANDING_BUCKET, "Not A Bucket");
+        assert_eq!(s3.landing(&src).unwrap_err().subject(), LANDING_BUCKET);
     }
 
     #[test]

@@ -320,6 +320,31 @@ impl ObjectStore {
         }
     }
 
+    /// Copies `from` to `to` inside this bucket (CopyObject, server side: the bytes
+    /// never pass through this process).
+    pub async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
+        self.count("CopyObject");
+        // The copy source is `bucket/key`, URL-encoded except for the separators.
+        let source: String = format!("{}/{}", self.bucket, self.full_key(from))
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                    (b as char).to_string()
+                }
+                other => format!("%{other:02X}"),
+            })
+            .collect();
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .copy_source(source)
+            .key(self.full_key(to))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.classify("CopyObject", from, e))
+    }
+
     /// Deletes one object; deleting a missing object succeeds (S3 semantics).
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
         self.count("DeleteObject");

@@ -57,6 +57,9 @@ pub mod kinds {
     pub const UPLOAD_WINDOW: &str = "upload.window";
     /// Delete what retention and the sweeps say must go (payload: `rainlogs_prune::PruneTask`).
     pub const PRUNE_RUN: &str = "prune.run";
+    /// Ingest one S3-compatible destination's landing objects (payload:
+    /// `rainlogs_receiver::landing::LandingTask`).
+    pub const INGEST_LANDING: &str = "ingest.landing";
 
     /// Whether a task of `kind` finishes a unit of work an earlier task started (a
     /// window's encrypt and upload finish what its fetch started: a staged or sealed

@@ -94,7 +94,8 @@ impl JobRequest {
         let mut parts = vec![conf.to_owned()];
         if let Ok(url) = reqwest::Url::parse(conf) {
             for (name, value) in url.query_pairs() {
-                if name.starts_with("header_") {
+                // An S3-compatible destination carries its write key's secret.
+                if name.starts_with("header_") || name == "secret-access-key" {
                     let value = value.into_owned();
                     if let Some(token) = value.strip_prefix("Bearer ") {
                         parts.push(token.to_owned());
@@ -106,7 +107,7 @@ impl JobRequest {
                 parts.extend(
                     query
                         .split('&')
-                        .filter(|p| p.starts_with("header_"))
+                        .filter(|p| p.starts_with("header_") || p.starts_with("secret-access-key="))
                         .filter_map(|p| p.split_once('=').map(|(_, v)| v.to_owned())),
                 );
             }
@@ -435,6 +436,28 @@ mod tests {
             Some("2018-07-23T10:01:00+00:00".into())
         );
         assert!(!format!("{job:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn an_s3_destinations_secret_key_is_scrubbed_from_errors() {
+        let req = JobRequest {
+            dataset: "http_requests".into(),
+            name: "n".into(),
+            destination_conf: SecretString::from(
+                "s3://b/d/{DATE}?region=garage&access-key-id=GKw&secret-access-key=w%2Bs%2Fecret0123456789&endpoint=https%3A%2F%2Fs3.example.com",
+            ),
+            fields: vec!["RayID".into()],
+            timestamp_format: "unixnano".into(),
+            max_upload_bytes: None,
+            max_upload_records: None,
+            max_upload_interval_seconds: None,
+        };
+        let parts = req.secret_parts();
+        for echoed in ["w+s/ecret0123456789", "w%2Bs%2Fecret0123456789"] {
+            let e = ApiError::BadAnswer(format!("got {echoed} back"));
+            let e = parts.iter().fold(e, |e, p| e.scrub(p));
+            assert!(!e.to_string().contains("ecret0123456789"), "{e}");
+        }
     }
 
     #[test]
