@@ -389,15 +389,6 @@ pub struct PushCoverage {
     pub failed: Vec<crate::logpush::FailedPeriod>,
 }
 
-/// id, dataset, disabled, validated_at, last_batch_at.
-type DestinationRow = (
-    Uuid,
-    String,
-    bool,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-);
-
 /// Push coverage of `zone_id` over `[from, to)` (minutes are whole: `from` is rounded
 /// down, `to` up), and each destination's health at `now`.
 pub async fn coverage(
@@ -420,34 +411,34 @@ pub async fn coverage(
             m
         }
     };
-    let destinations: Vec<DestinationRow> = sqlx::query_as(
-        "SELECT id, dataset, disabled_at IS NOT NULL, validated_at, last_batch_at
-             FROM push_destinations WHERE zone_id = $1 ORDER BY dataset, id",
+    let destinations = sqlx::query!(
+        r#"SELECT id, dataset, disabled_at IS NOT NULL AS "disabled!", validated_at, last_batch_at
+           FROM push_destinations WHERE zone_id = $1 ORDER BY dataset, id"#,
+        zone_id
     )
-    .bind(zone_id)
     .fetch_all(pool)
     .await
     .map_err(q)?;
-    let mut datasets: Vec<String> = destinations.iter().map(|d| d.1.clone()).collect();
+    let mut datasets: Vec<String> = destinations.iter().map(|d| d.dataset.clone()).collect();
     datasets.dedup();
     let mut out = Vec::new();
     for dataset in &datasets {
         // Minutes in order; memory is one row per minute with records in the range.
-        let rows: Vec<(DateTime<Utc>, i64)> = sqlx::query_as(
+        let rows = sqlx::query!(
             "SELECT minute, records FROM push_minutes
              WHERE zone_id = $1 AND dataset = $2 AND minute >= $3 AND minute < $4
              ORDER BY minute",
+            zone_id,
+            dataset,
+            from,
+            to
         )
-        .bind(zone_id)
-        .bind(dataset)
-        .bind(from)
-        .bind(to)
         .fetch_all(pool)
         .await
         .map_err(q)?;
         let mut quiet = Vec::new();
         let mut cursor = from;
-        for (m, _) in rows.iter().map(|r| (r.0, r.1)).chain([(to, 0)]) {
+        for m in rows.iter().map(|r| r.minute).chain([to]) {
             if m - cursor >= QUIET_LISTED {
                 quiet.push((cursor, m));
             }
@@ -455,24 +446,26 @@ pub async fn coverage(
         }
         out.push(DatasetCoverage {
             dataset: dataset.clone(),
-            records: rows.iter().map(|r| r.1.max(0) as u64).sum(),
+            records: rows.iter().map(|r| r.records.max(0) as u64).sum(),
             minutes_with_records: rows.len() as u64,
             quiet,
         });
     }
     let mut health = Vec::new();
-    for (id, dataset, disabled, validated_at, last_batch_at) in destinations {
+    for d in destinations {
+        let (id, dataset, disabled, validated_at, last_batch_at) =
+            (d.id, d.dataset, d.disabled, d.validated_at, d.last_batch_at);
         let mut alert = None;
         let silent_since = last_batch_at.or(validated_at);
         if let Some(since) = silent_since.filter(|s| !disabled && now - *s > SILENCE_ALLOWED) {
-            let traffic: i64 = sqlx::query_scalar(
-                "SELECT coalesce(sum(records), 0)::bigint FROM push_minutes
-                 WHERE zone_id = $1 AND dataset = $2 AND minute >= $3 AND minute < $4",
+            let traffic = sqlx::query_scalar!(
+                r#"SELECT coalesce(sum(records), 0)::bigint AS "traffic!" FROM push_minutes
+                   WHERE zone_id = $1 AND dataset = $2 AND minute >= $3 AND minute < $4"#,
+                zone_id,
+                &dataset,
+                since - chrono::TimeDelta::hours(1),
+                since + chrono::TimeDelta::minutes(1)
             )
-            .bind(zone_id)
-            .bind(&dataset)
-            .bind(since - chrono::TimeDelta::hours(1))
-            .bind(since + chrono::TimeDelta::minutes(1))
             .fetch_one(pool)
             .await
             .map_err(q)?;
