@@ -10,9 +10,6 @@
 //! API Gateway stage set `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH=true` so that the path
 //! is `/push/{destination}`.
 
-use axum::body::Body;
-use tower::ServiceExt;
-
 use crate::Receiver;
 
 /// Largest answer read back from the router (answers are small JSON documents).
@@ -20,32 +17,5 @@ const MAX_ANSWER: usize = 64 * 1024;
 
 /// Serves Lambda invocations until the runtime stops the process.
 pub async fn run(receiver: Receiver) -> Result<(), lambda_http::Error> {
-    let router = receiver.router();
-    lambda_http::run(lambda_http::service_fn(move |req: lambda_http::Request| {
-        let router = router.clone();
-        async move {
-            let (parts, body) = req.into_parts();
-            let body = match body {
-                lambda_http::Body::Empty => Body::empty(),
-                lambda_http::Body::Text(text) => Body::from(text),
-                lambda_http::Body::Binary(bytes) => Body::from(bytes),
-                other => Body::from(other.to_vec()),
-            };
-            let answer = match router
-                .oneshot(axum::http::Request::from_parts(parts, body))
-                .await
-            {
-                Ok(answer) => answer,
-                Err(never) => match never {},
-            };
-            let (parts, body) = answer.into_parts();
-            let bytes = axum::body::to_bytes(body, MAX_ANSWER).await?;
-            let body = match String::from_utf8(bytes.to_vec()) {
-                Ok(text) => lambda_http::Body::Text(text),
-                Err(e) => lambda_http::Body::Binary(e.into_bytes()),
-            };
-            Ok::<_, lambda_http::Error>(lambda_http::Response::from_parts(parts, body))
-        }
-    }))
-    .await
+    rainlogs_core::http_lambda::serve(receiver.router(), MAX_ANSWER).await
 }

@@ -6,7 +6,8 @@
 //! - [`function`] — the handler trait and the runner behind every function binary;
 //! - [`db`], [`storage`], [`redis_client`] — Postgres (and the migrations), S3 (Garage)
 //!   and Redis access;
-//! - [`telemetry`] — logging.
+//! - [`telemetry`] — logging;
+//! - `http_lambda` (feature `http-lambda`) — an axum router served under a Lambda runtime.
 //!
 //! Nothing here knows about windows, zones or sealed objects: those are
 //! `rainlogs-sealed` (the format and the key contract) and `rainlogs-archive` (the
@@ -16,6 +17,8 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod function;
+#[cfg(feature = "http-lambda")]
+pub mod http_lambda;
 pub mod redis_client;
 pub mod storage;
 pub mod task;
