@@ -34,7 +34,7 @@ pub(crate) async fn run(src: &ConfigSource, queues: Vec<String>) -> anyhow::Resu
     let app = App::connect(src).await?;
     rainlogs_core::db::migrate(&app.pool).await?;
     let invoker = app.invoker(&cfg.invoker, rx.clone()).await?;
-    let metrics = Metrics::new();
+    let metrics = Metrics::new().watch_archive(app.pool.clone(), app.landing.clone());
     if let Some(addr) = cfg.metrics_addr {
         let bound = metrics
             .clone()

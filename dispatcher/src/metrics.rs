@@ -3,7 +3,9 @@
 //!
 //! Counters and the enqueue-to-start histogram are this process's own (Prometheus
 //! sums them across dispatchers); queue depth is read from Redis at scrape time, so
-//! every dispatcher reports the same, cluster-wide depth.
+//! every dispatcher reports the same, cluster-wide depth. With [`Metrics::watch_archive`]
+//! the endpoint also reports push delivery (silence, failing Logpush jobs, failed
+//! periods) from Postgres and the landing bucket's backlog, read at scrape time too.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,9 +16,12 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
+use sqlx::PgPool;
+
+use rainlogs_receiver::landing::Landing;
 
 use crate::queue::Queue;
 
@@ -54,6 +59,27 @@ pub struct Metrics {
     pub dead: IntCounterVec,
     pub lease_lost: IntCounterVec,
     pub start_latency: HistogramVec,
+    /// Push delivery and landing gauges, when this endpoint watches the archive.
+    archive: Option<Arc<ArchiveGauges>>,
+}
+
+/// Labels of the per-destination push gauges.
+const DESTINATION_LABELS: &[&str] = &["zone", "zone_id", "dataset", "destination", "kind"];
+
+/// Where the archive gauges come from, and the gauges.
+struct ArchiveGauges {
+    pool: PgPool,
+    landing: Option<Landing>,
+    /// 1 when the last scrape read everything; 0 names a failure in the log.
+    ok: IntGauge,
+    since_delivery: GaugeVec,
+    silent: IntGaugeVec,
+    failing: IntGaugeVec,
+    failed_periods: IntGaugeVec,
+    landing_objects: IntGaugeVec,
+    landing_bytes: IntGaugeVec,
+    landing_oldest: GaugeVec,
+    landing_capped: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -172,7 +198,86 @@ impl Metrics {
             dead,
             lease_lost,
             start_latency,
+            archive: None,
         }
+    }
+
+    /// Also reports, at each scrape, every enabled push destination's delivery
+    /// (`rainlogs_push_*`: seconds since its last batch, silent past what its zone's
+    /// traffic allows, its Logpush job failing, failed periods in the last 7 days) and,
+    /// with a landing bucket, each S3 destination's backlog (`rainlogs_landing_*`).
+    pub fn watch_archive(mut self, pool: PgPool, landing: Option<Landing>) -> Self {
+        let registry = &self.registry;
+        let register = |c: Box<dyn prometheus::core::Collector>| {
+            // Fixed, distinct names in this registry: registering cannot collide.
+            let _ = registry.register(c);
+        };
+        let int = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels)
+                .unwrap_or_else(|e| unreachable!("static metric {name} is valid: {e}"));
+            register(Box::new(g.clone()));
+            g
+        };
+        let float = |name: &str, help: &str, labels: &[&str]| {
+            let g = GaugeVec::new(Opts::new(name, help), labels)
+                .unwrap_or_else(|e| unreachable!("static metric {name} is valid: {e}"));
+            register(Box::new(g.clone()));
+            g
+        };
+        let ok = IntGauge::new(
+            "rainlogs_archive_metrics_ok",
+            "1 when the last scrape read the push and landing state; 0: see the process log.",
+        )
+        .unwrap_or_else(|e| unreachable!("static metric is valid: {e}"));
+        register(Box::new(ok.clone()));
+        const LANDING: &[&str] = &["zone", "zone_id", "dataset", "destination"];
+        let gauges = ArchiveGauges {
+            pool,
+            landing,
+            ok,
+            since_delivery: float(
+                "rainlogs_push_seconds_since_delivery",
+                "Seconds since the destination's last batch (or its validation; absent: never heard from).",
+                DESTINATION_LABELS,
+            ),
+            silent: int(
+                "rainlogs_push_silent",
+                "1 when the destination is silent longer than two upload intervals although its zone had traffic (alert).",
+                DESTINATION_LABELS,
+            ),
+            failing: int(
+                "rainlogs_push_job_failing",
+                "1 while Cloudflare reports the zone's Logpush job for this dataset failing, off or gone (an open failed period).",
+                DESTINATION_LABELS,
+            ),
+            failed_periods: int(
+                "rainlogs_push_failed_periods",
+                "Failed periods of the zone's Logpush job for this dataset in the last 7 days (dated gaps in coverage).",
+                DESTINATION_LABELS,
+            ),
+            landing_objects: int(
+                "rainlogs_landing_backlog_objects",
+                "Objects waiting in the destination's landing prefix (plaintext until ingested; capped at one listing page).",
+                LANDING,
+            ),
+            landing_bytes: int(
+                "rainlogs_landing_backlog_bytes",
+                "Bytes waiting in the destination's landing prefix (of the objects counted).",
+                LANDING,
+            ),
+            landing_oldest: float(
+                "rainlogs_landing_oldest_object_seconds",
+                "Age of the oldest object waiting in the destination's landing prefix: how long plaintext has rested there.",
+                LANDING,
+            ),
+            landing_capped: int(
+                "rainlogs_landing_backlog_capped",
+                "1 when more objects wait than one listing page holds (the backlog gauges are lower bounds).",
+                LANDING,
+            ),
+        };
+        self.archive = Some(Arc::new(gauges));
+        self
     }
 
     /// Refreshes the depth gauges from Redis, then renders the text exposition format.
@@ -208,6 +313,15 @@ impl Metrics {
                 }
             }
         }
+        if let Some(archive) = &self.archive {
+            match archive.refresh().await {
+                Ok(()) => archive.ok.set(1),
+                Err(e) => {
+                    tracing::warn!(error = %e, "push and landing metrics not read");
+                    archive.ok.set(0);
+                }
+            }
+        }
         let mut buf = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
             tracing::warn!(error = %e, "metrics do not encode");
@@ -232,6 +346,78 @@ impl Metrics {
             .with_state(state);
         crate::serve::spawn_until_shutdown(listener, app, shutdown, "metrics server");
         Ok(bound)
+    }
+}
+
+impl ArchiveGauges {
+    /// Re-reads every gauge; destinations gone or disabled since the last scrape vanish.
+    async fn refresh(&self) -> Result<(), String> {
+        let now = chrono::Utc::now();
+        let status = rainlogs_archive::push::delivery_status(&self.pool, now)
+            .await
+            .map_err(|e| e.to_string())?;
+        for g in [&self.silent, &self.failing, &self.failed_periods] {
+            g.reset();
+        }
+        self.since_delivery.reset();
+        for g in [
+            &self.landing_objects,
+            &self.landing_bytes,
+            &self.landing_capped,
+        ] {
+            g.reset();
+        }
+        self.landing_oldest.reset();
+        let mut landing_error = None;
+        for d in &status {
+            let (zone_id, destination) = (d.zone_id.to_string(), d.destination.to_string());
+            let labels = [
+                d.zone_name.as_str(),
+                zone_id.as_str(),
+                d.dataset.as_str(),
+                destination.as_str(),
+                d.kind.as_str(),
+            ];
+            if let Some(heard) = d.last_heard {
+                self.since_delivery
+                    .with_label_values(&labels)
+                    .set((now - heard).num_milliseconds() as f64 / 1000.0);
+            }
+            self.silent
+                .with_label_values(&labels)
+                .set(i64::from(d.silent.is_some()));
+            self.failing
+                .with_label_values(&labels)
+                .set(i64::from(d.failing_since.is_some()));
+            self.failed_periods
+                .with_label_values(&labels)
+                .set(d.failed_periods as i64);
+            let (Some(landing), "s3") = (&self.landing, d.kind.as_str()) else {
+                continue;
+            };
+            match landing.backlog(d.destination).await {
+                Ok(b) => {
+                    let labels = &labels[..4];
+                    self.landing_objects
+                        .with_label_values(labels)
+                        .set(b.objects as i64);
+                    self.landing_bytes
+                        .with_label_values(labels)
+                        .set(b.bytes as i64);
+                    self.landing_capped
+                        .with_label_values(labels)
+                        .set(i64::from(b.capped));
+                    self.landing_oldest.with_label_values(labels).set(
+                        b.oldest
+                            .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
+                            .unwrap_or(0.0),
+                    );
+                }
+                // Keep reading the other destinations; the scrape reports the failure.
+                Err(e) => landing_error = Some(format!("landing backlog of {destination}: {e}")),
+            }
+        }
+        landing_error.map_or(Ok(()), Err)
     }
 }
 

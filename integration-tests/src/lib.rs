@@ -204,10 +204,15 @@ impl TestEnv {
                 }
             }
         }
-        if let Ok(objects) = app.store.list_all("").await {
-            let keys: Vec<String> = objects.into_iter().map(|o| o.key).collect();
-            for chunk in keys.chunks(1000) {
-                let _ = app.store.delete_many(chunk).await;
+        // The archive bucket's and (when configured) the landing bucket's objects of
+        // this test: both under its own prefix.
+        let landing = app.landing.as_ref().map(|l| &l.store);
+        for store in std::iter::once(&app.store).chain(landing) {
+            if let Ok(objects) = store.list_all("").await {
+                let keys: Vec<String> = objects.into_iter().map(|o| o.key).collect();
+                for chunk in keys.chunks(1000) {
+                    let _ = store.delete_many(chunk).await;
+                }
             }
         }
         if let Ok(mut conn) = admin_options(&admin_url).connect().await {
@@ -311,4 +316,26 @@ mod tests {
             "postgres://u@h:1/x?sslmode=disable"
         );
     }
+}
+
+/// The value of the Prometheus sample `name` in a text exposition `body` whose labels
+/// include `label` (e.g. `destination="…"`); `None` when there is none.
+pub fn metric_value(body: &str, name: &str, label: &str) -> Option<f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let labels = series.strip_prefix(name)?.strip_prefix('{')?;
+            labels.contains(label).then(|| value.parse().ok())?
+        })
+        .next()
+}
+
+/// What `rainlogs run`'s metrics endpoint would answer now for `env`'s services,
+/// with the push and landing gauges.
+pub async fn archive_metrics(env: &TestEnv) -> String {
+    rainlogs_dispatcher::metrics::Metrics::new()
+        .watch_archive(env.app.pool.clone(), env.app.landing.clone())
+        .render(&env.app.queue)
+        .await
 }

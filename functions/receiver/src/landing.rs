@@ -97,6 +97,33 @@ impl Landing {
             limits,
         }))
     }
+
+    /// What waits in a destination's landing prefix: one listing page (the first
+    /// [`PAGE`] objects), so that asking stays one request however large the backlog
+    /// (`capped` then says there are more).
+    pub async fn backlog(&self, destination: Uuid) -> Result<Backlog, StorageError> {
+        let (objects, more) = self
+            .store
+            .list_page(&landing::prefix(destination), None, PAGE)
+            .await?;
+        Ok(Backlog {
+            objects: objects.len() as u64,
+            bytes: objects.iter().map(|o| o.size).sum(),
+            oldest: objects.iter().filter_map(|o| o.last_modified).min(),
+            capped: more.is_some(),
+        })
+    }
+}
+
+/// Objects waiting in a destination's landing prefix (plaintext at rest until ingested).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub objects: u64,
+    pub bytes: u64,
+    /// The oldest object's LastModified: how long plaintext has rested there.
+    pub oldest: Option<chrono::DateTime<Utc>>,
+    /// More objects than one listing page holds: `objects` and `bytes` are lower bounds.
+    pub capped: bool,
 }
 
 /// Why a landing pass stopped. Objects refused for their content are not errors (they

@@ -92,6 +92,7 @@ impl Stack {
                 url: sim.base_url(),
             },
             demo: false,
+            fields: None,
         };
         let zone = zone::add(
             &env.app.pool,
@@ -392,6 +393,18 @@ async fn a_wrong_secret_becomes_the_jobs_last_error_and_the_dropped_records_are_
         "{findings:?}"
     );
 
+    // And on the metrics endpoint: the job failing, one failed period.
+    let label = format!("destination=\"{}\"", created.job.destination_id);
+    let metric =
+        |body: &str, name: &str| rainlogs_integration_tests::metric_value(body, name, &label);
+    let metrics = rainlogs_integration_tests::archive_metrics(&s.env).await;
+    assert_eq!(
+        metric(&metrics, "rainlogs_push_job_failing"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(metric(&metrics, "rainlogs_push_failed_periods"), Some(1.0));
+
     // The scheduler's poll claims only jobs due: polled just now, nothing is due within
     // an hour; with no interval the job is polled again (and nothing changed).
     let (pool, kms) = (&s.env.app.pool, &s.kms);
@@ -428,6 +441,13 @@ async fn a_wrong_secret_becomes_the_jobs_last_error_and_the_dropped_records_are_
         .unwrap();
     assert_eq!(gaps.len(), 1, "{gaps:?}");
     assert!(gaps[0].to.is_some(), "{gaps:?}");
+    let metrics = rainlogs_integration_tests::archive_metrics(&s.env).await;
+    assert_eq!(
+        metric(&metrics, "rainlogs_push_job_failing"),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert_eq!(metric(&metrics, "rainlogs_push_failed_periods"), Some(1.0));
     s.env.teardown().await;
 }
 
@@ -597,6 +617,7 @@ async fn a_push_zone_is_registered_with_its_token_checked_at_the_jobs_api_not_lo
             url: sim.base_url(),
         },
         demo: false,
+        fields: None,
     };
     let logpull = rainlogs_fetch::LogpullProbe::new(
         rainlogs_fetch::logpull::LogpullConfig::default(),

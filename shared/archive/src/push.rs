@@ -455,27 +455,11 @@ pub async fn coverage(
     for d in destinations {
         let (id, dataset, disabled, validated_at, last_batch_at) =
             (d.id, d.dataset, d.disabled, d.validated_at, d.last_batch_at);
-        let mut alert = None;
-        let silent_since = last_batch_at.or(validated_at);
-        if let Some(since) = silent_since.filter(|s| !disabled && now - *s > SILENCE_ALLOWED) {
-            let traffic = sqlx::query_scalar!(
-                r#"SELECT coalesce(sum(records), 0)::bigint AS "traffic!" FROM push_minutes
-                   WHERE zone_id = $1 AND dataset = $2 AND minute >= $3 AND minute < $4"#,
-                zone_id,
-                &dataset,
-                since - chrono::TimeDelta::hours(1),
-                since + chrono::TimeDelta::minutes(1)
-            )
-            .fetch_one(pool)
-            .await
-            .map_err(q)?;
-            if traffic > 0 {
-                alert = Some(format!(
-                    "no {dataset} batch for {} min although the zone had {traffic} records in the hour before: Logpush may be failing (check the job's status at Cloudflare)",
-                    (now - since).num_minutes()
-                ));
-            }
-        }
+        let alert = if disabled {
+            None
+        } else {
+            silence_alert(pool, zone_id, &dataset, last_batch_at.or(validated_at), now).await?
+        };
         health.push(DestinationHealth {
             id,
             dataset,
@@ -487,14 +471,7 @@ pub async fn coverage(
     }
     let failed = crate::logpush::delivery_gaps(pool, zone_id, from, to)
         .await
-        .map_err(|e| match e {
-            crate::logpush::LogpushError::Db(e) => e,
-            other => DbError::Query {
-                op: "read logpush job history",
-                reason: other.to_string(),
-                retryable: false,
-            },
-        })?;
+        .map_err(history_error)?;
     Ok(PushCoverage {
         zone_id,
         from,
@@ -503,6 +480,127 @@ pub async fn coverage(
         destinations: health,
         failed,
     })
+}
+
+/// The alert of a destination last heard from at `since` (its last batch, else its
+/// validation), if it is silent past [`SILENCE_ALLOWED`] at `now` although its zone had
+/// traffic in the hour before the silence began (a zone without traffic sends nothing,
+/// which is no fault).
+async fn silence_alert(
+    pool: &PgPool,
+    zone_id: Uuid,
+    dataset: &str,
+    since: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, DbError> {
+    let Some(since) = since.filter(|s| now - *s > SILENCE_ALLOWED) else {
+        return Ok(None);
+    };
+    let traffic = sqlx::query_scalar!(
+        r#"SELECT coalesce(sum(records), 0)::bigint AS "traffic!" FROM push_minutes
+           WHERE zone_id = $1 AND dataset = $2 AND minute >= $3 AND minute < $4"#,
+        zone_id,
+        dataset,
+        since - chrono::TimeDelta::hours(1),
+        since + chrono::TimeDelta::minutes(1)
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(|e| DbError::query("read push coverage", e))?;
+    Ok((traffic > 0).then(|| {
+        format!(
+            "no {dataset} batch for {} min although the zone had {traffic} records in the hour before: Logpush may be failing (check the job's status at Cloudflare)",
+            (now - since).num_minutes()
+        )
+    }))
+}
+
+/// A job-history read's error as the database error it is at heart.
+fn history_error(e: crate::logpush::LogpushError) -> DbError {
+    match e {
+        crate::logpush::LogpushError::Db(e) => e,
+        other => DbError::Query {
+            op: "read logpush job history",
+            reason: other.to_string(),
+            retryable: false,
+        },
+    }
+}
+
+/// How far back [`delivery_status`] counts a destination's failed periods.
+pub const FAILED_PERIODS_LOOKBACK: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
+/// The delivery state of one enabled push destination, as the metrics endpoint and the
+/// alerts report it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeliveryStatus {
+    pub destination: Uuid,
+    pub zone_id: Uuid,
+    pub zone_name: String,
+    pub dataset: String,
+    /// `http` (the receiver) or `s3` (the landing bucket).
+    pub kind: String,
+    /// Its last batch, else its validation; `None`: never heard from.
+    pub last_heard: Option<DateTime<Utc>>,
+    /// [`silence_alert`]'s message when it is silent past what its zone's traffic allows.
+    pub silent: Option<String>,
+    /// Since when the zone's Logpush job for this dataset has been failing, when a
+    /// failed period is open at the last poll.
+    pub failing_since: Option<DateTime<Utc>>,
+    /// Failed periods of the zone's jobs for this dataset overlapping the last
+    /// [`FAILED_PERIODS_LOOKBACK`] (open or closed).
+    pub failed_periods: usize,
+}
+
+/// Every enabled push destination of a non-demo zone, with its delivery state at `now`.
+/// One row read per destination plus one history read per zone with destinations.
+pub async fn delivery_status(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+) -> Result<Vec<DeliveryStatus>, DbError> {
+    let rows = sqlx::query!(
+        r#"SELECT d.id, d.zone_id, z.name AS zone_name, d.dataset, d.kind,
+                  d.validated_at, d.last_batch_at
+           FROM push_destinations d JOIN zones z ON z.id = d.zone_id
+           WHERE d.disabled_at IS NULL AND NOT z.demo
+           ORDER BY z.name, d.dataset, d.id"#,
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|e| DbError::query("list push destinations", e))?;
+    let mut gaps: std::collections::HashMap<Uuid, Vec<crate::logpush::FailedPeriod>> =
+        std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        if !gaps.contains_key(&r.zone_id) {
+            let found =
+                crate::logpush::delivery_gaps(pool, r.zone_id, now - FAILED_PERIODS_LOOKBACK, now)
+                    .await
+                    .map_err(history_error)?;
+            gaps.insert(r.zone_id, found);
+        }
+        let periods: Vec<_> = gaps[&r.zone_id]
+            .iter()
+            .filter(|p| p.dataset == r.dataset)
+            .collect();
+        let last_heard = r.last_batch_at.or(r.validated_at);
+        out.push(DeliveryStatus {
+            destination: r.id,
+            zone_id: r.zone_id,
+            silent: silence_alert(pool, r.zone_id, &r.dataset, last_heard, now).await?,
+            zone_name: r.zone_name,
+            dataset: r.dataset,
+            kind: r.kind,
+            last_heard,
+            failing_since: periods
+                .iter()
+                .filter(|p| p.to.is_none())
+                .map(|p| p.from)
+                .min(),
+            failed_periods: periods.len(),
+        });
+    }
+    Ok(out)
 }
 
 /// `staging/push/{zone}/{batch}.sealed`: where the receiver stages a batch, sealed.
