@@ -26,7 +26,8 @@ pub enum InvokerConfig {
 pub struct ShimConfig {
     /// Where the function binaries `rainlogs-<function>` are.
     pub functions_dir: PathBuf,
-    /// Functions to run (default: every stage).
+    /// Functions to run (default: every stage, and `ingest` when a landing bucket is
+    /// configured).
     pub functions: Vec<ShimFunction>,
     /// Child processes per function (each takes one invocation at a time).
     pub instances: usize,
@@ -121,6 +122,10 @@ impl Default for DispatcherConfig {
 
 /// Every stage function, the default set the shim runs.
 pub const STAGE_FUNCTIONS: &[&str] = &["fetch", "encrypt", "upload", "prune", "kms"];
+/// The landing ingest function (`rainlogs-ingest`), which the shim also runs by default
+/// when a landing bucket is configured (`RAINLOGS_LANDING_BUCKET`): without one the
+/// binary refuses to start and no `ingest.landing` task is ever sent.
+pub const LANDING_FUNCTION: &str = "ingest";
 
 impl DispatcherConfig {
     pub const QUEUES: &'static str = "RAINLOGS_QUEUES";
@@ -338,13 +343,20 @@ impl ShimConfig {
                     },
                 })
                 .collect(),
-            None => STAGE_FUNCTIONS
-                .iter()
-                .map(|s| ShimFunction {
-                    name: (*s).to_owned(),
-                    binary: None,
-                })
-                .collect(),
+            None => {
+                let landing = src
+                    .get(rainlogs_core::config::LANDING_BUCKET)
+                    .is_some_and(|b| !b.trim().is_empty());
+                STAGE_FUNCTIONS
+                    .iter()
+                    .copied()
+                    .chain(landing.then_some(LANDING_FUNCTION))
+                    .map(|s| ShimFunction {
+                        name: s.to_owned(),
+                        binary: None,
+                    })
+                    .collect()
+            }
         };
         if let Some(bad) = functions
             .iter()
@@ -444,6 +456,47 @@ mod tests {
         let src = ConfigSource::from_pairs([(DispatcherConfig::RETRY_AFTER_MAX_MS, "604800000")]);
         let err = DispatcherConfig::from_source(&src).unwrap_err();
         assert_eq!(err.subject(), DispatcherConfig::RETRY_AFTER_MAX_MS);
+    }
+
+    #[test]
+    fn the_shim_runs_the_landing_ingest_function_only_with_a_landing_bucket() {
+        let names = |pairs: &[(&str, &str)]| {
+            let mut all = vec![
+                (DispatcherConfig::INVOKER, "shim"),
+                (DispatcherConfig::SHIM_FUNCTIONS_DIR, "/opt/rainlogs"),
+            ];
+            all.extend_from_slice(pairs);
+            match DispatcherConfig::from_source(&ConfigSource::from_pairs(all))
+                .unwrap()
+                .invoker
+            {
+                InvokerConfig::Shim(shim) => shim
+                    .functions
+                    .into_iter()
+                    .map(|f| f.name)
+                    .collect::<Vec<_>>(),
+                other => panic!("not the shim: {other:?}"),
+            }
+        };
+        assert_eq!(names(&[]), STAGE_FUNCTIONS);
+        assert_eq!(
+            names(&[(rainlogs_core::config::LANDING_BUCKET, " ")]),
+            STAGE_FUNCTIONS
+        );
+        let with_landing = names(&[(rainlogs_core::config::LANDING_BUCKET, "landing")]);
+        assert_eq!(
+            with_landing.last().map(String::as_str),
+            Some(LANDING_FUNCTION)
+        );
+        assert_eq!(with_landing[..STAGE_FUNCTIONS.len()], *STAGE_FUNCTIONS);
+        // An explicit list is taken as it is.
+        assert_eq!(
+            names(&[
+                (rainlogs_core::config::LANDING_BUCKET, "landing"),
+                (DispatcherConfig::SHIM_FUNCTIONS, "upload")
+            ]),
+            ["upload"]
+        );
     }
 
     #[test]
