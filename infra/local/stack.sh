@@ -37,6 +37,13 @@ BUCKET="${RAINLOGS_S3_BUCKET:-rainlogs}"
 DEV_KEY_NAME="rainlogs-dev"
 DEV_KEY_ID="GK0123456789abcdef01234567"
 DEV_KEY_SECRET="5ecdeb6e1d2f0c3b4a59687766554433221100ffeeddccbbaa99887766554433"
+# The landing bucket S3-compatible Logpush destinations write to (docs/INGEST.md), and a
+# fixed development key that may only write there: what Cloudflare would be given. The
+# tests use both; Rainlogs' own key reads and empties the bucket. Local Garage only.
+LANDING_BUCKET="${RAINLOGS_DEV_LANDING_BUCKET:-rainlogs-landing}"
+LANDING_KEY_NAME="rainlogs-dev-landing-writer"
+LANDING_KEY_ID="GK76543210fedcba9876543210"
+LANDING_KEY_SECRET="1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f809"
 
 PG_DB="${RAINLOGS_PG_DATABASE:-rainlogs}"
 PG_SERVER_DEFAULT="postgres://postgres@127.0.0.1:5432"
@@ -258,6 +265,18 @@ garage_up() {
     log "garage: created bucket $BUCKET"
   fi
   garage bucket allow --read --write --owner "$BUCKET" --key "$DEV_KEY_ID" >/dev/null
+  if ! garage key info "$LANDING_KEY_ID" >/dev/null 2>&1; then
+    garage key import --yes -n "$LANDING_KEY_NAME" "$LANDING_KEY_ID" "$LANDING_KEY_SECRET" >/dev/null
+    log "garage: imported the landing writer key $LANDING_KEY_NAME"
+  fi
+  if ! garage bucket info "$LANDING_BUCKET" >/dev/null 2>&1; then
+    garage bucket create "$LANDING_BUCKET" >/dev/null
+    log "garage: created landing bucket $LANDING_BUCKET"
+  fi
+  garage bucket allow --read --write --owner "$LANDING_BUCKET" --key "$DEV_KEY_ID" >/dev/null
+  # Write only: Cloudflare's key can put objects and nothing that reads them back.
+  garage bucket deny --read --owner "$LANDING_BUCKET" --key "$LANDING_KEY_ID" >/dev/null
+  garage bucket allow --write "$LANDING_BUCKET" --key "$LANDING_KEY_ID" >/dev/null
   wait_until "garage bucket $BUCKET" 30 s3_answers
 }
 
@@ -294,6 +313,11 @@ RAINLOGS_S3_ACCESS_KEY_ID='$DEV_KEY_ID'
 RAINLOGS_S3_SECRET_ACCESS_KEY='$DEV_KEY_SECRET'
 RAINLOGS_S3_FORCE_PATH_STYLE='true'
 RAINLOGS_MASTER_KEYS_FILE='$STATE/master_keys'
+# Development only (tests): the landing bucket and the key that may only write to it.
+# Setting RAINLOGS_LANDING_BUCKET to it turns landing ingest on (docs/INGEST.md).
+RAINLOGS_DEV_LANDING_BUCKET='$LANDING_BUCKET'
+RAINLOGS_DEV_LANDING_WRITER_KEY_ID='$LANDING_KEY_ID'
+RAINLOGS_DEV_LANDING_WRITER_SECRET='$LANDING_KEY_SECRET'
 EOF
   )
   mv "$ENV_FILE.tmp" "$ENV_FILE"

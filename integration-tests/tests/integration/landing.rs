@@ -57,9 +57,9 @@ struct Stack {
 
 impl Stack {
     async fn new() -> Self {
-        // The stack has one bucket: the landing "bucket" is it, under this test's prefix
-        // (production uses a bucket of its own, so Cloudflare's key sees nothing else).
-        let bucket = S3Config::from_source(&base_source().await).unwrap().bucket;
+        // The dev stack's landing bucket, under this test's prefix; Cloudflare's side
+        // (the simulator) writes with the stack's write-only key, as in production.
+        let bucket = dev_landing().await.bucket;
         let env = TestEnv::with_overrides(&[(LANDING_BUCKET, bucket)]).await;
         let landing = env.app.landing.clone().expect("landing configured");
         let keyring = MasterKeyring::parse(MASTER, None).expect("keyring");
@@ -95,6 +95,7 @@ impl Stack {
                 url: sim.base_url(),
             },
             demo: false,
+            fields: None,
         };
         let zone = zone::add(
             &env.app.pool,
@@ -116,17 +117,18 @@ impl Stack {
         }
     }
 
-    /// The landing bucket as Cloudflare is told about it. The stack has no second key:
-    /// the simulator writes with Rainlogs' own (allowed for a simulated zone only).
-    fn s3_landing(&self) -> S3Landing {
+    /// The landing bucket as Cloudflare is told about it: with the stack's write-only
+    /// key (`infra/local/stack.sh` grants it write and nothing else on that bucket).
+    async fn s3_landing(&self) -> S3Landing {
         let s3 = S3Config::from_source(&self.env.src).unwrap();
+        let dev = dev_landing().await;
         S3Landing {
             bucket: self.landing.store.bucket().to_owned(),
             key_prefix: self.landing.store.prefix().to_owned(),
             region: s3.region.clone(),
             endpoint: s3.endpoint.clone().expect("the stack's Garage"),
-            writer_key_id: s3.access_key_id.clone(),
-            writer_secret: s3.secret_access_key.clone(),
+            writer_key_id: dev.writer_key_id,
+            writer_secret: dev.writer_secret,
         }
     }
 
@@ -148,7 +150,7 @@ impl Stack {
                 name: None,
                 hybrid: false,
             },
-            &self.s3_landing(),
+            &self.s3_landing().await,
             "test",
         )
         .await
@@ -219,6 +221,28 @@ impl Stack {
             let spec = WindowTask { window_id }.spec(kinds::ENCRYPT_WINDOW);
             drive_stages(&self.env.app.pool, &self.env.app.store, &self.kms, spec).await;
         }
+    }
+}
+
+/// The dev stack's landing bucket and the write-only key it grants Cloudflare's side
+/// (`infra/local/stack.sh up` makes both and writes them to the env file).
+struct DevLanding {
+    bucket: String,
+    writer_key_id: String,
+    writer_secret: SecretString,
+}
+
+async fn dev_landing() -> DevLanding {
+    let src = base_source().await;
+    let var = |name: &str| {
+        src.get(name).map(str::to_owned).unwrap_or_else(|| {
+            panic!("{name} is not set: the landing tests need the dev stack's landing bucket and write-only key (`bash infra/local/stack.sh up` writes them to the env file)")
+        })
+    };
+    DevLanding {
+        bucket: var("RAINLOGS_DEV_LANDING_BUCKET"),
+        writer_key_id: var("RAINLOGS_DEV_LANDING_WRITER_KEY_ID"),
+        writer_secret: SecretString::from(var("RAINLOGS_DEV_LANDING_WRITER_SECRET")),
     }
 }
 
@@ -296,6 +320,33 @@ async fn landing_objects_are_archived_once_deleted_and_restored_exactly() {
         .clone();
     let kept = s.landing.store.get(&kept_key).await.unwrap();
 
+    // Before ingest: the backlog on the metrics endpoint (validation, four batches, a
+    // duplicate), its oldest object's age; nothing heard from the destination yet.
+    let label = format!("destination=\"{dest}\"");
+    let metrics = rainlogs_integration_tests::archive_metrics(&s.env).await;
+    let metric =
+        |body: &str, name: &str| rainlogs_integration_tests::metric_value(body, name, &label);
+    assert_eq!(
+        metric(&metrics, "rainlogs_landing_backlog_objects"),
+        Some(6.0),
+        "{metrics}"
+    );
+    assert!(metric(&metrics, "rainlogs_landing_backlog_bytes").unwrap() > 0.0);
+    assert!(metric(&metrics, "rainlogs_landing_oldest_object_seconds").unwrap() >= 0.0);
+    assert_eq!(
+        metric(&metrics, "rainlogs_landing_backlog_capped"),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&metrics, "rainlogs_push_seconds_since_delivery"),
+        None
+    );
+    assert_eq!(metric(&metrics, "rainlogs_push_silent"), Some(0.0));
+    assert!(
+        metrics.contains("rainlogs_archive_metrics_ok 1"),
+        "{metrics}"
+    );
+
     let report = s.ingest(dest).await;
     assert_eq!(
         (
@@ -335,6 +386,27 @@ async fn landing_objects_are_archived_once_deleted_and_restored_exactly() {
         "landing residence: LastModified → ingest start ≤ {committed_ms} ms, → deleted ≤ {} ms (ingest run right after the writes)",
         report.max_residence_ms.unwrap()
     );
+
+    let metrics = rainlogs_integration_tests::archive_metrics(&s.env).await;
+    assert_eq!(
+        metric(&metrics, "rainlogs_landing_backlog_objects"),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert!(metric(&metrics, "rainlogs_push_seconds_since_delivery").unwrap() < 600.0);
+    assert_eq!(metric(&metrics, "rainlogs_push_silent"), Some(0.0));
+    // Twenty minutes without a batch after an hour with traffic: silent, an alert.
+    sqlx::query("UPDATE push_destinations SET last_batch_at = now() - interval '20 minutes'")
+        .execute(&s.env.app.pool)
+        .await
+        .unwrap();
+    let metrics = rainlogs_integration_tests::archive_metrics(&s.env).await;
+    assert_eq!(
+        metric(&metrics, "rainlogs_push_silent"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(metric(&metrics, "rainlogs_push_seconds_since_delivery").unwrap() >= 1200.0);
 
     // A crash after the commit, before the delete: the object is still there.
     s.landing.store.put(&kept_key, kept).await.unwrap();
@@ -533,5 +605,75 @@ async fn the_scheduler_sends_one_task_per_destination_and_the_dispatcher_empties
             .await,
         1
     );
+    s.env.teardown().await;
+}
+
+/// The key Cloudflare is given can put objects (single and multipart) into the landing
+/// bucket and nothing else of what it would need to read logs back: no get, no head, no
+/// listing, no access to the archive bucket. (Garage's write permission includes
+/// DeleteObject; docs/INGEST.md says so.)
+#[tokio::test]
+async fn the_landing_writer_key_can_write_but_not_read_list_or_reach_the_archive() {
+    let s = Stack::new().await;
+    let dev = dev_landing().await;
+    let mut cfg = S3Config::from_source(&s.env.src).unwrap();
+    cfg.bucket = dev.bucket.clone();
+    cfg.access_key_id = dev.writer_key_id.clone();
+    cfg.secret_access_key = dev.writer_secret.clone();
+    let writer = ObjectStore::connect(&cfg).await;
+    let key = "writer-probe/20261207/object.log.gz";
+    writer
+        .put(key, bytes::Bytes::from(gzip(b"{\"RayID\":\"w\"}\n")))
+        .await
+        .expect("the writer key puts an object");
+    let mut upload = writer
+        .start_multipart("writer-probe/20261207/multipart.log.gz")
+        .await
+        .expect("the writer key starts a multipart upload");
+    upload
+        .put_part(bytes::Bytes::from(gzip(b"{\"RayID\":\"m\"}\n")))
+        .await
+        .expect("and uploads a part");
+    upload.complete().await.expect("and completes it");
+    // Rainlogs' own key sees both.
+    let keys = s.landing_keys("writer-probe/").await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+
+    let denied = |what: &str, r: Result<String, rainlogs_core::storage::StorageError>| {
+        let e = r.expect_err(what);
+        assert!(
+            e.to_string().contains("403") || e.to_string().to_lowercase().contains("denied"),
+            "{what}: {e}"
+        );
+    };
+    denied("get", writer.get(key).await.map(|b| format!("{b:?}")));
+    denied("head", writer.head(key).await.map(|h| format!("{h:?}")));
+    denied(
+        "list",
+        writer
+            .list_page("writer-probe/", None, 10)
+            .await
+            .map(|(p, _)| format!("{p:?}")),
+    );
+    let mut archive = cfg.clone();
+    archive.bucket = S3Config::from_source(&s.env.src).unwrap().bucket;
+    let archive = ObjectStore::connect(&archive).await;
+    denied(
+        "put into the archive bucket",
+        archive
+            .put("writer-probe/x", bytes::Bytes::from_static(b"x"))
+            .await
+            .map(|()| String::new()),
+    );
+    denied(
+        "list the archive bucket",
+        archive
+            .list_page("", None, 10)
+            .await
+            .map(|(p, _)| format!("{p:?}")),
+    );
+    for k in keys {
+        s.landing.store.delete(&k).await.unwrap();
+    }
     s.env.teardown().await;
 }
