@@ -7,13 +7,18 @@
 //!    p50/p99, for 5 MB and 100 MB batches, one at a time;
 //! 2. the archive step for the same batches (encrypt → upload of their windows,
 //!    in-process), and push end to end (acknowledgement + archive);
-//! 3. the standard-tools pipeline on the same gzip bytes:
+//! 3. the pull pipeline on the same records: a Logpull zone of the in-process simulator
+//!    whose generator is the 100 MB batches' (same seed, zone id, volume and fields),
+//!    one-minute windows over the minutes of the first 100 MB batch, fetch → encrypt →
+//!    upload in this process one window at a time; and the simulator alone (GET of the
+//!    same windows, body discarded) — its generating and gzipping share the 2 cores;
+//! 4. the standard-tools pipeline on the same gzip bytes:
 //!    `gzip -d | zstd -3 -T1 | age -r KEY | aws s3 cp - s3://…` (when the tools exist;
 //!    bench/push.sh installs them as bench/e2e.sh does);
-//! 4. peak RSS (`VmHWM`) of a fresh receiver process after one streamed 1 GB batch
+//! 5. peak RSS (`VmHWM`) of a fresh receiver process after one streamed 1 GB batch
 //!    (`PUSH_BENCH_BIG_MB`, default 1024), generated and gzipped on the fly by this
 //!    process so that neither side holds it;
-//! 5. 50 concurrent pushers (`PUSH_BENCH_PUSHERS`), each its own zone and destination,
+//! 6. 50 concurrent pushers (`PUSH_BENCH_PUSHERS`), each its own zone and destination,
 //!    5 batches of 500 KB each, re-sending on 429/503 as Logpush does: errors must be 0.
 //!
 //! Run: `bash bench/push.sh` (builds the release receiver, then `cargo bench --bench push`).
@@ -39,6 +44,11 @@ use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 const MASTER: &str = "1:7878787878787878787878787878787878787878787878787878787878787878";
+/// The generator's seed for every batch, and the pull phase's simulator's.
+const SEED: u64 = 20261207;
+/// Records per minute of the generated traffic (push batches and the pulled zone).
+const RPM: u32 = 20_000;
+const PULL_TOKEN: &str = "push-bench-pull-token";
 const MB: usize = 1_000_000;
 
 fn knob(name: &str, default: usize) -> usize {
@@ -59,10 +69,10 @@ fn status_kib(pid: u32, key: &str) -> Option<u64> {
 /// written (whole records), into `sink`.
 fn generate(zone: &str, minute: i64, bytes: usize, sink: &mut dyn FnMut(&[u8])) {
     let start_ns = minute * 60_000_000_000;
-    let mut records = Generator::new(20261207).window(
+    let mut records = Generator::new(SEED).window(
         zone,
         ZoneVolume {
-            records_per_minute: 20_000,
+            records_per_minute: RPM,
             empty_ratio: 0.0,
         },
         Selection {
@@ -178,6 +188,162 @@ async fn post(
     (status, t.elapsed())
 }
 
+/// The minute (since the epoch) of the last record of a generated batch.
+fn last_minute(ndjson: &[u8]) -> i64 {
+    let line = ndjson
+        .split(|b| *b == b'\n')
+        .rfind(|l| !l.is_empty())
+        .expect("a record");
+    let record: serde_json::Value = serde_json::from_slice(line).expect("a JSON record");
+    let ns = record["EdgeStartTimestamp"]
+        .as_i64()
+        .expect("EdgeStartTimestamp in nanoseconds");
+    ns.div_euclid(60_000_000_000)
+}
+
+/// What the pull phase measured.
+struct Pulled {
+    raw: usize,
+    pipeline: Duration,
+    simulator_alone: Duration,
+}
+
+/// Archives `minutes` one-minute windows of `zone` from `minute0` through the pull
+/// stages (fetch → encrypt → upload, this process, one window at a time), from an
+/// in-process simulator generating the push batches' records; then fetches the same
+/// windows from the simulator alone.
+async fn pull_pipeline(
+    env: &TestEnv,
+    kms: &Arc<dyn Kms>,
+    zone: Uuid,
+    cf: &str,
+    minute0: i64,
+    minutes: i64,
+) -> Result<Pulled, String> {
+    use rainlogs_logpull_sim::{SimConfig, Simulator};
+    let sim = Simulator::start_local(SimConfig {
+        seed: SEED,
+        default_volume: ZoneVolume {
+            records_per_minute: RPM,
+            empty_ratio: 0.0,
+        },
+        tokens: vec![PULL_TOKEN.to_owned()],
+        ..SimConfig::default()
+    })
+    .await
+    .map_err(|e| format!("simulator: {e}"))?;
+    let pool = &env.app.pool;
+    let tenant: Uuid = sqlx::query_scalar("SELECT tenant_id FROM zones WHERE id = $1")
+        .bind(zone)
+        .fetch_one(pool)
+        .await
+        .map_err(|e| e.to_string())?;
+    let binding = rainlogs_sealed::kms::SecretBinding {
+        tenant,
+        zone,
+        purpose: rainlogs_archive::pipeline::CLOUDFLARE_TOKEN_PURPOSE.to_owned(),
+    };
+    let token = kms
+        .encrypt_secret(&binding, PULL_TOKEN.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    sqlx::query(
+        "UPDATE zones SET token_ciphertext = $2, endpoint = 'simulator', simulator_url = $3
+         WHERE id = $1",
+    )
+    .bind(zone)
+    .bind(token)
+    .bind(sim.base_url())
+    .execute(pool)
+    .await
+    .map_err(|e| e.to_string())?;
+    let minute = |m: i64| chrono::DateTime::from_timestamp(m * 60, 0).expect("a minute");
+    let mut ids = Vec::new();
+    for m in minute0..minute0 + minutes {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO windows (zone_id, start_at, end_at) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(zone)
+        .bind(minute(m))
+        .bind(minute(m + 1))
+        .fetch_one(pool)
+        .await
+        .map_err(|e| e.to_string())?;
+        ids.push(id);
+    }
+    let fetch = rainlogs_fetch::FetchFunction::with_clients(
+        pool.clone(),
+        env.app.store.clone(),
+        kms.clone(),
+        rainlogs_fetch::logpull::LogpullConfig {
+            base_url: sim.base_url(),
+            ..Default::default()
+        },
+    );
+    let encrypt = rainlogs_encrypt::EncryptFunction::with_clients(
+        pool.clone(),
+        env.app.store.clone(),
+        kms.clone(),
+    );
+    let upload = rainlogs_upload::UploadFunction::new(pool.clone(), env.app.store.clone())
+        .with_kms(kms.clone());
+    let stages: [(&dyn Function, &str); 3] = [
+        (&fetch, kinds::FETCH_WINDOW),
+        (&encrypt, kinds::ENCRYPT_WINDOW),
+        (&upload, kinds::UPLOAD_WINDOW),
+    ];
+    let mut raw = 0usize;
+    let t = Instant::now();
+    for &window_id in &ids {
+        for (function, kind) in stages {
+            let task = TaskEnvelope::new(WindowTask { window_id }.spec(kind), Utc::now());
+            let out = function
+                .handle(task)
+                .await
+                .map_err(|e| format!("{kind} of window {window_id}: {e:?}"))?;
+            if kind == kinds::FETCH_WINDOW {
+                raw += out.result["raw_bytes"].as_u64().unwrap_or(0) as usize;
+            }
+        }
+    }
+    let pipeline = t.elapsed();
+    // The simulator alone: the same requests, the body read and dropped.
+    let client = reqwest::Client::new();
+    let t = Instant::now();
+    for m in minute0..minute0 + minutes {
+        let url = format!(
+            "{}/client/v4/zones/{cf}/logs/received?start={}&end={}&fields={}&timestamps=unixnano",
+            sim.base_url(),
+            minute(m).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            minute(m + 1).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            DEFAULT_FIELDS
+                .iter()
+                .map(|f| f.name())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let resp = client
+            .get(url)
+            .bearer_auth(PULL_TOKEN)
+            .header("Accept-Encoding", "gzip")
+            .send()
+            .await
+            .map_err(|e| format!("simulator alone: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("simulator alone: HTTP {}", resp.status()));
+        }
+        resp.bytes()
+            .await
+            .map_err(|e| format!("simulator alone: {e}"))?;
+    }
+    let simulator_alone = t.elapsed();
+    Ok(Pulled {
+        raw,
+        pipeline,
+        simulator_alone,
+    })
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -274,6 +440,12 @@ async fn main() {
     ));
 
     let zone = env.insert_zone(60, Utc::now()).await;
+    // The pull phase's zone; the 100 MB batches carry its generator's records, at
+    // minutes Logpull still serves (its 7 days), so both pipelines get the same records.
+    let pull_zone = env.insert_zone(60, Utc::now()).await;
+    let pull_cf = pull_zone.simple().to_string();
+    let pull_minute0 = (Utc::now() - TimeDelta::days(3)).timestamp() / 60;
+    let mut pull_minutes = 0i64;
     let dest = push::create_destination(&pool, zone, "http_requests")
         .await
         .unwrap();
@@ -299,11 +471,18 @@ async fn main() {
         let mut lat = Vec::new();
         let mut raw = 0usize;
         for i in 0..count {
-            let plain = ndjson(
-                "bench.example",
-                minute0 + (size_mb * 1000 + i) as i64 * 10,
-                size_mb * MB,
-            );
+            let plain = if size_mb == 100 {
+                ndjson(&pull_cf, pull_minute0 + i as i64 * 60, size_mb * MB)
+            } else {
+                ndjson(
+                    "bench.example",
+                    minute0 + (size_mb * 1000 + i) as i64 * 10,
+                    size_mb * MB,
+                )
+            };
+            if size_mb == 100 && i == 0 {
+                pull_minutes = last_minute(&plain) - pull_minute0 + 1;
+            }
             let gz = gzip(&plain);
             raw += plain.len();
             let (status, took) = post(&client, &url, &secret, gz.clone().into()).await;
@@ -380,7 +559,19 @@ async fn main() {
         );
     }
 
-    // 3. Standard tools on the same bytes (one 100 MB batch).
+    // 3. The pull pipeline over the same records, and the simulator alone.
+    match pull_pipeline(&env, &kms, pull_zone, &pull_cf, pull_minute0, pull_minutes).await {
+        Ok(p) => println!(
+            "\npull pipeline (Logpull simulator in this process → fetch → encrypt → upload, one-minute windows one at a time) over the first 100 MB batch's {} minutes: {:.0} MB raw, {:.1} MB/s; the simulator alone (GET, body discarded): {:.1} MB/s",
+            pull_minutes,
+            p.raw as f64 / MB as f64,
+            mbps(p.raw, p.pipeline),
+            mbps(p.raw, p.simulator_alone)
+        ),
+        Err(why) => println!("\npull pipeline: not run ({why})"),
+    }
+
+    // 4. Standard tools on the same bytes (one 100 MB batch).
     let raw_100 = rows[1].2 / rows[1].1;
     match tools_pipeline(&tools_input, &settings) {
         Ok(took) => println!(
@@ -390,7 +581,7 @@ async fn main() {
         Err(why) => println!("\nstandard tools: not run ({why})"),
     }
 
-    // 4. Peak RSS of a fresh receiver with one streamed big batch.
+    // 5. Peak RSS of a fresh receiver with one streamed big batch.
     receiver.stop();
     let receiver = Receiver::start(&env_file).await;
     let url = format!("{}/push/{}", receiver.base, dest.destination.id);
@@ -435,7 +626,7 @@ async fn main() {
         if peak <= 256.0 { "met" } else { "MISSED" }
     );
 
-    // 5. Concurrent pushers, each its own zone and destination.
+    // 6. Concurrent pushers, each its own zone and destination.
     let mut targets = Vec::new();
     for _ in 0..pushers {
         let z = env.insert_zone(60, Utc::now()).await;
