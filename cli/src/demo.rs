@@ -141,7 +141,8 @@ pub struct FlowZone {
     pub cf_zone_id: String,
     pub cadence_seconds: i32,
     pub backfill_minutes: i64,
-    /// Logpull fields to request; empty keeps Cloudflare's default set.
+    /// Logpull fields to archive; empty: every field the zone's Logpull offers (as
+    /// `zone add` without `--fields`).
     pub fields: Vec<String>,
 }
 
@@ -325,17 +326,12 @@ pub async fn register(
                     url: source.simulator_url.clone(),
                 },
                 demo: source.demo,
+                fields: (!z.fields.is_empty()).then_some(&z.fields[..]),
             },
             token,
             now,
         )
         .await?;
-        if !z.fields.is_empty() {
-            sqlx::query!("UPDATE zones SET fields = $2 WHERE id = $1", id, &z.fields)
-                .execute(&app.pool)
-                .await
-                .context("set the zone's Logpull fields")?;
-        }
         // The demo's simulator runs on this host's clock: Logpull's minute is enough.
         ledger::plan_zone(&app.pool, id, now, &ledger::PlanPolicy::same_clock()).await?;
         zone_ids.push(id);

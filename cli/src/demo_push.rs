@@ -95,6 +95,7 @@ pub async fn start(
                 url: sim.base_url(),
             },
             demo: true,
+            fields: None,
         },
         token,
         now,

@@ -52,6 +52,11 @@ pub enum ZoneCommand {
         /// then `rainlogs logpush create`), or `hybrid` (both; checked at Logpull).
         #[arg(long, value_enum, default_value = "pull")]
         mode: ModeArg,
+        /// Archive only these Logpull fields (comma-separated, each checked against the
+        /// zone's fields endpoint). Default: every field Cloudflare offers for the zone
+        /// — a field not fetched within Cloudflare's 7 days can never be added later.
+        #[arg(long, value_delimiter = ',', value_name = "FIELD,...")]
+        fields: Option<Vec<String>>,
     },
     /// List zones with their tenant and state.
     List,
@@ -142,6 +147,7 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
             simulator,
             enable_retention,
             mode,
+            fields,
         } => {
             let mode = ZoneMode::from(mode);
             if mode == ZoneMode::Push && enable_retention {
@@ -162,6 +168,7 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
                     None => ZoneEndpoint::Cloudflare,
                 },
                 demo: false,
+                fields: fields.as_deref(),
             };
             let actor = super::cli_actor("zone");
             let now = Utc::now();

@@ -63,6 +63,7 @@ async fn live_zone(env: &TestEnv, endpoint: ZoneEndpoint, token: &str) -> Uuid {
             backfill_minutes: 10,
             endpoint,
             demo: false,
+            fields: None,
         },
         &SecretString::from(token.to_owned()),
         Utc::now(),

@@ -24,7 +24,7 @@ use rainlogs_cli::verify::{self, VerifyArgs};
 use rainlogs_core::storage::ObjectStore;
 use rainlogs_integration_tests::TestEnv;
 use rainlogs_kms::{KmsService, MasterKeyring};
-use rainlogs_logpull_sim::{Generator, Selection, TimestampFormat, ZoneVolume, DEFAULT_FIELDS};
+use rainlogs_logpull_sim::{Field, Generator, Selection, TimestampFormat, ZoneVolume};
 use rainlogs_sealed::kms::{Kms, SecretKey, TenantKey};
 use uuid::Uuid;
 
@@ -43,6 +43,9 @@ pub(crate) struct Archive {
     /// First window start and last window end of the zone.
     pub(crate) first: DateTime<Utc>,
     pub(crate) last: DateTime<Utc>,
+    /// The Logpull fields the zone archives (stored at `zone add`: all the simulator
+    /// offers), in the order it requests them.
+    pub(crate) fields: Vec<Field>,
 }
 
 /// One archived window of the zone: id, key, seq, in chain order.
@@ -86,12 +89,21 @@ impl Archive {
     /// The archive of `report`'s (only) zone, made on `env` with `kms`.
     pub(crate) async fn of(env: TestEnv, kms: KmsService, report: &DemoReport, rpm: u64) -> Self {
         let zone = report.zones[0].zone_id;
-        let (tenant, cf, name): (Uuid, String, String) =
-            sqlx::query_as("SELECT tenant_id, cf_zone_id, name FROM zones WHERE id = $1")
+        let (tenant, cf, name, fields): (Uuid, String, String, Vec<String>) =
+            sqlx::query_as("SELECT tenant_id, cf_zone_id, name, fields FROM zones WHERE id = $1")
                 .bind(zone)
                 .fetch_one(&env.app.pool)
                 .await
                 .unwrap();
+        assert_eq!(
+            fields.len(),
+            Field::ALL.len(),
+            "zone add stores every field the zone's Logpull offers"
+        );
+        let fields = fields
+            .iter()
+            .map(|f| Field::parse(f).unwrap_or_else(|| panic!("stored field {f:?}")))
+            .collect();
         let (first, last): (DateTime<Utc>, DateTime<Utc>) =
             sqlx::query_as("SELECT min(start_at), max(end_at) FROM windows WHERE zone_id = $1")
                 .bind(zone)
@@ -108,6 +120,7 @@ impl Archive {
             rpm,
             first,
             last,
+            fields,
         }
     }
 
@@ -187,7 +200,7 @@ impl Archive {
             &Selection {
                 start_ns: from.timestamp_nanos_opt().unwrap(),
                 end_ns: to.timestamp_nanos_opt().unwrap(),
-                fields: DEFAULT_FIELDS.to_vec(),
+                fields: self.fields.clone(),
                 timestamps: TimestampFormat::UnixNano,
                 count: None,
                 sample: None,

@@ -38,7 +38,93 @@ fn new_zone<'a>(tenant: &'a str, cf: &'a str) -> NewZone<'a> {
         backfill_minutes: 30,
         endpoint: ZoneEndpoint::Cloudflare,
         demo: false,
+        fields: None,
     }
+}
+
+/// Issue 11 item 5: a zone archives every field its Logpull offers unless narrowed,
+/// and a narrowed list is checked against the offer before anything is stored.
+#[tokio::test]
+async fn zone_add_stores_every_offered_field_or_the_checked_narrowed_list() {
+    let env = TestEnv::new().await;
+    let pool = &env.app.pool;
+    let kms = kms(&env);
+    let token = SecretString::from(TOKEN);
+    let (_cloudflare, probe) = cloudflare_stand_in(&[TOKEN]).await;
+    tenant::add(pool, "acme", 400).await.unwrap();
+    let stored = |id: Uuid| async move {
+        sqlx::query_scalar::<_, Vec<String>>("SELECT fields FROM zones WHERE id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    };
+    let all = zone::add(
+        pool,
+        &kms,
+        &probe,
+        &new_zone("acme", CF),
+        &token,
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let offered: Vec<String> = rainlogs_logpull_sim::Field::ALL
+        .iter()
+        .map(|f| f.name().to_owned())
+        .collect();
+    let mut got = stored(all).await;
+    got.sort();
+    let mut want = offered.clone();
+    want.sort();
+    assert_eq!(
+        got, want,
+        "every offered field, not Cloudflare's default nine"
+    );
+    assert!(got.iter().any(|f| f == "ClientRequestUserAgent"));
+
+    let narrow: Vec<String> = vec!["RayID".into(), "ClientRequestUserAgent".into()];
+    let cf2 = CF.replace('0', "9");
+    let narrowed = zone::add(
+        pool,
+        &kms,
+        &probe,
+        &NewZone {
+            fields: Some(&narrow),
+            ..new_zone("acme", &cf2)
+        },
+        &token,
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stored(narrowed).await, narrow);
+
+    let cf3 = CF.replace('0', "8");
+    let bad: Vec<String> = vec!["RayID".into(), "ClientUserAgent".into()];
+    let err = zone::add(
+        pool,
+        &kms,
+        &probe,
+        &NewZone {
+            fields: Some(&bad),
+            ..new_zone("acme", &cf3)
+        },
+        &token,
+        Utc::now(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, ZoneError::UnknownFields { unknown, .. } if unknown == &["ClientUserAgent"]),
+        "{err:?}"
+    );
+    let zones: i64 = sqlx::query_scalar("SELECT count(*) FROM zones")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(zones, 2, "the refused zone was not stored");
+    env.teardown().await;
 }
 
 #[tokio::test]

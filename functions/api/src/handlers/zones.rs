@@ -150,6 +150,11 @@ pub struct NewZoneRequest {
     /// Fetch from a Logpull simulator at this URL (only where the API allows it:
     /// `RAINLOGS_API_ALLOW_SIMULATOR`).
     pub simulator_url: Option<String>,
+    /// Archive only these Logpull fields, each checked against the zone's fields
+    /// endpoint (`zone.unknown_fields` otherwise). Default: every field Cloudflare
+    /// offers for the zone — a field not fetched within its 7 days is lost for good.
+    #[serde(default)]
+    pub fields: Option<Vec<String>>,
 }
 
 fn default_mode() -> Mode {
@@ -388,6 +393,7 @@ pub async fn add(
         backfill_minutes: req.backfill_minutes,
         endpoint,
         demo: false,
+        fields: req.fields.as_deref(),
     };
     let id = zone::add_by(
         &services.pool,

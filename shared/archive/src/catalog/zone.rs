@@ -69,6 +69,10 @@ pub enum ZoneError {
         reason: String,
         retryable: bool,
     },
+    #[error("zone {zone}: Cloudflare does not offer the Logpull field(s) {} (`logs/received/fields` lists what it offers); nothing was stored", unknown.join(", "))]
+    UnknownFields { zone: String, unknown: Vec<String> },
+    #[error("--fields is empty: give the fields to keep, or leave it out to archive every field Cloudflare offers")]
+    NoFields,
     #[error("storing the token: {0}")]
     Key(#[from] KeyError),
     #[error(transparent)]
@@ -107,6 +111,8 @@ impl Classify for ZoneError {
             ZoneError::TokenRefused { .. } => "zone.token_refused",
             ZoneError::RetentionOff { .. } => "zone.retention_off",
             ZoneError::ProbeFailed { .. } => "zone.probe_failed",
+            ZoneError::UnknownFields { .. } => "zone.unknown_fields",
+            ZoneError::NoFields => "zone.no_fields",
             ZoneError::Key(e) => e.code(),
             ZoneError::Db(e) => e.code(),
         }
@@ -188,6 +194,44 @@ pub struct NewZone<'a> {
     pub endpoint: ZoneEndpoint,
     /// A `rainlogs demo` zone: left alone by `rainlogs run` (needs a simulator endpoint).
     pub demo: bool,
+    /// The Logpull fields to archive. `None`: every field the zone's Logpull offers (its
+    /// fields endpoint, read by the probe) — what is not fetched within Cloudflare's 7
+    /// days can never be added later. `Some`: only these, each checked against that list.
+    pub fields: Option<&'a [String]>,
+}
+
+/// The fields a zone archives: `wanted` (deduplicated, in order, each one offered) or,
+/// without it, everything `offered`. A probe that reports no list (a push zone's: its
+/// records come from its Logpush jobs) leaves `wanted` unchecked.
+pub fn choose_fields(
+    cf_zone_id: &str,
+    offered: &[String],
+    wanted: Option<&[String]>,
+) -> Result<Vec<String>, ZoneError> {
+    let Some(wanted) = wanted else {
+        return Ok(offered.to_vec());
+    };
+    let mut out: Vec<String> = Vec::new();
+    for f in wanted.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
+        if !out.iter().any(|o| o == f) {
+            out.push(f.to_owned());
+        }
+    }
+    if out.is_empty() {
+        return Err(ZoneError::NoFields);
+    }
+    let unknown: Vec<String> = out
+        .iter()
+        .filter(|f| !offered.is_empty() && !offered.contains(f))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ZoneError::UnknownFields {
+            zone: cf_zone_id.to_owned(),
+            unknown,
+        });
+    }
+    Ok(out)
 }
 
 /// One row of `zone list`.
@@ -304,7 +348,8 @@ async fn add_audited(
     if exists.is_some() {
         return Err(ZoneError::Exists(cf.to_owned()));
     }
-    probe_token(probe, &zone.endpoint, cf, token).await?;
+    let report = probe_token(probe, &zone.endpoint, cf, token).await?;
+    let fields = choose_fields(cf, &report.fields, zone.fields)?;
     let id = Uuid::new_v4();
     let binding = SecretBinding {
         tenant,
@@ -318,8 +363,8 @@ async fn add_audited(
     let mut tx = pool.begin().await.map_err(op("begin zone add"))?;
     let inserted = sqlx::query(
         "INSERT INTO zones (id, tenant_id, cf_zone_id, name, cadence_seconds, backfill_from,
-                            token_ciphertext, endpoint, simulator_url, demo, mode)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                            token_ciphertext, endpoint, simulator_url, demo, mode, fields)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
          ON CONFLICT (cf_zone_id) DO NOTHING",
     )
     .bind(id)
@@ -333,6 +378,7 @@ async fn add_audited(
     .bind(zone.endpoint.simulator_url())
     .bind(zone.demo)
     .bind(mode)
+    .bind(&fields)
     .execute(&mut *tx)
     .await
     .map_err(op("insert zone"))?;
@@ -348,6 +394,7 @@ async fn add_audited(
                 "cadence_seconds": zone.cadence_seconds,
                 "backfill_minutes": zone.backfill_minutes,
                 "endpoint": zone.endpoint.kind(),
+                "fields": fields,
             }),
             ..AuditEvent::new(actor, "zone.add", "ok")
         };
@@ -933,4 +980,48 @@ pub async fn set_token(
         resumed: was_parked,
         still_paused: paused && !was_parked,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn without_fields_a_zone_archives_everything_offered_and_narrowing_is_checked() {
+        let offered = list(&["ClientIP", "RayID", "ClientRequestUserAgent", "WAFRuleID"]);
+        let cf = "0123456789abcdef0123456789abcdef";
+        assert_eq!(choose_fields(cf, &offered, None).unwrap(), offered);
+        let narrowed = list(&[" RayID", "ClientIP", "RayID", ""]);
+        assert_eq!(
+            choose_fields(cf, &offered, Some(&narrowed)).unwrap(),
+            list(&["RayID", "ClientIP"]),
+            "trimmed, deduplicated, in the order given"
+        );
+        let bad = list(&["RayID", "ClientIp", "Nope"]);
+        match choose_fields(cf, &offered, Some(&bad)) {
+            Err(e @ ZoneError::UnknownFields { .. }) => {
+                assert_eq!(e.code(), "zone.unknown_fields");
+                let text = e.to_string();
+                assert!(
+                    text.contains("ClientIp, Nope") && text.contains(cf),
+                    "{text}"
+                );
+            }
+            other => panic!("unknown fields refused: {other:?}"),
+        }
+        assert!(matches!(
+            choose_fields(cf, &offered, Some(&list(&[" ", ""]))),
+            Err(ZoneError::NoFields)
+        ));
+        // A probe without a list (a push zone's) cannot check: taken as given.
+        assert_eq!(
+            choose_fields(cf, &[], Some(&list(&["RayID"]))).unwrap(),
+            list(&["RayID"])
+        );
+        assert!(choose_fields(cf, &[], None).unwrap().is_empty());
+    }
 }
