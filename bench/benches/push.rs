@@ -47,7 +47,7 @@ const MASTER: &str = "1:78787878787878787878787878787878787878787878787878787878
 /// The generator's seed for every batch, and the pull phase's simulator's.
 const SEED: u64 = 20261207;
 /// Records per minute of the generated traffic (push batches and the pulled zone).
-const RPM: u32 = 20_000;
+const RPM: u64 = 20_000;
 const PULL_TOKEN: &str = "push-bench-pull-token";
 const MB: usize = 1_000_000;
 

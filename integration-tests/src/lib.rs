@@ -301,23 +301,6 @@ where
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::with_database;
-
-    #[test]
-    fn swaps_database_name() {
-        assert_eq!(
-            with_database("postgres://u@127.0.0.1:5432/postgres", "x"),
-            "postgres://u@127.0.0.1:5432/x"
-        );
-        assert_eq!(
-            with_database("postgres://u@h:1?sslmode=disable", "x"),
-            "postgres://u@h:1/x?sslmode=disable"
-        );
-    }
-}
-
 /// The value of the Prometheus sample `name` in a text exposition `body` whose labels
 /// include `label` (e.g. `destination="…"`); `None` when there is none.
 pub fn metric_value(body: &str, name: &str, label: &str) -> Option<f64> {
@@ -338,4 +321,21 @@ pub async fn archive_metrics(env: &TestEnv) -> String {
         .watch_archive(env.app.pool.clone(), env.app.landing.clone())
         .render(&env.app.queue)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn swaps_database_name() {
+        assert_eq!(
+            with_database("postgres://u@127.0.0.1:5432/postgres", "x"),
+            "postgres://u@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u@h:1?sslmode=disable", "x"),
+            "postgres://u@h:1/x?sslmode=disable"
+        );
+    }
 }

@@ -572,12 +572,12 @@ pub async fn delivery_status(
         std::collections::HashMap::new();
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        if !gaps.contains_key(&r.zone_id) {
+        if let std::collections::hash_map::Entry::Vacant(e) = gaps.entry(r.zone_id) {
             let found =
                 crate::logpush::delivery_gaps(pool, r.zone_id, now - FAILED_PERIODS_LOOKBACK, now)
                     .await
                     .map_err(history_error)?;
-            gaps.insert(r.zone_id, found);
+            e.insert(found);
         }
         let periods: Vec<_> = gaps[&r.zone_id]
             .iter()
