@@ -201,6 +201,25 @@ fn last_minute(ndjson: &[u8]) -> i64 {
     ns.div_euclid(60_000_000_000)
 }
 
+/// The encrypt and upload stages, in this process, on the bench's services.
+fn archive_stages(
+    env: &TestEnv,
+    kms: &Arc<dyn Kms>,
+) -> (
+    rainlogs_encrypt::EncryptFunction,
+    rainlogs_upload::UploadFunction,
+) {
+    let pool = env.app.pool.clone();
+    (
+        rainlogs_encrypt::EncryptFunction::with_clients(
+            pool.clone(),
+            env.app.store.clone(),
+            kms.clone(),
+        ),
+        rainlogs_upload::UploadFunction::new(pool, env.app.store.clone()).with_kms(kms.clone()),
+    )
+}
+
 /// What the pull phase measured.
 struct Pulled {
     raw: usize,
@@ -280,13 +299,7 @@ async fn pull_pipeline(
             ..Default::default()
         },
     );
-    let encrypt = rainlogs_encrypt::EncryptFunction::with_clients(
-        pool.clone(),
-        env.app.store.clone(),
-        kms.clone(),
-    );
-    let upload = rainlogs_upload::UploadFunction::new(pool.clone(), env.app.store.clone())
-        .with_kms(kms.clone());
+    let (encrypt, upload) = archive_stages(env, kms);
     let stages: [(&dyn Function, &str); 3] = [
         (&fetch, kinds::FETCH_WINDOW),
         (&encrypt, kinds::ENCRYPT_WINDOW),
@@ -516,13 +529,7 @@ async fn main() {
     }
 
     // 2. The archive step for the same batches: encrypt → upload of each window.
-    let encrypt = rainlogs_encrypt::EncryptFunction::with_clients(
-        pool.clone(),
-        env.app.store.clone(),
-        kms.clone(),
-    );
-    let upload = rainlogs_upload::UploadFunction::new(pool.clone(), env.app.store.clone())
-        .with_kms(kms.clone());
+    let (encrypt, upload) = archive_stages(&env, &kms);
     let windows: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT w.id, b.ndjson_bytes FROM windows w JOIN push_batches b ON b.id = w.batch_id
          WHERE w.zone_id = $1 ORDER BY w.id",
