@@ -62,14 +62,21 @@ async fn main() {
     let started = Instant::now();
     let mut batch = Vec::with_capacity(10_000);
     for i in 0..tasks {
-        let kind = if i % 100 == 0 { "prune.run" } else { "fetch.window" };
+        let kind = if i % 100 == 0 {
+            "prune.run"
+        } else {
+            "fetch.window"
+        };
         let mut spec = TaskSpec::new("bench", kind, serde_json::json!({"window": i}))
             .idempotency_key(format!("fetch:{i}"));
         spec.group = Some(format!("tenant-{}", i % 10));
         spec.priority = Some(rainlogs_core::task::Priority::Backfill);
         batch.push(spec);
         if batch.len() == 10_000 {
-            queue.enqueue_many(std::mem::take(&mut batch)).await.expect("enqueue");
+            queue
+                .enqueue_many(std::mem::take(&mut batch))
+                .await
+                .expect("enqueue");
         }
     }
     if !batch.is_empty() {
@@ -109,7 +116,9 @@ async fn main() {
     let server = tokio::spawn(rainlogs_api::serve(listener, api));
 
     let pool = &env.app.pool;
-    let user = account::add_user(pool, None, "bench", Role::Admin, "bench").await.unwrap();
+    let user = account::add_user(pool, None, "bench", Role::Admin, "bench")
+        .await
+        .unwrap();
     let key = account::create_key(pool, user, "k", "live", None, Utc::now(), "bench")
         .await
         .unwrap();
@@ -131,11 +140,26 @@ async fn main() {
     let last = tasks.saturating_sub(50);
     let pages = [
         ("queues overview", format!("{base}/queues")),
-        ("ready, first page", format!("{base}/queues/bench?state=ready")),
-        ("ready, middle page", format!("{base}/queues/bench?state=ready&offset={middle}")),
-        ("ready, last page", format!("{base}/queues/bench?state=ready&offset={last}")),
-        ("kind filter (1 in 100)", format!("{base}/queues/bench?state=ready&kind=prune.run")),
-        ("find by idempotency key", format!("{base}/queues/bench?find=fetch:{middle}")),
+        (
+            "ready, first page",
+            format!("{base}/queues/bench?state=ready"),
+        ),
+        (
+            "ready, middle page",
+            format!("{base}/queues/bench?state=ready&offset={middle}"),
+        ),
+        (
+            "ready, last page",
+            format!("{base}/queues/bench?state=ready&offset={last}"),
+        ),
+        (
+            "kind filter (1 in 100)",
+            format!("{base}/queues/bench?state=ready&kind=prune.run"),
+        ),
+        (
+            "find by idempotency key",
+            format!("{base}/queues/bench?find=fetch:{middle}"),
+        ),
     ];
     println!("{runs} runs each, time to first byte (ms):");
     println!("{:<26} {:>8} {:>8} {:>8}", "page", "p50", "p99", "max");

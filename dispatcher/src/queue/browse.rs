@@ -300,10 +300,7 @@ impl Queue {
 
     /// Re-drives every dead letter of `queue` that can be (a page at a time); returns
     /// how many went back and the ones that could not, with why.
-    pub async fn redrive_all(
-        &self,
-        queue: &str,
-    ) -> Result<(u64, Vec<AdminError>), QueueError> {
+    pub async fn redrive_all(&self, queue: &str) -> Result<(u64, Vec<AdminError>), QueueError> {
         let mut done = 0;
         let mut refused = Vec::new();
         let mut offset = 0;
@@ -393,7 +390,13 @@ impl Queue {
             "active" => TaskState::Active,
             _ => return Ok(None),
         };
-        Ok(Some(TaskView::new(queue, state, id.to_owned(), &body, &score)))
+        Ok(Some(TaskView::new(
+            queue,
+            state,
+            id.to_owned(),
+            &body,
+            &score,
+        )))
     }
 }
 
@@ -448,8 +451,16 @@ impl Queue {
     ) -> Result<(), QueueError> {
         let (all, seen) = self.presence_keys();
         redis::pipe()
-            .hset(&all, presence.id.to_string(), serde_json::to_string(presence).unwrap_or_default())
-            .zadd(&seen, presence.id.to_string(), presence.seen_at.timestamp_millis())
+            .hset(
+                &all,
+                presence.id.to_string(),
+                serde_json::to_string(presence).unwrap_or_default(),
+            )
+            .zadd(
+                &seen,
+                presence.id.to_string(),
+                presence.seen_at.timestamp_millis(),
+            )
             .query_async::<()>(conn)
             .await
             .map_err(Self::err("*", "announce dispatcher"))

@@ -249,7 +249,10 @@ impl PageError {
     /// A Redis failure: the queue is unreachable (logged with its cause).
     pub(crate) fn redis(e: impl std::fmt::Display) -> Self {
         tracing::warn!(error = %e, "monitor: redis");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, format!("the queue did not answer: {e}"))
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the queue did not answer: {e}"),
+        )
     }
 }
 
@@ -300,8 +303,16 @@ pub(crate) fn need(s: &Session, permission: Permission, provider: bool) -> Resul
         Err(PageError::forbidden(format!(
             "role {}{} may not do this{}",
             s.principal.role,
-            if s.principal.tenant_id.is_some() { " of one tenant" } else { "" },
-            if provider { " (provider-wide operators and admins only)" } else { "" }
+            if s.principal.tenant_id.is_some() {
+                " of one tenant"
+            } else {
+                ""
+            },
+            if provider {
+                " (provider-wide operators and admins only)"
+            } else {
+                ""
+            }
         )))
     }
 }
@@ -335,8 +346,14 @@ async fn page_headers(req: Request, next: Next) -> Response {
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     resp
@@ -355,10 +372,7 @@ fn cross_site(headers: &HeaderMap) -> Option<String> {
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let origin_host = origin
-        .split_once("://")
-        .map(|(_, rest)| rest)
-        .unwrap_or("");
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
     (origin_host.is_empty() || !origin_host.eq_ignore_ascii_case(host))
         .then(|| format!("Origin {origin} is not this host ({host})"))
 }
@@ -380,7 +394,7 @@ fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| Cookie::split_parse(v))
+        .flat_map(Cookie::split_parse)
         .filter_map(Result::ok)
         .find(|c| c.name() == name)
         .map(|c| c.value().to_owned())
@@ -450,7 +464,11 @@ async fn require_session(State(api): State<Api>, req: Request, next: Next) -> Re
     let Some(session) = session else {
         return to_login(&api);
     };
-    if let Err(wait) = api.inner.limiter.take(session.principal.key_id, Instant::now()) {
+    if let Err(wait) = api
+        .inner
+        .limiter
+        .take(session.principal.key_id, Instant::now())
+    {
         let mut resp = PageError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too many requests from this account; wait a moment",
@@ -469,8 +487,10 @@ async fn require_session(State(api): State<Api>, req: Request, next: Next) -> Re
         let presented = form.get(CSRF_FIELD).unwrap_or("");
         if !tokens_equal(presented, &session.csrf_token) {
             tracing::warn!(path = parts.uri.path(), user = %session.principal.user_name, "monitor: post without this session's csrf token refused");
-            return PageError::forbidden("this form is not from this session (CSRF token missing or wrong); reload the page")
-                .into_response();
+            return PageError::forbidden(
+                "this form is not from this session (CSRF token missing or wrong); reload the page",
+            )
+            .into_response();
         }
         parts.extensions.insert(form);
         Request::from_parts(parts, Body::empty())
@@ -608,22 +628,49 @@ mod tests {
             m
         };
         assert!(cross_site(&h(&[("host", "a.example")])).is_none());
-        assert!(cross_site(&h(&[("host", "a.example"), ("origin", "https://a.example")])).is_none());
-        assert!(cross_site(&h(&[("host", "a.example"), ("sec-fetch-site", "same-origin")])).is_none());
-        assert!(cross_site(&h(&[("host", "a.example"), ("origin", "https://evil.example")])).is_some());
+        assert!(cross_site(&h(&[
+            ("host", "a.example"),
+            ("origin", "https://a.example")
+        ]))
+        .is_none());
+        assert!(cross_site(&h(&[
+            ("host", "a.example"),
+            ("sec-fetch-site", "same-origin")
+        ]))
+        .is_none());
+        assert!(cross_site(&h(&[
+            ("host", "a.example"),
+            ("origin", "https://evil.example")
+        ]))
+        .is_some());
         assert!(cross_site(&h(&[("host", "a.example"), ("origin", "null")])).is_some());
-        assert!(cross_site(&h(&[("host", "a.example"), ("sec-fetch-site", "cross-site")])).is_some());
-        assert!(cross_site(&h(&[("host", "a.example"), ("sec-fetch-site", "same-site")])).is_some());
+        assert!(cross_site(&h(&[
+            ("host", "a.example"),
+            ("sec-fetch-site", "cross-site")
+        ]))
+        .is_some());
+        assert!(cross_site(&h(&[
+            ("host", "a.example"),
+            ("sec-fetch-site", "same-site")
+        ]))
+        .is_some());
     }
 
     #[test]
     fn every_template_parses() {
         let env = templates();
         for name in [
-            "layout.html", "login.html", "error.html", "overview.html", "queue.html",
-            "task.html", "zones.html", "zone.html",
+            "layout.html",
+            "login.html",
+            "error.html",
+            "overview.html",
+            "queue.html",
+            "task.html",
+            "zones.html",
+            "zone.html",
         ] {
-            env.get_template(name).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            env.get_template(name)
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
         }
     }
 
@@ -634,9 +681,15 @@ mod tests {
             assert!(MonitorConfig::from_source(&src(bad)).is_err(), "{bad}");
         }
         assert_eq!(
-            MonitorConfig::from_source(&src("/ops/monitor")).unwrap().prefix.as_deref(),
+            MonitorConfig::from_source(&src("/ops/monitor"))
+                .unwrap()
+                .prefix
+                .as_deref(),
             Some("/ops/monitor")
         );
-        assert_eq!(MonitorConfig::from_source(&src("off")).unwrap().prefix, None);
+        assert_eq!(
+            MonitorConfig::from_source(&src("off")).unwrap().prefix,
+            None
+        );
     }
 }

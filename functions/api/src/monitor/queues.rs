@@ -34,7 +34,10 @@ async fn known(queue: &Queue, name: &str) -> Result<(), PageError> {
     if all.iter().any(|q| q == name) {
         Ok(())
     } else {
-        Err(PageError::new(StatusCode::NOT_FOUND, format!("no queue {name:?}")))
+        Err(PageError::new(
+            StatusCode::NOT_FOUND,
+            format!("no queue {name:?}"),
+        ))
     }
 }
 
@@ -146,8 +149,11 @@ pub(crate) async fn queue(
     known(queue, &name).await?;
     let state = match q.state.as_deref().filter(|s| !s.is_empty()) {
         None => TaskState::Ready,
-        Some(st) => TaskState::parse(st)
-            .ok_or_else(|| PageError::bad_request(format!("no task state {st:?} (ready, active, delayed, dead)")))?,
+        Some(st) => TaskState::parse(st).ok_or_else(|| {
+            PageError::bad_request(format!(
+                "no task state {st:?} (ready, active, delayed, dead)"
+            ))
+        })?,
     };
     let stats = queue.stats(&name).await.map_err(PageError::redis)?;
     let offset = q.offset.unwrap_or(0);
@@ -210,7 +216,12 @@ pub(crate) async fn task(
         .find(&name, &id)
         .await
         .map_err(PageError::redis)?
-        .ok_or_else(|| PageError::new(StatusCode::NOT_FOUND, format!("queue {name}: no task {id} (done, or never there)")))?;
+        .ok_or_else(|| {
+            PageError::new(
+                StatusCode::NOT_FOUND,
+                format!("queue {name}: no task {id} (done, or never there)"),
+            )
+        })?;
     let pretty = |raw: &str| {
         serde_json::from_str::<serde_json::Value>(raw)
             .and_then(|v| serde_json::to_string_pretty(&v))
@@ -261,8 +272,15 @@ async fn set_paused(api: Api, s: Session, name: String, paused: bool) -> PageRes
     need_action(&api, &s, Permission::ManageQueues, true)?;
     let queue = queue_of(&api)?;
     known(queue, &name).await?;
-    queue.set_paused(&name, paused).await.map_err(PageError::redis)?;
-    let op = if paused { "queue.pause" } else { "queue.resume" };
+    queue
+        .set_paused(&name, paused)
+        .await
+        .map_err(PageError::redis)?;
+    let op = if paused {
+        "queue.pause"
+    } else {
+        "queue.resume"
+    };
     audited(&api, &s, op, "ok", serde_json::json!({ "queue": name })).await?;
     Ok(back(
         &format!("{}/queues", prefix(&api)),
@@ -300,15 +318,24 @@ pub(crate) async fn act(
     if uuid::Uuid::parse_str(&id).is_err() {
         return Err(PageError::bad_request(format!("{id:?} is not a task id")));
     }
-    let dead = queue.dead_letter(&name, &id).await.map_err(PageError::redis)?.is_some();
+    let dead = queue
+        .dead_letter(&name, &id)
+        .await
+        .map_err(PageError::redis)?
+        .is_some();
     let outcome: Result<String, String> = match (action.as_str(), dead) {
         ("redrive", true) => match queue.redrive(&name, &id).await {
             Ok(_) => Ok("re-driven: ready again as attempt 1".into()),
-            Err(rainlogs_dispatcher::queue::AdminError::Queue(e)) => return Err(PageError::redis(e)),
+            Err(rainlogs_dispatcher::queue::AdminError::Queue(e)) => {
+                return Err(PageError::redis(e))
+            }
             Err(e) => Err(e.to_string()),
         },
         ("delete", true) => {
-            queue.purge_dead(&name, std::slice::from_ref(&id)).await.map_err(PageError::redis)?;
+            queue
+                .purge_dead(&name, std::slice::from_ref(&id))
+                .await
+                .map_err(PageError::redis)?;
             Ok("dead letter deleted".into())
         }
         ("run" | "delete" | "cancel", false) => {
@@ -325,7 +352,9 @@ pub(crate) async fn act(
                     _ => "cancelled: in the dead letters",
                 }
                 .into()),
-                Acted::NotApplicable(st) => Err(format!("cannot {action} a task that is {}", st.as_str())),
+                Acted::NotApplicable(st) => {
+                    Err(format!("cannot {action} a task that is {}", st.as_str()))
+                }
                 Acted::Missing => Err("no such task (done already?)".into()),
             }
         }
@@ -344,7 +373,10 @@ pub(crate) async fn act(
         serde_json::json!({ "queue": name, "task": id, "detail": outcome.as_ref().err() }),
     )
     .await?;
-    let state = form.get("state").and_then(TaskState::parse).unwrap_or(TaskState::Ready);
+    let state = form
+        .get("state")
+        .and_then(TaskState::parse)
+        .unwrap_or(TaskState::Ready);
     Ok(back(
         &format!("{}/queues/{name}?state={}", prefix(&api), state.as_str()),
         &note,
@@ -366,15 +398,31 @@ pub(crate) async fn act_all_dead(
             let first: Vec<String> = refused.iter().take(5).map(|e| e.to_string()).collect();
             (
                 serde_json::json!({ "queue": name, "redriven": done, "refused": refused.len(), "first_refusals": first }),
-                format!("{done} dead letters re-driven{}", if refused.is_empty() { String::new() } else { format!(", {} refused: {}", refused.len(), first.join("; ")) }),
+                format!(
+                    "{done} dead letters re-driven{}",
+                    if refused.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} refused: {}", refused.len(), first.join("; "))
+                    }
+                ),
             )
         }
         "delete" => {
-            let n = queue.purge_dead(&name, &[]).await.map_err(PageError::redis)?;
-            (serde_json::json!({ "queue": name, "deleted": n }), format!("{n} dead letters deleted"))
+            let n = queue
+                .purge_dead(&name, &[])
+                .await
+                .map_err(PageError::redis)?;
+            (
+                serde_json::json!({ "queue": name, "deleted": n }),
+                format!("{n} dead letters deleted"),
+            )
         }
         _ => return Err(PageError::bad_request(format!("no action {action:?}"))),
     };
     audited(&api, &s, &format!("queue.{action}_all_dead"), "ok", detail).await?;
-    Ok(back(&format!("{}/queues/{name}?state=dead", prefix(&api)), &note))
+    Ok(back(
+        &format!("{}/queues/{name}?state=dead", prefix(&api)),
+        &note,
+    ))
 }

@@ -63,13 +63,21 @@ async fn spans(
     let windows = ledger::windows_between(pool, z.id, from, to)
         .await
         .map_err(|e| PageError::from(Problem::of(&e)))?;
-    let c = coverage_of(&windows, from, to);
+    // Before the zone's first window nothing was asked of it: drawn as nothing, not as
+    // missing (the planner starts at the zone's backfill start).
+    let Some(first) = windows.first().map(|w| w.start_at) else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let c = coverage_of(&windows, from.max(first), to);
     let failed = windows
         .into_iter()
         .filter(|w| w.state == WindowState::FailedPermanent)
         .collect();
     Ok((
-        c.spans.into_iter().map(|(k, a, b)| (cover_name(k), a, b)).collect(),
+        c.spans
+            .into_iter()
+            .map(|(k, a, b)| (cover_name(k), a, b))
+            .collect(),
         failed,
     ))
 }
@@ -238,9 +246,14 @@ pub(crate) async fn retry_failed(
         note.push_str("; the zone is paused: they wait until it is resumed");
     } else if let (Some(queue), false) = (&services.queue, r.replanned.is_empty()) {
         match rainlogs_dispatcher::reconcile::enqueue_fetches(queue, r.tenant, &r.replanned).await {
-            Ok(report) => note.push_str(&format!("; {} fetches sent", report.enqueued + report.duplicates)),
+            Ok(report) => note.push_str(&format!(
+                "; {} fetches sent",
+                report.enqueued + report.duplicates
+            )),
             // Planned in the ledger: the reconciler sends them; not an error.
-            Err(e) => tracing::warn!(zone = %z.id, error = %e, "re-planned windows not enqueued now"),
+            Err(e) => {
+                tracing::warn!(zone = %z.id, error = %e, "re-planned windows not enqueued now")
+            }
         }
     }
     Ok(back(&format!("{}/zones/{}", prefix(&api), z.id), &note))

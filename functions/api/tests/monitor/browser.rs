@@ -47,7 +47,10 @@ impl Driver {
             });
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < DEADLINE, "chromedriver did not listen within {DEADLINE:?}");
+            assert!(
+                started.elapsed() < DEADLINE,
+                "chromedriver did not listen within {DEADLINE:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Self {
@@ -66,9 +69,15 @@ impl Driver {
                          "--window-size=1280,900", "--lang=en-US"],
             }),
         );
+        // Two rustls providers are linked (ring, aws-lc-rs): pick one (an error only
+        // says one was picked already).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = ClientBuilder::rustls().expect("rustls");
         builder.capabilities(caps);
-        builder.connect(&self.url).await.expect("a chromium session")
+        builder
+            .connect(&self.url)
+            .await
+            .expect("a chromium session")
     }
 }
 
@@ -87,7 +96,10 @@ async fn wait_for_text(b: &Client, needle: &str) -> String {
         if src.contains(needle) {
             return src;
         }
-        assert!(started.elapsed() < DEADLINE, "page never showed {needle:?}:\n{src}");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "page never showed {needle:?}:\n{src}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -106,7 +118,10 @@ async fn click_confirmed(b: &Client, css: &str) {
     click(b, css).await;
     let started = Instant::now();
     while b.accept_alert().await.is_err() {
-        assert!(started.elapsed() < DEADLINE, "no confirmation asked for {css}");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "no confirmation asked for {css}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -114,8 +129,18 @@ async fn click_confirmed(b: &Client, css: &str) {
 async fn sign_in(b: &Client, base: &str, key: &str) {
     b.goto(&format!("{base}/monitor/queues")).await.unwrap();
     // Unauthenticated: the login page.
-    assert!(b.current_url().await.unwrap().as_str().ends_with("/monitor/login"));
-    b.find(Locator::Id("key")).await.unwrap().send_keys(key).await.unwrap();
+    assert!(b
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .ends_with("/monitor/login"));
+    b.find(Locator::Id("key"))
+        .await
+        .unwrap()
+        .send_keys(key)
+        .await
+        .unwrap();
     click(b, "#sign-in").await;
     wait_for_text(b, "Sign out").await;
 }
@@ -144,9 +169,12 @@ async fn in_chromium_an_operator_signs_in_redrives_pauses_and_retries_and_a_view
     let q = &env.app.queue;
     let dead = dead_letter(q, "default", "prune.run").await;
     for i in 0..3 {
-        q.enqueue(TaskSpec::new("default", "fetch.window", json!({"window": i})).idempotency_key(format!("window:{i}")))
-            .await
-            .unwrap();
+        q.enqueue(
+            TaskSpec::new("default", "fetch.window", json!({"window": i}))
+                .idempotency_key(format!("window:{i}")),
+        )
+        .await
+        .unwrap();
     }
     let (_, admin) = user_key(&env, None, "root", Role::Operator).await;
     let (_, viewer) = user_key(&env, None, "watcher", Role::Viewer).await;
@@ -165,17 +193,23 @@ async fn in_chromium_an_operator_signs_in_redrives_pauses_and_retries_and_a_view
     shot(&b, "queues").await;
 
     // A dead letter, re-driven: it leaves the dead state and is ready again.
-    b.goto(&format!("{base}/monitor/queues/default?state=dead")).await.unwrap();
+    b.goto(&format!("{base}/monitor/queues/default?state=dead"))
+        .await
+        .unwrap();
     wait_for_text(&b, &dead).await;
     shot(&b, "dead-letters").await;
     click(&b, &format!("tr[data-task=\"{dead}\"] button.redrive")).await;
     wait_for_text(&b, "re-driven").await;
     assert_eq!(q.stats("default").await.unwrap().depth.dead, 0);
-    b.goto(&format!("{base}/monitor/queues/default/tasks/{dead}")).await.unwrap();
+    b.goto(&format!("{base}/monitor/queues/default/tasks/{dead}"))
+        .await
+        .unwrap();
     let page = wait_for_text(&b, "id=\"task-state\"").await;
     assert!(page.contains("id=\"task-state\">ready<"), "{page}");
     shot(&b, "task").await;
-    b.goto(&format!("{base}/monitor/queues/default?state=ready")).await.unwrap();
+    b.goto(&format!("{base}/monitor/queues/default?state=ready"))
+        .await
+        .unwrap();
     wait_for_text(&b, "window:2").await;
     shot(&b, "ready-tasks").await;
 
@@ -192,17 +226,21 @@ async fn in_chromium_an_operator_signs_in_redrives_pauses_and_retries_and_a_view
     click(&b, "#nav-zones").await;
     wait_for_text(&b, &zone.to_string()).await;
     shot(&b, "zones").await;
-    b.goto(&format!("{base}/monitor/zones/{zone}")).await.unwrap();
+    b.goto(&format!("{base}/monitor/zones/{zone}"))
+        .await
+        .unwrap();
     let page = wait_for_text(&b, "id=\"strip-hours\"").await;
     assert!(page.contains("cell failed") && page.contains("token refused (test)"));
     shot(&b, "zone").await;
     click_confirmed(&b, "#retry-failed").await;
     wait_for_text(&b, "4 failed windows re-planned").await;
-    let failed: i64 = sqlx::query_scalar("SELECT count(*) FROM windows WHERE zone_id = $1 AND state = 'failed_permanent'")
-        .bind(zone)
-        .fetch_one(&env.app.pool)
-        .await
-        .unwrap();
+    let failed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM windows WHERE zone_id = $1 AND state = 'failed_permanent'",
+    )
+    .bind(zone)
+    .fetch_one(&env.app.pool)
+    .await
+    .unwrap();
     assert_eq!(failed, 0);
 
     // Phone-sized: the same pages, tables scroll inside the page.
@@ -216,7 +254,9 @@ async fn in_chromium_an_operator_signs_in_redrives_pauses_and_retries_and_a_view
     click(&b, "#logout").await;
     wait_for_text(&b, "id=\"login-form\"").await;
     sign_in(&b, &base, &viewer).await;
-    b.goto(&format!("{base}/monitor/zones/{zone}")).await.unwrap();
+    b.goto(&format!("{base}/monitor/zones/{zone}"))
+        .await
+        .unwrap();
     let page = wait_for_text(&b, "id=\"strip-hours\"").await;
     assert!(!page.contains("retry-failed") && !page.contains("button class=\"pause\""));
     b.goto(&format!("{base}/monitor/queues")).await.unwrap();

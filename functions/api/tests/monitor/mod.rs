@@ -175,8 +175,17 @@ impl Client {
             .post(format!("{}{path}", self.base))
             .header(header::COOKIE, self.cookie_header())
             .form(form);
-        let host = self.base.trim_start_matches("http://").split('/').next().unwrap().to_owned();
-        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("origin")) {
+        let host = self
+            .base
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("origin"))
+        {
             req = req.header(header::ORIGIN, format!("http://{host}"));
         }
         for (k, v) in headers {
@@ -228,8 +237,12 @@ async fn the_queue_layer_pages_finds_and_acts_on_single_tasks() {
     let name = "mon";
     let mut ids = Vec::new();
     for i in 0..7 {
-        let spec = TaskSpec::new(name, if i % 2 == 0 { "t.even" } else { "t.odd" }, json!({"i": i}))
-            .idempotency_key(format!("key-{i}"));
+        let spec = TaskSpec::new(
+            name,
+            if i % 2 == 0 { "t.even" } else { "t.odd" },
+            json!({"i": i}),
+        )
+        .idempotency_key(format!("key-{i}"));
         ids.push(q.enqueue(spec).await.unwrap().id.to_string());
     }
     let mut later = TaskSpec::new(name, "t.later", json!({}));
@@ -239,40 +252,83 @@ async fn the_queue_layer_pages_finds_and_acts_on_single_tasks() {
     // Pages in serving order (oldest first), with the total and where to go on.
     let p1 = q.page(name, TaskState::Ready, 0, 3).await.unwrap();
     assert_eq!(p1.total, 7);
-    assert_eq!(p1.tasks.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), ids[..3]);
+    assert_eq!(
+        p1.tasks.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
+        ids[..3]
+    );
     assert_eq!(p1.next_offset, Some(3));
     let p3 = q.page(name, TaskState::Ready, 6, 3).await.unwrap();
     assert_eq!(p3.tasks.len(), 1);
     assert_eq!(p3.next_offset, None);
-    let odd = q.page_of_kind(name, TaskState::Ready, "t.odd", 0, 2).await.unwrap();
-    assert_eq!(odd.tasks.iter().map(|t| t.id.clone()).collect::<Vec<_>>(), [ids[1].clone(), ids[3].clone()]);
+    let odd = q
+        .page_of_kind(name, TaskState::Ready, "t.odd", 0, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        odd.tasks.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
+        [ids[1].clone(), ids[3].clone()]
+    );
     let delayed = q.page(name, TaskState::Delayed, 0, 10).await.unwrap();
-    assert_eq!((delayed.total, delayed.tasks[0].id.as_str()), (1, later.as_str()));
+    assert_eq!(
+        (delayed.total, delayed.tasks[0].id.as_str()),
+        (1, later.as_str())
+    );
     assert!(delayed.tasks[0].at.unwrap() > Utc::now());
 
     // Found by id and by idempotency key, with the state they are in.
-    assert_eq!(q.find(name, &ids[2]).await.unwrap().unwrap().state, TaskState::Ready);
-    assert_eq!(q.find_by_key(name, "key-4").await.unwrap().unwrap().id, ids[4]);
-    assert!(q.find(name, &Uuid::new_v4().to_string()).await.unwrap().is_none());
+    assert_eq!(
+        q.find(name, &ids[2]).await.unwrap().unwrap().state,
+        TaskState::Ready
+    );
+    assert_eq!(
+        q.find_by_key(name, "key-4").await.unwrap().unwrap().id,
+        ids[4]
+    );
+    assert!(q
+        .find(name, &Uuid::new_v4().to_string())
+        .await
+        .unwrap()
+        .is_none());
 
     // Delete frees the key; run makes a delayed task ready now.
-    assert_eq!(q.delete_pending(name, &ids[0]).await.unwrap(), Acted::Done(TaskState::Ready));
+    assert_eq!(
+        q.delete_pending(name, &ids[0]).await.unwrap(),
+        Acted::Done(TaskState::Ready)
+    );
     assert!(q.find_by_key(name, "key-0").await.unwrap().is_none());
     assert_eq!(q.stats(name).await.unwrap().depth.ready, 6);
-    assert_eq!(q.run_now(name, &ids[1]).await.unwrap(), Acted::NotApplicable(TaskState::Ready));
-    assert_eq!(q.run_now(name, &later).await.unwrap(), Acted::Done(TaskState::Delayed));
+    assert_eq!(
+        q.run_now(name, &ids[1]).await.unwrap(),
+        Acted::NotApplicable(TaskState::Ready)
+    );
+    assert_eq!(
+        q.run_now(name, &later).await.unwrap(),
+        Acted::Done(TaskState::Delayed)
+    );
     assert_eq!(q.stats(name).await.unwrap().depth.delayed, 0);
 
     // Cancel a running task: its lease ends, it is a dead letter, its settle refused.
-    let reserved = q.reserve(name, 1, std::time::Duration::from_secs(30)).await.unwrap();
+    let reserved = q
+        .reserve(name, 1, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
     let running = reserved.deliveries[0].clone();
-    assert_eq!(q.find(name, &running.id).await.unwrap().unwrap().state, TaskState::Active);
-    assert_eq!(q.cancel(name, &running.id, "test").await.unwrap(), Acted::Done(TaskState::Active));
+    assert_eq!(
+        q.find(name, &running.id).await.unwrap().unwrap().state,
+        TaskState::Active
+    );
+    assert_eq!(
+        q.cancel(name, &running.id, "test").await.unwrap(),
+        Acted::Done(TaskState::Active)
+    );
     let dead = q.find(name, &running.id).await.unwrap().unwrap();
     assert_eq!(dead.state, TaskState::Dead);
     assert_eq!(dead.dead.unwrap().error.code, "task.cancelled");
     let settled = q
-        .settle(&[Settle { delivery: running.clone(), settlement: Settlement::Ack { next: vec![] } }])
+        .settle(&[Settle {
+            delivery: running.clone(),
+            settlement: Settlement::Ack { next: vec![] },
+        }])
         .await
         .unwrap();
     assert_eq!(settled, vec![false], "a cancelled task's settle is refused");
@@ -291,11 +347,20 @@ async fn the_queue_layer_pages_finds_and_acts_on_single_tasks() {
         seen_at: Utc::now() - ago,
         queues: vec![(name.into(), 8, 6, 2)],
     };
-    q.announce(&seen(TimeDelta::seconds(5), "alive")).await.unwrap();
-    q.announce(&seen(TimeDelta::minutes(5), "quiet")).await.unwrap();
-    q.announce(&seen(TimeDelta::hours(2), "gone")).await.unwrap();
+    q.announce(&seen(TimeDelta::seconds(5), "alive"))
+        .await
+        .unwrap();
+    q.announce(&seen(TimeDelta::minutes(5), "quiet"))
+        .await
+        .unwrap();
+    q.announce(&seen(TimeDelta::hours(2), "gone"))
+        .await
+        .unwrap();
     let listed = q.dispatchers().await.unwrap();
-    assert_eq!(listed.iter().map(|d| d.host.as_str()).collect::<Vec<_>>(), ["alive"]);
+    assert_eq!(
+        listed.iter().map(|d| d.host.as_str()).collect::<Vec<_>>(),
+        ["alive"]
+    );
     assert_eq!(listed[0].queues, vec![(name.to_owned(), 8, 6, 2)]);
 
     let info = q.redis_info().await.unwrap();
@@ -313,19 +378,30 @@ async fn sessions_csrf_and_cross_site_posts() {
     // Unauthenticated: every page sends to the login page; actions too.
     for path in ["", "/queues", "/queues/default", "/zones"] {
         let (status, _, location) = c.get(path).await;
-        assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some("/monitor/login")), "{path}");
+        assert_eq!(
+            (status, location.as_deref()),
+            (StatusCode::SEE_OTHER, Some("/monitor/login")),
+            "{path}"
+        );
     }
     let (status, _, location, _) = c.post("/queues/default/pause", &[("csrf", "x")], &[]).await;
-    assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some("/monitor/login")));
+    assert_eq!(
+        (status, location.as_deref()),
+        (StatusCode::SEE_OTHER, Some("/monitor/login"))
+    );
 
     // A wrong key answers the form again; the login form needs its own token.
     let (_, page, _) = c.get("/login").await;
     let token = hidden(&page, CSRF_FIELD).unwrap();
     assert!(c.cookies.contains_key(LOGIN_COOKIE));
-    let (status, page, _, _) = c.post("/login", &[("csrf", &token), ("key", "rl_test_nope")], &[]).await;
+    let (status, page, _, _) = c
+        .post("/login", &[("csrf", &token), ("key", "rl_test_nope")], &[])
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(page.contains("not a Rainlogs API key"), "{page}");
-    let (status, ..) = c.post("/login", &[("csrf", "forged"), ("key", &admin)], &[]).await;
+    let (status, ..) = c
+        .post("/login", &[("csrf", "forged"), ("key", &admin)], &[])
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // A cross-site form post is refused before anything reads it, login included.
@@ -336,7 +412,9 @@ async fn sessions_csrf_and_cross_site_posts() {
         vec![("sec-fetch-site", "cross-site")],
         vec![("origin", "null")],
     ] {
-        let (status, body, ..) = c.post("/login", &[("csrf", &token), ("key", &admin)], &headers).await;
+        let (status, body, ..) = c
+            .post("/login", &[("csrf", &token), ("key", &admin)], &headers)
+            .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{headers:?}");
         assert!(body.contains("cross-site"), "{body}");
     }
@@ -354,17 +432,29 @@ async fn sessions_csrf_and_cross_site_posts() {
 
     // An action without the session's token, or from another site, changes nothing.
     let csrf = c.csrf().await;
-    let (status, ..) = c.post("/queues/default/pause", &[("csrf", "0".repeat(64).as_str())], &[]).await;
+    let (status, ..) = c
+        .post(
+            "/queues/default/pause",
+            &[("csrf", "0".repeat(64).as_str())],
+            &[],
+        )
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, ..) = c.post("/queues/default/pause", &[], &[]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, ..) = c
-        .post("/queues/default/pause", &[("csrf", &csrf)], &[("origin", "https://evil.example")])
+        .post(
+            "/queues/default/pause",
+            &[("csrf", &csrf)],
+            &[("origin", "https://evil.example")],
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(!env.app.queue.stats("default").await.unwrap().paused);
     // With it: done, and audited.
-    let (status, _, location, _) = c.post("/queues/default/pause", &[("csrf", &csrf)], &[]).await;
+    let (status, _, location, _) = c
+        .post("/queues/default/pause", &[("csrf", &csrf)], &[])
+        .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert!(location.unwrap().starts_with("/monitor/queues?note="));
     assert!(env.app.queue.stats("default").await.unwrap().paused);
@@ -383,15 +473,24 @@ async fn sessions_csrf_and_cross_site_posts() {
     // Signed out: the session is over, its cookie no longer works.
     let old = c.cookies.clone();
     let (status, _, location, _) = c.post("/logout", &[("csrf", &csrf)], &[]).await;
-    assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some("/monitor/login")));
+    assert_eq!(
+        (status, location.as_deref()),
+        (StatusCode::SEE_OTHER, Some("/monitor/login"))
+    );
     c.cookies = old;
     let (status, _, location) = c.get("/queues").await;
-    assert_eq!((status, location.as_deref()), (StatusCode::SEE_OTHER, Some("/monitor/login")));
+    assert_eq!(
+        (status, location.as_deref()),
+        (StatusCode::SEE_OTHER, Some("/monitor/login"))
+    );
 
     // A revoked key ends its sessions at once.
     let mut c2 = Client::new(&server);
     c2.login(&admin).await;
-    sqlx::query("UPDATE api_keys SET revoked_at = now()").execute(&env.app.pool).await.unwrap();
+    sqlx::query("UPDATE api_keys SET revoked_at = now()")
+        .execute(&env.app.pool)
+        .await
+        .unwrap();
     let (status, _, _) = c2.get("/queues").await;
     assert_eq!(status, StatusCode::SEE_OTHER);
 }
@@ -415,21 +514,37 @@ async fn a_viewer_sees_but_cannot_act_and_read_only_mode_refuses_everyone() {
     assert_eq!(location.as_deref(), Some("/monitor/zones"));
     let (status, page, _) = v.get(&format!("/zones/{zone}")).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(page.contains("logpull.forbidden: token refused (test)"), "failures with reasons");
-    assert!(page.contains("class=\"cell failed\""), "the strip shows failed hours");
+    assert!(
+        page.contains("logpull.forbidden: token refused (test)"),
+        "failures with reasons"
+    );
+    assert!(
+        page.contains("class=\"cell failed\""),
+        "the strip shows failed hours"
+    );
     assert!(!page.contains("retry-failed"), "no button for a viewer");
     let (status, ..) = v.get("/queues").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let csrf = v.csrf().await;
-    let (status, ..) = v.post(&format!("/zones/{zone}/retry-failed"), &[("csrf", &csrf)], &[]).await;
+    let (status, ..) = v
+        .post(
+            &format!("/zones/{zone}/retry-failed"),
+            &[("csrf", &csrf)],
+            &[],
+        )
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, ..) = v.post("/queues/default/pause", &[("csrf", &csrf)], &[]).await;
+    let (status, ..) = v
+        .post("/queues/default/pause", &[("csrf", &csrf)], &[])
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let failed: i64 = sqlx::query_scalar("SELECT count(*) FROM windows WHERE zone_id = $1 AND state = 'failed_permanent'")
-        .bind(zone)
-        .fetch_one(&env.app.pool)
-        .await
-        .unwrap();
+    let failed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM windows WHERE zone_id = $1 AND state = 'failed_permanent'",
+    )
+    .bind(zone)
+    .fetch_one(&env.app.pool)
+    .await
+    .unwrap();
     assert_eq!(failed, 3);
 
     // A tenant's operator acts on its own zones only; other tenants' are unknown.
@@ -444,7 +559,13 @@ async fn a_viewer_sees_but_cannot_act_and_read_only_mode_refuses_everyone() {
     let csrf = o.csrf().await;
     let (_, page, _) = o.get(&format!("/zones/{zone}")).await;
     assert!(page.contains("id=\"retry-failed\""));
-    let (status, _, location, _) = o.post(&format!("/zones/{zone}/retry-failed"), &[("csrf", &csrf)], &[]).await;
+    let (status, _, location, _) = o
+        .post(
+            &format!("/zones/{zone}/retry-failed"),
+            &[("csrf", &csrf)],
+            &[],
+        )
+        .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert!(location.unwrap().contains("3+failed+windows+re-planned"));
     let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE operation = 'zone.retry_failed' AND actor = 'api:alice@acme:operator'")
@@ -459,11 +580,16 @@ async fn a_viewer_sees_but_cannot_act_and_read_only_mode_refuses_everyone() {
     let mut a = Client::new(&ro);
     a.login(&admin).await;
     let (_, page, _) = a.get("/queues").await;
-    assert!(page.contains("read-only") && !page.contains("class=\"pause\""), "{page}");
+    assert!(
+        page.contains("read-only") && !page.contains("class=\"pause\""),
+        "{page}"
+    );
     let (_, page, _) = a.get("/queues/default?state=dead").await;
     assert!(page.contains("t.poison") && !page.contains("redrive-all"));
     let csrf = a.csrf().await;
-    let (status, ..) = a.post("/queues/default/dead/redrive", &[("csrf", &csrf)], &[]).await;
+    let (status, ..) = a
+        .post("/queues/default/dead/redrive", &[("csrf", &csrf)], &[])
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(env.app.queue.stats("default").await.unwrap().depth.dead, 1);
 }

@@ -44,7 +44,10 @@ pub fn random_token() -> String {
 }
 
 fn well_formed(token: &str) -> bool {
-    token.len() == TOKEN_HEX && token.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    token.len() == TOKEN_HEX
+        && token
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Opens a session for API key `key` (authenticated as [`account::authenticate`]
