@@ -19,6 +19,8 @@ source <(bash infra/local/stack.sh env)
 psql "${RAINLOGS_DATABASE_URL%/*}/postgres" -qtAc \
   "SELECT datname FROM pg_database WHERE datname LIKE 'rl\_test\_%'" |
   while read -r db; do psql "${RAINLOGS_DATABASE_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null; done
+# The monitor's browser tests drive Debian's chromium through chromedriver.
+bash infra/dev/browser.sh
 # One build serves both runs: the integration tests are built with the `containers`
 # feature; its container-only tests (`containers::`) run in the container suite below.
 cargo test --workspace --features rainlogs-integration-tests/containers --no-fail-fast -- --skip containers::

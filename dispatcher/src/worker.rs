@@ -127,6 +127,9 @@ struct Shared {
     slots: Notify,
     /// Per queue (in `cfg.queues` order), how many tasks the governor allows at once.
     limits: Vec<AtomicUsize>,
+    /// This process as the monitor lists it (announced with each heartbeat tick).
+    id: uuid::Uuid,
+    started_at: chrono::DateTime<Utc>,
 }
 
 impl Shared {
@@ -248,6 +251,8 @@ impl Worker {
                 .iter()
                 .map(|q| AtomicUsize::new(q.concurrency))
                 .collect(),
+            id: uuid::Uuid::new_v4(),
+            started_at: Utc::now(),
         });
         for q in &self.cfg.queues {
             self.metrics
@@ -756,9 +761,6 @@ async fn heartbeat(
             _ = stop.wait_for(|s| *s) => return,
         }
         let leases = leases_to_extend(&shared);
-        if leases.is_empty() {
-            continue;
-        }
         if let (Some(client), None) = (&client, &own) {
             match client
                 .get_multiplexed_async_connection_with_config(&cfg)
@@ -770,6 +772,15 @@ async fn heartbeat(
                     continue;
                 }
             }
+        }
+        // Seen by the monitor; a failure here only hides this dispatcher from it.
+        let presence = presence(&shared);
+        let announced = match own.as_mut() {
+            Some(c) => shared.queue.announce_on(c, &presence).await,
+            None => shared.queue.announce(&presence).await,
+        };
+        if let Err(e) = announced {
+            tracing::debug!(error = %e, "dispatcher presence not recorded");
         }
         for chunk in leases.chunks(1000) {
             let answer = match own.as_mut() {
@@ -786,6 +797,48 @@ async fn heartbeat(
             }
         }
     }
+}
+
+/// This dispatcher's presence record: its queues, limits and running tasks.
+fn presence(shared: &Shared) -> crate::queue::Presence {
+    let running: HashMap<String, usize> =
+        shared
+            .in_flight()
+            .values()
+            .fold(HashMap::new(), |mut m, f| {
+                *m.entry(f.queue.clone()).or_default() += 1;
+                m
+            });
+    crate::queue::Presence {
+        id: shared.id,
+        host: hostname(),
+        pid: std::process::id(),
+        started_at: shared.started_at,
+        seen_at: Utc::now(),
+        queues: shared
+            .cfg
+            .queues
+            .iter()
+            .zip(&shared.limits)
+            .map(|(q, limit)| {
+                (
+                    q.name.clone(),
+                    q.concurrency,
+                    limit.load(Ordering::Relaxed),
+                    running.get(&q.name).copied().unwrap_or(0),
+                )
+            })
+            .collect(),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Starts the heartbeat on a thread of its own: a single-threaded runtime and a Redis

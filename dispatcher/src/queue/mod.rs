@@ -27,8 +27,12 @@
 //! The scripts live in `lua/` (one file each, `common.lua` prepended to all), the key
 //! names in [`keys`].
 
+mod browse;
 mod keys;
 
+pub use browse::{
+    Acted, Presence, RedisInfo, TaskPage, TaskState, TaskView, FILTER_BUDGET, PRESENCE_FRESH,
+};
 pub use keys::Keys;
 
 use std::collections::BTreeMap;
@@ -124,6 +128,13 @@ const LUA_REDRIVE: &str = include_str!("lua/redrive.lua");
 /// task only if this period has not fired yet (on any dispatcher). Returns 1 if fired.
 const LUA_FIRE: &str = include_str!("lua/fire.lua");
 
+/// ARGV: prefix, queue, state, offset, count: one page of a state's tasks (browse.rs).
+const LUA_PAGE: &str = include_str!("lua/page.lua");
+
+/// ARGV: prefix, queue, op, id[, letter]: find a pending task, or run, delete or
+/// cancel it (browse.rs).
+const LUA_ADMIN: &str = include_str!("lua/admin.lua");
+
 fn script(body: &str) -> redis::Script {
     redis::Script::new(&format!("{LUA_COMMON}\n{body}"))
 }
@@ -139,6 +150,8 @@ struct Scripts {
     fire: redis::Script,
     pending: redis::Script,
     depth: redis::Script,
+    page: redis::Script,
+    admin: redis::Script,
 }
 
 impl Scripts {
@@ -153,6 +166,8 @@ impl Scripts {
             fire: script(LUA_FIRE),
             pending: script(LUA_PENDING),
             depth: script(LUA_DEPTH),
+            page: script(LUA_PAGE),
+            admin: script(LUA_ADMIN),
         }
     }
 }

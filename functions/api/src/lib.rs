@@ -17,6 +17,7 @@ pub mod auth;
 pub mod edge;
 mod handlers;
 pub mod lambda;
+pub mod monitor;
 pub mod openapi;
 pub mod page;
 pub mod problem;
@@ -63,6 +64,8 @@ pub struct ApiConfig {
     /// Most findings a verify call returns (`RAINLOGS_API_VERIFY_MAX_FINDINGS`); all are
     /// counted.
     pub verify_max_findings: usize,
+    /// The monitor web UI (`RAINLOGS_MONITOR_*`, docs/MONITOR.md).
+    pub monitor: monitor::MonitorConfig,
 }
 
 impl Default for ApiConfig {
@@ -75,6 +78,7 @@ impl Default for ApiConfig {
             key_env: rainlogs_archive::catalog::account::DEFAULT_KEY_ENV.to_owned(),
             allow_simulator: false,
             verify_max_findings: 1000,
+            monitor: monitor::MonitorConfig::default(),
         }
     }
 }
@@ -116,6 +120,7 @@ impl ApiConfig {
                 "RAINLOGS_API_VERIFY_MAX_FINDINGS",
                 d.verify_max_findings as u64,
             )? as usize,
+            monitor: monitor::MonitorConfig::from_source(src)?,
         })
     }
 }
@@ -202,9 +207,14 @@ impl Api {
         &self.inner.config
     }
 
-    /// The whole API: `/v1/…` routes, authorization, and the edge layers.
+    /// The whole API: `/v1/…` routes, authorization, the monitor under its prefix,
+    /// and the edge layers.
     pub fn router(&self) -> Router {
-        edge::wrap(routes::router(self.clone()), self.config())
+        let mut router = routes::router(self.clone());
+        if let Some(monitor) = monitor::router(self.clone()) {
+            router = router.merge(monitor);
+        }
+        edge::wrap(router, self.config())
     }
 }
 

@@ -2,7 +2,9 @@
 //! bucket prefix), served on 127.0.0.1:0 and called through a real HTTP client:
 //! the authorization matrix generated from the route table, problem+json for bad
 //! input, refused keys, the rate limit, and the flow from a bootstrapped admin to a
-//! zone's windows.
+//! zone's windows. The monitor's tests (`monitor`) share this binary and its server.
+
+mod monitor;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

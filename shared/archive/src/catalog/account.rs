@@ -62,6 +62,9 @@ pub enum Permission {
     ManageUsers,
     /// Queue and pipeline health (provider-wide only: queues are shared).
     ReadHealth,
+    /// Act on the task queues: pause, resume, run, delete, cancel, re-drive (the
+    /// monitor; provider-wide only: queues are shared).
+    ManageQueues,
 }
 
 impl Role {
@@ -82,7 +85,10 @@ impl Role {
         match self {
             Role::Admin => true,
             Role::Operator => {
-                matches!(permission, ReadMetadata | Verify | ManageZones | ReadHealth)
+                matches!(
+                    permission,
+                    ReadMetadata | Verify | ManageZones | ReadHealth | ManageQueues
+                )
             }
             Role::Auditor => matches!(permission, ReadMetadata | ReadAudit | Verify),
             Role::Viewer => matches!(permission, ReadMetadata),

@@ -2,5 +2,6 @@
 //! how long. The operations every front end calls (docs/ARCHITECTURE.md).
 
 pub mod account;
+pub mod session;
 pub mod tenant;
 pub mod zone;
