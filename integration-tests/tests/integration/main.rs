@@ -21,4 +21,5 @@ mod redis_roundtrip;
 mod skeleton_flow;
 mod storage;
 mod verify_restore;
+mod chain_trust;
 mod zone_cli;
