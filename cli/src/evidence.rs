@@ -98,7 +98,11 @@ pub async fn run(src: &ConfigSource, command: EvidenceCommand) -> anyhow::Result
     println!(
         "evidence bundle {} written{}; check it with: python3 docs/tools/chain_check.py {}",
         args.out.display(),
-        if m.chain_keys_included { " (with chain keys)" } else { "" },
+        if m.chain_keys_included {
+            " (with chain keys)"
+        } else {
+            ""
+        },
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)
@@ -114,9 +118,15 @@ pub async fn checkpoint(src: &ConfigSource, args: CheckpointArgs) -> anyhow::Res
         Some(t) => Some(rainlogs_archive::catalog::tenant::resolve(&pool, t).await?),
         None => None,
     };
-    let r = rainlogs_archive::checkpoint::checkpoint_all(&pool, &store, kms.as_ref(), tenant, Utc::now())
-        .await
-        .context("checkpoint")?;
+    let r = rainlogs_archive::checkpoint::checkpoint_all(
+        &pool,
+        &store,
+        kms.as_ref(),
+        tenant,
+        Utc::now(),
+    )
+    .await
+    .context("checkpoint")?;
     for why in &r.refused {
         eprintln!("refused: {why}");
     }

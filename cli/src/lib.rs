@@ -3,11 +3,11 @@
 
 pub mod account;
 pub mod decrypt;
-pub mod evidence;
 #[cfg(feature = "demo")]
 pub mod demo;
 #[cfg(feature = "demo")]
 pub mod demo_push;
+pub mod evidence;
 mod health;
 pub mod kms;
 pub mod logpush;

@@ -254,8 +254,8 @@ pub async fn run(src: &ConfigSource, args: &VerifyArgs) -> anyhow::Result<ExitCo
         let pool = rainlogs_core::db::connect(&DatabaseConfig::from_source(src)?).await?;
         let store = ObjectStore::connect(&S3Config::from_source(src)?).await;
         // Keyed chains need chain keys even without --deep (docs/CHAIN.md §Keys).
-        let kms = kms_with_chain_keys(src, &pool, &args.key_file, &args.chain_key_file, "verify")
-            .await?;
+        let kms =
+            kms_with_chain_keys(src, &pool, &args.key_file, &args.chain_key_file, "verify").await?;
         let verifier = Verifier {
             pool,
             store,

@@ -54,11 +54,12 @@ pub(crate) async fn run(
     }
 
     let key = window.archive_key();
-    let verified = match open_object(store, kms.clone(), &key, window.context(), std::io::sink()).await {
-        Ok((verified, _)) => verified,
-        Err(e) if e.class == ErrorClass::Permanent => return reseal(pool, &window, e).await,
-        Err(e) => return Err(e),
-    };
+    let verified =
+        match open_object(store, kms.clone(), &key, window.context(), std::io::sink()).await {
+            Ok((verified, _)) => verified,
+            Err(e) if e.class == ErrorClass::Permanent => return reseal(pool, &window, e).await,
+            Err(e) => return Err(e),
+        };
 
     // The link is MACed under the tenant's chain key (docs/CHAIN.md version 2), taken
     // before the transaction so no row lock waits on the kms.

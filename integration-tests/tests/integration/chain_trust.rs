@@ -8,6 +8,7 @@ use rainlogs_archive::chain::{self, LinkContent, LinkInput};
 use rainlogs_archive::checkpoint;
 use rainlogs_archive::evidence::{self, ExportRequest};
 use rainlogs_archive::verify::Finding;
+use rainlogs_sealed::kms::Kms;
 use uuid::Uuid;
 
 use super::verify_restore::{archive, Archive};
@@ -93,7 +94,11 @@ fn kinds(findings: &[Finding]) -> Vec<&'static str> {
 #[tokio::test]
 async fn a_chain_rewritten_consistently_with_plain_sha256_is_reported() {
     let a = archive(6, 30).await;
-    assert_eq!(a.verify(false).await, vec![], "a fresh keyed chain verifies");
+    assert_eq!(
+        a.verify(false).await,
+        vec![],
+        "a fresh keyed chain verifies"
+    );
     let links = rows(&a).await;
     assert!(links.len() >= 5);
 
@@ -111,12 +116,17 @@ async fn a_chain_rewritten_consistently_with_plain_sha256_is_reported() {
     // With no checkpoint yet, unkeyed links nothing keyed vouches for are the finding
     // (on the code before keyed chains this rewrite verified clean).
     assert!(
-        findings.iter().any(|f| matches!(f, Finding::ChainUnkeyed { from_seq: 0, to_seq, .. }
-            if *to_seq == links.len() as i64 - 1)),
+        findings.iter().any(
+            |f| matches!(f, Finding::ChainUnkeyed { from_seq: 0, to_seq, .. }
+            if *to_seq == links.len() as i64 - 1)
+        ),
         "{findings:?}"
     );
     // No link is reported broken: the rewrite is consistent — only the key tells.
-    assert!(!kinds(&findings).contains(&"chain_link_broken"), "{findings:?}");
+    assert!(
+        !kinds(&findings).contains(&"chain_link_broken"),
+        "{findings:?}"
+    );
 
     // Written as version 2 with the plain hash instead: every MAC fails.
     sqlx::query("UPDATE chain_links SET version = 2, key_version = 1 WHERE zone_id = $1")
@@ -127,7 +137,9 @@ async fn a_chain_rewritten_consistently_with_plain_sha256_is_reported() {
     let findings = a.verify(false).await;
     let broken = findings
         .iter()
-        .filter(|f| matches!(f, Finding::ChainLinkBroken { reason, .. } if reason == "hash_mismatch"))
+        .filter(
+            |f| matches!(f, Finding::ChainLinkBroken { reason, .. } if reason == "hash_mismatch"),
+        )
         .count();
     assert_eq!(broken, links.len(), "{findings:?}");
     a.env.teardown().await;
@@ -145,8 +157,13 @@ async fn checkpoints_in_the_bucket_catch_rewrites_truncation_and_forged_checkpoi
     let again = checkpoint::checkpoint_all(pool, store, &a.kms, None, now)
         .await
         .unwrap();
-    assert_eq!(again.written, 0, "an unchanged tip is not checkpointed twice");
-    let listed = checkpoint::list_zone(store, a.tenant, a.zone).await.unwrap();
+    assert_eq!(
+        again.written, 0,
+        "an unchanged tip is not checkpointed twice"
+    );
+    let listed = checkpoint::list_zone(store, a.tenant, a.zone)
+        .await
+        .unwrap();
     assert_eq!(listed.len(), 1);
     let cp = listed[0].parsed.clone().unwrap();
     assert_eq!(cp.first_keyed_seq, Some(0));
@@ -163,14 +180,19 @@ async fn checkpoints_in_the_bucket_catch_rewrites_truncation_and_forged_checkpoi
         .unwrap();
     let findings = a.verify(false).await;
     assert!(
-        findings.iter().any(|f| matches!(f, Finding::ChainBehindCheckpoint { checkpoint_seq, .. }
-            if *checkpoint_seq == last.0 as u64)),
+        findings.iter().any(
+            |f| matches!(f, Finding::ChainBehindCheckpoint { checkpoint_seq, .. }
+            if *checkpoint_seq == last.0 as u64)
+        ),
         "{findings:?}"
     );
     // A checkpoint over a truncated chain is refused.
     let refused = checkpoint::checkpoint_zone(pool, store, &a.kms, a.zone, now).await;
     assert!(
-        matches!(refused, Err(checkpoint::CheckpointError::ChainBroken { .. })),
+        matches!(
+            refused,
+            Err(checkpoint::CheckpointError::ChainBroken { .. })
+        ),
         "{refused:?}"
     );
 
@@ -197,7 +219,9 @@ async fn checkpoints_in_the_bucket_catch_rewrites_truncation_and_forged_checkpoi
         .unwrap();
     let findings = a.verify(false).await;
     assert!(
-        findings.iter().any(|f| matches!(f, Finding::CheckpointInvalid { object_key, .. } if *object_key == key)),
+        findings.iter().any(
+            |f| matches!(f, Finding::CheckpointInvalid { object_key, .. } if *object_key == key)
+        ),
         "{findings:?}"
     );
     archive2.env.teardown().await;
@@ -239,8 +263,10 @@ async fn a_receipt_inside_retention_or_under_hold_is_reported() {
     .unwrap();
     let findings = a.verify(false).await;
     assert!(
-        findings.iter().any(|f| matches!(f, Finding::ReceiptInsideRetention { window: w, retention_days: 395, .. }
-            if w.window_id == window)),
+        findings.iter().any(
+            |f| matches!(f, Finding::ReceiptInsideRetention { window: w, retention_days: 395, .. }
+            if w.window_id == window)
+        ),
         "{findings:?}"
     );
     assert_eq!(findings.len(), 1, "{findings:?}");
@@ -265,8 +291,10 @@ async fn a_receipt_inside_retention_or_under_hold_is_reported() {
         .unwrap();
     let findings = a.verify(false).await;
     assert!(
-        findings.iter().any(|f| matches!(f, Finding::ReceiptUnderHold { window: w, hold_since: None, .. }
-            if w.window_id == window)),
+        findings.iter().any(
+            |f| matches!(f, Finding::ReceiptUnderHold { window: w, hold_since: None, .. }
+            if w.window_id == window)
+        ),
         "{findings:?}"
     );
     a.env.teardown().await;
@@ -335,4 +363,153 @@ async fn the_evidence_bundle_passes_the_outside_checker_and_shows_tampering() {
     );
     let _ = std::fs::remove_dir_all(&dir);
     a.env.teardown().await;
+}
+
+/// Migration 0018 leaves existing links version 1: they keep verifying, the first
+/// keyed link anchors them, and until one exists a checkpoint does.
+#[tokio::test]
+async fn existing_unkeyed_chains_still_verify_and_are_anchored_by_a_keyed_link_or_checkpoint() {
+    use rainlogs_archive::ledger;
+    use rainlogs_archive::verify::{Verifier, ZoneScope};
+    use std::sync::Arc;
+
+    let env = rainlogs_integration_tests::TestEnv::new().await;
+    let pool = &env.app.pool;
+    let now = Utc::now();
+    let zone = env.insert_zone(60, now - TimeDelta::minutes(10)).await;
+    ledger::plan_zone(pool, zone, now, &env.app.plan)
+        .await
+        .unwrap();
+    let windows = ledger::windows_between(pool, zone, now - TimeDelta::hours(1), now)
+        .await
+        .unwrap();
+    let tenant = chain::zone_tenant(pool, zone).await.unwrap();
+    // Three links as the code before migration 0018 wrote them (plain SHA-256).
+    let mut prev = chain::genesis_hash(zone);
+    for (seq, w) in windows.iter().take(3).enumerate() {
+        let input = LinkInput {
+            zone_id: zone,
+            window_start: w.start_at,
+            window_end: w.end_at,
+            content: LinkContent::Empty,
+        };
+        let hash = chain::link_hash(&input, seq as u64, &prev);
+        sqlx::query("UPDATE windows SET state = 'empty' WHERE id = $1")
+            .bind(w.id)
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO chain_links (zone_id, seq, window_id, prev_hash, link_hash, record_count,
+                                      version)
+             VALUES ($1, $2, $3, $4, $5, 0, 1)",
+        )
+        .bind(zone)
+        .bind(seq as i64)
+        .bind(w.id)
+        .bind(&prev[..])
+        .bind(&hash[..])
+        .execute(pool)
+        .await
+        .unwrap();
+        prev = hash;
+    }
+    let kms = Arc::new(rainlogs_integration_tests::test_kms(tenant));
+    let verifier = Verifier {
+        pool: pool.clone(),
+        store: env.app.store.clone(),
+        kms: Some(kms.clone()),
+        concurrency: 2,
+    };
+    let scope = ZoneScope {
+        zone_id: zone,
+        from: windows[0].start_at,
+        to: windows[2].end_at,
+    };
+    let verify = || async {
+        let mut found = Vec::new();
+        verifier
+            .verify_zone(scope, false, &mut |f| {
+                found.push(f);
+                Ok(())
+            })
+            .await
+            .unwrap();
+        found
+    };
+    // Plain links nothing keyed vouches for yet.
+    let found = verify().await;
+    assert_eq!(kinds(&found), vec!["chain_unkeyed"], "{found:?}");
+    assert!(chain::verify_zone(pool, kms.as_ref(), zone)
+        .await
+        .unwrap()
+        .is_valid());
+
+    // A checkpoint anchors them.
+    let c = checkpoint::checkpoint_zone(pool, &env.app.store, kms.as_ref(), zone, now)
+        .await
+        .unwrap()
+        .expect("checkpoint written");
+    assert_eq!((c.seq, c.first_keyed_seq), (2, None));
+    assert_eq!(verify().await, vec![]);
+
+    // The next link is keyed and follows the last plain one.
+    let w = &windows[3];
+    sqlx::query("UPDATE windows SET state = 'empty' WHERE id = $1")
+        .bind(w.id)
+        .execute(pool)
+        .await
+        .unwrap();
+    let key = kms.chain_key(tenant, None).await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    let link = chain::append(
+        &mut tx,
+        w.id,
+        &LinkInput {
+            zone_id: zone,
+            window_start: w.start_at,
+            window_end: w.end_at,
+            content: LinkContent::Empty,
+        },
+        &key,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        (link.seq, link.version, link.prev_hash),
+        (3, chain::V2, prev)
+    );
+    let scope4 = ZoneScope {
+        to: w.end_at,
+        ..scope
+    };
+    let mut found = Vec::new();
+    verifier
+        .verify_zone(scope4, false, &mut |f| {
+            found.push(f);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(found, vec![]);
+    // A plain link written after the checkpoint said "all plain up to 2" is reported.
+    sqlx::query(
+        "UPDATE chain_links SET version = 1, key_version = NULL WHERE zone_id = $1 AND seq = 3",
+    )
+    .bind(zone)
+    .execute(pool)
+    .await
+    .unwrap();
+    let mut found = Vec::new();
+    verifier
+        .verify_zone(scope4, false, &mut |f| {
+            found.push(f);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let k = kinds(&found);
+    assert!(k.contains(&"chain_unkeyed"), "{found:?}");
+    env.teardown().await;
 }

@@ -414,7 +414,9 @@ async fn verify_zone_accepts_a_valid_chain_and_finds_edits_and_removed_links() {
         .execute(&env.app.pool)
         .await
         .unwrap();
-    let report = chain::verify_zone(&env.app.pool, &other_kms, other).await.unwrap();
+    let report = chain::verify_zone(&env.app.pool, &other_kms, other)
+        .await
+        .unwrap();
     assert_eq!(
         report.first_break,
         Some((0, chain::ChainBreak::HashMismatch))

@@ -1,6 +1,7 @@
 //! The integration-tests tests as one test binary (linking sqlx and the AWS SDK once, not once a
 //! file); each module is one former test file.
 
+mod chain_trust;
 #[cfg(feature = "containers")]
 mod containers;
 mod demo;
@@ -21,5 +22,4 @@ mod redis_roundtrip;
 mod skeleton_flow;
 mod storage;
 mod verify_restore;
-mod chain_trust;
 mod zone_cli;

@@ -193,14 +193,14 @@ async fn assert_link_verifies(
         i16,
         Option<i32>,
     ) = sqlx::query_as(
-            "SELECT l.seq, l.prev_hash, l.link_hash, w.start_at, w.end_at, l.version,
+        "SELECT l.seq, l.prev_hash, l.link_hash, w.start_at, w.end_at, l.version,
                     l.key_version
              FROM chain_links l JOIN windows w ON w.id = l.window_id WHERE l.window_id = $1",
-        )
-        .bind(window)
-        .fetch_one(&env.app.pool)
-        .await
-        .unwrap();
+    )
+    .bind(window)
+    .fetch_one(&env.app.pool)
+    .await
+    .unwrap();
     assert_eq!(seq, 0);
     assert_eq!(prev, chain::genesis_hash(zone.id).to_vec());
     let input = LinkInput {
@@ -216,7 +216,10 @@ async fn assert_link_verifies(
         .chain_key(tenant, Some(key_version.unwrap() as u32))
         .await
         .unwrap();
-    assert_eq!(hash, chain::link_mac(&key, &input, seq as u64, &prev).to_vec());
+    assert_eq!(
+        hash,
+        chain::link_mac(&key, &input, seq as u64, &prev).to_vec()
+    );
     assert_ne!(
         hash,
         chain::link_hash(&input, seq as u64, &prev).to_vec(),

@@ -814,6 +814,74 @@ mod tests {
         assert_eq!(breaks(&edited), vec![(3, ChainBreak::HashMismatch)]);
     }
 
+    fn key() -> ChainKey {
+        ChainKey::derive(&rainlogs_sealed::kms::TenantKey::new(
+            Uuid::from_u128(9),
+            1,
+            rainlogs_sealed::kms::SecretKey::from_bytes([0x22; 32]),
+        ))
+    }
+
+    /// `n` links: the first `plain` version 1, the rest version 2 under [`key`].
+    fn mixed_chain(n: i64, plain: i64) -> Vec<StoredLink> {
+        let mut links = chain(n);
+        let k = key();
+        let mut prev = genesis_hash(input(LinkContent::Empty).zone_id);
+        for l in links.iter_mut() {
+            let mut i = input(LinkContent::Empty);
+            i.window_start = l.start_at;
+            i.window_end = l.end_at;
+            l.prev_hash = prev.to_vec();
+            let hash = if l.seq < plain {
+                link_hash(&i, l.seq as u64, &prev)
+            } else {
+                l.version = V2;
+                l.key_version = Some(1);
+                link_mac(&k, &i, l.seq as u64, &prev)
+            };
+            l.link_hash = hash.to_vec();
+            prev = hash;
+        }
+        links
+    }
+
+    fn keyed_breaks(links: &[StoredLink], keys: ChainKeys) -> Vec<(i64, ChainBreak)> {
+        let mut checker = ChainChecker::new(input(LinkContent::Empty).zone_id, keys);
+        links
+            .iter()
+            .flat_map(|l| checker.check(l).into_iter().map(|b| (l.seq, b)))
+            .collect()
+    }
+
+    #[test]
+    fn a_chain_switching_from_v1_to_v2_verifies_and_a_downgrade_or_forgery_does_not() {
+        let keys: ChainKeys = [(1, key())].into_iter().collect();
+        let links = mixed_chain(6, 3);
+        assert_eq!(keyed_breaks(&links, keys.clone()), vec![]);
+
+        // A keyed link recomputed as plain SHA-256 by someone without the key.
+        let mut forged = links.clone();
+        let mut i = input(LinkContent::Empty);
+        i.window_start = forged[4].start_at;
+        i.window_end = forged[4].end_at;
+        let prev: [u8; 32] = forged[4].prev_hash.clone().try_into().unwrap();
+        forged[4].link_hash = link_hash(&i, 4, &prev).to_vec();
+        let found = keyed_breaks(&forged, keys.clone());
+        assert!(found.contains(&(4, ChainBreak::HashMismatch)), "{found:?}");
+        // …and marked version 1: an unkeyed link after a keyed one.
+        forged[4].version = V1;
+        forged[4].key_version = None;
+        let found = keyed_breaks(&forged, keys.clone());
+        assert!(found.contains(&(4, ChainBreak::Downgrade)), "{found:?}");
+
+        // Without the key the MACs are not checked, and that is said once.
+        let found = keyed_breaks(&links, ChainKeys::new());
+        assert_eq!(
+            found,
+            vec![(3, ChainBreak::KeyUnavailable { key_version: 1 })]
+        );
+    }
+
     // Computed independently (Python hashlib) from the layout in the module docs.
     const KNOWN_EMPTY_LINK_0: &str =
         "9d30d714f99b2339a4f67b02efbf3149ea4e531649ea833e7476408d0656d423";

@@ -86,10 +86,7 @@ impl Checkpoint {
             first_keyed_seq,
             key_version: key.version,
             created_at_us,
-            created_at: Utc
-                .timestamp_micros(created_at_us)
-                .single()
-                .unwrap_or(now),
+            created_at: Utc.timestamp_micros(created_at_us).single().unwrap_or(now),
             mac: String::new(),
         };
         c.mac = hex::encode(key.mac(&c.mac_input().unwrap_or_default()));

@@ -521,7 +521,9 @@ mod fixtures {
     fn object(n: u8) -> Vec<u8> {
         // Stand-ins for sealed objects: a checker only hashes them. Equal lengths, so a
         // swap changes hashes, not sizes.
-        (0..64u8).map(|i| i.wrapping_mul(31).wrapping_add(n)).collect()
+        (0..64u8)
+            .map(|i| i.wrapping_mul(31).wrapping_add(n))
+            .collect()
     }
 
     struct Scenario {
@@ -679,8 +681,14 @@ mod fixtures {
             serde_json::to_vec_pretty(&manifest).unwrap(),
         );
         put(format!("{dir}/chain.jsonl"), jsonl(&s.links).into_bytes());
-        put(format!("{dir}/windows.jsonl"), jsonl(&s.windows).into_bytes());
-        put(format!("{dir}/receipts.jsonl"), jsonl(&s.receipts).into_bytes());
+        put(
+            format!("{dir}/windows.jsonl"),
+            jsonl(&s.windows).into_bytes(),
+        );
+        put(
+            format!("{dir}/receipts.jsonl"),
+            jsonl(&s.receipts).into_bytes(),
+        );
         let listing: Vec<ObjectRecord> = s
             .objects
             .iter()
@@ -724,7 +732,10 @@ mod fixtures {
         s.links[2].record_count += 1;
         out.insert(
             "link_edited".into(),
-            bundle(&s, expect(vec![finding("chain_link_broken", Some(3), Some(2))])),
+            bundle(
+                &s,
+                expect(vec![finding("chain_link_broken", Some(3), Some(2))]),
+            ),
         );
 
         let mut s = scenario();
@@ -760,7 +771,10 @@ mod fixtures {
         );
         out.insert(
             "object_for_empty_window".into(),
-            bundle(&s, expect(vec![finding("object_unexpected", Some(4), None)])),
+            bundle(
+                &s,
+                expect(vec![finding("object_unexpected", Some(4), None)]),
+            ),
         );
 
         // An attacker without keys rewrites links 2..=5 as plain SHA-256 (version 1),

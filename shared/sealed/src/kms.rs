@@ -491,11 +491,10 @@ impl ChainKey {
 
     /// The chain key of a tenant key version.
     pub fn derive(tenant_key: &TenantKey) -> Self {
-        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(
-            tenant_key.key().expose(),
-        )
-        // HMAC accepts keys of any length.
-        .expect("HMAC takes any key length");
+        let mut mac =
+            <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(tenant_key.key().expose())
+                // HMAC accepts keys of any length.
+                .expect("HMAC takes any key length");
         hmac::Mac::update(&mut mac, CHAIN_KEY_LABEL);
         let bytes: [u8; KEY_LEN] = hmac::Mac::finalize(mac).into_bytes().into();
         Self::new(tenant_key.tenant, tenant_key.version, SecretKey(bytes))

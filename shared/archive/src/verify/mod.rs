@@ -255,10 +255,7 @@ pub enum Finding {
     },
     /// The chain key of a tenant key version is unavailable (shredded tenant, or not in
     /// the key files given): the MACs of the links under it were not checked.
-    ChainKeyUnavailable {
-        zone_id: Uuid,
-        key_version: i32,
-    },
+    ChainKeyUnavailable { zone_id: Uuid, key_version: i32 },
     /// A window that ended `failed_permanent`: its time is not archived.
     WindowFailed {
         #[serde(flatten)]
@@ -1127,10 +1124,10 @@ impl Verifier {
         }
         // The oldest checkpoint says where keyed links begin (or that all links up to
         // it are unkeyed): no unkeyed link may come after that.
-        let unkeyed_limit: Option<i64> = checkpoints.values().next().map(|(_, c)| {
-            c.first_keyed_seq
-                .map_or(c.seq as i64, |f| f as i64 - 1)
-        });
+        let unkeyed_limit: Option<i64> = checkpoints
+            .values()
+            .next()
+            .map(|(_, c)| c.first_keyed_seq.map_or(c.seq as i64, |f| f as i64 - 1));
         let mut unkeyed_after_limit: Option<(i64, i64)> = None;
         let mut checker = ChainChecker::new(zone, keys);
         let mut oldest_link_at: Option<DateTime<Utc>> = None;
