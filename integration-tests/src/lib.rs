@@ -296,23 +296,6 @@ where
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::with_database;
-
-    #[test]
-    fn swaps_database_name() {
-        assert_eq!(
-            with_database("postgres://u@127.0.0.1:5432/postgres", "x"),
-            "postgres://u@127.0.0.1:5432/x"
-        );
-        assert_eq!(
-            with_database("postgres://u@h:1?sslmode=disable", "x"),
-            "postgres://u@h:1/x?sslmode=disable"
-        );
-    }
-}
-
 /// A kms holding one fixed key for `tenant` (derived from its id, so every call agrees):
 /// what tests that append chain links by hand MAC them with (docs/CHAIN.md §Keys).
 pub fn test_kms(tenant: Uuid) -> rainlogs_sealed::kms::StaticKms {
@@ -334,4 +317,21 @@ pub fn test_chain_key(tenant: Uuid) -> rainlogs_sealed::kms::ChainKey {
         1,
         rainlogs_sealed::kms::SecretKey::from_bytes(bytes),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn swaps_database_name() {
+        assert_eq!(
+            with_database("postgres://u@127.0.0.1:5432/postgres", "x"),
+            "postgres://u@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u@h:1?sslmode=disable", "x"),
+            "postgres://u@h:1/x?sslmode=disable"
+        );
+    }
 }
