@@ -30,6 +30,10 @@ cargo build --quiet --manifest-path fuzz/Cargo.toml
 python3 -c 'import cryptography' 2>/dev/null || python3 -m pip install --quiet cryptography
 command -v zstd >/dev/null || { apt-get update -qq && apt-get install -y -qq zstd >/dev/null; }
 python3 docs/tools/sealed_decrypt.py --check-vectors shared/sealed/tests/vectors
+# An independent chain checker written from docs/CHAIN.md alone recomputes every chain
+# vector and finds exactly the expected findings in every conformance bundle.
+python3 docs/tools/chain_check.py --check-vectors docs/tools/chain_vectors
+python3 docs/tools/chain_check.py --conformance docs/tools/chain_vectors/conformance
 # The stack script itself: idempotent up, crash recovery, down/up keeping data.
 bash infra/local/selftest.sh
 # The container suite (docs/TESTING.md): images built here with nothing pulled, then the

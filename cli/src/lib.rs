@@ -7,6 +7,7 @@ pub mod decrypt;
 pub mod demo;
 #[cfg(feature = "demo")]
 pub mod demo_push;
+pub mod evidence;
 mod health;
 pub mod kms;
 pub mod logpush;
@@ -89,6 +90,13 @@ pub enum Command {
     },
     /// Open a sealed object offline and write its NDJSON to stdout.
     Decrypt(decrypt::DecryptArgs),
+    /// Auditor evidence: `evidence export --tenant T --out DIR` (docs/CHAIN.md).
+    Evidence {
+        #[command(subcommand)]
+        command: evidence::EvidenceCommand,
+    },
+    /// MAC every zone's chain tip into the bucket now (the scheduler does it hourly).
+    Checkpoint(evidence::CheckpointArgs),
     /// Verify the archive: chain, objects, catalog, pruned windows, coverage
     /// (exit 0 clean, 1 findings, 2 could not verify).
     Verify(verify::VerifyArgs),
@@ -168,6 +176,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logpush { command } => logpush::run(&src, command).await,
         Command::Decrypt(args) => decrypt::run(&src, &args).await,
         Command::Verify(args) => verify::run(&src, &args).await,
+        Command::Evidence { command } => evidence::run(&src, command).await,
+        Command::Checkpoint(args) => evidence::checkpoint(&src, args).await,
         Command::Logs { command } => logs::run(&src, command).await,
         Command::Prune(args) => prune::run(&src, &args).await,
         Command::User { command } => account::user(&src, command).await,

@@ -20,6 +20,7 @@ pub(crate) async fn run(src: &ConfigSource, queues: Vec<String>) -> anyhow::Resu
                 .map_err(|e| anyhow::anyhow!("--queues: {e}"))?;
     }
     let scheduler = rainlogs_dispatcher::reconcile::SchedulerConfig::from_source(src)?;
+    let checkpoint_interval = rainlogs_archive::checkpoint::interval_from(src)?;
     // Listen for SIGTERM/SIGINT before connecting: a stop requested while start-up is
     // still connecting or migrating ends the process cleanly once it is up, instead of
     // killing it with the signal's default action.
@@ -65,6 +66,16 @@ pub(crate) async fn run(src: &ConfigSource, queues: Vec<String>) -> anyhow::Resu
         scheduler,
         rx.clone(),
     ));
+    // Chain tips MACed into the bucket (docs/CHAIN.md "Checkpoints"); needs the kms.
+    let checkpoints = app.kms.clone().map(|kms| {
+        tokio::spawn(rainlogs_archive::checkpoint::run_loop(
+            app.pool.clone(),
+            app.store.clone(),
+            std::sync::Arc::new(kms),
+            checkpoint_interval,
+            rx.clone(),
+        ))
+    });
     let names: Vec<&str> = cfg.queues.iter().map(|q| q.name.as_str()).collect();
     tracing::info!(queues = ?names, invoker = ?cfg.invoker, "dispatcher running");
     app.worker_with(cfg, invoker)
@@ -73,6 +84,9 @@ pub(crate) async fn run(src: &ConfigSource, queues: Vec<String>) -> anyhow::Resu
         .await
         .context("dispatcher")?;
     planner.await.context("scheduler task panicked")?;
+    if let Some(c) = checkpoints {
+        c.await.context("checkpoint task panicked")?;
+    }
     tracing::info!("dispatcher stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -51,9 +51,14 @@ pub struct VerifyArgs {
     /// Write the JSON report to this file.
     #[arg(long, conflicts_with = "json")]
     pub report: Option<PathBuf>,
-    /// Exported tenant key files for --deep instead of the master keyring (repeatable).
+    /// Exported tenant key files for --deep and keyed chains instead of the master
+    /// keyring (repeatable).
     #[arg(long)]
     pub key_file: Vec<PathBuf>,
+    /// Chain key files (from `evidence export --include-chain-key`) to check keyed
+    /// chain links and checkpoints with, without the master keyring (repeatable).
+    #[arg(long)]
+    pub chain_key_file: Vec<PathBuf>,
     /// Objects checked at once.
     #[arg(long, default_value_t = rainlogs_archive::verify::DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
@@ -79,8 +84,30 @@ pub async fn kms_for(
     key_files: &[PathBuf],
     what: &str,
 ) -> anyhow::Result<Option<Arc<dyn Kms>>> {
-    if !key_files.is_empty() {
-        return Ok(Some(Arc::new(static_kms(key_files)?)));
+    kms_with_chain_keys(src, pool, key_files, &[], what).await
+}
+
+/// [`kms_for`] with chain key files too (a kms of key files only, when any is given).
+pub async fn kms_with_chain_keys(
+    src: &ConfigSource,
+    pool: &PgPool,
+    key_files: &[PathBuf],
+    chain_key_files: &[PathBuf],
+    what: &str,
+) -> anyhow::Result<Option<Arc<dyn Kms>>> {
+    if !key_files.is_empty() || !chain_key_files.is_empty() {
+        let mut kms = static_kms(key_files)?;
+        for path in chain_key_files {
+            let text = zeroize::Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("read chain key file {}", path.display()))?,
+            );
+            kms = kms.with_chain_key(
+                rainlogs_sealed::kms::ChainKey::from_key_file(&text)
+                    .with_context(|| format!("chain key file {}", path.display()))?,
+            );
+        }
+        return Ok(Some(Arc::new(kms)));
     }
     if rainlogs_kms::MasterKeyring::configured(src) {
         let keyring = rainlogs_kms::MasterKeyring::from_source(src)?;
@@ -226,11 +253,9 @@ pub async fn run(src: &ConfigSource, args: &VerifyArgs) -> anyhow::Result<ExitCo
     let result = async {
         let pool = rainlogs_core::db::connect(&DatabaseConfig::from_source(src)?).await?;
         let store = ObjectStore::connect(&S3Config::from_source(src)?).await;
-        let kms = if args.deep {
-            kms_for(src, &pool, &args.key_file, "verify").await?
-        } else {
-            None
-        };
+        // Keyed chains need chain keys even without --deep (docs/CHAIN.md §Keys).
+        let kms =
+            kms_with_chain_keys(src, &pool, &args.key_file, &args.chain_key_file, "verify").await?;
         let verifier = Verifier {
             pool,
             store,

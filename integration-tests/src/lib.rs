@@ -323,6 +323,29 @@ pub async fn archive_metrics(env: &TestEnv) -> String {
         .await
 }
 
+/// A kms holding one fixed key for `tenant` (derived from its id, so every call agrees):
+/// what tests that append chain links by hand MAC them with (docs/CHAIN.md §Keys).
+pub fn test_kms(tenant: Uuid) -> rainlogs_sealed::kms::StaticKms {
+    use sha2::Digest;
+    let bytes: [u8; 32] = sha2::Sha256::digest(tenant.as_bytes()).into();
+    rainlogs_sealed::kms::StaticKms::new().with_key(rainlogs_sealed::kms::TenantKey::new(
+        tenant,
+        1,
+        rainlogs_sealed::kms::SecretKey::from_bytes(bytes),
+    ))
+}
+
+/// The chain key [`test_kms`] gives `tenant`.
+pub fn test_chain_key(tenant: Uuid) -> rainlogs_sealed::kms::ChainKey {
+    use sha2::Digest;
+    let bytes: [u8; 32] = sha2::Sha256::digest(tenant.as_bytes()).into();
+    rainlogs_sealed::kms::ChainKey::derive(&rainlogs_sealed::kms::TenantKey::new(
+        tenant,
+        1,
+        rainlogs_sealed::kms::SecretKey::from_bytes(bytes),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

@@ -313,7 +313,14 @@ async fn receiver_killed_at_random_points_loses_and_doubles_no_batch() {
         }
     })
     .await;
-    let report = chain::verify_zone(&env.app.pool, zone).await.unwrap();
+    let chain_kms = KmsService::new(
+        env.app.pool.clone(),
+        MasterKeyring::parse(MASTER, None).unwrap(),
+        "test",
+    );
+    let report = chain::verify_zone(&env.app.pool, &chain_kms, zone)
+        .await
+        .unwrap();
     assert!(report.is_valid(), "{report:?}");
     assert_eq!(report.links_checked, batches.len() as u64);
 

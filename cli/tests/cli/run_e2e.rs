@@ -541,7 +541,14 @@ impl Deployment {
             .collect();
         assert_eq!(stored, catalog, "zone {}: bucket and catalog differ", z.cf);
 
-        let report = chain::verify_zone(pool, z.id).await.expect("verify chain");
+        let kms = KmsService::new(
+            pool.clone(),
+            MasterKeyring::parse(MASTER, None).expect("keyring"),
+            "e2e-test",
+        );
+        let report = chain::verify_zone(pool, &kms, z.id)
+            .await
+            .expect("verify chain");
         assert!(report.is_valid(), "zone {}: chain broken: {report:?}", z.cf);
         assert_eq!(report.links_checked as i64, links);
 

@@ -187,6 +187,9 @@ impl From<rainlogs_archive::verify::run::RunError> for Problem {
                 "kms.unavailable",
                 "deep verification needs the kms: this API runs without a master keyring",
             ),
+            RunError::Verify(e @ VerifyError::NoChainKey { .. }) => {
+                Problem::unavailable("kms.unavailable", e.to_string())
+            }
             RunError::Verify(VerifyError::Db(e)) => e.into(),
             RunError::Verify(VerifyError::Operational(e)) => {
                 let class = if e.is_retryable() {

@@ -141,7 +141,7 @@ pub(crate) async fn run(
         base_url: cloudflare.base_for(&window.endpoint).to_owned(),
         ..logpull.clone()
     };
-    let pulled = match pull(kms, &logpull, policy, &window).await {
+    let pulled = match pull(kms.clone(), &logpull, policy, &window).await {
         Ok(pulled) => pulled,
         Err(Failure::TooBig(reason)) => return split(pool, &window, policy, &reason).await,
         // 401/403: the zone's credential, not this window. `finish_attempt` parks the
@@ -157,7 +157,7 @@ pub(crate) async fn run(
     };
 
     let Some(spool) = pulled.spool else {
-        return mark_empty(pool, &window).await;
+        return mark_empty(pool, kms.as_ref(), &window).await;
     };
     put_file(store, &window.staging_key(), spool.path()).await?;
     // `staged`, with the quarantined lines' count and first positions on the window.
@@ -398,7 +398,13 @@ enum Over {
 }
 
 /// Marks the window empty and appends its Empty link in one transaction.
-async fn mark_empty(pool: &PgPool, window: &WindowFacts) -> Result<HandlerOutput, TaskError> {
+async fn mark_empty(
+    pool: &PgPool,
+    kms: &dyn Kms,
+    window: &WindowFacts,
+) -> Result<HandlerOutput, TaskError> {
+    // The link is MACed under the tenant's chain key (docs/CHAIN.md version 2).
+    let chain_key = kms.chain_key(window.tenant_id, None).await?;
     let mut tx = pool
         .begin()
         .await
@@ -414,6 +420,7 @@ async fn mark_empty(pool: &PgPool, window: &WindowFacts) -> Result<HandlerOutput
             window_end: window.end_at,
             content: LinkContent::Empty,
         },
+        &chain_key,
     )
     .await?;
     let Some(link) = link else {

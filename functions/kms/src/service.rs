@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use rainlogs_archive::audit::{self, AuditEvent};
 use rainlogs_core::error::Classify;
 use rainlogs_sealed::kms::{
-    secret_blob_version, GeneratedDataKey, KeyError, Kms, SealContext, SecretBinding, SecretKey,
-    TenantKey,
+    secret_blob_version, ChainKey, GeneratedDataKey, KeyError, Kms, SealContext, SecretBinding,
+    SecretKey, TenantKey,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -31,6 +31,7 @@ pub mod ops {
     pub const ROTATE_TENANT: &str = "rotate_tenant";
     pub const SHRED_TENANT: &str = "shred_tenant";
     pub const EXPORT_TENANT_KEY: &str = "export_tenant_key";
+    pub const EXPORT_CHAIN_KEY: &str = "export_chain_key";
 }
 
 fn db(op: &'static str) -> impl Fn(sqlx::Error) -> KeyError {
@@ -381,6 +382,46 @@ impl KmsService {
         }
     }
 
+    /// The tenant's active key without counting a use (a chain key derivation is a MAC,
+    /// not an AES-GCM encryption under a random nonce); version 1 is created on first use.
+    async fn active_key(&self, tenant: Uuid) -> Result<TenantKey, KeyError> {
+        let row: Option<(i32, i32, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT version, master_version, wrapped_key FROM tenant_keys
+             WHERE tenant_id = $1 AND state = 'active'",
+        )
+        .bind(tenant)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("read active tenant key"))?;
+        match row {
+            Some((version, master, Some(wrapped))) => {
+                self.keyring
+                    .unwrap(tenant, version as u32, master as u32, &wrapped)
+            }
+            Some((version, _, None)) => Err(KeyError::Shredded {
+                tenant,
+                version: version as u32,
+            }),
+            None => {
+                let mut tx = self.begin().await?;
+                let key = self.rotate_in(&mut tx, tenant, true).await?;
+                tx.commit().await.map_err(db("commit first tenant key"))?;
+                Ok(key)
+            }
+        }
+    }
+
+    /// The chain key of tenant key `version` for an auditor (`rainlogs evidence export
+    /// --include-chain-key`); audited like a tenant key export.
+    pub async fn export_chain_key(&self, tenant: Uuid, version: u32) -> Result<ChainKey, KeyError> {
+        let result = self
+            .key_version(tenant, version)
+            .await
+            .map(|tk| (ChainKey::derive(&tk), Some(version)));
+        self.audited(Audit::new(ops::EXPORT_CHAIN_KEY).tenant(tenant), result)
+            .await
+    }
+
     async fn begin(&self) -> Result<Transaction<'static, Postgres>, KeyError> {
         self.pool.begin().await.map_err(db("begin"))
     }
@@ -717,6 +758,16 @@ impl Kms for KmsService {
             .zone(binding.zone);
         audit.detail = json!({ "purpose": binding.purpose });
         self.audited(audit, result).await
+    }
+
+    /// Not audited per call: a chain key MACs integrity evidence and opens no data, and
+    /// every archived or empty window takes one (the link's key version is on the link).
+    async fn chain_key(&self, tenant: Uuid, version: Option<u32>) -> Result<ChainKey, KeyError> {
+        let tk = match version {
+            Some(v) => self.key_version(tenant, v).await?,
+            None => self.active_key(tenant).await?,
+        };
+        Ok(ChainKey::derive(&tk))
     }
 }
 

@@ -114,7 +114,9 @@ fn operational(e: VerifyError) -> TaskError {
     match e {
         VerifyError::Operational(t) => t,
         VerifyError::Db(d) => db(d),
-        VerifyError::NoKms => TaskError::permanent("verify_sample.no_kms", e.to_string()),
+        VerifyError::NoKms | VerifyError::NoChainKey { .. } => {
+            TaskError::permanent("verify_sample.no_kms", e.to_string())
+        }
     }
 }
 

@@ -54,12 +54,16 @@ pub(crate) async fn run(
     }
 
     let key = window.archive_key();
-    let verified = match open_object(store, kms, &key, window.context(), std::io::sink()).await {
-        Ok((verified, _)) => verified,
-        Err(e) if e.class == ErrorClass::Permanent => return reseal(pool, &window, e).await,
-        Err(e) => return Err(e),
-    };
+    let verified =
+        match open_object(store, kms.clone(), &key, window.context(), std::io::sink()).await {
+            Ok((verified, _)) => verified,
+            Err(e) if e.class == ErrorClass::Permanent => return reseal(pool, &window, e).await,
+            Err(e) => return Err(e),
+        };
 
+    // The link is MACed under the tenant's chain key (docs/CHAIN.md version 2), taken
+    // before the transaction so no row lock waits on the kms.
+    let chain_key = kms.chain_key(window.tenant_id, None).await?;
     let mut tx = pool
         .begin()
         .await
@@ -121,6 +125,7 @@ pub(crate) async fn run(
                 record_count: verified.plaintext.record_count,
             },
         },
+        &chain_key,
     )
     .await?;
     let Some(link) = link else {

@@ -5,9 +5,18 @@
 use std::time::Duration;
 
 use chrono::{TimeDelta, TimeZone, Utc};
-use rainlogs_archive::chain::{self, genesis_hash, link_hash, LinkContent, LinkInput};
+use rainlogs_archive::chain::{self, genesis_hash, link_mac, ChainKey, LinkContent, LinkInput};
 use rainlogs_archive::ledger::{self, WindowState};
 use rainlogs_integration_tests::TestEnv;
+use rainlogs_sealed::kms::{Kms, SecretKey, StaticKms, TenantKey};
+
+/// A kms holding one fixed key for `zone`'s tenant, and that tenant's chain key.
+async fn chain_kms(env: &TestEnv, zone: uuid::Uuid) -> (StaticKms, ChainKey) {
+    let tenant = chain::zone_tenant(&env.app.pool, zone).await.unwrap();
+    let kms = StaticKms::new().with_key(TenantKey::new(tenant, 1, SecretKey::random()));
+    let key = kms.chain_key(tenant, None).await.unwrap();
+    (kms, key)
+}
 
 #[tokio::test]
 async fn planning_covers_backfill_to_the_logpull_horizon_once() {
@@ -245,15 +254,16 @@ async fn concurrent_appends_build_one_unforked_chain_and_replays_return_the_same
             }
         },
     };
+    let (_kms, key) = chain_kms(&env, zone).await;
     // Every window appended twice, all at once: 40 racing transactions.
     let mut tasks = Vec::new();
     for (i, w) in windows.iter().take(20).enumerate() {
         for _ in 0..2 {
             let pool = env.app.pool.clone();
-            let (id, input) = (w.id, input_for(w, i));
+            let (id, input, key) = (w.id, input_for(w, i), key.clone());
             tasks.push(tokio::spawn(async move {
                 let mut tx = pool.begin().await.unwrap();
-                let link = chain::append(&mut tx, id, &input).await.unwrap();
+                let link = chain::append(&mut tx, id, &input, &key).await.unwrap();
                 tx.commit().await.unwrap();
                 link
             }));
@@ -286,7 +296,7 @@ async fn concurrent_appends_build_one_unforked_chain_and_replays_return_the_same
             seq - 1
         );
         let i = windows.iter().position(|w| w.id == window_id).unwrap();
-        let recomputed = link_hash(&input_for(&windows[i], i), seq as u64, &prev);
+        let recomputed = link_mac(&key, &input_for(&windows[i], i), seq as u64, &prev);
         assert_eq!(hash, recomputed.to_vec(), "link {seq} verifies");
         prev = recomputed;
     }
@@ -305,6 +315,7 @@ async fn verify_zone_accepts_a_valid_chain_and_finds_edits_and_removed_links() {
         .await
         .unwrap();
     assert!(windows.len() >= 8);
+    let (kms, key) = chain_kms(&env, zone).await;
     for (i, w) in windows.iter().take(8).enumerate() {
         let input = LinkInput {
             zone_id: zone,
@@ -321,11 +332,11 @@ async fn verify_zone_accepts_a_valid_chain_and_finds_edits_and_removed_links() {
             },
         };
         let mut tx = env.app.pool.begin().await.unwrap();
-        chain::append(&mut tx, w.id, &input).await.unwrap();
+        chain::append(&mut tx, w.id, &input, &key).await.unwrap();
         tx.commit().await.unwrap();
     }
 
-    let report = chain::verify_zone(&env.app.pool, zone).await.unwrap();
+    let report = chain::verify_zone(&env.app.pool, &kms, zone).await.unwrap();
     assert_eq!(report.links_checked, 8);
     assert!(report.is_valid(), "{report:?}");
 
@@ -337,7 +348,7 @@ async fn verify_zone_accepts_a_valid_chain_and_finds_edits_and_removed_links() {
     .execute(&env.app.pool)
     .await
     .unwrap();
-    let report = chain::verify_zone(&env.app.pool, zone).await.unwrap();
+    let report = chain::verify_zone(&env.app.pool, &kms, zone).await.unwrap();
     assert_eq!(report.links_checked, 3);
     assert_eq!(
         report.first_break,
@@ -351,7 +362,7 @@ async fn verify_zone_accepts_a_valid_chain_and_finds_edits_and_removed_links() {
     .execute(&env.app.pool)
     .await
     .unwrap();
-    assert!(chain::verify_zone(&env.app.pool, zone)
+    assert!(chain::verify_zone(&env.app.pool, &kms, zone)
         .await
         .unwrap()
         .is_valid());
@@ -362,7 +373,7 @@ async fn verify_zone_accepts_a_valid_chain_and_finds_edits_and_removed_links() {
         .execute(&env.app.pool)
         .await
         .unwrap();
-    let report = chain::verify_zone(&env.app.pool, zone).await.unwrap();
+    let report = chain::verify_zone(&env.app.pool, &kms, zone).await.unwrap();
     assert_eq!(report.links_checked, 5);
     assert_eq!(
         report.first_break,
@@ -378,6 +389,7 @@ async fn verify_zone_accepts_a_valid_chain_and_finds_edits_and_removed_links() {
         .await
         .unwrap();
     let w = &ws[0];
+    let (other_kms, other_key) = chain_kms(&env, other).await;
     let mut tx = env.app.pool.begin().await.unwrap();
     chain::append(
         &mut tx,
@@ -388,11 +400,12 @@ async fn verify_zone_accepts_a_valid_chain_and_finds_edits_and_removed_links() {
             window_end: w.end_at,
             content: LinkContent::Empty,
         },
+        &other_key,
     )
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    assert!(chain::verify_zone(&env.app.pool, other)
+    assert!(chain::verify_zone(&env.app.pool, &other_kms, other)
         .await
         .unwrap()
         .is_valid());
@@ -401,7 +414,9 @@ async fn verify_zone_accepts_a_valid_chain_and_finds_edits_and_removed_links() {
         .execute(&env.app.pool)
         .await
         .unwrap();
-    let report = chain::verify_zone(&env.app.pool, other).await.unwrap();
+    let report = chain::verify_zone(&env.app.pool, &other_kms, other)
+        .await
+        .unwrap();
     assert_eq!(
         report.first_break,
         Some((0, chain::ChainBreak::HashMismatch))

@@ -1,6 +1,7 @@
 //! The integration-tests tests as one test binary (linking sqlx and the AWS SDK once, not once a
 //! file); each module is one former test file.
 
+mod chain_trust;
 #[cfg(feature = "containers")]
 mod containers;
 mod demo;

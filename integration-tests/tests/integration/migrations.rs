@@ -107,8 +107,9 @@ async fn the_chain_cannot_fork_two_links_cannot_share_a_sequence_number() {
     }
     let link = |window: i64, hash: u8| {
         sqlx::query(
-            "INSERT INTO chain_links (zone_id, seq, window_id, prev_hash, link_hash, record_count)
-             VALUES ($1, 0, $2, $3, $4, 0)",
+            "INSERT INTO chain_links (zone_id, seq, window_id, prev_hash, link_hash, record_count,
+                                      version)
+             VALUES ($1, 0, $2, $3, $4, 0, 1)",
         )
         .bind(zone)
         .bind(window)

@@ -174,17 +174,33 @@ async fn count(env: &TestEnv, table: &str, window: i64) -> i64 {
     n
 }
 
-/// Recomputes the window's link hash from what the ledger says and compares.
-async fn assert_link_verifies(env: &TestEnv, zone: &Zone, window: i64, content: LinkContent) {
-    let (seq, prev, hash, start, end): (i64, Vec<u8>, Vec<u8>, DateTime<Utc>, DateTime<Utc>) =
-        sqlx::query_as(
-            "SELECT l.seq, l.prev_hash, l.link_hash, w.start_at, w.end_at
+/// Recomputes the window's link MAC (version 2, under the tenant's chain key from the
+/// stages' kms) from what the ledger says and compares.
+async fn assert_link_verifies(
+    env: &TestEnv,
+    kms: &dyn Kms,
+    zone: &Zone,
+    window: i64,
+    content: LinkContent,
+) {
+    #[allow(clippy::type_complexity)]
+    let (seq, prev, hash, start, end, version, key_version): (
+        i64,
+        Vec<u8>,
+        Vec<u8>,
+        DateTime<Utc>,
+        DateTime<Utc>,
+        i16,
+        Option<i32>,
+    ) = sqlx::query_as(
+        "SELECT l.seq, l.prev_hash, l.link_hash, w.start_at, w.end_at, l.version,
+                    l.key_version
              FROM chain_links l JOIN windows w ON w.id = l.window_id WHERE l.window_id = $1",
-        )
-        .bind(window)
-        .fetch_one(&env.app.pool)
-        .await
-        .unwrap();
+    )
+    .bind(window)
+    .fetch_one(&env.app.pool)
+    .await
+    .unwrap();
     assert_eq!(seq, 0);
     assert_eq!(prev, chain::genesis_hash(zone.id).to_vec());
     let input = LinkInput {
@@ -194,7 +210,21 @@ async fn assert_link_verifies(env: &TestEnv, zone: &Zone, window: i64, content: 
         content,
     };
     let prev: [u8; 32] = prev.try_into().unwrap();
-    assert_eq!(hash, chain::link_hash(&input, seq as u64, &prev).to_vec());
+    assert_eq!(version, chain::V2, "new links are keyed");
+    let tenant = chain::zone_tenant(&env.app.pool, zone.id).await.unwrap();
+    let key = kms
+        .chain_key(tenant, Some(key_version.unwrap() as u32))
+        .await
+        .unwrap();
+    assert_eq!(
+        hash,
+        chain::link_mac(&key, &input, seq as u64, &prev).to_vec()
+    );
+    assert_ne!(
+        hash,
+        chain::link_hash(&input, seq as u64, &prev).to_vec(),
+        "not the plain SHA-256 a database writer could compute"
+    );
 }
 
 /// What the simulator serves for the window, pulled independently of the stages.
@@ -310,6 +340,7 @@ async fn window_with_records_is_archived_once_through_replays() {
     assert_eq!(records as u64, summary.record_count);
     assert_link_verifies(
         &env,
+        stages.kms.as_ref(),
         &zone,
         id,
         LinkContent::Archived {
@@ -348,7 +379,7 @@ async fn empty_window_gets_one_empty_link() {
         env.app.store.head(&staging_key(zone.id, id)).await.unwrap(),
         None
     );
-    assert_link_verifies(&env, &zone, id, LinkContent::Empty).await;
+    assert_link_verifies(&env, stages.kms.as_ref(), &zone, id, LinkContent::Empty).await;
     env.teardown().await;
 }
 
@@ -1011,7 +1042,9 @@ async fn hybrid_repair_fills_a_push_gap_from_logpull_and_restores_each_record_on
         stats.superseded_records, 300,
         "the late batch's records, once each"
     );
-    let report = chain::verify_zone(pool, z.id).await.unwrap();
+    let report = chain::verify_zone(pool, stages.kms.as_ref(), z.id)
+        .await
+        .unwrap();
     assert!(report.is_valid(), "{report:?}");
     env.teardown().await;
 }

@@ -131,6 +131,7 @@ async fn archived(env: &TestEnv, z: &Zone, end: DateTime<Utc>) -> (i64, String) 
                 record_count: 1,
             },
         },
+        &rainlogs_integration_tests::test_chain_key(z.tenant),
     )
     .await
     .unwrap();
@@ -179,7 +180,13 @@ async fn count(env: &TestEnv, sql: &str) -> i64 {
 }
 
 async fn chain_verifies(env: &TestEnv, z: &Zone) -> u64 {
-    let report = chain::verify_zone(&env.app.pool, z.id).await.unwrap();
+    let report = chain::verify_zone(
+        &env.app.pool,
+        &rainlogs_integration_tests::test_kms(z.tenant),
+        z.id,
+    )
+    .await
+    .unwrap();
     assert!(report.is_valid(), "{report:?}");
     report.links_checked
 }

@@ -247,7 +247,9 @@ async fn pushed_batches_are_archived_once_and_restored_exactly() {
         let parts = parse_archive_key(key).expect("a batch archive key");
         assert_eq!(parts.batch.as_ref().map(|b| b.0), Some(*batch), "{key}");
     }
-    let report = chain::verify_zone(&s.env.app.pool, s.zone).await.unwrap();
+    let report = chain::verify_zone(&s.env.app.pool, s.kms.as_ref(), s.zone)
+        .await
+        .unwrap();
     assert!(report.is_valid(), "{report:?}");
     assert_eq!(report.links_checked, 4);
 

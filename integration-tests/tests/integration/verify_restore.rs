@@ -75,7 +75,7 @@ pub(crate) fn one_zone(minutes: i64, rpm: u64) -> DemoOptions {
 }
 
 /// Archives `minutes` of one simulated zone with `rpm` records a minute.
-async fn archive(minutes: i64, rpm: u64) -> Archive {
+pub(crate) async fn archive(minutes: i64, rpm: u64) -> Archive {
     let mut env = TestEnv::new().await;
     let kms = with_keyring(&mut env);
     let report: DemoReport = run_demo(&env.app, &one_zone(minutes, rpm))
@@ -154,6 +154,7 @@ impl Archive {
             json: false,
             report: None,
             key_file: Vec::new(),
+            chain_key_file: Vec::new(),
             concurrency: 4,
         }
     }
@@ -239,6 +240,8 @@ type LinkRow = (
     Option<Vec<u8>>,
     Option<Vec<u8>>,
     i64,
+    i16,
+    Option<i32>,
 );
 
 pub(crate) fn lines(bytes: &[u8]) -> Vec<String> {
@@ -423,7 +426,8 @@ async fn an_edited_catalog_row_a_removed_link_and_reordered_links_are_named() {
     // A link removed: a gap at the next seq, and the window without its link.
     let link: LinkRow = sqlx::query_as(
         "DELETE FROM chain_links WHERE window_id = $1 RETURNING zone_id, seq, window_id,
-               prev_hash, link_hash, object_sha256, plaintext_sha256, record_count",
+               prev_hash, link_hash, object_sha256, plaintext_sha256, record_count, version,
+               key_version",
     )
     .bind(victim.window_id)
     .fetch_one(pool)
@@ -449,8 +453,8 @@ async fn an_edited_catalog_row_a_removed_link_and_reordered_links_are_named() {
     );
     sqlx::query(
         "INSERT INTO chain_links (zone_id, seq, window_id, prev_hash, link_hash, object_sha256,
-                                  plaintext_sha256, record_count)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                                  plaintext_sha256, record_count, version, key_version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(link.0)
     .bind(link.1)
@@ -460,6 +464,8 @@ async fn an_edited_catalog_row_a_removed_link_and_reordered_links_are_named() {
     .bind(link.5)
     .bind(link.6)
     .bind(link.7)
+    .bind(link.8)
+    .bind(link.9)
     .execute(pool)
     .await
     .unwrap();

@@ -309,13 +309,15 @@ pub async fn transition(
 /// `from` (another run settled it first; its transaction holds the truth). The one
 /// transition that writes a link — fetch (empty windows) and upload (archived ones)
 /// both go through it. The window row is locked before the zone's chain, in that
-/// order everywhere. The caller commits.
+/// order everywhere. `key` is the zone's tenant's chain key (the kms's
+/// `chain_key(tenant, None)`), taken before the transaction. The caller commits.
 pub async fn settle(
     tx: &mut Transaction<'_, Postgres>,
     window_id: i64,
     from: WindowState,
     to: WindowState,
     link: &LinkInput,
+    key: &chain::ChainKey,
 ) -> Result<Option<ChainLink>, DbError> {
     debug_assert!(to.is_final(), "settle moves a window to a final state");
     let moved = sqlx::query!(
@@ -331,7 +333,7 @@ pub async fn settle(
     if moved.rows_affected() != 1 {
         return Ok(None);
     }
-    Ok(Some(chain::append(tx, window_id, link).await?))
+    Ok(Some(chain::append(tx, window_id, link, key).await?))
 }
 
 /// Records why the latest attempt on an in-flight window failed, leaving its state as

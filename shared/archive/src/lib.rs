@@ -3,7 +3,8 @@
 //!
 //! - [`catalog`] — tenants and zones (add, list, resolve, retention, hold, coverage);
 //! - [`ledger`] — the window ledger and its state machine;
-//! - [`chain`] — the per-zone hash chain; [`coverage`] — which stretches of time are
+//! - [`chain`] — the per-zone hash chain (keyed links); [`checkpoint`] — its tips,
+//!   MACed into the bucket; [`evidence`] — the auditor's bundle; [`coverage`] — which stretches of time are
 //!   archived, empty, pruned, failed, in flight or missing;
 //! - [`endpoint`] — where a zone's logs are fetched from (Cloudflare or a simulator),
 //!   and the allow-listed Cloudflare API base a real zone's token may go to;
@@ -21,8 +22,10 @@
 pub mod audit;
 pub mod catalog;
 pub mod chain;
+pub mod checkpoint;
 pub mod coverage;
 pub mod endpoint;
+pub mod evidence;
 pub mod landing;
 pub mod ledger;
 pub mod logpush;

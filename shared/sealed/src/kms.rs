@@ -37,6 +37,10 @@ pub const SECRET_LABEL: &[u8] = b"rainlogs secret v1\0";
 pub const SECRET_MAGIC: &[u8; 4] = b"RLS1";
 /// The `format` value of an exported tenant key file.
 pub const KEY_FILE_FORMAT: &str = "rainlogs-tenant-key-v1";
+/// The message a tenant key version MACs to derive its chain key (docs/CHAIN.md §Keys).
+pub const CHAIN_KEY_LABEL: &[u8] = b"rainlogs.chain.v2.key";
+/// The `format` value of an exported chain key file (docs/CHAIN.md §Keys).
+pub const CHAIN_KEY_FILE_FORMAT: &str = "rainlogs-chain-key-v1";
 
 /// 32 bytes of key material. Zeroized on drop; `Debug` prints nothing of it.
 #[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
@@ -228,6 +232,10 @@ pub trait Kms: Send + Sync {
         binding: &SecretBinding,
         blob: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, KeyError>;
+
+    /// The tenant's chain key (docs/CHAIN.md §Keys): of tenant key `version`, or of the
+    /// active version when `None` (what new links are MACed under).
+    async fn chain_key(&self, tenant: Uuid, version: Option<u32>) -> Result<ChainKey, KeyError>;
 }
 
 /// The associated data binding a wrapped data key to its object (FORMAT.md §Data key).
@@ -436,6 +444,111 @@ impl TenantKey {
     }
 }
 
+/// The key a tenant's chain links and checkpoints are MACed under (chain format
+/// version 2, docs/CHAIN.md §Keys): HMAC-SHA-256 of [`CHAIN_KEY_LABEL`] under one tenant
+/// key version. It is derived, never stored: whoever can MAC a link holds the tenant key
+/// (the kms) or a chain key file exported for an auditor. Knowing it does not reveal the
+/// tenant key, so an auditor given it cannot open any archive.
+#[derive(Clone)]
+pub struct ChainKey {
+    pub tenant: Uuid,
+    /// The tenant key version it is derived from (recorded on every link it MACs).
+    pub version: u32,
+    key: SecretKey,
+}
+
+impl fmt::Debug for ChainKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChainKey")
+            .field("tenant", &self.tenant)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ChainKeyFile {
+    format: String,
+    tenant_id: Uuid,
+    version: u32,
+    key_hex: String,
+}
+
+impl Drop for ChainKeyFile {
+    fn drop(&mut self) {
+        self.key_hex.zeroize();
+    }
+}
+
+impl ChainKey {
+    pub fn new(tenant: Uuid, version: u32, key: SecretKey) -> Self {
+        Self {
+            tenant,
+            version,
+            key,
+        }
+    }
+
+    /// The chain key of a tenant key version.
+    pub fn derive(tenant_key: &TenantKey) -> Self {
+        let mut mac =
+            <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(tenant_key.key().expose())
+                // HMAC accepts keys of any length.
+                .expect("HMAC takes any key length");
+        hmac::Mac::update(&mut mac, CHAIN_KEY_LABEL);
+        let bytes: [u8; KEY_LEN] = hmac::Mac::finalize(mac).into_bytes().into();
+        Self::new(tenant_key.tenant, tenant_key.version, SecretKey(bytes))
+    }
+
+    /// Hex form, for chain key files and test vectors only; zeroized when dropped.
+    pub fn to_hex(&self) -> Zeroizing<String> {
+        self.key.to_hex()
+    }
+
+    /// HMAC-SHA-256 of `message` under this key.
+    pub fn mac(&self, message: &[u8]) -> [u8; 32] {
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(self.key.expose())
+            .expect("HMAC takes any key length");
+        hmac::Mac::update(&mut mac, message);
+        hmac::Mac::finalize(mac).into_bytes().into()
+    }
+
+    /// Whether `tag` is the MAC of `message` (compared in constant time).
+    pub fn verify(&self, message: &[u8], tag: &[u8]) -> bool {
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(self.key.expose())
+            .expect("HMAC takes any key length");
+        hmac::Mac::update(&mut mac, message);
+        hmac::Mac::verify_slice(mac, tag).is_ok()
+    }
+
+    /// The chain key file an auditor checks MACs with (JSON, `key_hex` lowercase).
+    pub fn to_key_file(&self) -> Zeroizing<String> {
+        let file = ChainKeyFile {
+            format: CHAIN_KEY_FILE_FORMAT.into(),
+            tenant_id: self.tenant,
+            version: self.version,
+            key_hex: self.key.to_hex().to_string(),
+        };
+        Zeroizing::new(serde_json::to_string_pretty(&file).unwrap_or_default())
+    }
+
+    /// Parses a chain key file; errors never echo the file's content.
+    pub fn from_key_file(text: &str) -> Result<Self, KeyError> {
+        let file: ChainKeyFile = serde_json::from_str(text).map_err(|e| KeyError::Invalid {
+            what: "chain key file",
+            reason: format!("not a key file (line {}, column {})", e.line(), e.column()),
+        })?;
+        if file.format != CHAIN_KEY_FILE_FORMAT {
+            return Err(KeyError::Invalid {
+                what: "chain key file",
+                reason: format!("format must be {CHAIN_KEY_FILE_FORMAT:?}"),
+            });
+        }
+        let key = SecretKey::from_hex("chain key file key_hex", &file.key_hex)?;
+        Ok(Self::new(file.tenant_id, file.version, key))
+    }
+}
+
 /// The tenant key version an encrypted secret blob was made under.
 pub fn secret_blob_version(blob: &[u8]) -> Result<u32, KeyError> {
     if blob.len() < 4 + 4 + 12 + 16 || &blob[..4] != SECRET_MAGIC {
@@ -454,6 +567,7 @@ pub fn secret_blob_version(blob: &[u8]) -> Result<u32, KeyError> {
 #[derive(Debug, Default, Clone)]
 pub struct StaticKms {
     keys: HashMap<(Uuid, u32), TenantKey>,
+    chain_keys: HashMap<(Uuid, u32), ChainKey>,
     shredded: Vec<(Uuid, u32)>,
 }
 
@@ -464,6 +578,13 @@ impl StaticKms {
 
     pub fn with_key(mut self, key: TenantKey) -> Self {
         self.keys.insert((key.tenant, key.version), key);
+        self
+    }
+
+    /// Adds a chain key on its own (an auditor's exported chain key file): it checks
+    /// chain MACs without opening any object.
+    pub fn with_chain_key(mut self, key: ChainKey) -> Self {
+        self.chain_keys.insert((key.tenant, key.version), key);
         self
     }
 
@@ -535,6 +656,26 @@ impl Kms for StaticKms {
         let version = secret_blob_version(blob)?;
         self.key(binding.tenant, version)?
             .decrypt_secret(binding, blob)
+    }
+
+    async fn chain_key(&self, tenant: Uuid, version: Option<u32>) -> Result<ChainKey, KeyError> {
+        let version = match version {
+            Some(v) => v,
+            None => match self.active(tenant) {
+                Ok(k) => k.version,
+                Err(e) => self
+                    .chain_keys
+                    .keys()
+                    .filter(|(t, _)| *t == tenant)
+                    .map(|(_, v)| *v)
+                    .max()
+                    .ok_or(e)?,
+            },
+        };
+        if let Some(k) = self.chain_keys.get(&(tenant, version)) {
+            return Ok(k.clone());
+        }
+        Ok(ChainKey::derive(self.key(tenant, version)?))
     }
 }
 

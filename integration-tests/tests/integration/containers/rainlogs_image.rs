@@ -129,7 +129,7 @@ async fn the_rainlogs_image_archives_a_zone_reports_healthy_and_runs_as_non_root
         },
     )
     .await;
-    let report = chain::verify_zone(pool, zone).await.expect("chain");
+    let report = chain::verify_zone(pool, &kms, zone).await.expect("chain");
     assert!(report.is_valid(), "{report:?}");
     assert_eq!(report.links_checked, windows as u64);
     drop(container);

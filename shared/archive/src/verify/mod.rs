@@ -18,14 +18,15 @@ pub mod run;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::chain::{self, ChainBreak, ChainChecker};
+use crate::chain::{self, ChainBreak, ChainChecker, ChainKeys};
+use crate::checkpoint;
 use crate::coverage::{Cover, CoverageWalk};
 use rainlogs_core::db::DbError;
 use rainlogs_core::error::{ErrorClass, TaskError};
@@ -194,6 +195,67 @@ pub enum Finding {
         window: WindowRef,
         object_key: Option<String>,
     },
+    /// A pruned window's deletion receipt is dated while the window was still inside
+    /// the retention in force (zone override, else tenant), counted from its end.
+    ReceiptInsideRetention {
+        #[serde(flatten)]
+        window: WindowRef,
+        deleted_at: DateTime<Utc>,
+        retention_days: i32,
+        retained_until: DateTime<Utc>,
+    },
+    /// A pruned window's deletion receipt is dated while a legal hold on its tenant or
+    /// zone was in force (`hold_since`: when the audit log shows it was set; `null`: no
+    /// audit row, the hold is taken to have always applied).
+    ReceiptUnderHold {
+        #[serde(flatten)]
+        window: WindowRef,
+        deleted_at: DateTime<Utc>,
+        hold_since: Option<DateTime<Utc>>,
+    },
+    /// A checkpoint object that is not valid: unparseable, another zone's, or its MAC
+    /// does not verify under the chain key.
+    CheckpointInvalid {
+        zone_id: Uuid,
+        object_key: String,
+        detail: String,
+    },
+    /// The link at a checkpointed seq is not the one the checkpoint recorded.
+    CheckpointMismatch {
+        #[serde(flatten)]
+        window: WindowRef,
+        seq: i64,
+        object_key: String,
+        checkpoint_hash: String,
+        link_hash: String,
+    },
+    /// The chain ends before a checkpoint's seq: links were cut off its end (or the
+    /// database was rolled back).
+    ChainBehindCheckpoint {
+        zone_id: Uuid,
+        tip_seq: Option<i64>,
+        checkpoint_seq: u64,
+        object_key: String,
+    },
+    /// A zone with links but no checkpoint although its oldest link is older than the
+    /// checkpoint grace: the series outside Postgres is missing.
+    CheckpointMissing {
+        zone_id: Uuid,
+        links: u64,
+        oldest_link_at: DateTime<Utc>,
+    },
+    /// Version-1 (unkeyed) links nothing keyed vouches for: not followed by a keyed
+    /// link nor covered by a checkpoint, or after the seq where the oldest checkpoint
+    /// says keyed links begin. Anyone who can write to Postgres could have written them.
+    ChainUnkeyed {
+        zone_id: Uuid,
+        from_seq: i64,
+        to_seq: i64,
+        detail: String,
+    },
+    /// The chain key of a tenant key version is unavailable (shredded tenant, or not in
+    /// the key files given): the MACs of the links under it were not checked.
+    ChainKeyUnavailable { zone_id: Uuid, key_version: i32 },
     /// A window that ended `failed_permanent`: its time is not archived.
     WindowFailed {
         #[serde(flatten)]
@@ -253,6 +315,14 @@ impl Finding {
             Finding::PlaintextMismatch { .. } => "plaintext_mismatch",
             Finding::PrunedObjectPresent { .. } => "pruned_object_present",
             Finding::PrunedWithoutReceipt { .. } => "pruned_without_receipt",
+            Finding::ReceiptInsideRetention { .. } => "receipt_inside_retention",
+            Finding::ReceiptUnderHold { .. } => "receipt_under_hold",
+            Finding::CheckpointInvalid { .. } => "checkpoint_invalid",
+            Finding::CheckpointMismatch { .. } => "checkpoint_mismatch",
+            Finding::ChainBehindCheckpoint { .. } => "chain_behind_checkpoint",
+            Finding::CheckpointMissing { .. } => "checkpoint_missing",
+            Finding::ChainUnkeyed { .. } => "chain_unkeyed",
+            Finding::ChainKeyUnavailable { .. } => "chain_key_unavailable",
             Finding::WindowFailed { .. } => "window_failed",
             Finding::WindowInFlight { .. } => "window_in_flight",
             Finding::TimeMissing { .. } => "time_missing",
@@ -383,6 +453,77 @@ impl std::fmt::Display for Finding {
                     .map(|k| format!(" for {k}"))
                     .unwrap_or_default()
             ),
+            Finding::ReceiptInsideRetention {
+                window,
+                deleted_at,
+                retention_days,
+                retained_until,
+            } => write!(
+                f,
+                "deletion receipt of {} is inside the {retention_days}-day retention (until {}): {window}",
+                t(deleted_at),
+                t(retained_until)
+            ),
+            Finding::ReceiptUnderHold {
+                window,
+                deleted_at,
+                hold_since,
+            } => write!(
+                f,
+                "deletion receipt of {} while a legal hold applies (since {}): {window}",
+                t(deleted_at),
+                hold_since.as_ref().map(t).unwrap_or_else(|| "always".into())
+            ),
+            Finding::CheckpointInvalid {
+                zone_id,
+                object_key,
+                detail,
+            } => write!(f, "zone {zone_id}: checkpoint {object_key} invalid: {detail}"),
+            Finding::CheckpointMismatch {
+                window,
+                seq,
+                object_key,
+                checkpoint_hash,
+                link_hash,
+            } => write!(
+                f,
+                "chain link seq {seq} has hash {link_hash}, checkpoint {object_key} recorded {checkpoint_hash}: {window}"
+            ),
+            Finding::ChainBehindCheckpoint {
+                zone_id,
+                tip_seq,
+                checkpoint_seq,
+                object_key,
+            } => write!(
+                f,
+                "zone {zone_id}: chain ends at seq {}, behind checkpoint {object_key} (seq {checkpoint_seq})",
+                tip_seq.map(|s| s.to_string()).unwrap_or_else(|| "none".into())
+            ),
+            Finding::CheckpointMissing {
+                zone_id,
+                links,
+                oldest_link_at,
+            } => write!(
+                f,
+                "zone {zone_id}: {links} links since {} but no checkpoint in the bucket",
+                t(oldest_link_at)
+            ),
+            Finding::ChainUnkeyed {
+                zone_id,
+                from_seq,
+                to_seq,
+                detail,
+            } => write!(
+                f,
+                "zone {zone_id}: unkeyed links {from_seq}..={to_seq}: {detail}"
+            ),
+            Finding::ChainKeyUnavailable {
+                zone_id,
+                key_version,
+            } => write!(
+                f,
+                "zone {zone_id}: chain key of tenant key version {key_version} unavailable: MACs under it not checked"
+            ),
             Finding::WindowFailed { window, last_error } => write!(
                 f,
                 "window failed permanently{}: {window}",
@@ -441,6 +582,8 @@ pub enum VerifyError {
     Operational(TaskError),
     #[error("deep verification needs the kms (master keyring) or a tenant key file")]
     NoKms,
+    #[error("zone {zone}'s chain is keyed (docs/CHAIN.md version 2): verification needs the kms (master keyring), a tenant key file or a chain key file")]
+    NoChainKey { zone: Uuid },
 }
 
 impl From<StorageError> for VerifyError {
@@ -473,6 +616,15 @@ pub struct WindowRow {
     pub link_record_count: Option<i64>,
     /// `None` when deletion receipts do not exist in this database.
     pub has_receipt: Option<bool>,
+    /// When the window's first deletion receipt was written (pruned windows).
+    pub receipt_at: Option<DateTime<Utc>>,
+    /// The retention in force for the window's zone (its override, else the tenant's).
+    pub retention_days: i32,
+    /// Whether a legal hold on the tenant or the zone is in force.
+    pub held: bool,
+    /// Pruned windows under hold: when the audit log last shows a hold being set on the
+    /// tenant or zone (`None`: no audit row says when).
+    pub hold_since: Option<DateTime<Utc>>,
     /// The pushed batch this window holds (docs/INGEST.md); `None` for a pulled window.
     pub batch_id: Option<Uuid>,
     /// The Logpush dataset of a batch window; pulled windows are `http_requests`.
@@ -508,10 +660,13 @@ pub async fn receipts_exist(pool: &PgPool) -> Result<bool, DbError> {
 }
 
 fn select_rows(receipts: bool) -> String {
-    let receipt = if receipts {
-        "EXISTS (SELECT 1 FROM deletion_receipts r WHERE r.window_id = w.id)"
+    let (receipt, receipt_at) = if receipts {
+        (
+            "EXISTS (SELECT 1 FROM deletion_receipts r WHERE r.window_id = w.id)",
+            "(SELECT min(r.deleted_at) FROM deletion_receipts r WHERE r.window_id = w.id)",
+        )
     } else {
-        "NULL::boolean"
+        ("NULL::boolean", "NULL::timestamptz")
     };
     format!(
         "SELECT w.id, w.zone_id, z.tenant_id, w.start_at, w.end_at, w.state::text AS state,
@@ -520,8 +675,18 @@ fn select_rows(receipts: bool) -> String {
                 l.object_sha256 AS link_object_sha256,
                 l.plaintext_sha256 AS link_plaintext_sha256,
                 l.record_count AS link_record_count,
-                {receipt} AS has_receipt, w.batch_id, d.dataset
-         FROM windows w JOIN zones z ON z.id = w.zone_id
+                {receipt} AS has_receipt, {receipt_at} AS receipt_at,
+                coalesce(z.retention_days, t.retention_days) AS retention_days,
+                (z.legal_hold OR t.legal_hold) AS held,
+                CASE WHEN w.state = 'pruned' AND (z.legal_hold OR t.legal_hold) THEN
+                  (SELECT max(e.at) FROM audit_events e
+                   WHERE ((e.operation = 'tenant.set' AND e.tenant_id = t.id)
+                          OR (e.operation = 'zone.set' AND e.zone_id = z.id))
+                     AND e.detail->'legal_hold'->>'to' = 'true'
+                     AND e.detail->'legal_hold'->>'from' = 'false')
+                END AS hold_since,
+                w.batch_id, d.dataset
+         FROM windows w JOIN zones z ON z.id = w.zone_id JOIN tenants t ON t.id = z.tenant_id
          LEFT JOIN archived_objects a ON a.window_id = w.id
          LEFT JOIN chain_links l ON l.window_id = w.id
          LEFT JOIN push_batches b ON b.id = w.batch_id
@@ -866,6 +1031,25 @@ impl Verifier {
                 object_key: row.object_key.clone(),
             });
         }
+        if let (Some(deleted_at), "pruned") = (row.receipt_at, state) {
+            // docs/RETENTION.md: past retention when end + retention < as_of.
+            let retained_until = row.end_at + TimeDelta::days(i64::from(row.retention_days));
+            if deleted_at <= retained_until {
+                out.push(Finding::ReceiptInsideRetention {
+                    window: window.clone(),
+                    deleted_at,
+                    retention_days: row.retention_days,
+                    retained_until,
+                });
+            }
+            if row.held && row.hold_since.is_none_or(|since| deleted_at >= since) {
+                out.push(Finding::ReceiptUnderHold {
+                    window: window.clone(),
+                    deleted_at,
+                    hold_since: row.hold_since,
+                });
+            }
+        }
         match Cover::of_state_text(state) {
             Some(Cover::Failed) => out.push(Finding::WindowFailed {
                 window,
@@ -881,19 +1065,80 @@ impl Verifier {
         out
     }
 
+    /// The chain keys `zone`'s links and checkpoints need, from the verifier's kms.
+    /// Without a kms, a zone with keyed links or checkpoints cannot be verified.
+    async fn chain_keys(
+        &self,
+        tenant: Uuid,
+        zone: Uuid,
+        checkpoint_versions: &[u32],
+    ) -> Result<ChainKeys, VerifyError> {
+        let versions = chain::key_versions(&self.pool, zone).await?;
+        if versions.is_empty() && checkpoint_versions.is_empty() {
+            return Ok(ChainKeys::new());
+        }
+        let kms = self.kms.as_ref().ok_or(VerifyError::NoChainKey { zone })?;
+        let mut keys = chain::keys_for_zone(&self.pool, kms.as_ref(), zone).await?;
+        for v in checkpoint_versions {
+            if !keys.contains_key(v) {
+                if let Ok(k) = kms.chain_key(tenant, Some(*v)).await {
+                    keys.insert(*v, k);
+                }
+            }
+        }
+        Ok(keys)
+    }
+
     /// Walks `zone`'s whole chain (chain continuity does not depend on the time range)
-    /// and reports every break.
+    /// and reports every break, then checks it against its checkpoints in the bucket:
+    /// each checkpoint's MAC, the link at each checkpointed seq, a tip behind the last
+    /// checkpoint, unkeyed links nothing keyed vouches for, and a missing series.
     pub async fn verify_chain(
         &self,
         zone: Uuid,
         sink: &mut (dyn FnMut(Finding) -> Result<(), VerifyError> + Send),
     ) -> Result<u64, VerifyError> {
-        let mut checker = ChainChecker::new(zone);
+        let tenant = chain::zone_tenant(&self.pool, zone).await?;
+        let stored = checkpoint::list_zone(&self.store, tenant, zone).await?;
+        let versions: Vec<u32> = stored
+            .iter()
+            .filter_map(|s| s.parsed.as_ref().ok().map(|c| c.key_version))
+            .collect();
+        let keys = self.chain_keys(tenant, zone, &versions).await?;
+        // Valid checkpoints by seq (a zone has one per interval its tip moved in).
+        let mut checkpoints = std::collections::BTreeMap::new();
+        for s in stored {
+            let verdict = s
+                .parsed
+                .and_then(|c| c.check(&keys, zone, &s.key).map(|_| c));
+            match verdict {
+                Ok(c) => {
+                    checkpoints.insert(c.seq, (s.key, c));
+                }
+                Err(detail) => sink(Finding::CheckpointInvalid {
+                    zone_id: zone,
+                    object_key: s.key,
+                    detail,
+                })?,
+            }
+        }
+        // The oldest checkpoint says where keyed links begin (or that all links up to
+        // it are unkeyed): no unkeyed link may come after that.
+        let unkeyed_limit: Option<i64> = checkpoints
+            .values()
+            .next()
+            .map(|(_, c)| c.first_keyed_seq.map_or(c.seq as i64, |f| f as i64 - 1));
+        let mut unkeyed_after_limit: Option<(i64, i64)> = None;
+        let mut checker = ChainChecker::new(zone, keys);
+        let mut oldest_link_at: Option<DateTime<Utc>> = None;
         loop {
             let page =
                 chain::links_page(&self.pool, zone, checker.last_seq(), chain::LINK_PAGE).await?;
             if page.is_empty() {
-                return Ok(checker.links_seen());
+                break;
+            }
+            if oldest_link_at.is_none() {
+                oldest_link_at = chain::link_created_at(&self.pool, zone, page[0].seq).await?;
             }
             for link in &page {
                 let expected = checker.last_seq() + 1;
@@ -911,12 +1156,19 @@ impl Verifier {
                             missing_from: expected,
                             missing_to: link.seq - 1,
                         },
+                        ChainBreak::KeyUnavailable { key_version } => {
+                            Finding::ChainKeyUnavailable {
+                                zone_id: zone,
+                                key_version,
+                            }
+                        }
                         other => Finding::ChainLinkBroken {
                             window: window.clone(),
                             seq: link.seq,
                             reason: match &other {
                                 ChainBreak::PrevHashMismatch => "prev_hash_mismatch",
                                 ChainBreak::HashMismatch => "hash_mismatch",
+                                ChainBreak::Downgrade => "unkeyed_after_keyed",
                                 _ => "malformed",
                             }
                             .to_owned(),
@@ -925,8 +1177,72 @@ impl Verifier {
                     };
                     sink(finding)?;
                 }
+                if let Some((key, c)) = u64::try_from(link.seq)
+                    .ok()
+                    .and_then(|seq| checkpoints.get(&seq))
+                {
+                    let link_hash = hex::encode(&link.link_hash);
+                    if link_hash != c.link_hash {
+                        sink(Finding::CheckpointMismatch {
+                            window: window.clone(),
+                            seq: link.seq,
+                            object_key: key.clone(),
+                            checkpoint_hash: c.link_hash.clone(),
+                            link_hash,
+                        })?;
+                    }
+                }
+                if link.version == chain::V1 && unkeyed_limit.is_some_and(|l| link.seq > l) {
+                    let range = unkeyed_after_limit.get_or_insert((link.seq, link.seq));
+                    range.1 = link.seq;
+                }
             }
         }
+        if let Some((from_seq, to_seq)) = unkeyed_after_limit {
+            sink(Finding::ChainUnkeyed {
+                zone_id: zone,
+                from_seq,
+                to_seq,
+                detail: format!(
+                    "after seq {}, where the oldest checkpoint says keyed links begin",
+                    unkeyed_limit.unwrap_or(-1)
+                ),
+            })?;
+        }
+        let tip = checker.tip().map(|(seq, _)| *seq);
+        if let Some((seq, (key, _))) = checkpoints.iter().next_back() {
+            if tip.is_none_or(|t| t < *seq as i64) {
+                sink(Finding::ChainBehindCheckpoint {
+                    zone_id: zone,
+                    tip_seq: tip,
+                    checkpoint_seq: *seq,
+                    object_key: key.clone(),
+                })?;
+            }
+        }
+        // Unkeyed links need a keyed link after them or a checkpoint over them.
+        if let (Some(last_v1), None, None) = (
+            checker.last_unkeyed_seq(),
+            checker.first_keyed_seq(),
+            checkpoints.keys().next_back(),
+        ) {
+            sink(Finding::ChainUnkeyed {
+                zone_id: zone,
+                from_seq: 0,
+                to_seq: last_v1,
+                detail: "no keyed link follows them and no checkpoint covers them (run `rainlogs checkpoint`)".into(),
+            })?;
+        }
+        if let (Some(at), true) = (oldest_link_at, checkpoints.is_empty()) {
+            if at < Utc::now() - checkpoint::MISSING_GRACE {
+                sink(Finding::CheckpointMissing {
+                    zone_id: zone,
+                    links: checker.links_seen(),
+                    oldest_link_at: at,
+                })?;
+            }
+        }
+        Ok(checker.links_seen())
     }
 
     /// Verifies one zone over a time range: chain, windows, objects, pruned windows and
@@ -1134,6 +1450,10 @@ mod tests {
             link_plaintext_sha256: Some(vec![2; 32]),
             link_record_count: Some(3),
             has_receipt: None,
+            receipt_at: None,
+            retention_days: 395,
+            held: false,
+            hold_since: None,
             batch_id: None,
             dataset: None,
         }
