@@ -627,6 +627,8 @@ fn generate(knobs: &Knobs, cf: &str, windows: &[Window]) -> (u64, Duration) {
     let volume = ZoneVolume {
         records_per_minute: knobs.rpm,
         empty_ratio: 0.0,
+        late_ratio: 0.0,
+        late_max_seconds: 0,
     };
     let t = Instant::now();
     let mut total = 0u64;
@@ -639,6 +641,7 @@ fn generate(knobs: &Knobs, cf: &str, windows: &[Window]) -> (u64, Duration) {
             timestamps: TimestampFormat::UnixNano,
             count: None,
             sample: None,
+            by_received: false,
         };
         let mut it = generator.window(cf, volume, sel);
         while it.write_next(&mut buf) {

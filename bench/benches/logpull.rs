@@ -45,6 +45,8 @@ async fn main() -> anyhow::Result<()> {
         default_volume: ZoneVolume {
             records_per_minute: RPM,
             empty_ratio: 0.0,
+            late_ratio: 0.0,
+            late_max_seconds: 0,
         },
         tokens: vec!["bench".to_owned()],
         ..SimConfig::default()
@@ -65,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
             timestamps: TimestampFormat::UnixNano,
             count: None,
             sample: None,
+            by_received: false,
         };
         let mut it = sim.generator().window(ZONE, sim.volume(ZONE), sel);
         while it.write_next(&mut buf) {

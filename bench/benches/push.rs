@@ -74,6 +74,8 @@ fn generate(zone: &str, minute: i64, bytes: usize, sink: &mut dyn FnMut(&[u8])) 
         ZoneVolume {
             records_per_minute: RPM,
             empty_ratio: 0.0,
+            late_ratio: 0.0,
+            late_max_seconds: 0,
         },
         Selection {
             start_ns,
@@ -82,6 +84,7 @@ fn generate(zone: &str, minute: i64, bytes: usize, sink: &mut dyn FnMut(&[u8])) 
             timestamps: TimestampFormat::UnixNano,
             count: None,
             sample: None,
+            by_received: false,
         },
     );
     let (mut written, mut line) = (0usize, Vec::with_capacity(4096));
@@ -245,6 +248,8 @@ async fn pull_pipeline(
         default_volume: ZoneVolume {
             records_per_minute: RPM,
             empty_ratio: 0.0,
+            late_ratio: 0.0,
+            late_max_seconds: 0,
         },
         tokens: vec![PULL_TOKEN.to_owned()],
         ..SimConfig::default()

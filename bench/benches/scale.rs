@@ -157,6 +157,8 @@ async fn main() -> anyhow::Result<()> {
         default_volume: ZoneVolume {
             records_per_minute: rpm,
             empty_ratio: 0.0,
+            late_ratio: 0.0,
+            late_max_seconds: 0,
         },
         tokens: vec![SIM_TOKEN.to_owned()],
         ..SimConfig::default()
@@ -215,6 +217,8 @@ async fn run_bench(
                         ZoneVolume {
                             records_per_minute: busy_rpm,
                             empty_ratio: 0.0,
+                            late_ratio: 0.0,
+                            late_max_seconds: 0,
                         },
                     );
                 }

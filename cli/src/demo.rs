@@ -62,6 +62,9 @@ pub struct DemoOptions {
     /// A zone pushed by a Logpush job: (zone name, records per minute); `None` for
     /// pulled zones only.
     pub push_zone: Option<(String, u64)>,
+    /// Records the simulated Cloudflare receives late, as (fraction, at most seconds):
+    /// Logpull serves them in a later window than their own time. None by default.
+    pub late: (f64, u32),
 }
 
 impl DemoOptions {
@@ -75,6 +78,7 @@ impl DemoOptions {
                 ("silent.demo.example".into(), 0),
             ],
             push_zone: Some(("pushed.demo.example".into(), 150)),
+            late: (0.0, 0),
         }
     }
 }
@@ -191,6 +195,8 @@ pub async fn run_demo(app: &App, opts: &DemoOptions) -> anyhow::Result<DemoRepor
             let volume = ZoneVolume {
                 records_per_minute: rpm,
                 empty_ratio: if rpm == 0 { 1.0 } else { 0.0 },
+                late_ratio: opts.late.0,
+                late_max_seconds: opts.late.1,
             };
             (z.cf_zone_id.clone(), volume)
         })

@@ -2,6 +2,7 @@
 //! arguments, loads configuration once and hands over.
 
 pub mod account;
+pub mod adopt;
 pub mod decrypt;
 #[cfg(feature = "demo")]
 pub mod demo;
@@ -118,6 +119,10 @@ pub enum Command {
     /// Delete what retention says must go, and sweep orphaned and stale staged objects
     /// (in-process; the daily `prune.run` schedule does the same). See docs/RETENTION.md.
     Prune(prune::PruneArgs),
+    /// Re-adopt orphaned archive objects (no catalog row: a Postgres restored from an
+    /// older backup, dropped rows): each verified, then given its window, catalog row
+    /// and chain link back. See docs/RETENTION.md, "Orphans".
+    Adopt(adopt::AdoptArgs),
 }
 
 /// Runs one parsed command.
@@ -180,6 +185,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Checkpoint(args) => evidence::checkpoint(&src, args).await,
         Command::Logs { command } => logs::run(&src, command).await,
         Command::Prune(args) => prune::run(&src, &args).await,
+        Command::Adopt(args) => adopt::run(&src, &args).await,
         Command::User { command } => account::user(&src, command).await,
         Command::Key { command } => account::key(&src, command).await,
     }

@@ -235,9 +235,15 @@ pub(crate) async fn run(src: &ConfigSource, cmd: LogpushCommand) -> anyhow::Resu
                      reaches the receiver that uses this database"
                 ),
             }
+            // Every offered field is the default: name the count, not 69 names.
+            let fields = match j.fields.as_slice() {
+                [first, .., last] if j.fields.len() > 12 => {
+                    format!("{first},…,{last} ({})", j.fields.len())
+                }
+                all => all.join(","),
+            };
             println!(
-                "  fields {}; timestamps {}",
-                j.fields.join(","),
+                "  fields {fields}; timestamps {}",
                 logpush::TIMESTAMP_FORMAT
             );
             if let Some((from, to)) = c.mode_change {

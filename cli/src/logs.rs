@@ -241,7 +241,7 @@ pub async fn run(src: &ConfigSource, cmd: LogsCommand) -> anyhow::Result<ExitCod
     match get(src, &args).await {
         Ok(stats) => {
             eprintln!(
-                "restored zone {}: {} windows ({} empty), {} of {} records, {} bytes of NDJSON{}{}{}",
+                "restored zone {}: {} windows ({} empty), {} of {} records, {} bytes of NDJSON{}{}{}{}",
                 stats.zone_id,
                 stats.windows_restored,
                 stats.windows_empty,
@@ -268,6 +268,11 @@ pub async fn run(src: &ConfigSource, cmd: LogsCommand) -> anyhow::Result<ExitCod
                     )
                 } else {
                     String::new()
+                },
+                if stats.late_unsettled {
+                    "; late records may still come (see warnings)"
+                } else {
+                    ""
                 },
             );
             Ok(ExitCode::SUCCESS)

@@ -342,11 +342,16 @@ pub(crate) async fn run(src: &ConfigSource, cmd: ZoneCommand) -> anyhow::Result<
             }
             for (kind, start, end) in &c.spans {
                 println!(
-                    "  {:<9} {} .. {}  ({} min)",
+                    "  {:<9} {} .. {}  ({} min){}",
                     kind.to_string(),
                     start.format(fmt),
                     end.format(fmt),
-                    (*end - *start).num_minutes()
+                    (*end - *start).num_minutes(),
+                    if *kind == rainlogs_archive::coverage::Cover::Lost {
+                        "  unrecoverable: no window, and Logpull keeps only 7 days"
+                    } else {
+                        ""
+                    }
                 );
             }
         }

@@ -80,6 +80,8 @@ struct ArchiveGauges {
     landing_bytes: IntGaugeVec,
     landing_oldest: GaugeVec,
     landing_capped: IntGaugeVec,
+    near_edge: IntGaugeVec,
+    near_edge_oldest: GaugeVec,
 }
 
 impl Default for Metrics {
@@ -205,7 +207,9 @@ impl Metrics {
     /// Also reports, at each scrape, every enabled push destination's delivery
     /// (`rainlogs_push_*`: seconds since its last batch, silent past what its zone's
     /// traffic allows, its Logpush job failing, failed periods in the last 7 days) and,
-    /// with a landing bucket, each S3 destination's backlog (`rainlogs_landing_*`).
+    /// with a landing bucket, each S3 destination's backlog (`rainlogs_landing_*`); and
+    /// pulled windows not fetched yet within a day of Logpull's 7-day edge
+    /// (`rainlogs_windows_near_logpull_edge`).
     pub fn watch_archive(mut self, pool: PgPool, landing: Option<Landing>) -> Self {
         let registry = &self.registry;
         let register = |c: Box<dyn prometheus::core::Collector>| {
@@ -231,6 +235,7 @@ impl Metrics {
         .unwrap_or_else(|e| unreachable!("static metric is valid: {e}"));
         register(Box::new(ok.clone()));
         const LANDING: &[&str] = &["zone", "zone_id", "dataset", "destination"];
+        const EDGE_LABELS: &[&str] = &["zone", "zone_id"];
         let gauges = ArchiveGauges {
             pool,
             landing,
@@ -274,6 +279,16 @@ impl Metrics {
                 "rainlogs_landing_backlog_capped",
                 "1 when more objects wait than one listing page holds (the backlog gauges are lower bounds).",
                 LANDING,
+            ),
+            near_edge: int(
+                "rainlogs_windows_near_logpull_edge",
+                "Pulled windows of the zone not fetched yet and within a day of Logpull's 7-day edge (alert: past it they are lost).",
+                EDGE_LABELS,
+            ),
+            near_edge_oldest: float(
+                "rainlogs_oldest_unfetched_window_age_seconds",
+                "Age of the oldest such window's start (Logpull serves 604800 seconds).",
+                EDGE_LABELS,
             ),
         };
         self.archive = Some(Arc::new(gauges));
@@ -368,6 +383,23 @@ impl ArchiveGauges {
             g.reset();
         }
         self.landing_oldest.reset();
+        self.near_edge.reset();
+        self.near_edge_oldest.reset();
+        let at_risk = rainlogs_archive::ledger::near_logpull_edge(
+            &self.pool,
+            now,
+            rainlogs_archive::ledger::EDGE_WARNING,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        for r in &at_risk {
+            let zone_id = r.zone_id.to_string();
+            let labels = [r.zone_name.as_str(), zone_id.as_str()];
+            self.near_edge.with_label_values(&labels).set(r.windows);
+            self.near_edge_oldest
+                .with_label_values(&labels)
+                .set((now - r.oldest_start).num_milliseconds() as f64 / 1000.0);
+        }
         let mut landing_error = None;
         for d in &status {
             let (zone_id, destination) = (d.zone_id.to_string(), d.destination.to_string());

@@ -60,14 +60,40 @@ pub struct ZoneVolume {
     /// Fraction of minutes, chosen deterministically, that have no records at all.
     #[serde(default)]
     pub empty_ratio: f64,
+    /// Fraction of records, chosen deterministically, that Cloudflare receives late:
+    /// `logs/received` serves them in the window of their receipt, after the window of
+    /// their own time, as Cloudflare does (docs/LOGPULL.md, "Late records").
+    #[serde(default)]
+    pub late_ratio: f64,
+    /// How late a late record is received at most, in seconds (uniform in `(0, max]`).
+    #[serde(default)]
+    pub late_max_seconds: u32,
+}
+
+impl ZoneVolume {
+    /// `records_per_minute` records in every minute, none of them late.
+    pub const fn steady(records_per_minute: u64) -> Self {
+        Self {
+            records_per_minute,
+            empty_ratio: 0.0,
+            late_ratio: 0.0,
+            late_max_seconds: 0,
+        }
+    }
+
+    /// The longest a record is received after its time, in nanoseconds (0: never late).
+    fn late_max_ns(&self) -> i64 {
+        if self.late_ratio > 0.0 {
+            i64::from(self.late_max_seconds) * 1_000_000_000
+        } else {
+            0
+        }
+    }
 }
 
 impl Default for ZoneVolume {
     fn default() -> Self {
-        Self {
-            records_per_minute: 100,
-            empty_ratio: 0.0,
-        }
+        Self::steady(100)
     }
 }
 
@@ -83,6 +109,10 @@ pub struct Selection {
     pub count: Option<u64>,
     /// Fraction of records kept, in `[0.001, 1.0]`.
     pub sample: Option<f64>,
+    /// Select by the time Cloudflare received each record (Logpull's `logs/received`),
+    /// not by its `EdgeEndTimestamp`: differs only for a zone with late records. Tests
+    /// computing what a restore by record time must give select by record time.
+    pub by_received: bool,
 }
 
 /// The generator for one simulator seed.
@@ -117,14 +147,36 @@ impl Generator {
         n
     }
 
+    /// When Cloudflare receives the record of `zone` ending at `end_ns` (record `index`
+    /// of `minute`): at its end, or up to the volume's lateness after it.
+    fn received_ns(&self, zh: u64, minute: i64, index: u64, end_ns: i64, v: &ZoneVolume) -> i64 {
+        let max = v.late_max_ns();
+        if max == 0 {
+            return end_ns;
+        }
+        let h = mix4(self.seed, zh, minute as u64, index ^ 0x1a7e_1a7e_1a7e_1a7e);
+        let u = (h >> 11) as f64 / (1u64 << 53) as f64;
+        if u >= v.late_ratio {
+            return end_ns;
+        }
+        end_ns + 1 + (mix(h) % max as u64) as i64
+    }
+
     /// The records of `zone` selected by `sel`, as an iterator writing NDJSON lines.
     pub fn window(&self, zone: &str, volume: ZoneVolume, sel: Selection) -> WindowRecords {
+        // Received late, a record of an earlier minute can be in the selection.
+        let lookback = if sel.by_received {
+            volume.late_max_ns()
+        } else {
+            0
+        };
         WindowRecords {
             generator: *self,
             zone: zone.to_owned(),
             zone_hash: zone_hash(zone),
             volume,
-            minute: sel.start_ns.div_euclid(NANOS_PER_MINUTE),
+            lookback,
+            minute: (sel.start_ns - lookback).div_euclid(NANOS_PER_MINUTE),
             last_minute: (sel.end_ns - 1).div_euclid(NANOS_PER_MINUTE),
             sel,
             index: 0,
@@ -189,6 +241,8 @@ pub struct WindowRecords {
     zone_hash: u64,
     volume: ZoneVolume,
     sel: Selection,
+    /// How far before the selection records may lie (late records, by received time).
+    lookback: i64,
     minute: i64,
     last_minute: i64,
     index: u64,
@@ -231,7 +285,13 @@ impl WindowRecords {
             self.index += 1;
             let mut rng = record_rng(&self.generator, self.zone_hash, self.minute, index);
             let end_ns = slot_timestamp(self.minute, index, self.minute_n, &mut rng);
-            if end_ns < self.sel.start_ns || end_ns >= self.sel.end_ns {
+            let at = if self.sel.by_received {
+                self.generator
+                    .received_ns(self.zone_hash, self.minute, index, end_ns, &self.volume)
+            } else {
+                end_ns
+            };
+            if at < self.sel.start_ns || at >= self.sel.end_ns {
                 continue;
             }
             if let Some(sample) = self.sel.sample {
@@ -275,7 +335,7 @@ impl WindowRecords {
             return;
         }
         let base = self.minute * NANOS_PER_MINUTE;
-        let from = (self.sel.start_ns - base).clamp(0, NANOS_PER_MINUTE) as u128;
+        let from = (self.sel.start_ns - self.lookback - base).clamp(0, NANOS_PER_MINUTE) as u128;
         let to = (self.sel.end_ns - base).clamp(0, NANOS_PER_MINUTE) as u128;
         let slot_of = |off: u128| (off * n as u128 / NANOS_PER_MINUTE as u128) as u64;
         self.index = slot_of(from);
@@ -975,6 +1035,7 @@ mod tests {
             timestamps: TimestampFormat::UnixNano,
             count: None,
             sample: None,
+            by_received: false,
         }
     }
 
@@ -985,6 +1046,8 @@ mod tests {
         let vol = ZoneVolume {
             records_per_minute: 50,
             empty_ratio: 0.0,
+            late_ratio: 0.0,
+            late_max_seconds: 0,
         };
         let sel = selection(MINUTE, 2);
         let a = Generator::new(7).window_body("zone-a", vol, &sel);
@@ -1000,6 +1063,8 @@ mod tests {
         let vol = ZoneVolume {
             records_per_minute: 500,
             empty_ratio: 0.0,
+            late_ratio: 0.0,
+            late_max_seconds: 0,
         };
         let body = Generator::new(1).window_body("z", vol, &selection(MINUTE, 1));
         let mut lines = 0;
@@ -1014,10 +1079,63 @@ mod tests {
     }
 
     #[test]
+    fn late_records_are_served_in_the_window_of_their_receipt_each_once() {
+        let vol = ZoneVolume {
+            late_ratio: 0.3,
+            late_max_seconds: 90,
+            ..ZoneVolume::steady(200)
+        };
+        let g = Generator::new(5);
+        let lines = |b: Vec<u8>| -> Vec<Vec<u8>> {
+            b.split(|&c| c == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect()
+        };
+        let end_ns = |l: &[u8]| -> i64 {
+            let v: serde_json::Value = serde_json::from_slice(l).unwrap();
+            v["EdgeEndTimestamp"].as_i64().unwrap()
+        };
+        // Logpull's minutes [MINUTE, MINUTE + 20), one request each.
+        let mut received = Vec::new();
+        let mut late = 0;
+        for m in 0..20 {
+            let mut sel = selection(MINUTE + m, 1);
+            sel.by_received = true;
+            for l in lines(g.window_body("z", vol, &sel)) {
+                if end_ns(&l) < sel.start_ns {
+                    late += 1;
+                }
+                received.push(l);
+            }
+        }
+        let unique: std::collections::HashSet<_> = received.iter().collect();
+        assert_eq!(unique.len(), received.len(), "a record served twice");
+        assert!(late > 100, "late records served: {late}");
+        // Every record of [MINUTE + 2, MINUTE + 18) by its own time is in, once.
+        let by_time = lines(g.window_body("z", vol, &selection(MINUTE + 2, 16)));
+        assert_eq!(by_time.len(), 16 * 200);
+        assert!(by_time.iter().all(|l| unique.contains(l)));
+        // A record's own window misses it when it is late.
+        let mut own = selection(MINUTE + 2, 1);
+        own.by_received = true;
+        let own = lines(g.window_body("z", vol, &own));
+        assert!(own.len() < 200 + 60 && own.len() > 100, "{}", own.len());
+        assert_ne!(own, by_time[..200].to_vec());
+        // Without late records, received and own time select the same bytes.
+        let mut sel = selection(MINUTE, 3);
+        let plain = g.window_body("z", ZoneVolume::steady(200), &sel);
+        sel.by_received = true;
+        assert_eq!(plain, g.window_body("z", ZoneVolume::steady(200), &sel));
+    }
+
+    #[test]
     fn sub_minute_windows_partition_the_minute() {
         let vol = ZoneVolume {
             records_per_minute: 1000,
             empty_ratio: 0.0,
+            late_ratio: 0.0,
+            late_max_seconds: 0,
         };
         let g = Generator::new(3);
         let whole = g.window_body("z", vol, &selection(MINUTE, 1));
@@ -1036,6 +1154,8 @@ mod tests {
         let vol = ZoneVolume {
             records_per_minute: 10,
             empty_ratio: 0.5,
+            late_ratio: 0.0,
+            late_max_seconds: 0,
         };
         let g = Generator::new(5);
         let counts: Vec<u64> = (0..200)
@@ -1054,6 +1174,8 @@ mod tests {
         let vol = ZoneVolume {
             records_per_minute: 20,
             empty_ratio: 0.0,
+            late_ratio: 0.0,
+            late_max_seconds: 0,
         };
         let g = Generator::new(9);
         let mut sel = selection(MINUTE, 1);

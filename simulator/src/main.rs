@@ -35,6 +35,13 @@ struct Args {
     /// Fraction of minutes (chosen deterministically) with no records, for zones without a --zone entry.
     #[arg(long, default_value_t = 0.0)]
     empty_ratio: f64,
+    /// Fraction of records (chosen deterministically, every zone) that Cloudflare
+    /// receives late: `logs/received` serves them in a later window than their time.
+    #[arg(long, default_value_t = 0.0)]
+    late_ratio: f64,
+    /// How many seconds after its time a late record is received, at most.
+    #[arg(long, default_value_t = 120)]
+    late_max_seconds: u32,
     /// Per-zone volume: ZONE=RECORDS_PER_MINUTE[:EMPTY_RATIO]. Repeatable.
     #[arg(long = "zone", value_name = "ZONE=RPM[:EMPTY_RATIO]")]
     zones: Vec<String>,
@@ -123,6 +130,8 @@ fn parse_zone(spec: &str) -> anyhow::Result<(String, ZoneVolume)> {
         ZoneVolume {
             records_per_minute,
             empty_ratio,
+            late_ratio: 0.0,
+            late_max_seconds: 0,
         },
     ))
 }
@@ -133,10 +142,21 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
     let args = Args::parse();
+    if !(0.0..=1.0).contains(&args.late_ratio) {
+        anyhow::bail!(
+            "--late-ratio {}: expected a fraction in [0, 1]",
+            args.late_ratio
+        );
+    }
+    let late = |v: ZoneVolume| ZoneVolume {
+        late_ratio: args.late_ratio,
+        late_max_seconds: args.late_max_seconds,
+        ..v
+    };
     let zones: HashMap<String, ZoneVolume> = args
         .zones
         .iter()
-        .map(|z| parse_zone(z))
+        .map(|z| parse_zone(z).map(|(zone, v)| (zone, late(v))))
         .collect::<anyhow::Result<_>>()?;
     let api_keys = args
         .api_keys
@@ -178,6 +198,8 @@ async fn main() -> anyhow::Result<()> {
         default_volume: ZoneVolume {
             records_per_minute: args.records_per_minute,
             empty_ratio: args.empty_ratio,
+            late_ratio: args.late_ratio,
+            late_max_seconds: args.late_max_seconds,
         },
         zones,
         tokens: if args.tokens.is_empty() {

@@ -521,6 +521,7 @@ impl Pusher {
             timestamps: spec.timestamps,
             count: None,
             sample: spec.sample,
+            by_received: false,
         }
     }
 
@@ -966,10 +967,13 @@ mod tests {
             timestamps: TimestampFormat::UnixNano,
             count: None,
             sample: None,
+            by_received: false,
         };
         let vol = ZoneVolume {
             records_per_minute: n,
             empty_ratio: 0.0,
+            late_ratio: 0.0,
+            late_max_seconds: 0,
         };
         (g, Lines::new(g.window("z", vol, sel.clone())), sel)
     }
@@ -991,6 +995,8 @@ mod tests {
             ZoneVolume {
                 records_per_minute: 2500,
                 empty_ratio: 0.0,
+                late_ratio: 0.0,
+                late_max_seconds: 0,
             },
             &sel,
         );

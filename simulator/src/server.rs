@@ -307,6 +307,10 @@ fn router(state: Arc<SimState>) -> Router {
         .route("/client/v4/zones/{zone}/logs/received/fields", get(fields))
         .route("/client/v4/zones/{zone}/logs/rayids/{ray}", get(ray_lookup))
         .route(
+            "/client/v4/zones/{zone}/logpush/datasets/{dataset}/fields",
+            get(logpush_fields),
+        )
+        .route(
             "/client/v4/zones/{zone}/logs/control/retention/flag",
             get(retention_get).post(retention_set),
         )
@@ -571,6 +575,7 @@ fn parse_selection(
         timestamps,
         count,
         sample,
+        by_received: true,
     })
 }
 
@@ -699,6 +704,35 @@ async fn fields(
         })
         .collect();
     Json(serde_json::Value::Object(map)).into_response()
+}
+
+/// Logpush's field list of a dataset (Cloudflare's envelope, `result` = name →
+/// description). The simulator generates http_requests only.
+async fn logpush_fields(
+    AxumState(state): AxumState<Arc<SimState>>,
+    Path((_zone, dataset)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if !state.authorised(&headers) {
+        return auth_error();
+    }
+    if dataset != "http_requests" {
+        return cf_error(
+            StatusCode::BAD_REQUEST,
+            1004,
+            format!("dataset {dataset:?}: the simulator generates http_requests only"),
+        );
+    }
+    let map: serde_json::Map<String, serde_json::Value> = Field::ALL
+        .iter()
+        .map(|f| {
+            (
+                f.name().to_owned(),
+                serde_json::Value::from(f.description()),
+            )
+        })
+        .collect();
+    cf_result(serde_json::Value::Object(map))
 }
 
 async fn ray_lookup(

@@ -113,6 +113,8 @@ fn t0() -> DateTime<Utc> {
 const VOLUME: ZoneVolume = ZoneVolume {
     records_per_minute: 3000,
     empty_ratio: 0.0,
+    late_ratio: 0.0,
+    late_max_seconds: 0,
 };
 
 async fn simulator(push: PushConfig) -> Simulator {
@@ -183,6 +185,7 @@ fn expected(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<String> {
         timestamps: TimestampFormat::UnixNano,
         count: None,
         sample: None,
+        by_received: false,
     };
     lines(&Generator::new(42).window_body(ZONE, VOLUME, &sel))
 }

@@ -646,6 +646,8 @@ fn volume(records_per_minute: u64, empty_ratio: f64) -> ZoneVolume {
     ZoneVolume {
         records_per_minute,
         empty_ratio,
+        late_ratio: 0.0,
+        late_max_seconds: 0,
     }
 }
 

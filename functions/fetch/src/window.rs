@@ -173,13 +173,23 @@ pub(crate) async fn run(
                 .collect(),
         )
     });
+    // The records' own time span: restore's selection by record time (late records).
+    // Only when every line is a record with a time: otherwise restore assumes the
+    // documented lag and keeps untimed records and quarantined lines with the window's
+    // time, as for a window staged before spans were recorded.
+    let span = (pulled.summary.untimed == 0 && pulled.summary.malformed_lines == 0)
+        .then(|| pulled.summary.span.instants())
+        .flatten();
     let staged = sqlx::query!(
         "UPDATE windows SET state = 'staged', state_since = now(), last_error = NULL,
-                            malformed_lines = $2, malformed_sample = $3
+                            malformed_lines = $2, malformed_sample = $3,
+                            first_record_at = $4, last_record_at = $5
          WHERE id = $1 AND state = 'fetching'",
         window.id,
         pulled.summary.malformed_lines as i64,
         sample,
+        span.map(|s| s.0),
+        span.map(|s| s.1),
     )
     .execute(pool)
     .await

@@ -29,6 +29,8 @@ async fn sim_with(rpm: u64) -> Simulator {
         default_volume: ZoneVolume {
             records_per_minute: rpm,
             empty_ratio: 0.0,
+            late_ratio: 0.0,
+            late_max_seconds: 0,
         },
         tokens: vec![TOKEN.to_owned()],
         api_keys: vec![("ops@example.com".to_owned(), "legacy-key-123".to_owned())],
@@ -94,6 +96,7 @@ fn expected(sim: &Simulator, req: &WindowRequest) -> Vec<u8> {
         },
         count: req.count,
         sample: req.sample,
+        by_received: false,
     };
     sim.generator().window_body(ZONE, sim.volume(ZONE), &sel)
 }
@@ -154,6 +157,8 @@ async fn the_same_query_gives_the_same_records_and_another_seed_does_not() {
         default_volume: ZoneVolume {
             records_per_minute: 100,
             empty_ratio: 0.0,
+            late_ratio: 0.0,
+            late_max_seconds: 0,
         },
         tokens: vec![TOKEN.to_owned()],
         ..SimConfig::default()

@@ -63,6 +63,8 @@ async fn a_large_window_streams_in_bounded_memory() {
         default_volume: ZoneVolume {
             records_per_minute: RECORDS,
             empty_ratio: 0.0,
+            late_ratio: 0.0,
+            late_max_seconds: 0,
         },
         tokens: vec!["t".to_owned()],
         ..SimConfig::default()

@@ -7,53 +7,10 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use rainlogs_archive::record_time::{self, parse_line};
 
 /// What Cloudflare uploads when a job is created (gzip of this, maybe with a newline).
 pub const VALIDATION_CONTENT: &[u8] = br#"{"content":"tests"}"#;
-
-/// Timestamp fields of the zone datasets, in order of preference (http_requests,
-/// firewall_events, dns_logs).
-#[derive(Deserialize)]
-struct EdgeTimes {
-    #[serde(rename = "EdgeStartTimestamp")]
-    edge_start: Option<Stamp>,
-    #[serde(rename = "EdgeEndTimestamp")]
-    edge_end: Option<Stamp>,
-    #[serde(rename = "Datetime")]
-    datetime: Option<Stamp>,
-    #[serde(rename = "Timestamp")]
-    timestamp: Option<Stamp>,
-}
-
-/// A timestamp as a Logpush job may format it: RFC 3339, unix seconds or nanoseconds.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Stamp {
-    Int(i64),
-    Float(f64),
-    Text(String),
-}
-
-impl Stamp {
-    fn instant(&self) -> Option<DateTime<Utc>> {
-        match self {
-            // unixnano is ≥ 1e15 for any date after 1970-01-12; unix seconds are far below.
-            Stamp::Int(n) if n.unsigned_abs() >= 1_000_000_000_000_000 => {
-                Some(DateTime::from_timestamp_nanos(*n))
-            }
-            Stamp::Int(n) => DateTime::from_timestamp(*n, 0),
-            Stamp::Float(f) if f.is_finite() => {
-                DateTime::from_timestamp_micros((f * 1e6).round() as i64)
-            }
-            Stamp::Float(_) => None,
-            Stamp::Text(s) => DateTime::parse_from_rfc3339(s)
-                .ok()
-                .map(|t| t.with_timezone(&Utc))
-                .or_else(|| s.parse::<i64>().ok().and_then(|n| Stamp::Int(n).instant())),
-        }
-    }
-}
 
 /// Running line statistics of one batch.
 #[derive(Debug)]
@@ -165,37 +122,30 @@ impl LineChecker {
 
     fn check(&mut self, line: &[u8]) {
         self.lines += 1;
-        match serde_json::from_slice::<EdgeTimes>(line) {
-            Err(_) => self.malformed += 1,
-            Ok(t) => {
-                let start = t
-                    .edge_start
-                    .as_ref()
-                    .or(t.datetime.as_ref())
-                    .or(t.timestamp.as_ref())
-                    .and_then(Stamp::instant);
-                let end = t.edge_end.as_ref().and_then(Stamp::instant).or(start);
-                if let Some(s) = start {
-                    self.first_edge = Some(self.first_edge.map_or(s, |f| f.min(s)));
+        let Ok(t) = parse_line(line) else {
+            self.malformed += 1;
+            return;
+        };
+        // The span runs from the earliest request start (else record time) to the
+        // latest record time; a record counts in the minute of its record time (end,
+        // else start): the time Logpull selects windows by and restore trims by, so
+        // push coverage and a Logpull repair window speak of the same records.
+        if let Some(s) = t.start_ns.or(t.time_ns) {
+            let s = record_time::instant(s);
+            self.first_edge = Some(self.first_edge.map_or(s, |f| f.min(s)));
+        }
+        if let Some(e) = t.time_ns {
+            let minute = e.div_euclid(60_000_000_000);
+            let room = self.minutes.len() < MAX_MINUTES;
+            match self.minutes.get_mut(&minute) {
+                Some(n) => *n += 1,
+                None if room => {
+                    self.minutes.insert(minute, 1);
                 }
-                // A record's minute is that of its end time (else its start): the time
-                // Logpull selects windows by and restore trims by, so that push coverage
-                // and a Logpull repair window speak of the same records.
-                if let Some(t) = end {
-                    let minute = t.timestamp().div_euclid(60);
-                    let room = self.minutes.len() < MAX_MINUTES;
-                    match self.minutes.get_mut(&minute) {
-                        Some(n) => *n += 1,
-                        None if room => {
-                            self.minutes.insert(minute, 1);
-                        }
-                        None => self.minutes_overflow += 1,
-                    }
-                }
-                if let Some(e) = end {
-                    self.last_edge = Some(self.last_edge.map_or(e, |l| l.max(e)));
-                }
+                None => self.minutes_overflow += 1,
             }
+            let e = record_time::instant(e);
+            self.last_edge = Some(self.last_edge.map_or(e, |l| l.max(e)));
         }
     }
 }

@@ -44,6 +44,8 @@ const SEED: u64 = 1616;
 const VOLUME: ZoneVolume = ZoneVolume {
     records_per_minute: 3000,
     empty_ratio: 0.0,
+    late_ratio: 0.0,
+    late_max_seconds: 0,
 };
 
 struct Stack {
@@ -246,9 +248,12 @@ async fn dev_landing() -> DevLanding {
     }
 }
 
-/// The generator's records for `[from, to)` with the default job fields, sorted.
+/// The generator's records for `[from, to)` with the default job fields — every field
+/// the dataset offers, in the order Cloudflare's field list gives them — sorted.
 fn generated(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<String> {
-    let fields: Vec<Field> = logpush::job_fields("http_requests", &[])
+    let mut offered: Vec<String> = Field::ALL.iter().map(|f| f.name().to_owned()).collect();
+    offered.sort();
+    let fields: Vec<Field> = logpush::job_fields("http_requests", &offered)
         .unwrap()
         .iter()
         .map(|f| Field::parse(f).unwrap())
@@ -260,6 +265,7 @@ fn generated(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<String> {
         timestamps: TimestampFormat::UnixNano,
         count: None,
         sample: None,
+        by_received: false,
     };
     let body = Generator::new(SEED).window_body(CF, VOLUME, &sel);
     let mut lines: Vec<String> = String::from_utf8(body)

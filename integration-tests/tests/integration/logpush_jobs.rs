@@ -43,6 +43,8 @@ const SEED: u64 = 1212;
 const VOLUME: ZoneVolume = ZoneVolume {
     records_per_minute: 3000,
     empty_ratio: 0.0,
+    late_ratio: 0.0,
+    late_max_seconds: 0,
 };
 
 /// A zone on the simulator with its token in the kms, and the receiver serving.
@@ -201,6 +203,7 @@ fn generated(fields: &[String], from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<S
         timestamps: TimestampFormat::UnixNano,
         count: None,
         sample: None,
+        by_received: false,
     };
     let body = Generator::new(SEED).window_body(CF, VOLUME, &sel);
     sorted(
@@ -237,6 +240,16 @@ async fn a_simulated_job_pushes_into_the_archive_and_restore_gives_each_record_o
     assert_eq!(created.mode_change, Some((ZoneMode::Pull, ZoneMode::Push)));
     assert!(!created.renewed_destination);
     assert!(job.enabled && job.error_message.is_none());
+    // No --fields: the job pushes every field the dataset offers (a field not pushed
+    // is lost for good), as Cloudflare's field list names them.
+    let mut offered: Vec<String> = Field::ALL.iter().map(|f| f.name().to_owned()).collect();
+    offered.sort();
+    assert_eq!(job.fields, offered);
+    let at_cloudflare = s.sim.logpush().jobs(CF)[0].output_options.clone();
+    assert_eq!(
+        at_cloudflare.and_then(|o| o.field_names).map(|f| f.len()),
+        Some(Field::ALL.len())
+    );
     assert_eq!(
         s.count("SELECT count(*) FROM push_batches").await,
         0,
@@ -477,8 +490,13 @@ async fn bad_requests_are_refused_and_a_deleted_job_can_be_created_again() {
             "t"
         )
         .await,
-        Err(LogpushError::FieldsRequired(_))
+        Err(LogpushError::Api { error, .. }) if error.to_string().contains("firewall_events")
     ));
+    assert_eq!(
+        s.count("SELECT count(*) FROM push_destinations").await,
+        0,
+        "nothing is made when the dataset's fields cannot be read"
+    );
     let with_query = format!("{}/?x=1", s.receiver.base);
     let bad_url = NewLogpushJob {
         public_url: &with_query,

@@ -56,6 +56,8 @@ async fn archiving_a_window_costs_a_known_number_of_round_trips() {
         default_volume: ZoneVolume {
             records_per_minute: 20,
             empty_ratio: 0.0,
+            late_ratio: 0.0,
+            late_max_seconds: 0,
         },
         tokens: vec![TOKEN.to_owned()],
         ..SimConfig::default()

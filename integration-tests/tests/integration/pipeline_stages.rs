@@ -54,6 +54,8 @@ impl Stages {
             default_volume: ZoneVolume {
                 records_per_minute: 300,
                 empty_ratio: 0.0,
+                late_ratio: 0.0,
+                late_max_seconds: 0,
             },
             tokens: vec![TOKEN.to_owned()],
             clock_lag: lag,
@@ -363,6 +365,8 @@ async fn empty_window_gets_one_empty_link() {
         ZoneVolume {
             records_per_minute: 0,
             empty_ratio: 1.0,
+            late_ratio: 0.0,
+            late_max_seconds: 0,
         },
     );
     let (id, start, end) = window(&env, &zone).await;
@@ -596,6 +600,8 @@ async fn the_dispatcher_worker_carries_windows_through_all_three_stages() {
         ZoneVolume {
             records_per_minute: 0,
             empty_ratio: 1.0,
+            late_ratio: 0.0,
+            late_max_seconds: 0,
         },
     );
     let (full_id, start, end) = window(&env, &full).await;
@@ -914,6 +920,8 @@ async fn hybrid_repair_fills_a_push_gap_from_logpull_and_restores_each_record_on
             ZoneVolume {
                 records_per_minute: 300,
                 empty_ratio: 0.0,
+                late_ratio: 0.0,
+                late_max_seconds: 0,
             },
             &Selection {
                 start_ns: from.timestamp_nanos_opt().unwrap(),
@@ -922,6 +930,7 @@ async fn hybrid_repair_fills_a_push_gap_from_logpull_and_restores_each_record_on
                 timestamps: TimestampFormat::UnixNano,
                 count: None,
                 sample: None,
+                by_received: false,
             },
         )
     };

@@ -779,3 +779,165 @@ async fn a_million_windows_are_pruned_through_delete_objects() {
     assert_eq!(again.retention.windows, 0);
     env.teardown().await;
 }
+
+/// Issue 11 item 1: orphaned archive objects are re-adopted from what they prove about
+/// themselves. A Postgres restored from an older backup lacks the last windows of a
+/// zone (rows and links gone, objects still in the bucket); one window the pipeline
+/// gave up on after its object was written is `failed_permanent`. `rainlogs adopt`
+/// verifies each orphan, rebuilds window, catalog row and chain link, and verify is
+/// clean again; an orphan of an unknown zone and another window's object under a free
+/// key are left alone, with why.
+#[tokio::test]
+async fn orphans_are_readopted_with_their_window_row_and_link_and_verify_clean() {
+    use rainlogs_archive::adopt::Skip;
+    use rainlogs_cli::adopt::{adopt, AdoptArgs};
+
+    let a = crate::verify_restore::archive(12, 20).await;
+    let pool = &a.env.app.pool;
+    let store = &a.env.app.store;
+    // An older backup holds a prefix of the chain: the last three links (by sequence,
+    // which is not time order: windows settle concurrently) and their rows are gone.
+    let mut tail: Vec<(i64, DateTime<Utc>, DateTime<Utc>, String)> = sqlx::query_as(
+        "SELECT w.id, w.start_at, w.end_at, o.object_key FROM windows w
+         JOIN archived_objects o ON o.window_id = w.id
+         JOIN chain_links l ON l.window_id = w.id
+         WHERE w.zone_id = $1 ORDER BY l.seq DESC LIMIT 3",
+    )
+    .bind(a.zone)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(tail.len(), 3);
+    tail.sort_by_key(|t| t.1);
+    let tip_before: i64 = sqlx::query_scalar("SELECT max(seq) FROM chain_links WHERE zone_id = $1")
+        .bind(a.zone)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let ids: Vec<i64> = tail.iter().map(|t| t.0).collect();
+    for sql in [
+        "DELETE FROM chain_links WHERE window_id = ANY($1)",
+        "DELETE FROM archived_objects WHERE window_id = ANY($1)",
+    ] {
+        sqlx::query(sql).bind(&ids).execute(pool).await.unwrap();
+    }
+    // The earliest of the three: the pipeline gave up on it; the other two: gone.
+    sqlx::query("UPDATE windows SET state = 'failed_permanent' WHERE id = $1")
+        .bind(ids[0])
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM windows WHERE id = ANY($1)")
+        .bind(&ids[1..])
+        .execute(pool)
+        .await
+        .unwrap();
+    // Left alone: a copy under a zone the catalog does not know, and one window's
+    // object under the key of a free window after the archive.
+    let bytes = store.get(&tail[2].3).await.unwrap();
+    let stranger = archive_key(a.tenant, Uuid::new_v4(), tail[2].1, tail[2].2);
+    store.put(&stranger, bytes.clone()).await.unwrap();
+    let later = a.last + TimeDelta::minutes(30);
+    let misplaced = archive_key(a.tenant, a.zone, later, later + TimeDelta::minutes(1));
+    store.put(&misplaced, bytes).await.unwrap();
+    let windows = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM windows WHERE zone_id = $1")
+            .bind(a.zone)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    };
+    let before = windows().await;
+
+    let args = |dry_run: bool| AdoptArgs {
+        tenant: Some(a.tenant.to_string()),
+        zone: None,
+        dry_run,
+        json: false,
+    };
+    let skipped = |r: &rainlogs_archive::adopt::AdoptReport| {
+        let mut s: Vec<(String, bool)> = r
+            .skipped
+            .iter()
+            .map(|(k, why)| (k.clone(), matches!(why, Skip::DoesNotVerify(_))))
+            .collect();
+        s.sort();
+        s
+    };
+    let mut want_skipped = vec![(stranger.clone(), false), (misplaced.clone(), true)];
+    want_skipped.sort();
+
+    // Dry run: all three proven, nothing written.
+    let dry = adopt(&a.env.src, &args(true)).await.expect("dry run");
+    assert_eq!(dry.adopted.len(), 3, "{dry:?}");
+    assert_eq!(skipped(&dry), want_skipped, "{dry:?}");
+    assert!(dry
+        .skipped
+        .iter()
+        .any(|(k, why)| *k == stranger && *why == Skip::UnknownZone));
+    assert_eq!(windows().await, before);
+    assert!(
+        !a.verify(false).await.is_empty(),
+        "the tail is missing before adoption"
+    );
+
+    let done = adopt(&a.env.src, &args(false)).await.expect("adoption");
+    let mut adopted: Vec<(String, i64)> = done
+        .adopted
+        .iter()
+        .map(|x| (x.key.clone(), x.seq.expect("linked")))
+        .collect();
+    adopted.sort_by_key(|x| x.1);
+    let keys: Vec<String> = tail.iter().map(|t| t.3.clone()).collect();
+    assert_eq!(
+        adopted,
+        keys.iter()
+            .cloned()
+            .zip(tip_before - 2..)
+            .collect::<Vec<_>>(),
+        "adopted in key (time) order, linked after the surviving tip"
+    );
+    assert_eq!(skipped(&done), want_skipped);
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE operation = 'orphan.adopt' AND zone_id = $1",
+    )
+    .bind(a.zone)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(audited, 3);
+    let spans: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM windows w JOIN archived_objects o ON o.window_id = w.id
+         WHERE w.zone_id = $1 AND w.state = 'archived' AND w.first_record_at IS NOT NULL
+           AND o.object_key = ANY($2)",
+    )
+    .bind(a.zone)
+    .bind(&keys)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        spans, 3,
+        "adopted windows are archived with their record span"
+    );
+
+    // The chain, the catalog and every object verify clean; the logs restore.
+    assert_eq!(a.verify(true).await, vec![]);
+    let out = crate::verify_restore::tmp("adopted.ndjson");
+    rainlogs_cli::logs::get(&a.env.src, &a.get_args(a.first, a.last, &out))
+        .await
+        .expect("restore");
+    assert_eq!(
+        crate::verify_restore::lines(&std::fs::read(&out).unwrap()),
+        a.served(a.first, a.last)
+    );
+
+    // Again: nothing more to adopt; the two strays are still left alone.
+    let again = adopt(&a.env.src, &args(false)).await.expect("second run");
+    assert!(again.adopted.is_empty(), "{again:?}");
+    assert_eq!(skipped(&again), want_skipped);
+    for key in [&stranger, &misplaced] {
+        store.delete(key).await.unwrap();
+    }
+    a.env.teardown().await;
+}

@@ -2,7 +2,8 @@
 //! Postgres and the kms: tenants and zones are added and listed, bad input is refused
 //! with its reason, the Cloudflare token is stored only sealed and opens for its own
 //! binding, pause/resume steer the scheduler, and coverage reports archived, empty,
-//! failed, in-flight and missing minute ranges.
+//! failed, in-flight, missing and lost minute ranges; windows close to Logpull's 7-day
+//! edge are an alert on the metrics endpoint.
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use rainlogs_archive::catalog::tenant::{self, TenantError};
@@ -402,6 +403,27 @@ async fn coverage_reports_every_kind_of_minute() {
         zone::coverage(pool, &zone.to_string(), Some(m(5)), Some(m(5)), now).await,
         Err(ZoneError::EmptyRange)
     ));
+
+    // Paused for 8 days: Logpull serves 7, so the first day after the last window is
+    // lost for good, and says so; the rest can still be planned, so it is missing.
+    let resumed = now + TimeDelta::days(8);
+    let paused = zone::coverage(pool, &zone.to_string(), Some(m(8)), Some(resumed), resumed)
+        .await
+        .unwrap();
+    let last_end: DateTime<Utc> =
+        sqlx::query_scalar("SELECT max(end_at) FROM windows WHERE zone_id = $1")
+            .bind(zone)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let horizon = resumed - rainlogs_archive::ledger::LOGPULL_MAX_AGE;
+    assert_eq!(
+        paused.spans[paused.spans.len() - 2..],
+        [
+            (Cover::Lost, last_end, horizon),
+            (Cover::Missing, horizon, resumed)
+        ]
+    );
     env.teardown().await;
 }
 
@@ -728,5 +750,68 @@ async fn retention_below_the_legal_minimum_needs_explicit_confirmation() {
     )
     .await
     .unwrap();
+    env.teardown().await;
+}
+
+/// Issue 11 item 13: a window not fetched a day before Logpull's 7-day edge (a long
+/// outage, a Retry-After, a pause) is an alert on the metrics endpoint, per zone, until
+/// it is fetched.
+#[tokio::test]
+async fn a_window_close_to_logpulls_edge_is_an_alert_until_fetched() {
+    let env = TestEnv::new().await;
+    let pool = &env.app.pool;
+    let now = Utc::now();
+    let zone = env.insert_zone(60, now - TimeDelta::minutes(10)).await;
+    rainlogs_archive::ledger::plan_zone(pool, zone, now, &env.app.plan)
+        .await
+        .unwrap();
+    let label = format!("zone_id=\"{zone}\"");
+    let near = |body: &str| {
+        rainlogs_integration_tests::metric_value(body, "rainlogs_windows_near_logpull_edge", &label)
+    };
+    let body = rainlogs_integration_tests::archive_metrics(&env).await;
+    assert_eq!(near(&body), None, "fresh windows are no risk:\n{body}");
+
+    // Two windows 6 days 12 hours old, still planned.
+    let old = (now - TimeDelta::days(6) - TimeDelta::hours(12))
+        .duration_trunc(TimeDelta::minutes(1))
+        .unwrap();
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM windows WHERE zone_id = $1 AND state = 'planned' ORDER BY start_at LIMIT 2",
+    )
+    .bind(zone)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(ids.len(), 2);
+    for (i, id) in ids.iter().enumerate() {
+        let start = old + TimeDelta::minutes(i as i64);
+        sqlx::query("UPDATE windows SET start_at = $2, end_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(start)
+            .bind(start + TimeDelta::minutes(1))
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    let body = rainlogs_integration_tests::archive_metrics(&env).await;
+    assert_eq!(near(&body), Some(2.0), "{body}");
+    let age = rainlogs_integration_tests::metric_value(
+        &body,
+        "rainlogs_oldest_unfetched_window_age_seconds",
+        &label,
+    )
+    .expect("age reported");
+    let want = (Utc::now() - old).num_seconds() as f64;
+    assert!((age - want).abs() < 120.0, "age {age}, want about {want}");
+
+    // Fetched (staged): no longer at risk, the alert clears.
+    sqlx::query("UPDATE windows SET state = 'staged' WHERE id = ANY($1)")
+        .bind(&ids)
+        .execute(pool)
+        .await
+        .unwrap();
+    let body = rainlogs_integration_tests::archive_metrics(&env).await;
+    assert_eq!(near(&body), None, "{body}");
     env.teardown().await;
 }

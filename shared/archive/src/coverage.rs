@@ -26,6 +26,9 @@ pub enum Cover {
     Pruned,
     /// No window covers it.
     Missing,
+    /// No window covers it and Logpull no longer serves it (older than its 7 days, e.g.
+    /// a zone paused longer than that): lost for good, not merely missing yet.
+    Lost,
 }
 
 impl std::fmt::Display for Cover {
@@ -37,6 +40,7 @@ impl std::fmt::Display for Cover {
             Cover::InFlight => "in flight",
             Cover::Pruned => "pruned",
             Cover::Missing => "missing",
+            Cover::Lost => "lost",
         })
     }
 }
@@ -75,7 +79,10 @@ impl Cover {
 
     /// Archived, empty and pruned are proven answers; the rest are gaps.
     pub fn is_gap(self) -> bool {
-        matches!(self, Cover::Failed | Cover::InFlight | Cover::Missing)
+        matches!(
+            self,
+            Cover::Failed | Cover::InFlight | Cover::Missing | Cover::Lost
+        )
     }
 }
 
@@ -89,6 +96,8 @@ pub struct CoverageWalk {
     to: DateTime<Utc>,
     cursor: DateTime<Utc>,
     open: Option<Span>,
+    /// Uncovered time before this is [`Cover::Lost`] rather than [`Cover::Missing`].
+    lost_before: Option<DateTime<Utc>>,
 }
 
 impl CoverageWalk {
@@ -97,6 +106,24 @@ impl CoverageWalk {
             to,
             cursor: from,
             open: None,
+            lost_before: None,
+        }
+    }
+
+    /// Uncovered time before `horizon` (now less Logpull's 7 days) is reported as
+    /// [`Cover::Lost`]: no window can be planned there any more.
+    pub fn lost_before(mut self, horizon: DateTime<Utc>) -> Self {
+        self.lost_before = Some(horizon);
+        self
+    }
+
+    /// Uncovered time `[start, end)`: lost before the horizon, missing after it.
+    fn uncovered(&mut self, start: DateTime<Utc>, end: DateTime<Utc>, out: &mut Vec<Span>) {
+        if let Some(h) = self.lost_before {
+            self.push(Cover::Lost, start, end.min(h), out);
+            self.push(Cover::Missing, start.max(h), end, out);
+        } else {
+            self.push(Cover::Missing, start, end, out);
         }
     }
 
@@ -125,7 +152,7 @@ impl CoverageWalk {
         let end = end.min(self.to);
         if start > self.cursor {
             let cursor = self.cursor;
-            self.push(Cover::Missing, cursor, start.min(self.to), out);
+            self.uncovered(cursor, start.min(self.to), out);
         }
         // Overlapping windows (a split) count from where the previous one ended.
         self.push(kind, start.max(self.cursor), end, out);
@@ -135,7 +162,7 @@ impl CoverageWalk {
     /// Closes the walk: time after the last window up to `to` is missing.
     pub fn finish(mut self, out: &mut Vec<Span>) {
         let (cursor, to) = (self.cursor, self.to);
-        self.push(Cover::Missing, cursor, to, out);
+        self.uncovered(cursor, to, out);
         if let Some(open) = self.open.take() {
             out.push(open);
         }
@@ -158,11 +185,20 @@ pub struct Coverage {
 pub type WindowStateName = String;
 
 /// Coverage of `[from, to)` from the windows overlapping it (in time order, as
-/// [`crate::ledger::windows_between`] returns them). Time no window covers is `Missing`.
-pub fn coverage_of(windows: &[Window], from: DateTime<Utc>, to: DateTime<Utc>) -> Coverage {
+/// [`crate::ledger::windows_between`] returns them). Time no window covers is `Missing`,
+/// or `Lost` before `lost_before` (see [`CoverageWalk::lost_before`]).
+pub fn coverage_of(
+    windows: &[Window],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    lost_before: Option<DateTime<Utc>>,
+) -> Coverage {
     let mut states = BTreeMap::new();
     let mut spans = Vec::new();
     let mut walk = CoverageWalk::new(from, to);
+    if let Some(h) = lost_before {
+        walk = walk.lost_before(h);
+    }
     for w in windows {
         *states.entry(state_name(w.state)).or_insert(0) += 1;
         walk.window(Cover::of(w.state), w.start_at, w.end_at, &mut spans);
@@ -229,5 +265,26 @@ mod tests {
         assert_eq!(Cover::of_state_text("pruned"), Some(Cover::Pruned));
         assert_eq!(Cover::of_state_text("who-knows"), Some(Cover::InFlight));
         assert!(Cover::Missing.is_gap() && !Cover::Pruned.is_gap());
+    }
+
+    #[test]
+    fn uncovered_time_beyond_logpulls_reach_is_lost_not_missing() {
+        let mut out = Vec::new();
+        let mut walk = CoverageWalk::new(m(0), m(10)).lost_before(m(3));
+        walk.window(Cover::Archived, m(0), m(1), &mut out);
+        // A pause from m(1) to m(6): lost up to the horizon, missing after it.
+        walk.window(Cover::Archived, m(6), m(7), &mut out);
+        walk.finish(&mut out);
+        assert_eq!(
+            out,
+            vec![
+                (Cover::Archived, m(0), m(1)),
+                (Cover::Lost, m(1), m(3)),
+                (Cover::Missing, m(3), m(6)),
+                (Cover::Archived, m(6), m(7)),
+                (Cover::Missing, m(7), m(10)),
+            ]
+        );
+        assert!(Cover::Lost.is_gap());
     }
 }

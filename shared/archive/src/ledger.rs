@@ -391,6 +391,45 @@ pub async fn stuck(
     .map_err(|e| DbError::query("find stuck windows", e))
 }
 
+/// How long before Logpull's 7-day edge an unfetched window is reported as at risk.
+pub const EDGE_WARNING: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// A zone's pulled windows that are not fetched yet and close to Logpull's 7-day edge:
+/// once past it they can never be fetched (a long Retry-After, an outage, a paused
+/// zone). Reported on the metrics endpoint as an alert (docs/QUEUE.md, "Metrics").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeRisk {
+    pub zone_id: Uuid,
+    pub zone_name: String,
+    /// Planned or fetching windows starting more than `7 days - within` ago.
+    pub windows: i64,
+    pub oldest_start: DateTime<Utc>,
+}
+
+/// Every zone with unfetched pulled windows within `within` of Logpull's 7-day edge
+/// at `now`.
+pub async fn near_logpull_edge(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    within: chrono::TimeDelta,
+) -> Result<Vec<EdgeRisk>, DbError> {
+    let cutoff = now - LOGPULL_MAX_AGE + within;
+    sqlx::query_as!(
+        EdgeRisk,
+        r#"SELECT w.zone_id, z.name AS zone_name, count(*) AS "windows!",
+                  min(w.start_at) AS "oldest_start!"
+           FROM windows w JOIN zones z ON z.id = w.zone_id
+           WHERE w.state IN ('planned', 'fetching') AND w.batch_id IS NULL
+             AND w.start_at < $1
+           GROUP BY w.zone_id, z.name
+           ORDER BY min(w.start_at)"#,
+        cutoff,
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|e| DbError::query("find windows near Logpull's 7-day edge", e))
+}
+
 /// A zone's pulled windows overlapping `[from, to)`, in time order. Split windows are
 /// left out: their halves (which are in the result) are what covers their time. Pushed
 /// batches' windows are left out too: they do not tile time (docs/INGEST.md).

@@ -13,12 +13,14 @@
 //! - [`verify`] — integrity findings: chain, objects, catalog and coverage checks;
 //! - [`restore`] — verified NDJSON restore, from the catalog or from the bucket alone;
 //! - [`push`] — Logpush destinations and the batches they deliver (docs/INGEST.md);
+//! - [`record_time`] — a log record's time, one reading for fetch, receiver and restore;
 //! - [`logpush`] — Logpush jobs at Cloudflare: create, list, status, disable, delete;
-//! - [`audit`] — the audit log.
+//! - [`audit`] — the audit log; [`adopt`] — orphaned archive objects re-adopted.
 //!
 //! It builds on `rainlogs-core` (platform) and `rainlogs-sealed` (format and keys);
 //! docs/ARCHITECTURE.md draws the layers.
 
+pub mod adopt;
 pub mod audit;
 pub mod catalog;
 pub mod chain;
@@ -31,6 +33,7 @@ pub mod ledger;
 pub mod logpush;
 pub mod pipeline;
 pub mod push;
+pub mod record_time;
 pub mod repair;
 pub mod restore;
 pub mod verify;

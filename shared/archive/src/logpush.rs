@@ -50,18 +50,6 @@ pub const UPLOAD_RECORDS: (u64, u64) = (1_000, 1_000_000);
 /// `max_upload_interval_seconds`.
 pub const UPLOAD_INTERVAL_SECS: (u64, u64) = (30, 300);
 
-/// The http_requests fields a job asks for when none are given (Logpull's defaults).
-pub const DEFAULT_HTTP_FIELDS: &[&str] = &[
-    "ClientIP",
-    "ClientRequestHost",
-    "ClientRequestMethod",
-    "ClientRequestURI",
-    "EdgeEndTimestamp",
-    "EdgeResponseBytes",
-    "EdgeResponseStatus",
-    "EdgeStartTimestamp",
-    "RayID",
-];
 /// The http_requests fields every job gets, added when missing: restore and coverage
 /// select records by edge time, and hybrid repair matches records by Ray ID.
 pub const REQUIRED_HTTP_FIELDS: &[&str] = &["EdgeStartTimestamp", "EdgeEndTimestamp", "RayID"];
@@ -75,9 +63,7 @@ pub const GONE: &str = "the job no longer exists at Cloudflare (deleted outside 
 pub enum LogpushError {
     #[error("{0:?} is not a dataset name (lowercase letters, digits and '_', e.g. http_requests)")]
     InvalidDataset(String),
-    #[error(
-        "dataset {0}: give the fields to push (--fields); defaults exist for http_requests only"
-    )]
+    #[error("dataset {0}: no fields to push (--fields lists none)")]
     FieldsRequired(String),
     #[error("{0:?} is not a field name")]
     InvalidField(String),
@@ -516,8 +502,9 @@ pub fn public_base(public_url: &str, endpoint: &ZoneEndpoint) -> Result<String, 
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
-/// The fields a job asks for: the given ones (or http_requests' defaults), with the
-/// required http_requests fields added.
+/// The fields a job asks for: the given ones (checked; when none are given, the caller
+/// passes every field Cloudflare offers for the dataset), with the required
+/// http_requests fields added.
 pub fn job_fields(dataset: &str, fields: &[String]) -> Result<Vec<String>, LogpushError> {
     let mut out: Vec<String> = Vec::new();
     for f in fields.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
@@ -532,20 +519,15 @@ pub fn job_fields(dataset: &str, fields: &[String]) -> Result<Vec<String>, Logpu
             out.push(f.to_owned());
         }
     }
+    if out.is_empty() {
+        return Err(LogpushError::FieldsRequired(dataset.to_owned()));
+    }
     if dataset == "http_requests" {
-        if out.is_empty() {
-            out = DEFAULT_HTTP_FIELDS
-                .iter()
-                .map(|f| (*f).to_owned())
-                .collect();
-        }
         for f in REQUIRED_HTTP_FIELDS {
             if !out.iter().any(|x| x == f) {
                 out.push((*f).to_owned());
             }
         }
-    } else if out.is_empty() {
-        return Err(LogpushError::FieldsRequired(dataset.to_owned()));
     }
     Ok(out)
 }
@@ -767,7 +749,10 @@ async fn create_to(
     if !push::valid_dataset(new.dataset) {
         return Err(LogpushError::InvalidDataset(new.dataset.to_owned()));
     }
-    let fields = job_fields(new.dataset, new.fields)?;
+    // Given fields are checked before anything is asked of Cloudflare.
+    if !new.fields.is_empty() {
+        job_fields(new.dataset, new.fields)?;
+    }
     new.limits.check()?;
     let name = new
         .name
@@ -791,6 +776,20 @@ async fn create_to(
         });
     }
     let api = client(kms, cloudflare, &zone).await?;
+    // Without --fields the job pushes every field the dataset offers: a field not
+    // pushed is lost for good (Logpush cannot backfill).
+    let fields = if new.fields.is_empty() {
+        let offered = api
+            .dataset_fields(new.dataset)
+            .await
+            .map_err(|error| LogpushError::Api {
+                zone: zone.cf_zone_id.clone(),
+                error,
+            })?;
+        job_fields(new.dataset, &offered)?
+    } else {
+        job_fields(new.dataset, new.fields)?
+    };
     let (destination, renewed) = match push::find_destination(pool, zone.id, new.dataset).await? {
         Some(id) => (push::renew_destination(pool, id).await?, true),
         None => (
@@ -1516,11 +1515,12 @@ mod tests {
                 "RayID"
             ]
         );
-        assert_eq!(job_fields("http_requests", &[]).unwrap().len(), 9);
-        assert!(matches!(
-            job_fields("firewall_events", &[]),
-            Err(LogpushError::FieldsRequired(_))
-        ));
+        for dataset in ["http_requests", "firewall_events"] {
+            assert!(matches!(
+                job_fields(dataset, &[" ".into()]),
+                Err(LogpushError::FieldsRequired(_))
+            ));
+        }
         assert!(job_fields("dns_logs", &["QueryName".into()]).is_ok());
         assert!(job_fields("http_requests", &["Bad Field".into()]).is_err());
         assert_eq!(default_name("http_requests"), "rainlogs-http-requests");

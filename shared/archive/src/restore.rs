@@ -46,6 +46,15 @@ pub const EXIT_VERIFICATION: u8 = 1;
 pub const EXIT_OTHER: u8 = 2;
 /// Longest NDJSON line accepted when records are parsed (trim or filter).
 const MAX_LINE: usize = 16 * 1024 * 1024;
+/// How long after its own time a record may reach Cloudflare and be served, by Logpull,
+/// in the window of its receipt — assumed where a window's record span is not known
+/// (windows staged before migration 0020; restores without Postgres). docs/VERIFY.md,
+/// "Late records".
+pub const ASSUMED_LAG: TimeDelta = TimeDelta::minutes(5);
+/// How far past `--to` restore looks for pulled windows whose recorded record span
+/// reaches into the range (only catalog rows are read for that; objects are opened only
+/// when their span overlaps).
+pub const SEARCH_LAG: TimeDelta = TimeDelta::hours(1);
 
 /// One `--filter field=value`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,39 +103,6 @@ impl Filter {
             // Arrays and objects compare as their compact JSON text.
             Some(other) => serde_json::to_string(other).is_ok_and(|text| text == self.value),
         }
-    }
-}
-
-/// A record's time in nanoseconds since the epoch: `EdgeEndTimestamp`, else
-/// `EdgeStartTimestamp` (else `Datetime`, `Timestamp`), in any of Cloudflare's
-/// timestamp formats.
-pub fn record_time_ns(record: &Value) -> Option<i64> {
-    // `Datetime` (firewall_events) and `Timestamp` (dns_logs): pushed datasets' times.
-    let v = record
-        .get("EdgeEndTimestamp")
-        .or_else(|| record.get("EdgeStartTimestamp"))
-        .or_else(|| record.get("Datetime"))
-        .or_else(|| record.get("Timestamp"))?;
-    let from_int = |n: i64| -> Option<i64> {
-        let a = n.unsigned_abs();
-        // Scale by magnitude: seconds, milliseconds, microseconds, nanoseconds.
-        if a < 100_000_000_000 {
-            n.checked_mul(1_000_000_000)
-        } else if a < 100_000_000_000_000 {
-            n.checked_mul(1_000_000)
-        } else if a < 100_000_000_000_000_000 {
-            n.checked_mul(1_000)
-        } else {
-            Some(n)
-        }
-    };
-    match v {
-        Value::Number(n) => n.as_i64().and_then(from_int),
-        Value::String(s) => match DateTime::parse_from_rfc3339(s) {
-            Ok(t) => t.timestamp_nanos_opt(),
-            Err(_) => s.parse::<i64>().ok().and_then(from_int),
-        },
-        _ => None,
     }
 }
 
@@ -237,6 +213,9 @@ pub struct Stats {
     /// holds their time: Logpull serves every record of its span, so each is out once
     /// (docs/INGEST.md, "Hybrid repair").
     pub superseded_records: u64,
+    /// Pulled windows within [`ASSUMED_LAG`] after `to` are not all archived yet: records
+    /// of the range that Cloudflare received late may still come (Postgres only).
+    pub late_unsettled: bool,
 }
 
 /// Warnings (gaps) and progress, reported on the side of the data.
@@ -331,7 +310,7 @@ impl LineSink {
             return Ok(());
         };
         let time = if self.trim.is_some() || !self.exclude.is_empty() {
-            record_time_ns(&record)
+            crate::record_time::value_time_ns(&record)
         } else {
             None
         };
@@ -411,6 +390,8 @@ struct Target {
     catalog: Option<Catalog>,
     /// A pushed batch (its records may be superseded by a pulled window).
     batch: bool,
+    /// Every record's time lies in the range: copied as stored, not parsed.
+    whole: bool,
 }
 
 /// What the catalog records about an object: object SHA-256 and size, plaintext
@@ -422,7 +403,7 @@ fn to32(v: &Option<Vec<u8>>) -> Option<[u8; 32]> {
 }
 
 impl Target {
-    fn from_row(row: &WindowRow) -> Option<Self> {
+    fn from_row(row: &WindowRow, whole: bool) -> Option<Self> {
         let catalog = (
             to32(&row.object_sha256)?,
             u64::try_from(row.size_bytes?).ok()?,
@@ -435,6 +416,7 @@ impl Target {
             key: row.object_key.clone()?,
             catalog: Some(catalog),
             batch: row.batch_id.is_some(),
+            whole,
         })
     }
 
@@ -512,6 +494,18 @@ pub async fn restore(
     Ok((out, run.stats))
 }
 
+/// The half-open span of a window's record times: a pushed batch's window is its
+/// records' span already; a pulled window's recorded span (migration 0020) is
+/// `[first, last + 1 µs)` (stored truncated to microseconds); without one, a pulled
+/// window's records were received inside it and are at most [`ASSUMED_LAG`] older.
+fn record_span(row: &WindowRow) -> (DateTime<Utc>, DateTime<Utc>) {
+    match (row.batch_id, row.first_record_at, row.last_record_at) {
+        (Some(_), _, _) => (row.start_at, row.end_at),
+        (None, Some(first), Some(last)) => (first, last + TimeDelta::microseconds(1)),
+        _ => (row.start_at - ASSUMED_LAG, row.end_at),
+    }
+}
+
 struct Run<'a> {
     req: &'a Request,
     filters: Arc<Vec<Filter>>,
@@ -585,13 +579,18 @@ impl Run<'_> {
         let mut walk = CoverageWalk::new(self.req.from, self.req.to);
         let mut spans = Vec::new();
         let mut after = None;
+        // Logpull serves records by the time Cloudflare received them, which may be
+        // after their own time: windows after `to` can hold records of the range
+        // (docs/VERIFY.md, "Late records"). `tail` follows the pulled windows after `to`
+        // that are settled (archived or empty) without a break.
+        let mut tail = Tail::new(self.req.to);
         loop {
             let page = verify::window_page(
                 pool,
                 receipts,
                 zone,
                 self.req.from,
-                self.req.to,
+                self.req.to + SEARCH_LAG,
                 Some(&self.req.dataset),
                 after,
                 verify::WINDOW_PAGE,
@@ -603,13 +602,24 @@ impl Run<'_> {
                 let Some(cover) = Cover::of_state_text(&row.state) else {
                     continue; // split: its children carry its time
                 };
+                let in_range = row.start_at < self.req.to;
                 if tiles && row.batch_id.is_none() {
-                    walk.window(cover, row.start_at, row.end_at, &mut spans);
-                    self.warn_gaps(&mut spans, zone, observer);
+                    if in_range {
+                        walk.window(cover, row.start_at, row.end_at, &mut spans);
+                        self.warn_gaps(&mut spans, zone, observer);
+                    }
+                    if row.end_at > self.req.to {
+                        tail.window(cover, row.start_at, row.end_at);
+                    }
                 }
                 match cover {
                     Cover::Archived => {
-                        let target = Target::from_row(row).ok_or_else(|| {
+                        let (first, end) = record_span(row);
+                        if first >= self.req.to || end <= self.req.from {
+                            continue; // none of its records is of the range
+                        }
+                        let whole = first >= self.req.from && end <= self.req.to;
+                        let target = Target::from_row(row, whole).ok_or_else(|| {
                             RestoreError::verification(
                                 &row.context(),
                                 row.object_key.as_deref().unwrap_or("(no catalog row)"),
@@ -619,7 +629,7 @@ impl Run<'_> {
                         self.window(store, kms, &target).await?;
                         observer.progress(&self.stats);
                     }
-                    Cover::Empty => self.stats.windows_empty += 1,
+                    Cover::Empty if in_range => self.stats.windows_empty += 1,
                     _ => {}
                 }
             }
@@ -627,6 +637,14 @@ impl Run<'_> {
         if tiles {
             walk.finish(&mut spans);
             self.warn_gaps(&mut spans, zone, observer);
+            if let Some(unsettled) = tail.unsettled(ASSUMED_LAG) {
+                self.stats.late_unsettled = true;
+                observer.warn(&format!(
+                    "zone {zone}: records of the range received late (up to {} min after their time) may be in windows from {} on, which are not archived yet: restore again once they are",
+                    ASSUMED_LAG.num_minutes(),
+                    unsettled.to_rfc3339()
+                ));
+            }
         }
         Ok(())
     }
@@ -643,6 +661,7 @@ impl Run<'_> {
                 Cover::Failed => "failed permanently (never archived)",
                 Cover::InFlight => "not archived yet (in flight)",
                 Cover::Missing => "no window planned",
+                Cover::Lost => "no window planned, and beyond Logpull's 7 days (lost)",
                 Cover::Archived | Cover::Empty => continue,
             };
             self.stats.gaps += 1;
@@ -671,7 +690,8 @@ impl Run<'_> {
         // A window starts at most an hour before it ends (Logpull's limit), so one that
         // overlaps `from` starts no earlier than the day of `from - 1h`.
         let mut day = (self.req.from - TimeDelta::hours(1)).date_naive();
-        let last_day = (self.req.to - TimeDelta::nanoseconds(1)).date_naive();
+        // Late records of the range may be in pulled windows up to ASSUMED_LAG after it.
+        let last_day = (self.req.to + ASSUMED_LAG - TimeDelta::nanoseconds(1)).date_naive();
         let mut covered_to = self.req.from;
         let (mut pulled, mut pushed) = (false, false);
         while day <= last_day {
@@ -691,9 +711,17 @@ impl Run<'_> {
                         continue;
                     };
                     let (start, end) = (parts.start, parts.end);
-                    if end <= self.req.from || start >= self.req.to {
+                    // The span of its records' time: a batch's key names it; a pulled
+                    // window's records were received inside it, at most ASSUMED_LAG
+                    // after their time (no catalog here to say more).
+                    let first = match parts.batch {
+                        Some(_) => start,
+                        None => start - ASSUMED_LAG,
+                    };
+                    if end <= self.req.from || first >= self.req.to {
                         continue;
                     }
+                    let whole = first >= self.req.from && end <= self.req.to;
                     match &parts.batch {
                         // A pushed batch: restored when it is of the dataset asked for.
                         // Batches do not tile time, so they say nothing about gaps.
@@ -707,14 +735,15 @@ impl Run<'_> {
                             if self.req.dataset != verify::PULL_DATASET {
                                 continue;
                             }
-                            if start < covered_to && end <= covered_to {
+                            if start >= self.req.to {
+                                // After the range: only its late records are of it.
+                            } else if start < covered_to && end <= covered_to {
                                 observer.warn(&format!(
                                     "{}: overlaps windows already restored; skipped",
                                     object.key
                                 ));
                                 continue;
-                            }
-                            if start > covered_to {
+                            } else if start > covered_to {
                                 self.stats.gaps += 1;
                                 observer.warn(&format!(
                                     "zone {zone} [{}, {}) has no object: empty, pruned or missing (cannot tell without Postgres)",
@@ -722,7 +751,9 @@ impl Run<'_> {
                                     start.to_rfc3339()
                                 ));
                             }
-                            covered_to = covered_to.max(end);
+                            if start < self.req.to {
+                                covered_to = covered_to.max(end);
+                            }
                             pulled = true;
                         }
                     }
@@ -737,6 +768,7 @@ impl Run<'_> {
                         catalog: None,
                         // Offline nothing says which pulled windows are archived.
                         batch: false,
+                        whole,
                     };
                     self.window(store, kms, &target).await?;
                     observer.progress(&self.stats);
@@ -765,11 +797,9 @@ impl Run<'_> {
     }
 
     fn sink(&self, target: &Target, out: SinkOut) -> (LineSink, Arc<Mutex<Option<SinkFailure>>>) {
-        let inside = target.context.window_start >= self.req.from
-            && target.context.window_end <= self.req.to;
         let failure = Arc::new(Mutex::new(None));
         let sink = LineSink {
-            trim: (!inside).then(|| (ns(self.req.from), ns(self.req.to))),
+            trim: (!target.whole).then(|| (ns(self.req.from), ns(self.req.to))),
             filters: self.filters.clone(),
             partial: Vec::new(),
             out,
@@ -960,6 +990,42 @@ enum Failed {
     Stop(RestoreError),
 }
 
+/// The pulled windows after a range's end, in time order: how far past `to` they are
+/// settled (archived, empty or pruned) without a break, so late records are in.
+struct Tail {
+    to: DateTime<Utc>,
+    settled_to: DateTime<Utc>,
+    broken: bool,
+}
+
+impl Tail {
+    fn new(to: DateTime<Utc>) -> Self {
+        Self {
+            to,
+            settled_to: to,
+            broken: false,
+        }
+    }
+
+    fn window(&mut self, cover: Cover, start: DateTime<Utc>, end: DateTime<Utc>) {
+        if self.broken || start > self.settled_to {
+            self.broken = true;
+            return;
+        }
+        match cover {
+            Cover::Archived | Cover::Empty | Cover::Pruned => {
+                self.settled_to = self.settled_to.max(end)
+            }
+            _ => self.broken = true,
+        }
+    }
+
+    /// Where the settled tail stops, when that is short of `to + lag`.
+    fn unsettled(&self, lag: TimeDelta) -> Option<DateTime<Utc>> {
+        (self.settled_to < self.to + lag).then_some(self.settled_to)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -980,23 +1046,6 @@ mod tests {
         assert!(!f("Missing=x").matches(&r));
         assert!("novalue".parse::<Filter>().is_err());
         assert!("=x".parse::<Filter>().is_err());
-    }
-
-    #[test]
-    fn timestamps_in_every_format() {
-        let t = DateTime::parse_from_rfc3339("2026-11-30T08:00:01Z")
-            .unwrap()
-            .timestamp_nanos_opt()
-            .unwrap();
-        for v in [
-            serde_json::json!({"EdgeEndTimestamp": t}),
-            serde_json::json!({"EdgeEndTimestamp": t / 1_000_000_000}),
-            serde_json::json!({"EdgeEndTimestamp": "2026-11-30T08:00:01Z"}),
-            serde_json::json!({"EdgeStartTimestamp": t / 1_000}),
-        ] {
-            assert_eq!(record_time_ns(&v), Some(t), "{v}");
-        }
-        assert_eq!(record_time_ns(&serde_json::json!({"x": 1})), None);
     }
 
     #[test]

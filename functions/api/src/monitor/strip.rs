@@ -9,6 +9,7 @@ use serde::Serialize;
 /// Kinds from most to least telling; a bucket takes the first it overlaps.
 pub(crate) const PRIORITY: &[&str] = &[
     "failed",
+    "lost",
     "missing",
     "quiet",
     "in_flight",

@@ -35,6 +35,7 @@ fn cover_name(c: Cover) -> &'static str {
         Cover::InFlight => "in_flight",
         Cover::Pruned => "pruned",
         Cover::Missing => "missing",
+        Cover::Lost => "lost",
     }
 }
 
@@ -68,7 +69,9 @@ async fn spans(
     let Some(first) = windows.first().map(|w| w.start_at) else {
         return Ok((Vec::new(), Vec::new()));
     };
-    let c = coverage_of(&windows, from.max(first), to);
+    // Uncovered time Logpull no longer serves is lost, as in `rainlogs zone coverage`.
+    let horizon = Utc::now() - ledger::LOGPULL_MAX_AGE;
+    let c = coverage_of(&windows, from.max(first), to, Some(horizon));
     let failed = windows
         .into_iter()
         .filter(|w| w.state == WindowState::FailedPermanent)

@@ -339,15 +339,43 @@ impl JobsClient {
         Ok(())
     }
 
+    /// Every field Cloudflare offers for `dataset` on this zone
+    /// (`GET …/logpush/datasets/{dataset}/fields`), sorted: what a job pushes when no
+    /// fields are given, since a field not pushed is lost for good.
+    pub async fn dataset_fields(&self, dataset: &str) -> Result<Vec<String>, ApiError> {
+        let url = format!(
+            "{}/client/v4/zones/{}/logpush/datasets/{dataset}/fields",
+            self.base, self.zone
+        );
+        let result = self.call_at(reqwest::Method::GET, url, None, None).await?;
+        let fields: std::collections::BTreeMap<String, Value> = parse(result)?;
+        if fields.is_empty() {
+            return Err(ApiError::BadAnswer(format!(
+                "Cloudflare lists no fields for dataset {dataset}"
+            )));
+        }
+        Ok(fields.into_keys().collect())
+    }
+
     async fn call(
         &self,
         method: reqwest::Method,
         job: Option<i64>,
         body: Option<Value>,
     ) -> Result<Value, ApiError> {
+        self.call_at(method, self.url(job), job, body).await
+    }
+
+    async fn call_at(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        job: Option<i64>,
+        body: Option<Value>,
+    ) -> Result<Value, ApiError> {
         let mut req = self
             .http
-            .request(method, self.url(job))
+            .request(method, url)
             .bearer_auth(self.token.expose_secret());
         if let Some(body) = body {
             req = req

@@ -629,6 +629,10 @@ pub struct WindowRow {
     pub batch_id: Option<Uuid>,
     /// The Logpush dataset of a batch window; pulled windows are `http_requests`.
     pub dataset: Option<String>,
+    /// A pulled window's earliest and latest record time (migration 0020; `None` before
+    /// it, for empty windows, or when no record had a time): see [`crate::restore`].
+    pub first_record_at: Option<DateTime<Utc>>,
+    pub last_record_at: Option<DateTime<Utc>>,
 }
 
 impl WindowRow {
@@ -685,7 +689,7 @@ fn select_rows(receipts: bool) -> String {
                      AND e.detail->'legal_hold'->>'to' = 'true'
                      AND e.detail->'legal_hold'->>'from' = 'false')
                 END AS hold_since,
-                w.batch_id, d.dataset
+                w.batch_id, d.dataset, w.first_record_at, w.last_record_at
          FROM windows w JOIN zones z ON z.id = w.zone_id JOIN tenants t ON t.id = z.tenant_id
          LEFT JOIN archived_objects a ON a.window_id = w.id
          LEFT JOIN chain_links l ON l.window_id = w.id
@@ -1456,6 +1460,8 @@ mod tests {
             hold_since: None,
             batch_id: None,
             dataset: None,
+            first_record_at: None,
+            last_record_at: None,
         }
     }
 
