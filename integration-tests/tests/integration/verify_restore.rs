@@ -50,10 +50,10 @@ pub(crate) struct Archive {
 
 /// One archived window of the zone: id, key, seq, in chain order.
 #[derive(Debug, Clone)]
-struct Archived {
-    window_id: i64,
-    key: String,
-    seq: i64,
+pub(crate) struct Archived {
+    pub(crate) window_id: i64,
+    pub(crate) key: String,
+    pub(crate) seq: i64,
 }
 
 /// Gives `env` this module's master keyring (for the kms and for commands run on its
@@ -124,7 +124,7 @@ impl Archive {
         }
     }
 
-    async fn archived(&self) -> Vec<Archived> {
+    pub(crate) async fn archived(&self) -> Vec<Archived> {
         let rows: Vec<(i64, String, i64)> = sqlx::query_as(
             "SELECT w.id, a.object_key, l.seq FROM windows w
              JOIN archived_objects a ON a.window_id = w.id
@@ -159,7 +159,7 @@ impl Archive {
         }
     }
 
-    async fn verify_with(&self, args: &VerifyArgs) -> (Outcome, Vec<Finding>) {
+    pub(crate) async fn verify_with(&self, args: &VerifyArgs) -> (Outcome, Vec<Finding>) {
         self.verify_through(self.env.app.store.clone(), args).await
     }
 
@@ -258,7 +258,7 @@ pub(crate) fn tmp(name: &str) -> std::path::PathBuf {
     dir.join(name)
 }
 
-fn window_of(f: &Finding) -> Option<i64> {
+pub(crate) fn window_of(f: &Finding) -> Option<i64> {
     let v = serde_json::to_value(f).unwrap();
     v.get("window_id").and_then(|w| w.as_i64())
 }

@@ -401,6 +401,19 @@ impl ObjectStore {
         continuation: Option<String>,
         max_keys: i32,
     ) -> Result<(Vec<ObjectInfo>, Option<String>), StorageError> {
+        self.list_page_after(prefix, None, continuation, max_keys)
+            .await
+    }
+
+    /// [`ObjectStore::list_page`] beginning after the (relative) key `start_after`:
+    /// keys sort in UTF-8 binary order, so a listing can skip to where a range begins.
+    pub async fn list_page_after(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        continuation: Option<String>,
+        max_keys: i32,
+    ) -> Result<(Vec<ObjectInfo>, Option<String>), StorageError> {
         self.count("ListObjectsV2");
         let out = self
             .client
@@ -408,6 +421,7 @@ impl ObjectStore {
             .bucket(&self.bucket)
             .prefix(self.full_key(prefix))
             .max_keys(max_keys)
+            .set_start_after(start_after.map(|k| self.full_key(k)))
             .set_continuation_token(continuation)
             .send()
             .await
