@@ -69,6 +69,8 @@ async fn the_bucket_is_compared_with_the_catalog_both_ways() {
     let rows = by_time(&a).await;
     assert!(rows.len() >= 6, "{rows:?}");
     let store = &a.env.app.store;
+    // Catalog keys are full bucket keys: objects named by them are reached from the root.
+    let root = store.root();
     let prefix = bucket::zone_prefix(a.tenant, a.zone);
 
     // A stray: under the zone's prefix, not an archive key at all.
@@ -80,17 +82,21 @@ async fn the_bucket_is_compared_with_the_catalog_both_ways() {
     // An object for a window recorded empty (one minute after the last window).
     let empty = insert_window(&a, a.last, a.last + TimeDelta::minutes(1), "empty").await;
     let empty_key = archive_key(a.tenant, a.zone, a.last, a.last + TimeDelta::minutes(1));
-    store.copy(&rows[0].object_key, &empty_key).await.unwrap();
+    root.copy(&rows[0].object_key, &store.full_key(&empty_key))
+        .await
+        .unwrap();
     // An object naming a span no window has (inside the range).
     let (s, e) = (
         rows[1].start_at + TimeDelta::seconds(30),
         rows[1].end_at + TimeDelta::seconds(30),
     );
     let unknown_key = archive_key(a.tenant, a.zone, s, e);
-    store.copy(&rows[1].object_key, &unknown_key).await.unwrap();
+    root.copy(&rows[1].object_key, &store.full_key(&unknown_key))
+        .await
+        .unwrap();
     // The other direction: the catalog names an object the bucket lacks.
     let gone = &rows[3];
-    store.delete(&gone.object_key).await.unwrap();
+    root.delete(&gone.object_key).await.unwrap();
 
     let mut args = a.args(false);
     args.to = Some(a.last + TimeDelta::minutes(1));
@@ -122,6 +128,12 @@ async fn the_bucket_is_compared_with_the_catalog_both_ways() {
             _ => None,
         })
     };
+    // Findings name the full bucket keys, as the catalog does.
+    let (stray, empty_key, unknown_key) = (
+        store.full_key(&stray),
+        store.full_key(&empty_key),
+        store.full_key(&unknown_key),
+    );
     assert_eq!(
         unexpected(&stray),
         Some((None, None, None, None, 21)),
@@ -211,8 +223,12 @@ async fn overlapping_windows_double_archived_minutes_and_gaps_are_named() {
         rows[0].end_at + TimeDelta::seconds(30),
     );
     let twice = insert_window(&a, s, e, "archived").await;
-    let twice_key = archive_key(a.tenant, a.zone, s, e);
-    store.copy(&rows[0].object_key, &twice_key).await.unwrap();
+    let twice_key = store.full_key(&archive_key(a.tenant, a.zone, s, e));
+    store
+        .root()
+        .copy(&rows[0].object_key, &twice_key)
+        .await
+        .unwrap();
     sqlx::query(
         "INSERT INTO archived_objects (window_id, object_key, size_bytes, object_sha256,
              plaintext_sha256, plaintext_bytes, record_count, key_version)
@@ -296,7 +312,8 @@ async fn overlapping_windows_double_archived_minutes_and_gaps_are_named() {
 async fn deep_keeps_every_finding_of_an_object_that_does_not_open() {
     let a = archive(8, 30).await;
     let rows = by_time(&a).await;
-    let store = &a.env.app.store;
+    let root = a.env.app.store.root();
+    let store = &root;
     let (victim, other) = (&rows[2], &rows[4]);
 
     // Another window's valid object copied over this one's.
@@ -387,5 +404,85 @@ async fn the_default_range_starts_exactly_at_the_first_window_and_is_reported() 
     };
     assert_eq!((at(&zone["from"]), at(&zone["to"])), (a.first, a.last));
     assert_eq!(json["result"], "clean");
+    a.env.teardown().await;
+}
+
+#[tokio::test]
+async fn catalog_keys_are_full_bucket_keys_read_whatever_the_readers_prefix() {
+    let a = archive(6, 20).await;
+    let pool = &a.env.app.pool;
+    let store = &a.env.app.store;
+    assert!(
+        !store.prefix().is_empty(),
+        "tests write under their own prefix"
+    );
+    let rows = by_time(&a).await;
+    for r in &rows {
+        assert!(
+            r.object_key.starts_with(store.prefix()) && r.object_key.contains("/archive/"),
+            "the catalog records the full bucket key: {}",
+            r.object_key
+        );
+    }
+
+    // Verify reading through the bucket's root, and through another prefix: every
+    // object found (the listing of another prefix holds none of them: nothing stray).
+    let args = a.args(true);
+    let (outcome, findings) = a.verify_through(store.root(), &args).await;
+    assert_eq!(findings, vec![]);
+    assert_eq!(outcome.counts.objects_deep, rows.len() as u64);
+    let mut src = a.env.src.clone();
+    src.set("RAINLOGS_S3_PREFIX", "another-deployment/");
+    let cfg = rainlogs_core::config::S3Config::from_source(&src).unwrap();
+    let other = rainlogs_core::storage::ObjectStore::connect(&cfg).await;
+    let (_, findings) = a.verify_through(other, &args).await;
+    assert_eq!(findings, vec![]);
+
+    // Restore by a process configured with another prefix gives the same records.
+    let out = tmp("restore.ndjson");
+    rainlogs_cli::logs::get(&src, &a.get_args(a.first, a.last, &out))
+        .await
+        .expect("restore through another prefix");
+    assert_eq!(
+        super::verify_restore::lines(&std::fs::read(&out).unwrap()),
+        a.served(a.first, a.last)
+    );
+
+    // Rows from before migration 0019 (relative to the writer's prefix) are completed
+    // with the configured prefix, once.
+    sqlx::query("UPDATE archived_objects SET object_key = substr(object_key, length($1) + 1)")
+        .bind(store.prefix())
+        .execute(pool)
+        .await
+        .unwrap();
+    // Unmigrated, a reader cannot tell where they are: missing from where the catalog
+    // points, and the listed objects unknown to the catalog.
+    let before = a.verify(false).await;
+    assert_eq!(
+        kinds(&before)
+            .iter()
+            .filter(|k| **k == "object_missing")
+            .count(),
+        rows.len(),
+        "{before:#?}"
+    );
+    assert!(
+        before
+            .iter()
+            .all(|f| matches!(f.kind(), "object_missing" | "object_unexpected")),
+        "{before:#?}"
+    );
+    let done = rainlogs_archive::pipeline::complete_catalog_keys(pool, store.prefix())
+        .await
+        .unwrap();
+    assert_eq!(done, rows.len() as u64);
+    assert_eq!(
+        rainlogs_archive::pipeline::complete_catalog_keys(pool, store.prefix())
+            .await
+            .unwrap(),
+        0,
+        "a second run changes nothing"
+    );
+    assert_eq!(a.verify(true).await, vec![]);
     a.env.teardown().await;
 }

@@ -331,7 +331,9 @@ async fn a_deleted_or_replaced_object_is_named() {
     let archived = a.archived().await;
     assert!(archived.len() >= 6, "{archived:?}");
     let (victim, other) = (&archived[2], &archived[4]);
-    let store = &a.env.app.store;
+    // Catalog keys are full bucket keys: read and written from the bucket's root.
+    let root = a.env.app.store.root();
+    let store = &root;
     let original = store.get(&victim.key).await.unwrap();
 
     // Deleted.
@@ -522,7 +524,13 @@ async fn the_periodic_sample_audits_each_run() {
     assert_eq!(clean.sampled, archived.len() as u64);
     assert_eq!(clean.deep, (archived.len() as u64).div_ceil(2));
 
-    a.env.app.store.delete(&archived[0].key).await.unwrap();
+    a.env
+        .app
+        .store
+        .root()
+        .delete(&archived[0].key)
+        .await
+        .unwrap();
     let found = rainlogs_prune::sample::run(pool, &a.env.app.store, Some(kms), &task)
         .await
         .expect("sample runs");
@@ -665,7 +673,7 @@ async fn restore_over_hours_equals_what_the_simulator_served() {
     .fetch_one(&a.env.app.pool)
     .await
     .unwrap();
-    a.env.app.store.delete(&victim).await.unwrap();
+    a.env.app.store.root().delete(&victim).await.unwrap();
     let out7 = tmp("missing.ndjson");
     let err = logs::get(&a.env.src, &a.get_args(from, to, &out7))
         .await

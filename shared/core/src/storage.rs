@@ -180,8 +180,20 @@ impl ObjectStore {
         &self.client
     }
 
-    fn full_key(&self, key: &str) -> String {
+    /// The key of `key` in the bucket: the store's prefix and the key. What the
+    /// catalog records (`archived_objects.object_key`), so that any process reads the
+    /// object through [`ObjectStore::root`] whatever prefix it is configured with.
+    pub fn full_key(&self, key: &str) -> String {
         format!("{}{}", self.prefix, key)
+    }
+
+    /// This bucket with no prefix: keys are full bucket keys ([`ObjectStore::full_key`],
+    /// the catalog's). Shares the client and the operation counts.
+    pub fn root(&self) -> ObjectStore {
+        ObjectStore {
+            prefix: String::new(),
+            ..self.clone()
+        }
     }
 
     fn classify<E>(&self, op: &'static str, key: &str, err: SdkError<E>) -> StorageError

@@ -101,7 +101,7 @@ pub async fn compare(
             _ => next.is_none(),
         };
         out.listed += page.len() as u64;
-        for f in judge(pool, zone, scope, &page).await? {
+        for f in judge(pool, store, zone, scope, &page).await? {
             sink(f)?;
         }
         if done {
@@ -129,6 +129,7 @@ async fn zone_bounds(
 /// The findings of one listing page.
 async fn judge(
     pool: &PgPool,
+    store: &ObjectStore,
     zone: Uuid,
     scope: &ZoneScope,
     page: &[ObjectInfo],
@@ -140,7 +141,8 @@ async fn judge(
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for o in page {
         let parts = parse_archive_key(&o.key).filter(|p| p.zone == zone);
-        keys.push(o.key.clone());
+        // The catalog records full bucket keys (with the prefix); so do the findings.
+        keys.push(store.full_key(&o.key));
         starts.push(parts.as_ref().map(|p| p.start));
         ends.push(parts.as_ref().map(|p| p.end));
         batches.push(parts.and_then(|p| p.batch.map(|(id, _)| id)));
@@ -170,8 +172,10 @@ async fn judge(
     .fetch_all(pool)
     .await
     .map_err(|e| DbError::query("compare the bucket listing with the catalog", e))?;
-    let sizes: std::collections::HashMap<&str, u64> =
-        page.iter().map(|o| (o.key.as_str(), o.size)).collect();
+    let sizes: std::collections::HashMap<String, u64> = page
+        .iter()
+        .map(|o| (store.full_key(&o.key), o.size))
+        .collect();
     let mut out = Vec::new();
     for j in judged {
         if j.catalogued {
@@ -184,7 +188,7 @@ async fn judge(
                 continue;
             }
         }
-        let size = sizes.get(j.key.as_str()).copied().unwrap_or(0);
+        let size = sizes.get(&j.key).copied().unwrap_or(0);
         // Upload puts the object before it commits the row: not a finding yet.
         if matches!(
             j.state.as_deref(),

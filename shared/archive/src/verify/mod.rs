@@ -907,6 +907,14 @@ fn hex32(v: &Option<Vec<u8>>) -> String {
     v.as_deref().map(hex::encode).unwrap_or_default()
 }
 
+/// Whether the catalog key `key` is the object key `expected` under some bucket prefix
+/// (the writer's: catalog keys are full bucket keys since migration 0019, and rows
+/// written with an empty prefix are the key itself).
+pub fn names_key(key: &str, expected: &str) -> bool {
+    key.strip_suffix(expected)
+        .is_some_and(|prefix| prefix.is_empty() || prefix.ends_with('/'))
+}
+
 /// A permanent failure of an object is a finding; a retryable one is operational.
 fn object_error(row: &WindowRow, key: &str, e: TaskError) -> Result<Finding, VerifyError> {
     if e.class == ErrorClass::Retryable {
@@ -953,7 +961,7 @@ impl Verifier {
         let (object_sha, object_len) = if deep {
             let kms = self.kms.clone().ok_or(VerifyError::NoKms)?;
             match crate::pipeline::open_object(
-                &self.store,
+                &self.store.root(),
                 kms,
                 key,
                 row.context(),
@@ -1060,7 +1068,8 @@ impl Verifier {
         row: &WindowRow,
         key: &str,
     ) -> Result<Result<([u8; 32], u64), Finding>, VerifyError> {
-        let mut body = match self.store.get_stream(key).await {
+        // Catalog keys are full bucket keys (with the writer's prefix).
+        let mut body = match self.store.root().get_stream(key).await {
             Ok(b) => b,
             Err(e) => return Ok(Err(object_error(row, key, e.into())?)),
         };
@@ -1145,7 +1154,7 @@ impl Verifier {
                 row.batch_id
                     .map(|id| (id, row.dataset.as_deref().unwrap_or_default())),
             );
-            if *key != expected_key {
+            if !names_key(key, &expected_key) {
                 out.push(Finding::ObjectKeyMismatch {
                     window: window.clone(),
                     object_key: key.clone(),
@@ -1429,7 +1438,7 @@ impl Verifier {
                     }
                     "pruned" => {
                         if let Some(key) = row.object_key.as_deref() {
-                            if let Some(size) = self.store.head(key).await? {
+                            if let Some(size) = self.store.root().head(key).await? {
                                 findings.push(Finding::PrunedObjectPresent {
                                     window: row.window_ref(),
                                     object_key: key.to_owned(),
