@@ -153,6 +153,8 @@ mod tests {
             hold_since: None,
             batch_id: None,
             dataset: None,
+            first_record_at: None,
+            last_record_at: None,
         }
     }
 
