@@ -134,6 +134,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let pool = rainlogs_core::db::connect(&db).await?;
             rainlogs_core::db::migrate(&pool).await?;
             println!("migrations applied");
+            // Migration 0019's data step: it needs the bucket prefix, which SQL cannot know.
+            match rainlogs_core::config::S3Config::from_source(&src) {
+                Ok(s3) => {
+                    let n =
+                        rainlogs_archive::pipeline::complete_catalog_keys(&pool, &s3.key_prefix)
+                            .await?;
+                    if n > 0 {
+                        println!("{n} catalog keys completed with the bucket prefix {:?}", s3.key_prefix);
+                    }
+                }
+                Err(e) => println!(
+                    "catalog keys not completed with the bucket prefix (S3 not configured: {e}); `rainlogs run` does it at start"
+                ),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => {

@@ -34,6 +34,12 @@ pub(crate) async fn run(src: &ConfigSource, queues: Vec<String>) -> anyhow::Resu
     tokio::task::yield_now().await;
     let app = App::connect(src).await?;
     rainlogs_core::db::migrate(&app.pool).await?;
+    // Catalog rows from before migration 0019 get their bucket prefix (docs/VERIFY.md).
+    let completed =
+        rainlogs_archive::pipeline::complete_catalog_keys(&app.pool, app.store.prefix()).await?;
+    if completed > 0 {
+        tracing::info!(completed, "catalog keys completed with the bucket prefix");
+    }
     let invoker = app.invoker(&cfg.invoker, rx.clone()).await?;
     let metrics = Metrics::new().watch_archive(app.pool.clone(), app.landing.clone());
     if let Some(addr) = cfg.metrics_addr {

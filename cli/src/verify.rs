@@ -36,7 +36,7 @@ pub struct VerifyArgs {
     /// Only this zone (Rainlogs id, Cloudflare zone id or name).
     #[arg(long)]
     pub zone: Option<String>,
-    /// Start of the range (RFC 3339); default: each zone's backfill start.
+    /// Start of the range (RFC 3339); default: the start of each zone's first window.
     #[arg(long)]
     pub from: Option<DateTime<Utc>>,
     /// End of the range (RFC 3339, exclusive); default: 15 minutes ago.
@@ -200,8 +200,8 @@ fn print_summary(human: &mut dyn Write, outcome: &Outcome, deep: bool) -> std::i
             "zone {} {}: {} .. {}: {} links, {} windows ({} archived, {} empty, {} pruned), {} objects checked{}: {}",
             z.name,
             z.zone_id,
-            z.from.format("%Y-%m-%dT%H:%M:%SZ"),
-            z.to.format("%Y-%m-%dT%H:%M:%SZ"),
+            z.from.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            z.to.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
             c.links,
             c.windows,
             c.archived,

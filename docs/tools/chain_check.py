@@ -114,7 +114,7 @@ def load_chain_keys(paths):
 
 
 ARCHIVE_KEY = re.compile(
-    r"^archive/(?P<tenant>[0-9a-f-]{36})/(?P<zone>[0-9a-f-]{36})/\d{4}/\d{2}/\d{2}/"
+    r"^(?:.*/)?archive/(?P<tenant>[0-9a-f-]{36})/(?P<zone>[0-9a-f-]{36})/\d{4}/\d{2}/\d{2}/"
     r"(?P<start>\d{8}T\d{6}Z)_(?P<end>\d{8}T\d{6}Z)\.sealed$"
 )
 

@@ -537,7 +537,8 @@ impl Deployment {
             .await
             .expect("list archive")
             .into_iter()
-            .map(|o| (o.key, o.size as i64))
+            // The catalog records full bucket keys (the store's prefix included).
+            .map(|o| (self.store.full_key(&o.key), o.size as i64))
             .collect();
         assert_eq!(stored, catalog, "zone {}: bucket and catalog differ", z.cf);
 

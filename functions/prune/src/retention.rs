@@ -128,8 +128,9 @@ async fn delete(
     page: &[Candidate],
     at: &str,
 ) -> Result<HashSet<String>, PruneError> {
+    // Catalog keys are full bucket keys (with the writer's prefix): deleted as such.
     let keys: Vec<String> = page.iter().map(|(_, key, _)| key.clone()).collect();
-    let refused = store.delete_many(&keys).await.map_err(storage(at))?;
+    let refused = store.root().delete_many(&keys).await.map_err(storage(at))?;
     Ok(refused.into_iter().collect())
 }
 

@@ -156,7 +156,7 @@ async fn page(
     let at = format!("{} sweep page from {first_key}", kind.rule());
     let mut tx = run.pool.begin().await.map_err(db(format!("begin {at}")))?;
     let doomed = match kind {
-        Sweep::Orphans => judge_orphans(&mut tx, objects, report, &at).await?,
+        Sweep::Orphans => judge_orphans(&mut tx, run.store, objects, report, &at).await?,
         Sweep::Staging => judge_staging(&mut tx, objects, report, &at).await?,
     };
     if doomed.is_empty() {
@@ -214,11 +214,13 @@ async fn page(
 /// one) is not in flight.
 async fn judge_orphans(
     tx: &mut Transaction<'_, Postgres>,
+    store: &rainlogs_core::storage::ObjectStore,
     objects: Vec<ObjectInfo>,
     report: &mut SweepReport,
     at: &str,
 ) -> Result<Vec<Doomed>, PruneError> {
-    let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
+    // The catalog records full bucket keys; the listing is relative to the prefix.
+    let keys: Vec<String> = objects.iter().map(|o| store.full_key(&o.key)).collect();
     let catalogued: HashSet<String> = sqlx::query_scalar!(
         "SELECT object_key FROM archived_objects WHERE object_key = ANY($1)",
         &keys
@@ -230,7 +232,7 @@ async fn judge_orphans(
     .collect();
     let mut doomed = Vec::new();
     for o in objects {
-        if catalogued.contains(&o.key) {
+        if catalogued.contains(&store.full_key(&o.key)) {
             continue;
         }
         let parts = parse_archive_key(&o.key);

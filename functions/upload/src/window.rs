@@ -92,6 +92,9 @@ pub(crate) async fn run(
             return reseal(pool, &window, failure).await;
         }
     }
+    // The catalog records the full bucket key, the store's prefix included, so a
+    // reader finds the object whatever prefix it is configured with (migration 0019).
+    let catalog_key = store.full_key(&key);
     sqlx::query!(
         "INSERT INTO archived_objects
            (window_id, object_key, size_bytes, object_sha256, plaintext_sha256,
@@ -99,7 +102,7 @@ pub(crate) async fn run(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (window_id) DO NOTHING",
         window.id,
-        key,
+        catalog_key,
         verified.object_len as i64,
         &verified.object_sha256[..],
         &verified.plaintext.plaintext_sha256[..],
@@ -155,7 +158,7 @@ pub(crate) async fn run(
     Ok(HandlerOutput::done(serde_json::json!({
         "window_id": window.id,
         "state": "archived",
-        "object_key": key,
+        "object_key": catalog_key,
         "object_sha256": hex::encode(verified.object_sha256),
         "record_count": verified.plaintext.record_count,
         "seq": link.seq,

@@ -243,7 +243,7 @@ async fn a_receipt_inside_retention_or_under_hold_is_reported() {
     .fetch_one(pool)
     .await
     .unwrap();
-    a.env.app.store.delete(&key).await.unwrap();
+    a.env.app.store.root().delete(&key).await.unwrap();
     sqlx::query("UPDATE windows SET state = 'pruned' WHERE id = $1")
         .bind(window)
         .execute(pool)

@@ -21,5 +21,6 @@ mod reconcile;
 mod redis_roundtrip;
 mod skeleton_flow;
 mod storage;
+mod verify_bucket;
 mod verify_restore;
 mod zone_cli;

@@ -337,7 +337,7 @@ async fn window_with_records_is_archived_once_through_replays() {
     .fetch_one(&env.app.pool)
     .await
     .unwrap();
-    assert_eq!(row_key, key);
+    assert_eq!(row_key, env.app.store.full_key(&key), "the full bucket key");
     assert_eq!(row_sha, object_sha.to_vec());
     assert_eq!(records as u64, summary.record_count);
     assert_link_verifies(

@@ -111,7 +111,8 @@ async fn archived(env: &TestEnv, z: &Zone, end: DateTime<Utc>) -> (i64, String) 
          VALUES ($1, $2, $3, $4, $4, 10, 1, 1)",
     )
     .bind(id)
-    .bind(&key)
+    // The catalog records the full bucket key (the store's prefix included).
+    .bind(env.app.store.full_key(&key))
     .bind(body.len() as i64)
     .bind(&sha[..])
     .execute(&env.app.pool)
@@ -164,9 +165,11 @@ type Receipt = (
 async fn receipts_for(env: &TestEnv, key: &str) -> Vec<Receipt> {
     sqlx::query_as(
         "SELECT rule, window_id, zone_id, tenant_id, object_sha256, size_bytes
-         FROM deletion_receipts WHERE object_key = $1 ORDER BY id",
+         FROM deletion_receipts WHERE object_key IN ($1, $2) ORDER BY id",
     )
+    // Retention receipts name the catalog's full key; sweep receipts the listed one.
     .bind(key)
+    .bind(env.app.store.full_key(key))
     .fetch_all(&env.app.pool)
     .await
     .unwrap()
@@ -203,7 +206,11 @@ async fn retention_boundary_is_exact_to_the_second_and_receipts_keep_the_hash() 
 
     let report = run(&env, &opts(now)).await;
     assert_eq!(report.retention.windows, 1, "{report:?}");
-    assert_eq!(report.retention.sample, vec![past_key.clone()]);
+    // The sample names catalog keys: full bucket keys.
+    assert_eq!(
+        report.retention.sample,
+        vec![env.app.store.full_key(&past_key)]
+    );
     assert_eq!(report.retention.inside_retention, 2);
     assert!(report.complete);
     assert_eq!(state(&env, past).await, "pruned");
@@ -235,7 +242,10 @@ async fn retention_boundary_is_exact_to_the_second_and_receipts_keep_the_hash() 
     // The clock moves two seconds: the window that was one second inside goes; the one
     // that now ends exactly at the boundary (end + retention == as_of) still stays.
     let later = run(&env, &opts(now + TimeDelta::seconds(2))).await;
-    assert_eq!(later.retention.sample, vec![inside_key.clone()]);
+    assert_eq!(
+        later.retention.sample,
+        vec![env.app.store.full_key(&inside_key)]
+    );
     assert_eq!(state(&env, exact).await, "archived");
     assert!(exists(&env, &exact_key).await);
 
@@ -834,12 +844,14 @@ async fn orphans_are_readopted_with_their_window_row_and_link_and_verify_clean()
         .unwrap();
     // Left alone: a copy under a zone the catalog does not know, and one window's
     // object under the key of a free window after the archive.
-    let bytes = store.get(&tail[2].3).await.unwrap();
+    // (The catalog records full bucket keys: read through the bucket's root.)
+    let bytes = store.root().get(&tail[2].3).await.unwrap();
     let stranger = archive_key(a.tenant, Uuid::new_v4(), tail[2].1, tail[2].2);
     store.put(&stranger, bytes.clone()).await.unwrap();
     let later = a.last + TimeDelta::minutes(30);
     let misplaced = archive_key(a.tenant, a.zone, later, later + TimeDelta::minutes(1));
     store.put(&misplaced, bytes).await.unwrap();
+    let (stranger_full, misplaced_full) = (store.full_key(&stranger), store.full_key(&misplaced));
     let windows = || async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM windows WHERE zone_id = $1")
             .bind(a.zone)
@@ -864,7 +876,10 @@ async fn orphans_are_readopted_with_their_window_row_and_link_and_verify_clean()
         s.sort();
         s
     };
-    let mut want_skipped = vec![(stranger.clone(), false), (misplaced.clone(), true)];
+    let mut want_skipped = vec![
+        (stranger_full.clone(), false),
+        (misplaced_full.clone(), true),
+    ];
     want_skipped.sort();
 
     // Dry run: all three proven, nothing written.
@@ -874,7 +889,7 @@ async fn orphans_are_readopted_with_their_window_row_and_link_and_verify_clean()
     assert!(dry
         .skipped
         .iter()
-        .any(|(k, why)| *k == stranger && *why == Skip::UnknownZone));
+        .any(|(k, why)| *k == stranger_full && *why == Skip::UnknownZone));
     assert_eq!(windows().await, before);
     assert!(
         !a.verify(false).await.is_empty(),

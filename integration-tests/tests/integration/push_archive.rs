@@ -244,7 +244,11 @@ async fn pushed_batches_are_archived_once_and_restored_exactly() {
     .unwrap();
     assert_eq!(objects.len(), 4);
     for (key, batch) in &objects {
-        let parts = parse_archive_key(key).expect("a batch archive key");
+        // The catalog records the full bucket key: the store's prefix, then the key.
+        let relative = key
+            .strip_prefix(s.env.app.store.prefix())
+            .expect("a full bucket key");
+        let parts = parse_archive_key(relative).expect("a batch archive key");
         assert_eq!(parts.batch.as_ref().map(|b| b.0), Some(*batch), "{key}");
     }
     let report = chain::verify_zone(&s.env.app.pool, s.kms.as_ref(), s.zone)

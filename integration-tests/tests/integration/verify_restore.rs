@@ -50,10 +50,10 @@ pub(crate) struct Archive {
 
 /// One archived window of the zone: id, key, seq, in chain order.
 #[derive(Debug, Clone)]
-struct Archived {
-    window_id: i64,
-    key: String,
-    seq: i64,
+pub(crate) struct Archived {
+    pub(crate) window_id: i64,
+    pub(crate) key: String,
+    pub(crate) seq: i64,
 }
 
 /// Gives `env` this module's master keyring (for the kms and for commands run on its
@@ -124,7 +124,7 @@ impl Archive {
         }
     }
 
-    async fn archived(&self) -> Vec<Archived> {
+    pub(crate) async fn archived(&self) -> Vec<Archived> {
         let rows: Vec<(i64, String, i64)> = sqlx::query_as(
             "SELECT w.id, a.object_key, l.seq FROM windows w
              JOIN archived_objects a ON a.window_id = w.id
@@ -159,7 +159,7 @@ impl Archive {
         }
     }
 
-    async fn verify_with(&self, args: &VerifyArgs) -> (Outcome, Vec<Finding>) {
+    pub(crate) async fn verify_with(&self, args: &VerifyArgs) -> (Outcome, Vec<Finding>) {
         self.verify_through(self.env.app.store.clone(), args).await
     }
 
@@ -261,7 +261,7 @@ pub(crate) fn tmp(name: &str) -> std::path::PathBuf {
     dir.join(name)
 }
 
-fn window_of(f: &Finding) -> Option<i64> {
+pub(crate) fn window_of(f: &Finding) -> Option<i64> {
     let v = serde_json::to_value(f).unwrap();
     v.get("window_id").and_then(|w| w.as_i64())
 }
@@ -334,7 +334,9 @@ async fn a_deleted_or_replaced_object_is_named() {
     let archived = a.archived().await;
     assert!(archived.len() >= 6, "{archived:?}");
     let (victim, other) = (&archived[2], &archived[4]);
-    let store = &a.env.app.store;
+    // Catalog keys are full bucket keys: read and written from the bucket's root.
+    let root = a.env.app.store.root();
+    let store = &root;
     let original = store.get(&victim.key).await.unwrap();
 
     // Deleted.
@@ -525,7 +527,13 @@ async fn the_periodic_sample_audits_each_run() {
     assert_eq!(clean.sampled, archived.len() as u64);
     assert_eq!(clean.deep, (archived.len() as u64).div_ceil(2));
 
-    a.env.app.store.delete(&archived[0].key).await.unwrap();
+    a.env
+        .app
+        .store
+        .root()
+        .delete(&archived[0].key)
+        .await
+        .unwrap();
     let found = rainlogs_prune::sample::run(pool, &a.env.app.store, Some(kms), &task)
         .await
         .expect("sample runs");
@@ -766,7 +774,7 @@ async fn restore_over_hours_equals_what_the_simulator_served() {
     .fetch_one(&a.env.app.pool)
     .await
     .unwrap();
-    a.env.app.store.delete(&victim).await.unwrap();
+    a.env.app.store.root().delete(&victim).await.unwrap();
     let out7 = tmp("missing.ndjson");
     let err = logs::get(&a.env.src, &a.get_args(from, to, &out7))
         .await

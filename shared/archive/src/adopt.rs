@@ -103,6 +103,7 @@ impl std::fmt::Display for Skip {
 /// One object adopted (or, in a dry run, that would be).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Adopted {
+    /// Its full bucket key, as the catalog records it (docs/VERIFY.md, "Catalog keys").
     pub key: String,
     pub zone_id: Uuid,
     pub window_start: DateTime<Utc>,
@@ -122,7 +123,7 @@ pub struct AdoptReport {
     /// Of them, catalogued (not orphans).
     pub catalogued: u64,
     pub adopted: Vec<Adopted>,
-    /// Orphans left alone, with why.
+    /// Orphans left alone (full bucket keys), with why.
     pub skipped: Vec<(String, Skip)>,
     pub dry_run: bool,
 }
@@ -170,21 +171,23 @@ pub async fn adopt_orphans(
                 })?;
         report.listed += page.len() as u64;
         let keys: Vec<String> = page.into_iter().map(|o| o.key).collect();
+        // The catalog records full bucket keys (the store's prefix included).
+        let full: Vec<String> = keys.iter().map(|k| store.full_key(k)).collect();
         let known: Vec<String> = sqlx::query_scalar!(
             "SELECT object_key FROM archived_objects WHERE object_key = ANY($1)",
-            &keys
+            &full
         )
         .fetch_all(pool)
         .await
         .map_err(|e| DbError::query("read catalogued objects", e))?;
-        for key in keys {
-            if known.contains(&key) {
+        for (key, full) in keys.iter().zip(&full) {
+            if known.contains(full) {
                 report.catalogued += 1;
                 continue;
             }
-            match adopt_one(pool, store, &kms, &key, req).await? {
+            match adopt_one(pool, store, &kms, key, req).await? {
                 Ok(adopted) => report.adopted.push(adopted),
-                Err(skip) => report.skipped.push((key, skip)),
+                Err(skip) => report.skipped.push((full.clone(), skip)),
             }
         }
         match next {
@@ -248,8 +251,9 @@ async fn adopt_one(
     } else {
         sink.span.instants()
     };
+    let catalog_key = store.full_key(key);
     let mut adopted = Adopted {
-        key: key.to_owned(),
+        key: catalog_key.clone(),
         zone_id: parts.zone,
         window_start: parts.start,
         window_end: parts.end,
@@ -313,7 +317,7 @@ async fn adopt_one(
             plaintext_bytes, record_count, key_version)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         window_id,
-        key,
+        catalog_key,
         object.object_len as i64,
         &object.object_sha256[..],
         &object.plaintext.plaintext_sha256[..],
@@ -366,7 +370,7 @@ async fn adopt_one(
     tx.commit()
         .await
         .map_err(|e| DbError::query("commit adoption", e))?;
-    tracing::info!(key, window = window_id, seq = link.seq, "orphan adopted");
+    tracing::info!(key = %adopted.key, window = window_id, seq = link.seq, "orphan adopted");
     adopted.window_id = Some(window_id);
     adopted.seq = Some(link.seq);
     Ok(Ok(adopted))

@@ -432,14 +432,13 @@ pub async fn export(
         loop {
             let (page, next) = store.list_page(&prefix, token, 1000).await?;
             for o in page {
+                // Full bucket keys, as the catalog (windows.jsonl) records them.
+                let key = store.full_key(&o.key);
                 if req.with_objects {
                     let body = store.get(&o.key).await?;
-                    w.file(&format!("objects/{}", o.key), &body)?;
+                    w.file(&format!("objects/{key}"), &body)?;
                 }
-                objects.push(&ObjectRecord {
-                    key: o.key,
-                    size: o.size,
-                })?;
+                objects.push(&ObjectRecord { key, size: o.size })?;
             }
             match next {
                 Some(t) => token = Some(t),

@@ -361,6 +361,28 @@ pub fn batch_archive_key(
     )
 }
 
+/// Completes catalog keys written before migration 0019, which were relative to the
+/// writer's bucket prefix: prefixes them with `prefix` (the configured
+/// `RAINLOGS_S3_PREFIX`, the same for every process of a deployment) so that every row
+/// holds the full bucket key. Rows already full are left alone (a relative key starts
+/// with `archive/`, a full one with the prefix), so it is safe to run at every start;
+/// with an empty prefix relative and full keys are the same and nothing changes.
+/// Returns how many rows changed.
+pub async fn complete_catalog_keys(pool: &sqlx::PgPool, prefix: &str) -> Result<u64, DbError> {
+    if prefix.is_empty() {
+        return Ok(0);
+    }
+    let done = sqlx::query!(
+        "UPDATE archived_objects SET object_key = $1 || object_key
+         WHERE object_key LIKE 'archive/%' AND left(object_key, length($1)) <> $1",
+        prefix
+    )
+    .execute(pool)
+    .await
+    .map_err(|e| DbError::query("complete catalog keys with the bucket prefix", e))?;
+    Ok(done.rows_affected())
+}
+
 /// `staging/{zone}/{window_id}.sealed`.
 pub fn staging_key(zone: Uuid, window_id: i64) -> String {
     format!("staging/{zone}/{window_id}.sealed")

@@ -626,7 +626,9 @@ impl Run<'_> {
                                 "archived window without a complete catalog row",
                             )
                         })?;
-                        self.window(store, kms, &target).await?;
+                        // Catalog keys are full bucket keys (with the writer's
+                        // prefix): read from the bucket's root.
+                        self.window(&store.root(), kms, &target).await?;
                         observer.progress(&self.stats);
                     }
                     Cover::Empty if in_range => self.stats.windows_empty += 1,

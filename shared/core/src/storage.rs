@@ -180,8 +180,20 @@ impl ObjectStore {
         &self.client
     }
 
-    fn full_key(&self, key: &str) -> String {
+    /// The key of `key` in the bucket: the store's prefix and the key. What the
+    /// catalog records (`archived_objects.object_key`), so that any process reads the
+    /// object through [`ObjectStore::root`] whatever prefix it is configured with.
+    pub fn full_key(&self, key: &str) -> String {
         format!("{}{}", self.prefix, key)
+    }
+
+    /// This bucket with no prefix: keys are full bucket keys ([`ObjectStore::full_key`],
+    /// the catalog's). Shares the client and the operation counts.
+    pub fn root(&self) -> ObjectStore {
+        ObjectStore {
+            prefix: String::new(),
+            ..self.clone()
+        }
     }
 
     fn classify<E>(&self, op: &'static str, key: &str, err: SdkError<E>) -> StorageError
@@ -401,6 +413,19 @@ impl ObjectStore {
         continuation: Option<String>,
         max_keys: i32,
     ) -> Result<(Vec<ObjectInfo>, Option<String>), StorageError> {
+        self.list_page_after(prefix, None, continuation, max_keys)
+            .await
+    }
+
+    /// [`ObjectStore::list_page`] beginning after the (relative) key `start_after`:
+    /// keys sort in UTF-8 binary order, so a listing can skip to where a range begins.
+    pub async fn list_page_after(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        continuation: Option<String>,
+        max_keys: i32,
+    ) -> Result<(Vec<ObjectInfo>, Option<String>), StorageError> {
         self.count("ListObjectsV2");
         let out = self
             .client
@@ -408,6 +433,7 @@ impl ObjectStore {
             .bucket(&self.bucket)
             .prefix(self.full_key(prefix))
             .max_keys(max_keys)
+            .set_start_after(start_after.map(|k| self.full_key(k)))
             .set_continuation_token(continuation)
             .send()
             .await

@@ -14,6 +14,8 @@
 //!
 //! docs/VERIFY.md documents every finding and the JSON report.
 
+pub mod bucket;
+pub mod overlap;
 pub mod run;
 
 use std::sync::Arc;
@@ -256,6 +258,48 @@ pub enum Finding {
     /// The chain key of a tenant key version is unavailable (shredded tenant, or not in
     /// the key files given): the MACs of the links under it were not checked.
     ChainKeyUnavailable { zone_id: Uuid, key_version: i32 },
+    /// An object under the zone's archive prefix that no catalog row names: a stray,
+    /// a second object for a window, an object whose row was deleted, an object for a
+    /// window recorded `empty` or `pruned` (`state`). The window fields are set when
+    /// the key parses: its span (`window_start`, `window_end`), and the window with
+    /// that span or batch when one exists (`window_id`, `state`). The same name and
+    /// meaning as docs/tools/chain_check.py's.
+    ObjectUnexpected {
+        zone_id: Uuid,
+        object_key: String,
+        size: u64,
+        window_id: Option<i64>,
+        window_start: Option<DateTime<Utc>>,
+        window_end: Option<DateTime<Utc>>,
+        state: Option<String>,
+    },
+    /// Two pulled windows of the zone overlap (the window named is the later one in
+    /// time order; `other_*` the earlier window reaching furthest). Pushed batches are
+    /// not compared: they may overlap each other and repair windows (docs/VERIFY.md).
+    WindowsOverlap {
+        #[serde(flatten)]
+        window: WindowRef,
+        state: String,
+        other_window_id: i64,
+        other_window_start: DateTime<Utc>,
+        other_window_end: DateTime<Utc>,
+        other_state: String,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
+    /// Two archived pulled windows hold the same time `[from, to)`: the same minutes
+    /// archived twice, in two objects.
+    ObjectsOverlap {
+        #[serde(flatten)]
+        window: WindowRef,
+        object_key: Option<String>,
+        other_window_id: i64,
+        other_window_start: DateTime<Utc>,
+        other_window_end: DateTime<Utc>,
+        other_object_key: Option<String>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
     /// A window that ended `failed_permanent`: its time is not archived.
     WindowFailed {
         #[serde(flatten)]
@@ -323,6 +367,9 @@ impl Finding {
             Finding::CheckpointMissing { .. } => "checkpoint_missing",
             Finding::ChainUnkeyed { .. } => "chain_unkeyed",
             Finding::ChainKeyUnavailable { .. } => "chain_key_unavailable",
+            Finding::ObjectUnexpected { .. } => "object_unexpected",
+            Finding::WindowsOverlap { .. } => "windows_overlap",
+            Finding::ObjectsOverlap { .. } => "objects_overlap",
             Finding::WindowFailed { .. } => "window_failed",
             Finding::WindowInFlight { .. } => "window_in_flight",
             Finding::TimeMissing { .. } => "time_missing",
@@ -523,6 +570,56 @@ impl std::fmt::Display for Finding {
             } => write!(
                 f,
                 "zone {zone_id}: chain key of tenant key version {key_version} unavailable: MACs under it not checked"
+            ),
+            Finding::ObjectUnexpected {
+                zone_id,
+                object_key,
+                size,
+                window_id,
+                window_start,
+                window_end,
+                state,
+            } => {
+                write!(
+                    f,
+                    "zone {zone_id}: object {object_key} ({size} bytes) has no catalog row"
+                )?;
+                match (window_id, state, window_start, window_end) {
+                    (Some(id), Some(state), _, _) => write!(f, " ({state} window {id} has its span)"),
+                    (_, _, Some(s), Some(e)) => write!(
+                        f,
+                        " (its key names [{}, {}), which no window of the zone has)",
+                        t(s),
+                        t(e)
+                    ),
+                    _ => write!(f, " (its key is not an archive key)"),
+                }
+            }
+            Finding::WindowsOverlap {
+                window,
+                state,
+                other_window_id,
+                other_state,
+                from,
+                to,
+                ..
+            } => write!(
+                f,
+                "{state} window overlaps {other_state} window {other_window_id} over [{}, {}): {window}",
+                t(from),
+                t(to)
+            ),
+            Finding::ObjectsOverlap {
+                window,
+                other_window_id,
+                from,
+                to,
+                ..
+            } => write!(
+                f,
+                "archived window and archived window {other_window_id} both hold [{}, {}): {window}",
+                t(from),
+                t(to)
             ),
             Finding::WindowFailed { window, last_error } => write!(
                 f,
@@ -762,6 +859,9 @@ pub struct Counts {
     pub objects_checked: u64,
     pub objects_deep: u64,
     pub object_bytes: u64,
+    /// Objects listed under the zones' archive prefixes (compared with the catalog).
+    #[serde(default)]
+    pub objects_listed: u64,
     pub findings: u64,
 }
 
@@ -776,6 +876,7 @@ impl Counts {
         self.objects_checked += o.objects_checked;
         self.objects_deep += o.objects_deep;
         self.object_bytes += o.object_bytes;
+        self.objects_listed += o.objects_listed;
         self.findings += o.findings;
     }
 }
@@ -808,6 +909,14 @@ pub struct ObjectOutcome {
 
 fn hex32(v: &Option<Vec<u8>>) -> String {
     v.as_deref().map(hex::encode).unwrap_or_default()
+}
+
+/// Whether the catalog key `key` is the object key `expected` under some bucket prefix
+/// (the writer's: catalog keys are full bucket keys since migration 0019, and rows
+/// written with an empty prefix are the key itself).
+pub fn names_key(key: &str, expected: &str) -> bool {
+    key.strip_suffix(expected)
+        .is_some_and(|prefix| prefix.is_empty() || prefix.ends_with('/'))
 }
 
 /// A permanent failure of an object is a finding; a retryable one is operational.
@@ -856,7 +965,7 @@ impl Verifier {
         let (object_sha, object_len) = if deep {
             let kms = self.kms.clone().ok_or(VerifyError::NoKms)?;
             match crate::pipeline::open_object(
-                &self.store,
+                &self.store.root(),
                 kms,
                 key,
                 row.context(),
@@ -907,32 +1016,32 @@ impl Verifier {
                     (verified.object_sha256, verified.object_len)
                 }
                 Err(e) => {
+                    let missing = e.code == "s3.not_found";
                     out.findings.push(object_error(row, key, e)?);
-                    return Ok(out);
+                    if missing {
+                        return Ok(out);
+                    }
+                    // The object did not open, but its size and hash still say whether
+                    // it is the one the catalog recorded: read it again, shallow, so no
+                    // finding is lost to the deep one (a tampered object is rare, so
+                    // the second read costs nothing in a clean archive).
+                    match self.stream_hash(row, key).await? {
+                        Ok(hashed) => hashed,
+                        Err(f) => {
+                            out.findings.push(f);
+                            return Ok(out);
+                        }
+                    }
                 }
             }
         } else {
-            let mut body = match self.store.get_stream(key).await {
-                Ok(b) => b,
-                Err(e) => {
-                    out.findings.push(object_error(row, key, e.into())?);
+            match self.stream_hash(row, key).await? {
+                Ok(hashed) => hashed,
+                Err(f) => {
+                    out.findings.push(f);
                     return Ok(out);
                 }
-            };
-            let mut sha = Sha256::new();
-            let mut len = 0u64;
-            while let Some(piece) = body.next().await {
-                let piece = piece.map_err(|e| {
-                    VerifyError::from(StorageError::Body {
-                        op: "GetObject",
-                        key: key.to_owned(),
-                        reason: e.to_string(),
-                    })
-                })?;
-                sha.update(&piece);
-                len += piece.len() as u64;
             }
-            (sha.finalize().into(), len)
         };
         out.bytes = object_len;
         let expected_len = row.size_bytes.unwrap_or(-1);
@@ -954,6 +1063,34 @@ impl Verifier {
             });
         }
         Ok(out)
+    }
+
+    /// Streams the object at `key` and returns its SHA-256 and length, or the finding
+    /// when it cannot be read (gone); memory does not depend on the object's size.
+    async fn stream_hash(
+        &self,
+        row: &WindowRow,
+        key: &str,
+    ) -> Result<Result<([u8; 32], u64), Finding>, VerifyError> {
+        // Catalog keys are full bucket keys (with the writer's prefix).
+        let mut body = match self.store.root().get_stream(key).await {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(object_error(row, key, e.into())?)),
+        };
+        let mut sha = Sha256::new();
+        let mut len = 0u64;
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(|e| {
+                VerifyError::from(StorageError::Body {
+                    op: "GetObject",
+                    key: key.to_owned(),
+                    reason: e.to_string(),
+                })
+            })?;
+            sha.update(&piece);
+            len += piece.len() as u64;
+        }
+        Ok(Ok((sha.finalize().into(), len)))
     }
 
     /// The database-only checks of one window: its state against its catalog row and
@@ -1021,7 +1158,7 @@ impl Verifier {
                 row.batch_id
                     .map(|id| (id, row.dataset.as_deref().unwrap_or_default())),
             );
-            if *key != expected_key {
+            if !names_key(key, &expected_key) {
                 out.push(Finding::ObjectKeyMismatch {
                     window: window.clone(),
                     object_key: key.clone(),
@@ -1276,6 +1413,7 @@ impl Verifier {
         let mode = zone_mode(&self.pool, scope.zone_id).await?;
         let tiles = mode == "pull";
         let mut walk = CoverageWalk::new(scope.from, scope.to);
+        let mut overlaps = overlap::OverlapWalk::new(scope.from, scope.to);
         let mut spans = Vec::new();
         let mut after = None;
         loop {
@@ -1304,7 +1442,7 @@ impl Verifier {
                     }
                     "pruned" => {
                         if let Some(key) = row.object_key.as_deref() {
-                            if let Some(size) = self.store.head(key).await? {
+                            if let Some(size) = self.store.root().head(key).await? {
                                 findings.push(Finding::PrunedObjectPresent {
                                     window: row.window_ref(),
                                     object_key: key.to_owned(),
@@ -1340,7 +1478,7 @@ impl Verifier {
                         walk.window(cover, row.start_at, row.end_at, &mut spans);
                     }
                 }
-                for f in findings {
+                for f in findings.into_iter().chain(overlaps.window(row)) {
                     found += 1;
                     sink(f)?;
                 }
@@ -1356,6 +1494,24 @@ impl Verifier {
         for f in missing_time(scope.zone_id, &mut spans) {
             found += 1;
             sink(f)?;
+        }
+        // The other direction: every object in the bucket the catalog should know.
+        let tenant = chain::zone_tenant(&self.pool, scope.zone_id).await?;
+        {
+            let mut counting = |f: Finding| {
+                found += 1;
+                sink(f)
+            };
+            let listed = bucket::compare(
+                &self.pool,
+                &self.store,
+                tenant,
+                &scope,
+                bucket::LIST_PAGE,
+                &mut counting,
+            )
+            .await?;
+            counts.objects_listed = listed.listed;
         }
         if mode == "push" {
             // A push zone's coverage is what delivery reports (a hybrid zone's gaps are

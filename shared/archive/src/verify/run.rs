@@ -1,8 +1,9 @@
 //! A verification run over a selection of zones — a tenant's, one zone, or all — each
-//! over its range (default: from its backfill start to [`DEFAULT_SETTLE`] ago). What
+//! over its range (default: from the exact start of its first window, else its
+//! backfill start, to [`DEFAULT_SETTLE`] ago); the outcome states each zone's range. What
 //! `rainlogs verify` and the HTTP API call; the checks themselves are [`super::Verifier`].
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use rainlogs_core::db::DbError;
 use serde::Serialize;
 use sqlx::PgPool;
@@ -22,7 +23,8 @@ pub struct Request {
     pub tenant: Option<String>,
     /// Only this zone (Rainlogs id, Cloudflare zone id or name).
     pub zone: Option<String>,
-    /// Start of the range; default each zone's backfill start.
+    /// Start of the range; default the start of each zone's first window (its backfill
+    /// start when it has none).
     pub from: Option<DateTime<Utc>>,
     /// End of the range (exclusive); default [`DEFAULT_SETTLE`] before now.
     pub to: Option<DateTime<Utc>>,
@@ -81,8 +83,9 @@ struct ZoneSel {
     id: Uuid,
     tenant_id: Uuid,
     name: String,
-    cadence_seconds: i32,
     backfill_from: DateTime<Utc>,
+    /// The start of the zone's first window (`None` before it has any).
+    first_start: Option<DateTime<Utc>>,
 }
 
 /// The zones `req` selects, by tenant then name.
@@ -97,7 +100,8 @@ async fn select_zones(pool: &PgPool, req: &Request) -> Result<Vec<ZoneSel>, Sele
     };
     let zones: Vec<ZoneSel> = sqlx::query_as!(
         ZoneSel,
-        "SELECT z.id, z.tenant_id, z.name, z.cadence_seconds, z.backfill_from
+        "SELECT z.id, z.tenant_id, z.name, z.backfill_from,
+                (SELECT min(w.start_at) FROM windows w WHERE w.zone_id = z.id) AS first_start
          FROM zones z JOIN tenants t ON t.id = z.tenant_id
          WHERE ($1::uuid IS NULL OR z.tenant_id = $1) AND ($2::uuid IS NULL OR z.id = $2)
          ORDER BY t.name, z.name, z.id",
@@ -128,12 +132,11 @@ pub async fn verify(
     }
     let mut outcome = Outcome::default();
     for z in select_zones(&verifier.pool, req).await? {
-        let cadence = TimeDelta::seconds(i64::from(z.cadence_seconds));
-        let from = req.from.unwrap_or_else(|| {
-            z.backfill_from
-                .duration_trunc(cadence)
-                .unwrap_or(z.backfill_from)
-        });
+        // Exactly where the zone's first window starts: the planner aligns windows to
+        // the cadence and plans none older than Logpull's 7 days, and pushed batches
+        // start anywhere, so the backfill start (rounded or not) may lie before any
+        // window could, and the time before the first window would be a false gap.
+        let from = req.from.or(z.first_start).unwrap_or(z.backfill_from);
         let to = req.to.unwrap_or(now - DEFAULT_SETTLE).max(from);
         let counts = verifier
             .verify_zone(
