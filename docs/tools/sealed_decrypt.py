@@ -45,7 +45,8 @@ def open_object(data: bytes, key_file: dict) -> bytes:
     tenant = uuid.UUID(bytes=h[16:32])
     (version,) = struct.unpack(">I", h[32:36])
     start, end = struct.unpack(">qq", h[52:68])
-    if end <= start:
+    # FORMAT.md §3: instants 1970-01-01T00:00:00Z ..= 9999-12-31T23:59:59.999999Z.
+    if not (0 <= start < end <= 253402300799999999):
         raise Invalid("window")
     salt = h[68:84]
     if struct.unpack(">H", h[84:86])[0] != 60:

@@ -182,6 +182,14 @@ impl SealedHeader {
         let zone = uuid_at(&b[36..52]);
         let time = |field: &'static str, at: usize| {
             let micros = be_i64(&b[at..at + 8]);
+            if !(crate::MIN_INSTANT_MICROS..=crate::MAX_INSTANT_MICROS).contains(&micros) {
+                return Err(SealError::MalformedHeader {
+                    field,
+                    reason: format!(
+                        "{micros} µs is outside 1970-01-01T00:00:00Z ..= 9999-12-31T23:59:59.999999Z"
+                    ),
+                });
+            }
             DateTime::<Utc>::from_timestamp_micros(micros).ok_or(SealError::MalformedHeader {
                 field,
                 reason: format!("{micros} µs is not a representable time"),

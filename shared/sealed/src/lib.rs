@@ -56,3 +56,13 @@ pub const MAX_CHUNK_SIZE: u32 = 16 * 1024 * 1024;
 pub const DEFAULT_CHUNK_SIZE: u32 = 64 * 1024;
 /// zstd level used for sealing.
 pub const ZSTD_LEVEL: i32 = 3;
+/// Earliest window instant a header may hold: 1970-01-01T00:00:00Z (µs since the epoch).
+pub const MIN_INSTANT_MICROS: i64 = 0;
+/// Latest window instant a header may hold: 9999-12-31T23:59:59.999999Z. Object keys
+/// and RFC 3339 write four-digit years; Cloudflare's logs are never before 1970.
+pub const MAX_INSTANT_MICROS: i64 = 253_402_300_799_999_999;
+
+/// Whether `t` is a window instant the format accepts (docs/FORMAT.md §3).
+pub fn valid_instant(t: chrono::DateTime<chrono::Utc>) -> bool {
+    (MIN_INSTANT_MICROS..=MAX_INSTANT_MICROS).contains(&t.timestamp_micros())
+}

@@ -296,6 +296,16 @@ impl<W: Write> Sealer<W> {
                 reason: "window end must be after window start".into(),
             });
         }
+        for t in [params.context.window_start, params.context.window_end] {
+            if !crate::valid_instant(t) {
+                return Err(SealError::InvalidParams {
+                    reason: format!(
+                        "window instant {} is outside 1970-01-01T00:00:00Z ..= 9999-12-31T23:59:59.999999Z",
+                        t.to_rfc3339()
+                    ),
+                });
+            }
+        }
         let dk = params.data_key;
         if dk.tenant_key_version == 0 {
             return Err(SealError::InvalidParams {

@@ -540,3 +540,110 @@ fn source_read_failures_are_retryable_io_errors_not_corruption() {
     assert!(matches!(err, SealError::Io { .. }), "{err:?}");
     assert_eq!(err.class(), ErrorClass::Retryable);
 }
+
+/// docs/FORMAT.md §3: window instants lie in 1970-01-01T00:00:00Z ..=
+/// 9999-12-31T23:59:59.999999Z; the writer refuses others and the reader rejects a
+/// header holding one (before any key is asked for).
+#[test]
+fn window_instants_outside_1970_to_9999_are_refused_by_writer_and_reader() {
+    let tk = tenant_key(1);
+    let last =
+        chrono::DateTime::from_timestamp_micros(rainlogs_sealed::MAX_INSTANT_MICROS).unwrap();
+    assert_eq!(last.to_rfc3339(), "9999-12-31T23:59:59.999999+00:00");
+    let refuse = |start: chrono::DateTime<Utc>, end: chrono::DateTime<Utc>| {
+        let ctx = SealContext {
+            window_start: start,
+            window_end: end,
+            ..context()
+        };
+        let dk = data_key(&tk, &ctx);
+        match Sealer::new(Vec::new(), SealParams::new(ctx, &dk)) {
+            Err(SealError::InvalidParams { reason }) => reason,
+            Err(e) => panic!("{start}..{end}: {e}"),
+            Ok(_) => panic!("{start}..{end} sealed"),
+        }
+    };
+    let before_1970 = Utc.with_ymd_and_hms(1969, 12, 31, 23, 59, 0).unwrap();
+    assert!(refuse(before_1970, before_1970 + chrono::TimeDelta::minutes(1)).contains("1969"));
+    let year_10000 = last + chrono::TimeDelta::microseconds(1);
+    assert!(refuse(last - chrono::TimeDelta::minutes(1), year_10000).contains("+10000"));
+    // The last instant itself is a valid window end.
+    let ctx = SealContext {
+        window_start: last - chrono::TimeDelta::minutes(1),
+        window_end: last,
+        ..context()
+    };
+    let dk = data_key(&tk, &ctx);
+    let mut sealer = Sealer::new(Vec::new(), SealParams::new(ctx, &dk)).unwrap();
+    sealer.write_all(b"{\"a\":1}\n").unwrap();
+    let (edge, _) = sealer.finish().unwrap();
+    let opener = open_with_tenant_key(&edge[..], &tk, Some(&ctx)).unwrap();
+    let mut out = Vec::new();
+    opener.copy_to(&mut out).unwrap();
+    assert_eq!(out, b"{\"a\":1}\n");
+
+    // A header holding an instant out of range is malformed, whatever its tag says.
+    let object = seal(&tk, b"{\"a\":1}\n", DEFAULT_CHUNK_SIZE);
+    for (at, micros, field) in [
+        (60, rainlogs_sealed::MAX_INSTANT_MICROS + 1, "window_end"),
+        (52, -1, "window_start"),
+        (60, i64::MAX, "window_end"),
+    ] {
+        let mut bad = object.clone();
+        bad[at..at + 8].copy_from_slice(&micros.to_be_bytes());
+        match SealedHeader::parse(&bad) {
+            Err(SealError::MalformedHeader { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("{micros} at {at}: {other:?}"),
+        }
+        assert!(matches!(
+            open(&tk, &bad),
+            Err(SealError::MalformedHeader { .. })
+        ));
+    }
+}
+
+/// docs/FORMAT.md §8: `key_hex` is written in lowercase; a reader accepts either case.
+#[test]
+fn key_hex_is_written_lowercase_and_read_in_either_case() {
+    let tk = tenant_key(3);
+    let file = tk.to_key_file();
+    let v: serde_json::Value = serde_json::from_str(&file).unwrap();
+    let hex = v["key_hex"].as_str().unwrap().to_owned();
+    assert_eq!(hex.len(), 64);
+    assert_eq!(hex, hex.to_lowercase(), "written in lowercase");
+    let upper = file.replace(&hex, &hex.to_uppercase());
+    let back = TenantKey::from_key_file(&upper).expect("uppercase key_hex reads");
+    assert_eq!(back.key().expose(), tk.key().expose());
+    assert_eq!((back.tenant, back.version), (tk.tenant, 3));
+}
+
+/// docs/FORMAT.md §6: the payload decoder of the reference reader (zstd's streaming
+/// decoder as `Opener` builds it) reads concatenated frames in order and skips
+/// skippable frames; it refuses a frame that needs a dictionary it does not have.
+#[test]
+fn the_payload_decoder_reads_concatenated_and_skippable_frames_not_dictionary_ones() {
+    let decode = |payload: &[u8]| -> std::io::Result<Vec<u8>> {
+        let mut d = zstd::stream::read::Decoder::with_buffer(std::io::BufReader::new(payload))?;
+        let mut out = Vec::new();
+        d.read_to_end(&mut out)?;
+        Ok(out)
+    };
+    let a = zstd::bulk::compress(b"{\"a\":1}\n", 3).unwrap();
+    let b = zstd::bulk::compress(b"{\"b\":2}\n", 3).unwrap();
+    let mut skippable = 0x184D_2A50u32.to_le_bytes().to_vec();
+    skippable.extend_from_slice(&5u32.to_le_bytes());
+    skippable.extend_from_slice(b"notes");
+    let payload = [a.clone(), skippable, b].concat();
+    assert_eq!(decode(&payload).unwrap(), b"{\"a\":1}\n{\"b\":2}\n");
+
+    let samples: Vec<Vec<u8>> = (0..2000)
+        .map(|i| format!("{{\"RayID\":\"{i:016x}\",\"ClientIP\":\"10.0.{}.{}\",\"EdgeResponseStatus\":{}}}\n", i % 251, i % 13, 200 + i % 7).into_bytes())
+        .collect();
+    let dict = zstd::dict::from_samples(&samples, 4096).expect("a dictionary trains");
+    let mut with_dict = zstd::bulk::Compressor::with_dictionary(3, &dict).unwrap();
+    let framed = with_dict.compress(&samples[7]).unwrap();
+    assert!(
+        decode(&framed).is_err(),
+        "a dictionary frame must not decode without it"
+    );
+}
