@@ -694,16 +694,7 @@ async fn fields(
     if !state.authorised(&headers) {
         return auth_error();
     }
-    let map: serde_json::Map<String, serde_json::Value> = Field::ALL
-        .iter()
-        .map(|f| {
-            (
-                f.name().to_owned(),
-                serde_json::Value::from(f.description()),
-            )
-        })
-        .collect();
-    Json(serde_json::Value::Object(map)).into_response()
+    Json(field_list()).into_response()
 }
 
 /// Logpush's field list of a dataset (Cloudflare's envelope, `result` = name →
@@ -723,16 +714,18 @@ async fn logpush_fields(
             format!("dataset {dataset:?}: the simulator generates http_requests only"),
         );
     }
-    let map: serde_json::Map<String, serde_json::Value> = Field::ALL
-        .iter()
-        .map(|f| {
-            (
-                f.name().to_owned(),
-                serde_json::Value::from(f.description()),
-            )
-        })
-        .collect();
-    cf_result(serde_json::Value::Object(map))
+    cf_result(field_list())
+}
+
+/// Every http_requests field with its description: what Logpull's and Logpush's field
+/// lists answer.
+fn field_list() -> serde_json::Value {
+    serde_json::Value::Object(
+        Field::ALL
+            .iter()
+            .map(|f| (f.name().to_owned(), f.description().into()))
+            .collect(),
+    )
 }
 
 async fn ray_lookup(

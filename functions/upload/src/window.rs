@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use rainlogs_archive::chain::{LinkContent, LinkInput};
+use rainlogs_archive::chain::LinkInput;
 use rainlogs_archive::ledger::{self, WindowState};
 use rainlogs_archive::pipeline::{open_object, WindowFacts, WindowTask};
 use rainlogs_core::db::DbError;
@@ -95,24 +95,7 @@ pub(crate) async fn run(
     // The catalog records the full bucket key, the store's prefix included, so a
     // reader finds the object whatever prefix it is configured with (migration 0019).
     let catalog_key = store.full_key(&key);
-    sqlx::query!(
-        "INSERT INTO archived_objects
-           (window_id, object_key, size_bytes, object_sha256, plaintext_sha256,
-            plaintext_bytes, record_count, key_version)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-         ON CONFLICT (window_id) DO NOTHING",
-        window.id,
-        catalog_key,
-        verified.object_len as i64,
-        &verified.object_sha256[..],
-        &verified.plaintext.plaintext_sha256[..],
-        verified.plaintext.plaintext_len as i64,
-        verified.plaintext.record_count as i64,
-        verified.tenant_key_version as i32,
-    )
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| DbError::query("insert archived_objects", e))?;
+    verified.catalogue(&mut tx, window.id, &catalog_key).await?;
     let link = ledger::settle(
         &mut tx,
         window.id,
@@ -122,11 +105,7 @@ pub(crate) async fn run(
             zone_id: window.zone_id,
             window_start: window.start_at,
             window_end: window.end_at,
-            content: LinkContent::Archived {
-                object_sha256: verified.object_sha256,
-                plaintext_sha256: verified.plaintext.plaintext_sha256,
-                record_count: verified.plaintext.record_count,
-            },
+            content: verified.link_content(),
         },
         &chain_key,
     )

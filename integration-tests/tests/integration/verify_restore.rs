@@ -213,6 +213,22 @@ impl Archive {
         lines(&body)
     }
 
+    /// Disaster recovery's inputs: a configuration whose Postgres is unreachable, and
+    /// the tenant's exported key file.
+    pub(crate) async fn offline(
+        &self,
+    ) -> (rainlogs_core::config::ConfigSource, std::path::PathBuf) {
+        let key = self.kms.export_tenant_key(self.tenant, 1).await.unwrap();
+        let key_file = tmp("tenant.key");
+        std::fs::write(&key_file, key.to_key_file().as_bytes()).unwrap();
+        let mut offline_src = self.env.src.clone();
+        offline_src.set(
+            "RAINLOGS_DATABASE_URL",
+            "postgres://rainlogs@127.0.0.1:1/nothing",
+        );
+        (offline_src, key_file)
+    }
+
     pub(crate) fn get_args(
         &self,
         from: DateTime<Utc>,
@@ -621,14 +637,7 @@ async fn late_records_are_restored_by_their_own_time_online_and_offline() {
     assert!(stats.windows_restored >= 5, "{stats:?}");
 
     // Offline (no catalog spans: the documented lag is assumed) gives the same records.
-    let key = a.kms.export_tenant_key(a.tenant, 1).await.unwrap();
-    let key_file = tmp("tenant.key");
-    std::fs::write(&key_file, key.to_key_file().as_bytes()).unwrap();
-    let mut offline_src = a.env.src.clone();
-    offline_src.set(
-        "RAINLOGS_DATABASE_URL",
-        "postgres://rainlogs@127.0.0.1:1/nothing",
-    );
+    let (offline_src, key_file) = a.offline().await;
     let out2 = tmp("late-offline.ndjson");
     let mut args = a.get_args(from, to, &out2);
     args.key_file = vec![key_file];
@@ -709,14 +718,7 @@ async fn restore_over_hours_equals_what_the_simulator_served() {
     assert_eq!(got, want);
 
     // Disaster recovery: no Postgres, the bucket and an exported key only.
-    let key = a.kms.export_tenant_key(a.tenant, 1).await.unwrap();
-    let key_file = tmp("tenant.key");
-    std::fs::write(&key_file, key.to_key_file().as_bytes()).unwrap();
-    let mut offline_src = a.env.src.clone();
-    offline_src.set(
-        "RAINLOGS_DATABASE_URL",
-        "postgres://rainlogs@127.0.0.1:1/nothing",
-    );
+    let (offline_src, key_file) = a.offline().await;
     let out5 = tmp("offline.ndjson");
     let mut args = a.get_args(from, to, &out5);
     args.key_file = vec![key_file.clone()];

@@ -36,7 +36,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::audit::{self, AuditEvent};
-use crate::chain::{LinkContent, LinkInput};
+use crate::chain::LinkInput;
 use crate::ledger::{self, WindowState};
 use crate::pipeline::{open_object, parse_archive_key, ArchiveKeyParts};
 use crate::record_time::{parse_line, TimeSpan};
@@ -311,23 +311,15 @@ async fn adopt_one(
     .execute(&mut *tx)
     .await
     .map_err(|e| DbError::query("record adopted window's span", e))?;
-    sqlx::query!(
-        "INSERT INTO archived_objects
-           (window_id, object_key, size_bytes, object_sha256, plaintext_sha256,
-            plaintext_bytes, record_count, key_version)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        window_id,
-        catalog_key,
-        object.object_len as i64,
-        &object.object_sha256[..],
-        &object.plaintext.plaintext_sha256[..],
-        object.plaintext.plaintext_len as i64,
-        object.plaintext.record_count as i64,
-        object.tenant_key_version as i32,
-    )
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| DbError::query("insert adopted object", e))?;
+    // The slot was judged free of objects under the zone lock: a row here is a bug.
+    if !object.catalogue(&mut tx, window_id, &catalog_key).await? {
+        return Err(DbError::Query {
+            op: "insert adopted object",
+            reason: format!("window {window_id} already has a catalog row"),
+            retryable: false,
+        }
+        .into());
+    }
     let link = ledger::settle(
         &mut tx,
         window_id,
@@ -337,11 +329,7 @@ async fn adopt_one(
             zone_id: parts.zone,
             window_start: parts.start,
             window_end: parts.end,
-            content: LinkContent::Archived {
-                object_sha256: object.object_sha256,
-                plaintext_sha256: object.plaintext.plaintext_sha256,
-                record_count: object.plaintext.record_count,
-            },
+            content: object.link_content(),
         },
         &chain_key,
     )

@@ -184,21 +184,19 @@ pub struct Coverage {
 /// A window state's name, ordered for printing.
 pub type WindowStateName = String;
 
-/// Coverage of `[from, to)` from the windows overlapping it (in time order, as
+/// Coverage of `[from, to)` at `now` from the windows overlapping it (in time order, as
 /// [`crate::ledger::windows_between`] returns them). Time no window covers is `Missing`,
-/// or `Lost` before `lost_before` (see [`CoverageWalk::lost_before`]).
+/// or `Lost` when Logpull no longer serves it (older than its 7 days at `now`: a zone
+/// paused longer than that can never fetch it).
 pub fn coverage_of(
     windows: &[Window],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-    lost_before: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
 ) -> Coverage {
     let mut states = BTreeMap::new();
     let mut spans = Vec::new();
-    let mut walk = CoverageWalk::new(from, to);
-    if let Some(h) = lost_before {
-        walk = walk.lost_before(h);
-    }
+    let mut walk = CoverageWalk::new(from, to).lost_before(now - crate::ledger::LOGPULL_MAX_AGE);
     for w in windows {
         *states.entry(state_name(w.state)).or_insert(0) += 1;
         walk.window(Cover::of(w.state), w.start_at, w.end_at, &mut spans);

@@ -595,6 +595,48 @@ pub struct VerifiedObject {
     pub tenant_key_version: u32,
 }
 
+impl VerifiedObject {
+    /// The chain link content of the window this object archives.
+    pub fn link_content(&self) -> crate::chain::LinkContent {
+        crate::chain::LinkContent::Archived {
+            object_sha256: self.object_sha256,
+            plaintext_sha256: self.plaintext.plaintext_sha256,
+            record_count: self.plaintext.record_count,
+        }
+    }
+
+    /// Writes the window's `archived_objects` row from what reading the object proved,
+    /// under `catalog_key` (the full bucket key, docs/VERIFY.md "Catalog keys"). `false`
+    /// when the window already has a row (written by a concurrent run). One row for
+    /// upload and for re-adoption (`crate::adopt`).
+    pub async fn catalogue(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        window_id: i64,
+        catalog_key: &str,
+    ) -> Result<bool, DbError> {
+        let inserted = sqlx::query!(
+            "INSERT INTO archived_objects
+               (window_id, object_key, size_bytes, object_sha256, plaintext_sha256,
+                plaintext_bytes, record_count, key_version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (window_id) DO NOTHING",
+            window_id,
+            catalog_key,
+            self.object_len as i64,
+            &self.object_sha256[..],
+            &self.plaintext.plaintext_sha256[..],
+            self.plaintext.plaintext_len as i64,
+            self.plaintext.record_count as i64,
+            self.tenant_key_version as i32,
+        )
+        .execute(tx)
+        .await
+        .map_err(|e| DbError::query("insert archived_objects", e))?;
+        Ok(inserted.rows_affected() == 1)
+    }
+}
+
 /// SHA-256 and length of everything read through it.
 struct HashingRead<R> {
     inner: R,

@@ -69,9 +69,7 @@ async fn spans(
     let Some(first) = windows.first().map(|w| w.start_at) else {
         return Ok((Vec::new(), Vec::new()));
     };
-    // Uncovered time Logpull no longer serves is lost, as in `rainlogs zone coverage`.
-    let horizon = Utc::now() - ledger::LOGPULL_MAX_AGE;
-    let c = coverage_of(&windows, from.max(first), to, Some(horizon));
+    let c = coverage_of(&windows, from.max(first), to, Utc::now());
     let failed = windows
         .into_iter()
         .filter(|w| w.state == WindowState::FailedPermanent)

@@ -717,10 +717,7 @@ pub async fn coverage(
         return Err(ZoneError::EmptyRange);
     }
     let windows = ledger::windows_between(pool, id, from, to).await?;
-    // Time no window covers that Logpull no longer serves (a zone paused longer than
-    // 7 days) can never be fetched: say "lost", not "missing".
-    let horizon = now - ledger::LOGPULL_MAX_AGE;
-    Ok(coverage_of(&windows, from, to, Some(horizon)))
+    Ok(coverage_of(&windows, from, to, now))
 }
 
 /// How close to Cloudflare's 7-day edge `retry-failed` still re-plans a window: it must
