@@ -76,14 +76,21 @@ pub(crate) async fn run(src: &ConfigSource, args: &AdoptArgs) -> anyhow::Result<
             println!("left {key}: {why}");
         }
         println!(
-            "{} objects listed, {} catalogued, {} {verb}, {} left alone",
+            "{} objects listed, {} catalogued, {} {verb}, {} left alone{}",
             report.listed,
             report.catalogued,
-            report.adopted.len(),
-            report.skipped.len()
+            report.adopted_count,
+            report.skipped_count,
+            if report.adopted_count + report.skipped_count
+                > (report.adopted.len() + report.skipped.len()) as u64
+            {
+                " (the first 1000 of each are shown; every one is in the log)"
+            } else {
+                ""
+            }
         );
     }
-    Ok(if report.skipped.is_empty() {
+    Ok(if report.skipped_count == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -885,6 +885,7 @@ async fn orphans_are_readopted_with_their_window_row_and_link_and_verify_clean()
     // Dry run: all three proven, nothing written.
     let dry = adopt(&a.env.src, &args(true)).await.expect("dry run");
     assert_eq!(dry.adopted.len(), 3, "{dry:?}");
+    assert_eq!((dry.adopted_count, dry.skipped_count), (3, 2));
     assert_eq!(skipped(&dry), want_skipped, "{dry:?}");
     assert!(dry
         .skipped

@@ -122,11 +122,21 @@ pub struct AdoptReport {
     pub listed: u64,
     /// Of them, catalogued (not orphans).
     pub catalogued: u64,
+    /// Orphans adopted (in a dry run: that would be).
+    pub adopted_count: u64,
+    /// Orphans left alone.
+    pub skipped_count: u64,
+    /// The first [`REPORT_SAMPLE`] adopted, in listing order (each one is also logged):
+    /// a lost catalog may mean millions of orphans, and the report stays bounded.
     pub adopted: Vec<Adopted>,
-    /// Orphans left alone (full bucket keys), with why.
+    /// The first [`REPORT_SAMPLE`] left alone (full bucket keys), with why (each one is
+    /// also logged as a warning).
     pub skipped: Vec<(String, Skip)>,
     pub dry_run: bool,
 }
+
+/// How many adopted and skipped objects a report lists by name.
+pub const REPORT_SAMPLE: usize = 1000;
 
 /// Why a run stopped.
 #[derive(Debug, thiserror::Error)]
@@ -173,21 +183,34 @@ pub async fn adopt_orphans(
         let keys: Vec<String> = page.into_iter().map(|o| o.key).collect();
         // The catalog records full bucket keys (the store's prefix included).
         let full: Vec<String> = keys.iter().map(|k| store.full_key(k)).collect();
-        let known: Vec<String> = sqlx::query_scalar!(
+        let known: std::collections::HashSet<String> = sqlx::query_scalar!(
             "SELECT object_key FROM archived_objects WHERE object_key = ANY($1)",
             &full
         )
         .fetch_all(pool)
         .await
-        .map_err(|e| DbError::query("read catalogued objects", e))?;
+        .map_err(|e| DbError::query("read catalogued objects", e))?
+        .into_iter()
+        .collect();
         for (key, full) in keys.iter().zip(&full) {
             if known.contains(full) {
                 report.catalogued += 1;
                 continue;
             }
             match adopt_one(pool, store, &kms, key, req).await? {
-                Ok(adopted) => report.adopted.push(adopted),
-                Err(skip) => report.skipped.push((full.clone(), skip)),
+                Ok(adopted) => {
+                    report.adopted_count += 1;
+                    if report.adopted.len() < REPORT_SAMPLE {
+                        report.adopted.push(adopted);
+                    }
+                }
+                Err(skip) => {
+                    tracing::warn!(key = %full, reason = %skip, "orphan left alone");
+                    report.skipped_count += 1;
+                    if report.skipped.len() < REPORT_SAMPLE {
+                        report.skipped.push((full.clone(), skip));
+                    }
+                }
             }
         }
         match next {
