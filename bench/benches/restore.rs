@@ -110,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
         from,
         to,
         filters: Vec::new(),
+        match_any: false,
         max_window_bytes: 256 << 20,
         dataset: rainlogs_archive::verify::PULL_DATASET.into(),
     };

@@ -60,9 +60,12 @@ pub struct GetArgs {
     #[arg(long)]
     pub to: DateTime<Utc>,
     /// Keep records whose field equals the value; dotted names reach nested fields.
-    /// Repeatable: all must match.
+    /// Repeatable: all must match (with --match-any: one is enough).
     #[arg(long = "filter", value_name = "FIELD=VALUE")]
     pub filters: Vec<String>,
+    /// Keep records matching any one of the --filter's (a data subject's IP or cookie).
+    #[arg(long)]
+    pub match_any: bool,
     /// Write to this file (atomically: temporary file, then rename) instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -300,6 +303,7 @@ pub async fn get(src: &ConfigSource, args: &GetArgs) -> Result<Stats, RestoreErr
         from: args.from,
         to: args.to,
         filters,
+        match_any: args.match_any,
         max_window_bytes: usize::try_from(args.max_window_mib.saturating_mul(1 << 20))
             .unwrap_or(usize::MAX),
         dataset: args.dataset.clone(),

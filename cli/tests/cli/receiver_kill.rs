@@ -334,6 +334,7 @@ async fn receiver_killed_at_random_points_loses_and_doubles_no_batch() {
         from: t0 - TimeDelta::hours(1),
         to: t0 + TimeDelta::days(2),
         filters: Vec::new(),
+        match_any: false,
         max_window_bytes: 64 << 20,
         dataset: "http_requests".into(),
     };

@@ -22,6 +22,7 @@ pub mod openapi;
 pub mod page;
 pub mod problem;
 pub mod routes;
+pub mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,7 @@ use rainlogs_core::storage::ObjectStore;
 use rainlogs_dispatcher::queue::Queue;
 use rainlogs_fetch::logpull::LogpullConfig;
 use rainlogs_fetch::CloudflareApi;
+use rainlogs_kms::KmsService;
 use rainlogs_sealed::kms::Kms;
 use sqlx::PgPool;
 
@@ -129,9 +131,10 @@ impl ApiConfig {
 pub struct Services {
     pub pool: PgPool,
     pub store: ObjectStore,
-    /// Seals zone tokens and opens objects for deep verification; `None` without a
-    /// master keyring (zones cannot be added then: 503).
-    pub kms: Option<Arc<dyn Kms>>,
+    /// Seals zone tokens, opens objects (deep verification, restore, search), exports
+    /// tenant keys and shreds them (erasure); `None` without a master keyring (those
+    /// calls answer 503 then).
+    pub kms: Option<Arc<KmsService>>,
     /// Where real zones' tokens are probed (the allow-listed Cloudflare API base).
     pub cloudflare: CloudflareApi,
     pub logpull: LogpullConfig,
@@ -171,12 +174,8 @@ impl Api {
         let config = ApiConfig::from_source(src)?;
         let cloudflare = CloudflareApi::from_source(src)?;
         let (pool, store) = rainlogs_core::function::connect_stores(src).await?;
-        let kms: Option<Arc<dyn Kms>> = if rainlogs_kms::MasterKeyring::configured(src) {
-            Some(Arc::new(rainlogs_kms::KmsService::from_config(
-                pool.clone(),
-                src,
-                NAME,
-            )?))
+        let kms = if rainlogs_kms::MasterKeyring::configured(src) {
+            Some(Arc::new(KmsService::from_config(pool.clone(), src, NAME)?))
         } else {
             None
         };
@@ -201,6 +200,11 @@ impl Api {
 
     pub(crate) fn services(&self) -> &Services {
         &self.inner.services
+    }
+
+    /// The kms as the sealed format's interface, for opening objects.
+    pub(crate) fn opener(&self) -> Option<Arc<dyn Kms>> {
+        self.services().kms.clone().map(|k| k as Arc<dyn Kms>)
     }
 
     pub(crate) fn config(&self) -> &ApiConfig {

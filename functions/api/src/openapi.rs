@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::handlers::{audit, health, tenants, users, verify, zones};
+use crate::handlers::{audit, gdpr, health, logs, tenants, users, verify, zones};
 use crate::problem::ProblemBody;
 
 struct BearerKey;
@@ -34,7 +34,7 @@ impl Modify for BearerKey {
 #[openapi(
     info(
         title = "Rainlogs API",
-        description = "Tenants, zones, windows, coverage, verify, the audit log, users and API keys of a Rainlogs archive (docs/API.md). Errors are RFC 9457 problem details (application/problem+json) with a stable `code`; lists are paginated AIP-158-style (page_size, page_token → next_page_token).",
+        description = "Tenants, zones, windows, coverage, restore, downloads and key export, verify, data-subject requests, the audit log, users and API keys of a Rainlogs archive (docs/API.md). Errors are RFC 9457 problem details (application/problem+json) with a stable `code`; lists are paginated AIP-158-style (page_size, page_token → next_page_token).",
         license(name = "Apache-2.0"),
         version = "1"
     ),
@@ -42,8 +42,10 @@ impl Modify for BearerKey {
         health::live, health::pipeline,
         users::me,
         tenants::list, tenants::create, tenants::get, tenants::update,
-        zones::list, zones::add, zones::get, zones::update, zones::pause, zones::resume, zones::set_mode,
+        zones::list, zones::add, zones::get, zones::update, zones::pause, zones::resume, zones::set_mode, zones::set_token,
         zones::retry_failed, zones::coverage, zones::windows,
+        logs::get, logs::object, logs::key_export,
+        gdpr::search, gdpr::requests, gdpr::request_erasure, gdpr::confirm_erasure,
         audit::list,
         verify::run,
         users::list, users::add, users::disable, users::keys, users::create_key, users::revoke_key,
@@ -54,6 +56,8 @@ impl Modify for BearerKey {
     tags(
         (name = "tenants", description = "Customers, their retention and legal hold"),
         (name = "zones", description = "Cloudflare zones, their windows and coverage"),
+        (name = "logs", description = "Log content and the archive: restore, object download, key export (audited)"),
+        (name = "gdpr", description = "Data-subject requests: access search, erasure (audited)"),
         (name = "audit", description = "The audit log"),
         (name = "verify", description = "Integrity verification"),
         (name = "users", description = "Users and API keys"),

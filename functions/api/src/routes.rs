@@ -12,7 +12,7 @@ use axum::routing::{on, MethodFilter};
 use axum::Router;
 
 use crate::auth::{self, Permission};
-use crate::handlers::{audit, health, tenants, users, verify, zones};
+use crate::handlers::{audit, gdpr, health, logs, tenants, users, verify, zones};
 use crate::Api;
 
 /// How a route relates to tenants.
@@ -93,9 +93,42 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/v1/zones/{zone}/pause", ManageZones, Tenant),
     route("POST", "/v1/zones/{zone}/resume", ManageZones, Tenant),
     route("PUT", "/v1/zones/{zone}/mode", ManageZones, Tenant),
+    route("PUT", "/v1/zones/{zone}/token", ManageZones, Tenant),
     route("POST", "/v1/zones/{zone}/retry-failed", ManageZones, Tenant),
     route("GET", "/v1/zones/{zone}/coverage", ReadMetadata, Tenant),
     route("GET", "/v1/zones/{zone}/windows", ReadMetadata, Tenant),
+    route("GET", "/v1/zones/{zone}/logs", ReadLogs, Tenant),
+    route(
+        "GET",
+        "/v1/zones/{zone}/windows/{window}/object",
+        ExportArchive,
+        Tenant,
+    ),
+    route(
+        "POST",
+        "/v1/tenants/{tenant}/key-export",
+        ExportArchive,
+        Tenant,
+    ),
+    route(
+        "POST",
+        "/v1/tenants/{tenant}/gdpr/search",
+        DataSubjectAccess,
+        Tenant,
+    ),
+    route(
+        "GET",
+        "/v1/tenants/{tenant}/gdpr/requests",
+        DataSubjectAccess,
+        Tenant,
+    ),
+    route("POST", "/v1/tenants/{tenant}/gdpr/erasures", Erase, Tenant),
+    route(
+        "POST",
+        "/v1/tenants/{tenant}/gdpr/erasures/{request}/confirm",
+        Erase,
+        Tenant,
+    ),
     route("POST", "/v1/users/{user}/disable", ManageUsers, Tenant),
     route("GET", "/v1/users/{user}/keys", ManageUsers, Tenant),
     route("POST", "/v1/users/{user}/keys", ManageUsers, Tenant),
@@ -156,7 +189,8 @@ pub(crate) fn router(api: Api) -> Router {
     r = ruled(r, patch, "/v1/zones/{zone}", zones::update);
     r = ruled(r, post.clone(), "/v1/zones/{zone}/pause", zones::pause);
     r = ruled(r, post.clone(), "/v1/zones/{zone}/resume", zones::resume);
-    r = ruled(r, put, "/v1/zones/{zone}/mode", zones::set_mode);
+    r = ruled(r, put.clone(), "/v1/zones/{zone}/mode", zones::set_mode);
+    r = ruled(r, put, "/v1/zones/{zone}/token", zones::set_token);
     r = ruled(
         r,
         post.clone(),
@@ -165,6 +199,43 @@ pub(crate) fn router(api: Api) -> Router {
     );
     r = ruled(r, get.clone(), "/v1/zones/{zone}/coverage", zones::coverage);
     r = ruled(r, get.clone(), "/v1/zones/{zone}/windows", zones::windows);
+    r = ruled(r, get.clone(), "/v1/zones/{zone}/logs", logs::get);
+    r = ruled(
+        r,
+        get.clone(),
+        "/v1/zones/{zone}/windows/{window}/object",
+        logs::object,
+    );
+    r = ruled(
+        r,
+        post.clone(),
+        "/v1/tenants/{tenant}/key-export",
+        logs::key_export,
+    );
+    r = ruled(
+        r,
+        post.clone(),
+        "/v1/tenants/{tenant}/gdpr/search",
+        gdpr::search,
+    );
+    r = ruled(
+        r,
+        get.clone(),
+        "/v1/tenants/{tenant}/gdpr/requests",
+        gdpr::requests,
+    );
+    r = ruled(
+        r,
+        post.clone(),
+        "/v1/tenants/{tenant}/gdpr/erasures",
+        gdpr::request_erasure,
+    );
+    r = ruled(
+        r,
+        post.clone(),
+        "/v1/tenants/{tenant}/gdpr/erasures/{request}/confirm",
+        gdpr::confirm_erasure,
+    );
     r = ruled(r, post.clone(), "/v1/users/{user}/disable", users::disable);
     r = ruled(r, get, "/v1/users/{user}/keys", users::keys);
     r = ruled(r, post.clone(), "/v1/users/{user}/keys", users::create_key);

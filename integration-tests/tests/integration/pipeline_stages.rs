@@ -1018,6 +1018,7 @@ async fn hybrid_repair_fills_a_push_gap_from_logpull_and_restores_each_record_on
         from: minute(0),
         to: minute(10),
         filters: Vec::new(),
+        match_any: false,
         max_window_bytes: 64 << 20,
         dataset: "http_requests".into(),
     };

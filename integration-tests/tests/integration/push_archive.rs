@@ -116,6 +116,7 @@ pub(crate) async fn restore_zone(
         from,
         to,
         filters: Vec::new(),
+        match_any: false,
         max_window_bytes: 1 << 20,
         dataset: dataset.to_owned(),
     };

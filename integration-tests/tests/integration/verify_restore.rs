@@ -240,6 +240,7 @@ impl Archive {
             from,
             to,
             filters: Vec::new(),
+            match_any: false,
             out: Some(out.to_path_buf()),
             tenant: None,
             key_file: Vec::new(),

@@ -15,7 +15,8 @@
 //! - [`push`] — Logpush destinations and the batches they deliver (docs/INGEST.md);
 //! - [`record_time`] — a log record's time, one reading for fetch, receiver and restore;
 //! - [`logpush`] — Logpush jobs at Cloudflare: create, list, status, disable, delete;
-//! - [`audit`] — the audit log; [`adopt`] — orphaned archive objects re-adopted.
+//! - [`audit`] — the audit log; [`adopt`] — orphaned archive objects re-adopted;
+//! - [`gdpr`] — data-subject requests: access searches and tenant erasures.
 //!
 //! It builds on `rainlogs-core` (platform) and `rainlogs-sealed` (format and keys);
 //! docs/ARCHITECTURE.md draws the layers.
@@ -28,6 +29,7 @@ pub mod checkpoint;
 pub mod coverage;
 pub mod endpoint;
 pub mod evidence;
+pub mod gdpr;
 pub mod landing;
 pub mod ledger;
 pub mod logpush;

@@ -119,6 +119,13 @@ pub enum RestoreError {
         window_end: String,
         reason: String,
     },
+    /// The zone's tenant was erased (GDPR Art. 17): keys destroyed, objects deleted.
+    #[error("tenant {tenant} was erased by data-subject request {request} (confirmed {at}): its keys are destroyed and its objects deleted; nothing of it can be restored")]
+    Erased {
+        tenant: Uuid,
+        request: Uuid,
+        at: DateTime<Utc>,
+    },
     #[error("{0}")]
     Input(String),
     #[error("{0}")]
@@ -178,6 +185,9 @@ pub struct Request {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     pub filters: Vec<Filter>,
+    /// Keep records matching *any* of `filters` (a data-subject search: this IP or that
+    /// cookie) instead of all of them.
+    pub match_any: bool,
     pub max_window_bytes: usize,
     /// The Logpush dataset to restore (`http_requests`, `firewall_events`, …); pulled
     /// windows are `http_requests` ([`verify::PULL_DATASET`]).
@@ -238,6 +248,8 @@ enum SinkOut {
 struct LineSink {
     trim: Option<(i64, i64)>,
     filters: Arc<Vec<Filter>>,
+    /// [`Request::match_any`].
+    match_any: bool,
     partial: Vec<u8>,
     out: SinkOut,
     records_out: u64,
@@ -327,7 +339,12 @@ impl LineSink {
                 None => self.untimed += 1,
             }
         }
-        if !self.filters.iter().all(|f| f.matches(&record)) {
+        let keep = if self.match_any {
+            self.filters.iter().any(|f| f.matches(&record))
+        } else {
+            self.filters.iter().all(|f| f.matches(&record))
+        };
+        if !keep {
             return Ok(());
         }
         self.records_out += 1;
@@ -535,6 +552,13 @@ impl Run<'_> {
                 other => RestoreError::Input(other.to_string()),
             })?;
         self.stats.zone_id = zone;
+        if let Some((tenant, request, at)) = crate::gdpr::erasure_of_zone(pool, zone).await? {
+            return Err(RestoreError::Erased {
+                tenant,
+                request,
+                at,
+            });
+        }
         if let Some(t) = &self.req.tenant {
             let owner: Option<(Uuid, String)> = sqlx::query!(
                 "SELECT t.id, t.name FROM zones z JOIN tenants t ON t.id = z.tenant_id WHERE z.id = $1",
@@ -803,6 +827,7 @@ impl Run<'_> {
         let sink = LineSink {
             trim: (!target.whole).then(|| (ns(self.req.from), ns(self.req.to))),
             filters: self.filters.clone(),
+            match_any: self.req.match_any,
             partial: Vec::new(),
             out,
             records_out: 0,
@@ -1056,6 +1081,7 @@ mod tests {
         let mut sink = LineSink {
             trim: Some((10_000_000_000, 20_000_000_000)),
             filters: Arc::new(vec!["a=1".parse().unwrap()]),
+            match_any: false,
             partial: Vec::new(),
             out: SinkOut::Buffer {
                 buf: Vec::new(),
@@ -1094,11 +1120,55 @@ mod tests {
     }
 
     #[test]
+    fn match_any_keeps_a_record_matching_one_filter_of_several() {
+        let mut sink = LineSink {
+            trim: None,
+            filters: Arc::new(vec![
+                "ClientIP=192.0.2.1".parse().unwrap(),
+                "Cookies.session=abc".parse().unwrap(),
+            ]),
+            match_any: true,
+            partial: Vec::new(),
+            out: SinkOut::Buffer {
+                buf: Vec::new(),
+                limit: 1 << 20,
+            },
+            records_out: 0,
+            bytes_out: 0,
+            untimed: 0,
+            malformed: 0,
+            line_no: 0,
+            failure: Arc::new(Mutex::new(None)),
+            exclude: Vec::new(),
+            superseded: 0,
+        };
+        let data = concat!(
+            "{\"r\":1,\"ClientIP\":\"192.0.2.1\"}\n",
+            "{\"r\":2,\"ClientIP\":\"192.0.2.9\",\"Cookies\":{\"session\":\"abc\"}}\n",
+            "{\"r\":3,\"ClientIP\":\"192.0.2.9\"}\n",
+            "not json\n",
+        );
+        sink.write_all(data.as_bytes()).unwrap();
+        sink.finish().unwrap();
+        let SinkOut::Buffer { buf, .. } = &sink.out else {
+            panic!("buffer")
+        };
+        let out = String::from_utf8_lossy(buf);
+        assert!(out.contains("\"r\":1") && out.contains("\"r\":2"), "{out}");
+        assert!(
+            !out.contains("\"r\":3") && !out.contains("not json"),
+            "{out}"
+        );
+        assert_eq!((sink.records_out, sink.malformed), (2, 1));
+    }
+
+    #[test]
     fn a_quarantined_line_passes_through_a_trim_and_is_skipped_by_a_filter_never_an_error() {
         let run = |filters: Vec<Filter>| {
             let mut sink = LineSink {
                 trim: Some((10_000_000_000, 20_000_000_000)),
                 filters: Arc::new(filters),
+                match_any: false,
                 partial: Vec::new(),
                 out: SinkOut::Buffer {
                     buf: Vec::new(),
@@ -1140,6 +1210,7 @@ mod tests {
         let mut sink = LineSink {
             trim: None,
             filters: Arc::new(Vec::new()),
+            match_any: false,
             partial: Vec::new(),
             out: SinkOut::Buffer {
                 buf: Vec::new(),

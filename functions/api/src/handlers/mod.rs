@@ -3,7 +3,9 @@
 //! checks the tenant boundary, calls one domain function and renders its result.
 
 pub mod audit;
+pub mod gdpr;
 pub mod health;
+pub mod logs;
 pub mod tenants;
 pub mod users;
 pub mod verify;

@@ -2,8 +2,6 @@
 //! one), answers the counts and the findings (the first `RAINLOGS_API_VERIFY_MAX_FINDINGS`;
 //! all are counted). Audited as `verify.run`.
 
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
@@ -123,7 +121,7 @@ pub async fn run(
     let verifier = Verifier {
         pool: services.pool.clone(),
         store: services.store.clone(),
-        kms: services.kms.as_ref().map(Arc::clone),
+        kms: api.opener(),
         concurrency: DEFAULT_CONCURRENCY,
     };
     let request = Request {

@@ -411,6 +411,77 @@ pub async fn add(
     ))
 }
 
+/// A zone's new Cloudflare token.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// The new token; probed at the zone's endpoint before it is stored, stored only
+    /// encrypted, never returned.
+    #[schema(value_type = String, format = Password)]
+    pub token: Token,
+}
+
+/// What replacing a token did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenReplaced {
+    pub zone: Zone,
+    /// Rainlogs had parked the zone (a refused token, for instance): it runs again.
+    pub resumed: bool,
+    /// An operator paused the zone: it stays paused until resumed.
+    pub still_paused: bool,
+}
+
+/// Replaces the zone's Cloudflare token (operators, admins): probed first — a token
+/// Cloudflare refuses is not stored — then sealed by the kms; a zone Rainlogs parked
+/// runs again. Audited as `zone.set_token` (never the token).
+#[utoipa::path(put, path = "/v1/zones/{zone}/token", tag = "zones", request_body = TokenRequest,
+    params(("zone" = String, Path, description = "Rainlogs zone id or Cloudflare zone id")),
+    responses((status = 200, body = TokenReplaced),
+              (status = "4XX", body = ProblemBody, content_type = "application/problem+json"),
+              (status = 502, body = ProblemBody, content_type = "application/problem+json",
+               description = "the zone's endpoint could not be asked about the token"),
+              (status = 503, body = ProblemBody, content_type = "application/problem+json",
+               description = "no kms (master keyring) configured")),
+    security(("api_key" = [])))]
+pub async fn set_token(
+    State(api): State<Api>,
+    Extension(p): Extension<Principal>,
+    Path(zone): Path<String>,
+    Body(req): Body<TokenRequest>,
+) -> Result<Json<TokenReplaced>, Problem> {
+    let services = api.services();
+    let z = zone_of(&api, &p, &zone).await?;
+    let Some(kms) = services.kms.as_deref() else {
+        return Err(Problem::unavailable(
+            "kms.unavailable",
+            "tokens cannot be replaced: this API runs without a master keyring to seal them",
+        ));
+    };
+    let probe: Box<dyn ZoneProbe> = match z.mode {
+        ZoneMode::Push => Box::new(rainlogs_archive::logpush::JobsProbe::new(
+            services.cloudflare.clone(),
+        )),
+        ZoneMode::Pull | ZoneMode::Hybrid => Box::new(rainlogs_fetch::LogpullProbe::new(
+            services.logpull.clone(),
+            services.cloudflare.clone(),
+        )),
+    };
+    let r = zone::set_token(
+        &services.pool,
+        kms,
+        probe.as_ref(),
+        &z.id.to_string(),
+        &req.token.0,
+        &p.actor(),
+    )
+    .await?;
+    Ok(Json(TokenReplaced {
+        zone: zone::get(&services.pool, &z.id.to_string()).await?.into(),
+        resumed: r.resumed,
+        still_paused: r.still_paused,
+    }))
+}
+
 /// One zone, by Rainlogs id or Cloudflare zone id.
 #[utoipa::path(get, path = "/v1/zones/{zone}", tag = "zones",
     params(("zone" = String, Path, description = "Rainlogs zone id or Cloudflare zone id")),

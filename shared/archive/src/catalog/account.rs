@@ -65,6 +65,16 @@ pub enum Permission {
     /// Act on the task queues: pause, resume, run, delete, cancel, re-drive (the
     /// monitor; provider-wide only: queues are shared).
     ManageQueues,
+    /// Read log content: restore a zone's records (audited).
+    ReadLogs,
+    /// Take the archive away: download sealed objects and export tenant keys for
+    /// offline decryption (audited).
+    ExportArchive,
+    /// Data-subject access requests: search a tenant's records for a person, and read
+    /// the record of requests (audited).
+    DataSubjectAccess,
+    /// Erase a tenant (crypto-shredding and deletion; two steps, audited).
+    Erase,
 }
 
 impl Role {
@@ -87,10 +97,13 @@ impl Role {
             Role::Operator => {
                 matches!(
                     permission,
-                    ReadMetadata | Verify | ManageZones | ReadHealth | ManageQueues
+                    ReadMetadata | Verify | ManageZones | ReadHealth | ManageQueues | ReadLogs
                 )
             }
-            Role::Auditor => matches!(permission, ReadMetadata | ReadAudit | Verify),
+            Role::Auditor => matches!(
+                permission,
+                ReadMetadata | ReadAudit | Verify | ReadLogs | ExportArchive | DataSubjectAccess
+            ),
             Role::Viewer => matches!(permission, ReadMetadata),
         }
     }

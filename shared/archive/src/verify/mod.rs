@@ -764,7 +764,14 @@ fn select_rows(receipts: bool) -> String {
     let (receipt, receipt_at) = if receipts {
         (
             "EXISTS (SELECT 1 FROM deletion_receipts r WHERE r.window_id = w.id)",
-            "(SELECT min(r.deleted_at) FROM deletion_receipts r WHERE r.window_id = w.id)",
+            // A confirmed erasure's receipts (docs/GDPR.md) are judged by the request,
+            // not by retention: the time left out is that of a receipt naming an
+            // erasure of this tenant confirmed before the deletion. A receipt naming an
+            // unconfirmed or another tenant's request is judged like any other.
+            "(SELECT min(r.deleted_at) FROM deletion_receipts r WHERE r.window_id = w.id
+               AND NOT EXISTS (SELECT 1 FROM gdpr_requests g
+                               WHERE r.rule = 'erasure:' || g.id::text AND g.tenant_id = t.id
+                                 AND g.kind = 'erasure' AND g.confirmed_at <= r.deleted_at))",
         )
     } else {
         ("NULL::boolean", "NULL::timestamptz")
