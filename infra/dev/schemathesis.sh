@@ -14,7 +14,9 @@ if ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('schema
 fi
 source <(bash infra/local/stack.sh env)
 export SQLX_OFFLINE=true
-cargo build --quiet --bin rainlogs --bin rainlogs-api
+# The binaries as infra/test.sh's test build makes them (the same invocation: nothing is
+# rebuilt there); `cargo build --bin …` alone would resolve other features and rebuild.
+cargo test --quiet --workspace --features rainlogs-integration-tests/containers --no-run 2>/dev/null
 bin="${CARGO_TARGET_DIR:-target}/debug"
 
 run_id="st_$$_$(date +%s)"

@@ -160,7 +160,13 @@ where
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let result = handle.block_on(work(output.clone()));
-        let finished = output.finish();
+        // A failure before any output is answered as a problem: nothing of the body
+        // (not even a gzip header) may go out first.
+        let finished = if result.is_err() && output.written() == 0 {
+            Ok(())
+        } else {
+            output.finish()
+        };
         let result = match (result, finished) {
             (Ok(()), Err(e)) => Err(Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

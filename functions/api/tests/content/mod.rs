@@ -327,6 +327,28 @@ async fn restore_download_search_and_erasure_through_the_api() {
         (status, &problem["code"]),
         (StatusCode::UNPROCESSABLE_ENTITY, &json!("gdpr.invalid"))
     );
+    // The same refusals to a client accepting gzip: problems, not a 200 cut short
+    // after the compressor's header (found by schemathesis).
+    let resp = server
+        .client
+        .post(format!("{}/v1/tenants/acme/gdpr/search", server.base))
+        .bearer_auth(&dpo)
+        .header(header::ACCEPT_ENCODING, "gzip, deflate")
+        .json(&json!({"matches": [], "from": from, "to": to}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/problem+json");
+    let (status, headers, _) = get_raw(
+        &server,
+        &dpo,
+        &format!("/v1/zones/{cf}/logs?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z"),
+        true,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
 
     // An erasure: refused under a legal hold (and recorded), then requested, confirmed.
     let (status, _) = server
