@@ -24,6 +24,9 @@ bash infra/dev/browser.sh
 # One build serves both runs: the integration tests are built with the `containers`
 # feature; its container-only tests (`containers::`) run in the container suite below.
 cargo test --workspace --features rainlogs-integration-tests/containers --no-fail-fast -- --skip containers::
+# The API against its committed OpenAPI document, property-based (schemathesis, bounded
+# to SCHEMATHESIS_MAX_TIME seconds): no 5xx, no answer outside the document, no crash.
+bash infra/dev/schemathesis.sh
 # The fuzz targets (a separate crate, run with cargo-fuzz on nightly: docs/FORMAT.md) build.
 cargo build --quiet --manifest-path fuzz/Cargo.toml
 # An independent decryptor written from docs/FORMAT.md alone opens every test vector.

@@ -52,7 +52,7 @@ for _ in $(seq 1 100); do
 done
 
 status=0
-schemathesis run docs/openapi.json \
+schemathesis --no-color --config-file infra/dev/schemathesis.toml run docs/openapi.json \
   --url "http://$RAINLOGS_API_ADDR" \
   --header "Authorization: Bearer $key" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
@@ -62,7 +62,7 @@ schemathesis run docs/openapi.json \
   --workers 2 \
   --seed 42 \
   --suppress-health-check all \
-  --no-color || status=$?
+  || status=$?
 if ! kill -0 "$api_pid" 2>/dev/null; then
   echo "rainlogs-api crashed during the run:" >&2; tail -50 "$log" >&2; exit 1
 fi

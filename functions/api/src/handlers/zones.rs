@@ -238,6 +238,11 @@ pub struct Coverage {
     pub states: std::collections::BTreeMap<String, u64>,
     /// Maximal stretches of one kind, in time order.
     pub spans: Vec<Span>,
+    /// Push and hybrid zones: records and quiet stretches per dataset, each
+    /// destination's delivery health (with a silence alert) and the periods Cloudflare
+    /// reported the zone's Logpush jobs failing (docs/INGEST.md); absent for pull zones.
+    #[schema(value_type = Option<Object>)]
+    pub push: Option<serde_json::Value>,
 }
 
 /// Windows of a zone: a range, a dataset, a page.
@@ -678,7 +683,8 @@ pub async fn retry_failed(
 }
 
 /// Which stretches of the range are archived, empty, failed, in flight, pruned or
-/// missing (the zone's pulled windows).
+/// missing (the zone's pulled windows); for push and hybrid zones also what push
+/// delivered, the destinations' health and Cloudflare's reported failures.
 #[utoipa::path(get, path = "/v1/zones/{zone}/coverage", tag = "zones",
     params(("zone" = String, Path, description = "Rainlogs zone id or Cloudflare zone id"), RangeQuery),
     responses((status = 200, body = Coverage),
@@ -699,7 +705,22 @@ pub async fn coverage(
         Utc::now(),
     )
     .await?;
+    let push = match z.mode {
+        ZoneMode::Pull => None,
+        ZoneMode::Push | ZoneMode::Hybrid => {
+            let p = rainlogs_archive::push::coverage(
+                &api.services().pool,
+                z.id,
+                c.from,
+                c.to,
+                Utc::now(),
+            )
+            .await?;
+            serde_json::to_value(&p).ok()
+        }
+    };
     Ok(Json(Coverage {
+        push,
         from: c.from,
         to: c.to,
         states: c.states.into_iter().collect(),

@@ -226,6 +226,44 @@ async fn restore_download_search_and_erasure_through_the_api() {
         "a viewer reads metadata, not logs"
     );
 
+    // Coverage: a pull zone's has no push part; a push zone's says what push delivered
+    // and how its destinations are.
+    let (status, pulled) = server
+        .call(
+            Some(&dpo),
+            Method::GET,
+            &format!("/v1/zones/{cf}/coverage"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{pulled}");
+    assert!(pulled["push"].is_null(), "{pulled}");
+    let push_cf = Uuid::new_v4().simple().to_string();
+    let (status, pz) = server
+        .call(
+            Some(&root),
+            Method::POST,
+            "/v1/tenants/acme/zones",
+            Some(
+                json!({"cf_zone_id": push_cf, "name": "push.acme.example", "token": CF_TOKEN,
+                        "simulator_url": sim.base_url(), "mode": "push"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{pz}");
+    let (status, pushed) = server
+        .call(
+            Some(&dpo),
+            Method::GET,
+            &format!("/v1/zones/{push_cf}/coverage"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{pushed}");
+    assert!(pushed["push"]["datasets"].is_array(), "{pushed}");
+    assert!(pushed["push"]["destinations"].is_array(), "{pushed}");
+    assert!(pushed["push"]["failed"].is_array(), "{pushed}");
+
     // Download an object and export the key: offline, they restore the same records.
     let (window, object_key, sha): (i64, String, Vec<u8>) = sqlx::query_as(
         "SELECT w.id, a.object_key, a.object_sha256 FROM windows w
@@ -339,7 +377,10 @@ async fn restore_download_search_and_erasure_through_the_api() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/problem+json");
+    assert_eq!(
+        resp.headers()[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
     let (status, headers, _) = get_raw(
         &server,
         &dpo,
