@@ -45,8 +45,9 @@ pub struct Remote {
 
 enum Transport {
     Aws(aws_sdk_lambda::Client),
+    // Boxed: the hyper client is much larger than the SDK's (a shared handle).
     Plain {
-        client: Client<HttpConnector, Full<Bytes>>,
+        client: Box<Client<HttpConnector, Full<Bytes>>>,
         endpoint: String,
     },
 }
@@ -74,7 +75,7 @@ impl Remote {
                 let mut connector = HttpConnector::new();
                 connector.set_connect_timeout(Some(Duration::from_secs(5)));
                 Transport::Plain {
-                    client: Client::builder(TokioExecutor::new()).build(connector),
+                    client: Box::new(Client::builder(TokioExecutor::new()).build(connector)),
                     endpoint: endpoint.clone(),
                 }
             }
