@@ -11,6 +11,7 @@ does: a probe (upload), a kind the function refuses after start-up (the other st
 the answer is a classified error), GET /v1/health (api), GET /healthz (receiver).
 
     python3 infra/lambda/cold-start.py [--runs 5] [--arch x86_64]
+    python3 infra/lambda/cold-start.py --binaries target/debug    # rainlogs-<fn> there
 
 Needs the local stack (.rainlogs/env, or RAINLOGS_ENV_FILE) and the master keyring
 settings the stack writes; prints one line per function: median and min of the runs.
@@ -96,6 +97,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--arch", default="x86_64")
+    ap.add_argument("--binaries", help="a directory of rainlogs-<function> binaries instead of the zips' bootstraps")
     args = ap.parse_args()
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     tools = subprocess.check_output(["bash", str(ROOT / "infra/dev/deploy-tools.sh")], text=True).strip()
@@ -108,7 +110,8 @@ def main():
         wait_listening(port, time.monotonic() + 60)
         print(f"{'function':20} {'median ms':>10} {'min ms':>8}  answer")
         for name, make in EVENTS.items():
-            binary = target / "lambda" / args.arch / name / "bootstrap"
+            binary = (Path(args.binaries) / name if args.binaries
+                      else target / "lambda" / args.arch / name / "bootstrap")
             if not binary.is_file():
                 print(f"{name:20} {'-':>10} {'-':>8}  no {binary}")
                 continue
