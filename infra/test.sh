@@ -21,6 +21,10 @@ psql "${RAINLOGS_DATABASE_URL%/*}/postgres" -qtAc \
   while read -r db; do psql "${RAINLOGS_DATABASE_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null; done
 # The monitor's browser tests drive Debian's chromium through chromedriver.
 bash infra/dev/browser.sh
+# The deployment definitions, offline (docs/DEPLOY.md): the AWS template (cfn-lint,
+# checkov) and the Kubernetes manifests (kubernetes-validate, checkov). It also installs
+# cargo-lambda, whose `watch` and `invoke` the cli tests drive (cargo_lambda::).
+bash infra/dev/deploy-lint.sh
 # One build serves both runs: the integration tests are built with the `containers`
 # feature; its container-only tests (`containers::`) run in the container suite below.
 cargo test --workspace --features rainlogs-integration-tests/containers --no-fail-fast -- --skip containers::

@@ -185,7 +185,7 @@ impl App {
         Ok(match cfg {
             InvokerConfig::InProcess => Arc::new(self.in_process_functions()),
             InvokerConfig::Shim(shim) => Arc::new(crate::shim::Shim::start(shim, shutdown).await?),
-            InvokerConfig::Remote(remote) => Arc::new(crate::remote::Remote::new(remote)),
+            InvokerConfig::Remote(remote) => Arc::new(crate::remote::Remote::connect(remote).await),
         })
     }
 

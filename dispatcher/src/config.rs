@@ -54,11 +54,32 @@ impl ShimFunction {
 /// Remote (Lambda Invoke API) settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteConfig {
-    /// e.g. `http://127.0.0.1:9000` (Runtime Interface Emulator, `cargo lambda watch`).
-    pub endpoint: String,
+    /// How requests reach the Invoke API: signed through the AWS SDK, or plain HTTP.
+    pub api: RemoteApi,
     /// Lambda function name for a stage; `{function}` is replaced by the stage name.
+    /// A full ARN (with an alias or version) works in the AWS mode.
     pub function_name: String,
+    /// How long one invocation may take, the SDK's retries included.
     pub timeout: Duration,
+}
+
+/// The two ways of calling the Lambda Invoke API (`RAINLOGS_REMOTE_MODE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteApi {
+    /// AWS Lambda through the AWS SDK: SigV4-signed, credentials and region from the
+    /// standard chain, the SDK's retries (throttling among them).
+    Aws {
+        /// An endpoint instead of AWS's (`cargo lambda watch`, an emulator); requests
+        /// are still signed, the endpoint may ignore it.
+        endpoint_url: Option<String>,
+        /// A region instead of the chain's (`AWS_REGION`, the profile).
+        region: Option<String>,
+        /// Attempts per invocation the SDK makes on retryable errors (1 = no retry).
+        max_attempts: u32,
+    },
+    /// Unsigned `POST {endpoint}/2015-03-31/functions/{name}/invocations`: the Runtime
+    /// Interface Emulator, `cargo lambda watch`.
+    Plain { endpoint: String },
 }
 
 /// One queue this dispatcher consumes and how many of its tasks may run at once.
@@ -149,6 +170,9 @@ impl DispatcherConfig {
     pub const REMOTE_ENDPOINT: &'static str = "RAINLOGS_REMOTE_ENDPOINT";
     pub const REMOTE_FUNCTION_NAME: &'static str = "RAINLOGS_REMOTE_FUNCTION_NAME";
     pub const REMOTE_TIMEOUT_MS: &'static str = "RAINLOGS_REMOTE_TIMEOUT_MS";
+    pub const REMOTE_MODE: &'static str = "RAINLOGS_REMOTE_MODE";
+    pub const REMOTE_REGION: &'static str = "RAINLOGS_REMOTE_REGION";
+    pub const REMOTE_MAX_ATTEMPTS: &'static str = "RAINLOGS_REMOTE_MAX_ATTEMPTS";
     pub const LAG_TARGET_MS: &'static str = "RAINLOGS_LAG_TARGET_MS";
 
     pub const DEFAULT_CONCURRENCY: usize = 64;
@@ -386,30 +410,77 @@ impl ShimConfig {
 }
 
 impl RemoteConfig {
+    /// `RAINLOGS_REMOTE_MODE`: `aws` or `plain`; unset, `plain` when an endpoint is
+    /// given (the emulator set-up from before the AWS mode) and `aws` otherwise.
     fn from_source(src: &ConfigSource) -> Result<Self, ConfigError> {
+        let invalid = |var: &str, reason: String| ConfigError::Invalid {
+            var: var.to_owned(),
+            reason,
+        };
         let endpoint = src
-            .required(
-                DispatcherConfig::REMOTE_ENDPOINT,
-                "the Lambda Invoke API base URL, e.g. http://127.0.0.1:9000",
-            )?
-            .trim()
-            .trim_end_matches('/')
-            .to_owned();
-        if !endpoint.starts_with("http://") {
-            return Err(ConfigError::Invalid {
-                var: DispatcherConfig::REMOTE_ENDPOINT.into(),
-                reason:
-                    "expected an http:// URL (requests are not SigV4-signed; see docs/QUEUE.md)"
-                        .into(),
-            });
-        }
+            .get(DispatcherConfig::REMOTE_ENDPOINT)
+            .map(|e| e.trim().trim_end_matches('/').to_owned())
+            .filter(|e| !e.is_empty());
+        let mode = src
+            .get(DispatcherConfig::REMOTE_MODE)
+            .map(str::trim)
+            .unwrap_or(if endpoint.is_some() { "plain" } else { "aws" });
+        let api = match mode {
+            "plain" => {
+                let endpoint = endpoint.ok_or_else(|| ConfigError::Missing {
+                    var: DispatcherConfig::REMOTE_ENDPOINT.into(),
+                    hint: "the Lambda Invoke API base URL, e.g. http://127.0.0.1:9000",
+                })?;
+                if !endpoint.starts_with("http://") {
+                    return Err(invalid(
+                        DispatcherConfig::REMOTE_ENDPOINT,
+                        "the plain mode speaks unsigned http:// only; RAINLOGS_REMOTE_MODE=aws \
+                         signs requests (docs/QUEUE.md)"
+                            .into(),
+                    ));
+                }
+                RemoteApi::Plain { endpoint }
+            }
+            "aws" => {
+                if let Some(e) = &endpoint {
+                    if !(e.starts_with("http://") || e.starts_with("https://")) {
+                        return Err(invalid(
+                            DispatcherConfig::REMOTE_ENDPOINT,
+                            "expected an http:// or https:// URL".into(),
+                        ));
+                    }
+                }
+                let max_attempts: u32 = src.parsed_or(DispatcherConfig::REMOTE_MAX_ATTEMPTS, 3)?;
+                if !(1..=10).contains(&max_attempts) {
+                    return Err(invalid(
+                        DispatcherConfig::REMOTE_MAX_ATTEMPTS,
+                        "must be 1-10".into(),
+                    ));
+                }
+                RemoteApi::Aws {
+                    endpoint_url: endpoint,
+                    region: src
+                        .get(DispatcherConfig::REMOTE_REGION)
+                        .map(str::trim)
+                        .filter(|r| !r.is_empty())
+                        .map(str::to_owned),
+                    max_attempts,
+                }
+            }
+            other => {
+                return Err(invalid(
+                    DispatcherConfig::REMOTE_MODE,
+                    format!("{other:?} is not a mode (aws or plain)"),
+                ))
+            }
+        };
         let function_name = src
             .get(DispatcherConfig::REMOTE_FUNCTION_NAME)
             .unwrap_or("rainlogs-{function}")
             .trim()
             .to_owned();
         Ok(Self {
-            endpoint,
+            api,
             function_name,
             timeout: src.duration_ms_or(
                 DispatcherConfig::REMOTE_TIMEOUT_MS,
@@ -507,10 +578,71 @@ mod tests {
     }
 
     #[test]
-    fn remote_needs_an_endpoint_and_heartbeat_must_be_below_lease() {
-        let src = ConfigSource::from_pairs([(DispatcherConfig::INVOKER, "remote")]);
-        let err = DispatcherConfig::from_source(&src).unwrap_err();
-        assert_eq!(err.subject(), DispatcherConfig::REMOTE_ENDPOINT);
+    fn remote_mode_follows_the_endpoint_unless_named() {
+        let remote = |pairs: &[(&str, &str)]| {
+            let mut all = vec![(DispatcherConfig::INVOKER, "remote")];
+            all.extend_from_slice(pairs);
+            DispatcherConfig::from_source(&ConfigSource::from_pairs(all)).map(|c| match c.invoker {
+                InvokerConfig::Remote(r) => r,
+                other => panic!("not remote: {other:?}"),
+            })
+        };
+        // No endpoint: AWS Lambda itself, signed, three attempts.
+        assert_eq!(
+            remote(&[]).unwrap().api,
+            RemoteApi::Aws {
+                endpoint_url: None,
+                region: None,
+                max_attempts: 3
+            }
+        );
+        // An endpoint alone: the unsigned emulator mode, as before.
+        assert_eq!(
+            remote(&[(DispatcherConfig::REMOTE_ENDPOINT, "http://127.0.0.1:9000/")])
+                .unwrap()
+                .api,
+            RemoteApi::Plain {
+                endpoint: "http://127.0.0.1:9000".into()
+            }
+        );
+        // Signed requests to a local endpoint (cargo lambda watch) in another region.
+        assert_eq!(
+            remote(&[
+                (DispatcherConfig::REMOTE_MODE, "aws"),
+                (DispatcherConfig::REMOTE_ENDPOINT, "http://127.0.0.1:9000"),
+                (DispatcherConfig::REMOTE_REGION, "eu-central-1"),
+                (DispatcherConfig::REMOTE_MAX_ATTEMPTS, "5"),
+            ])
+            .unwrap()
+            .api,
+            RemoteApi::Aws {
+                endpoint_url: Some("http://127.0.0.1:9000".into()),
+                region: Some("eu-central-1".into()),
+                max_attempts: 5
+            }
+        );
+        let subject = |pairs: &[(&str, &str)]| remote(pairs).unwrap_err().subject();
+        assert_eq!(
+            subject(&[(DispatcherConfig::REMOTE_MODE, "plain")]),
+            DispatcherConfig::REMOTE_ENDPOINT
+        );
+        assert_eq!(
+            subject(&[(DispatcherConfig::REMOTE_ENDPOINT, "https://lambda.example")]),
+            DispatcherConfig::REMOTE_ENDPOINT,
+            "plain is unsigned http only"
+        );
+        assert_eq!(
+            subject(&[(DispatcherConfig::REMOTE_MODE, "pigeon")]),
+            DispatcherConfig::REMOTE_MODE
+        );
+        assert_eq!(
+            subject(&[(DispatcherConfig::REMOTE_MAX_ATTEMPTS, "0")]),
+            DispatcherConfig::REMOTE_MAX_ATTEMPTS
+        );
+    }
+
+    #[test]
+    fn heartbeat_must_be_below_lease() {
         let src = ConfigSource::from_pairs([
             (DispatcherConfig::LEASE_MS, "1000"),
             (DispatcherConfig::HEARTBEAT_MS, "1000"),

@@ -8,8 +8,12 @@
 #   rainlogs-local/garage:v2.5.0       the Garage binary infra/local/stack.sh builds and caches
 #   rainlogs-local/rainlogs:latest     the `rainlogs` binary alone, non-root, with a health check
 #   rainlogs-local/logpull-sim:latest  the Logpull simulator alone (demos and tests)
+#   rainlogs-local/rainlogs-functions:latest  `rainlogs` and every function binary (receiver, api,
+#                                      stages, ingest): the Kubernetes manifests' image (infra/k8s/);
+#                                      on request only, not in the default set
 #
-#   bash infra/images/build.sh [NAME...]    NAME: base postgres redis garage rainlogs logpull-sim (default: all)
+#   bash infra/images/build.sh [NAME...]    NAME: base postgres redis garage rainlogs logpull-sim
+#                                           (the default set) or rainlogs-functions
 #
 # Settings: RAINLOGS_IMAGES_PROFILE=debug|release (default debug: the binaries `cargo test`
 # already built, stripped; release for a deployment), RAINLOGS_IMAGES_REBUILD=1 (build
@@ -38,6 +42,7 @@ REDIS_TAG="$NS/redis:7"
 GARAGE_TAG="$NS/garage:v2.5.0"
 RAINLOGS_TAG="$NS/rainlogs:latest"
 SIM_TAG="$NS/logpull-sim:latest"
+FUNCTIONS_TAG="$NS/rainlogs-functions:latest"
 
 log() { printf '[images] %s\n' "$*" >&2; }
 die() { printf '[images] error: %s\n' "$*" >&2; exit 1; }
@@ -133,21 +138,27 @@ build_garage() {
   docker_build "$GARAGE_TAG" "$hash" "$ctx" --build-arg "BASE=$BASE_TAG"
 }
 
-# build_binary TAG BIN PACKAGE TAIL: a minimal image of one workspace binary.
+# build_binary TAG TAIL PACKAGE:BIN...: a minimal image of workspace binaries.
 build_binary() {
-  local tag="$1" bin="$2" package="$3" tail="$4" hash ctx
-  local flags=(--quiet -p "$package" --bin "$bin")
+  local tag="$1" tail="$2" hash ctx item package bin; shift 2
+  local flags=(--quiet) bins=()
+  for item in "$@"; do
+    package="${item%%:*}" bin="${item#*:}"
+    flags+=(-p "$package" --bin "$bin"); bins+=("$bin")
+  done
   [[ "$PROFILE" == release ]] && flags+=(--release)
   [[ "$PROFILE" == debug || "$PROFILE" == release ]] || die "RAINLOGS_IMAGES_PROFILE must be debug or release"
   (cd "$ROOT" && SQLX_OFFLINE=true cargo build "${flags[@]}")
-  ctx="$WORK/$bin"; mkdir -p "$ctx"
+  ctx="$WORK/${bins[0]}"; mkdir -p "$ctx/bin"
   # Debug symbols stay in target/; the image gets the code (a debug build keeps its
   # assertions and unoptimised crates, dependencies are optimised: Cargo.toml).
-  strip --strip-debug -o "$ctx/$bin" "$TARGET/$PROFILE/$bin"
+  for bin in "${bins[@]}"; do
+    strip --strip-debug -o "$ctx/bin/$bin" "$TARGET/$PROFILE/$bin"
+  done
   cat "$HERE/rainlogs/minimal.Dockerfile" "$HERE/rainlogs/$tail" > "$ctx/Dockerfile"
-  hash="$(hash_of "$(built_hash "$BASE_TAG")" "$PROFILE" "$ctx/Dockerfile" "$ctx/$bin")"
+  hash="$(hash_of "$(built_hash "$BASE_TAG")" "$PROFILE" "$ctx/Dockerfile" "${bins[@]/#/$ctx/bin/}")"
   fresh "$tag" "$hash" && return 0
-  docker_build "$tag" "$hash" "$ctx" --build-arg "BASE=$BASE_TAG" --build-arg "BIN=$bin"
+  docker_build "$tag" "$hash" "$ctx" --build-arg "BASE=$BASE_TAG"
 }
 
 # Each image runs on this machine's kernel and the base's C library: a quick start of
@@ -156,6 +167,13 @@ smoke() {
   case "$1" in
     garage) docker run --rm "$GARAGE_TAG" /garage --version >/dev/null ;;
     rainlogs) docker run --rm "$RAINLOGS_TAG" --version >/dev/null ;;
+    rainlogs-functions) # every function binary starts and stops on its missing settings
+      docker run --rm "$FUNCTIONS_TAG" rainlogs --version >/dev/null || return 1
+      local bin out
+      for bin in fetch encrypt upload prune kms ingest receiver api; do
+        out="$(docker run --rm "$FUNCTIONS_TAG" "rainlogs-$bin" 2>&1 || true)"
+        grep -q 'configuration' <<<"$out" || { echo "$out" >&2; return 1; }
+      done ;;
     logpull-sim) docker run --rm "$SIM_TAG" --version >/dev/null ;;
     postgres) docker run --rm --entrypoint postgres "$PG_TAG" --version >/dev/null ;;
     redis) docker run --rm --entrypoint redis-server "$REDIS_TAG" --version >/dev/null ;;
@@ -173,9 +191,13 @@ main() {
       postgres) build_base; build_on_base postgres "$PG_TAG" ;;
       redis) build_base; build_on_base redis "$REDIS_TAG" ;;
       garage) build_base; build_garage ;;
-      rainlogs) build_base; build_binary "$RAINLOGS_TAG" rainlogs rainlogs-cli rainlogs.tail ;;
-      logpull-sim) build_base; build_binary "$SIM_TAG" rainlogs-logpull-sim rainlogs-logpull-sim logpull-sim.tail ;;
-      *) die "unknown image $name (base postgres redis garage rainlogs logpull-sim)" ;;
+      rainlogs) build_base; build_binary "$RAINLOGS_TAG" rainlogs.tail rainlogs-cli:rainlogs ;;
+      rainlogs-functions) build_base; build_binary "$FUNCTIONS_TAG" functions.tail rainlogs-cli:rainlogs \
+        rainlogs-fetch:rainlogs-fetch rainlogs-encrypt:rainlogs-encrypt rainlogs-upload:rainlogs-upload \
+        rainlogs-prune:rainlogs-prune rainlogs-kms:rainlogs-kms rainlogs-receiver:rainlogs-receiver \
+        rainlogs-receiver:rainlogs-ingest rainlogs-api:rainlogs-api ;;
+      logpull-sim) build_base; build_binary "$SIM_TAG" logpull-sim.tail rainlogs-logpull-sim:rainlogs-logpull-sim ;;
+      *) die "unknown image $name (base postgres redis garage rainlogs rainlogs-functions logpull-sim)" ;;
     esac
     smoke "$name" || die "image $name does not start (see the docker run above)"
   done

@@ -2,6 +2,7 @@
 //! file); each module is one former test file.
 
 mod account_cli;
+mod cargo_lambda;
 mod cli_config;
 mod dispatcher_ops;
 mod logpush_cli;
@@ -9,4 +10,5 @@ mod receiver_kill;
 mod receiver_lambda;
 mod run_e2e;
 mod run_without_keyring;
+mod secrets_manager;
 mod shim_stage_binary;

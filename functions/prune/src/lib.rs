@@ -182,7 +182,9 @@ impl PruneFunction {
 
 /// An EventBridge / EventBridge Scheduler event (`"source": "aws.events"` or
 /// `"aws.scheduler"`) or a bare `{}` as the scheduled Lambda receives it: a
-/// `prune.run` whose payload is the event's `detail` (absent or `{}`: the daily run).
+/// `prune.run` whose payload is the event's `detail` (absent or `{}`: the daily run) —
+/// or, with `"kind": "prune.verify_sample"`, the sampled verification
+/// (infra/aws/template.yaml schedules both). Another `kind` is not a scheduled event.
 fn scheduled_event(event: &serde_json::Value) -> Option<serde_json::Value> {
     let map = event.as_object()?;
     let scheduled = map.is_empty()
@@ -193,11 +195,17 @@ fn scheduled_event(event: &serde_json::Value) -> Option<serde_json::Value> {
     if !scheduled {
         return None;
     }
+    let kind = match map.get("kind").map(|k| k.as_str()) {
+        None => kinds::PRUNE_RUN,
+        Some(Some(kinds::PRUNE_RUN)) => kinds::PRUNE_RUN,
+        Some(Some(sample::KIND)) => sample::KIND,
+        Some(_) => return None,
+    };
     let payload = map
         .get("detail")
         .cloned()
         .unwrap_or_else(|| serde_json::json!({}));
-    let mut spec = TaskSpec::new(QUEUE, kinds::PRUNE_RUN, payload);
+    let mut spec = TaskSpec::new(QUEUE, kind, payload);
     spec.trace_id = map.get("id").and_then(|i| i.as_str()).map(str::to_owned);
     serde_json::to_value(TaskEnvelope::new(spec, Utc::now())).ok()
 }
@@ -289,6 +297,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(with_detail["payload"]["dry_run"], true);
+        let sample = scheduled_event(&serde_json::json!({"source": "aws.scheduler",
+            "kind": sample::KIND, "detail": {"objects": 4}}))
+        .unwrap();
+        assert_eq!(
+            (sample["kind"].as_str(), &sample["payload"]["objects"]),
+            (Some(sample::KIND), &serde_json::json!(4))
+        );
+        assert!(
+            scheduled_event(&serde_json::json!({"source": "aws.scheduler", "kind": "kms.rotate"}))
+                .is_none(),
+            "a scheduled event starts prune runs and samples, nothing else"
+        );
         // An envelope is not a scheduled event: it goes through unchanged.
         let task = TaskEnvelope::new(PruneTask::default().spec(), Utc::now());
         assert!(scheduled_event(&serde_json::to_value(task).unwrap()).is_none());

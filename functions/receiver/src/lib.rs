@@ -172,6 +172,7 @@ impl Receiver {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/push/{destination}", post(push_batch))
+            .route("/healthz", axum::routing::get(health))
             .layer(DefaultBodyLimit::disable())
             .with_state(self.clone())
     }
@@ -304,6 +305,24 @@ fn presented_secret(headers: &HeaderMap) -> Option<&str> {
     let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = auth.trim().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// `GET /healthz`: 200 `ok` when Postgres answers within 2 s, else 503 with the reason
+/// — without Postgres no batch can be acknowledged, so a load balancer (a Kubernetes
+/// readiness probe: infra/k8s/receiver.yaml) should send Logpush elsewhere.
+async fn health(State(receiver): State<Receiver>) -> (StatusCode, String) {
+    let ping = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&receiver.inner.pool);
+    match tokio::time::timeout(std::time::Duration::from_secs(2), ping).await {
+        Ok(Ok(_)) => (StatusCode::OK, "ok\n".into()),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("postgres: {}\n", rainlogs_core::error::error_chain(&e)),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "postgres: no answer within 2 s\n".into(),
+        ),
+    }
 }
 
 async fn push_batch(

@@ -1,17 +1,17 @@
 # The shared part of the minimal, non-root images of Rainlogs binaries: build.sh appends
-# one tail (rainlogs.tail, logpull-sim.tail) to make each image's Dockerfile. Nothing but
-# the binary, the shared libraries it links (found with ldd), the CA certificates and a
-# passwd entry: no shell, no package manager.
+# one tail (rainlogs.tail, functions.tail, logpull-sim.tail) to make each image's
+# Dockerfile. Nothing but the binaries (the build context's bin/), the shared libraries
+# they link (found with ldd), the CA certificates and a passwd entry: no shell, no
+# package manager.
 ARG BASE
 FROM ${BASE} AS rootfs
-ARG BIN
 RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends ca-certificates >/dev/null \
  && rm -rf /var/lib/apt/lists/*
-COPY ${BIN} /out/usr/local/bin/${BIN}
-# The dynamic loader and every library the binary links, at their own paths.
+COPY bin/ /out/usr/local/bin/
+# The dynamic loader and every library the binaries link, at their own paths.
 RUN set -e; mkdir -p /out/etc/ssl/certs /out/tmp /out/home/rainlogs; \
-    for lib in $(ldd /out/usr/local/bin/${BIN} | grep -o '/[^ ]*'); do \
+    for lib in $(for bin in /out/usr/local/bin/*; do ldd "$bin"; done | grep -o '/[^ ]*' | sort -u); do \
       mkdir -p "/out$(dirname "$lib")"; cp -L "$lib" "/out$lib"; \
     done; \
     cp /etc/ssl/certs/ca-certificates.crt /out/etc/ssl/certs/; \
@@ -20,7 +20,6 @@ RUN set -e; mkdir -p /out/etc/ssl/certs /out/tmp /out/home/rainlogs; \
     chmod 1777 /out/tmp; chown 10001:10001 /out/home/rainlogs
 
 FROM scratch
-ARG BIN
 COPY --from=rootfs /out/ /
 ENV PATH=/usr/local/bin \
     SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \

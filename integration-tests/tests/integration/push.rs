@@ -4,7 +4,7 @@
 //! secret, bad gzip, a bomb or an oversized body are refused with nothing stored; the
 //! validation upload is recorded, not archived; Postgres or Garage trouble is a 5xx
 //! with nothing acknowledged, and the same batch is accepted after recovery; a full
-//! receiver answers 429 with Retry-After.
+//! receiver answers 429 with Retry-After; `/healthz` follows Postgres.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -733,5 +733,33 @@ async fn a_client_written_from_cloudflares_documentation_pushes_to_the_receiver(
     assert_eq!(s.rows().await, 1);
     let _ = std::fs::remove_file(&file);
     drop(server);
+    s.env.teardown().await;
+}
+
+/// `GET /healthz` (the Kubernetes readiness probe, infra/k8s/receiver.yaml) says whether
+/// a batch could be acknowledged now: 200 with Postgres answering, 503 naming Postgres
+/// without it — and it needs no secret.
+#[tokio::test]
+async fn healthz_is_ok_only_while_postgres_answers() {
+    let s = Setup::new().await;
+    let live = serve(s.receiver(ReceiverLimits::default())).await;
+    let resp = reqwest::get(format!("{}/healthz", live.base))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "ok\n");
+
+    let down = serve(s.receiver_with(
+        dead_pool(),
+        s.env.app.store.clone(),
+        ReceiverLimits::default(),
+    ))
+    .await;
+    let resp = reqwest::get(format!("{}/healthz", down.base))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(resp.text().await.unwrap().starts_with("postgres:"));
+    drop((live, down));
     s.env.teardown().await;
 }

@@ -4,7 +4,9 @@
 //! also come from an env file (`KEY=value` lines): the one named by
 //! `RAINLOGS_ENV_FILE`, or else the `.rainlogs/env` that `infra/local/stack.sh env`
 //! writes, found by walking up from the current directory. A variable set in the
-//! process environment wins over the file.
+//! process environment wins over the file. On AWS, `RAINLOGS_SECRETS_ID` adds the
+//! settings of one Secrets Manager secret (the master keyring, passwords) between the
+//! two ([`crate::secrets`]).
 //!
 //! Each binary loads only the sections it needs (`DatabaseConfig`, `RedisConfig`,
 //! `S3Config`, ...), so a function that never talks to Redis does not demand its URL.
@@ -82,13 +84,25 @@ impl ConfigSource {
         if let Some(path) = &file {
             values.extend(read_env_file(path)?);
         }
+        let mut process = BTreeMap::new();
         for (key, value) in std::env::vars_os() {
             if let (Some(key), Some(value)) = (key.to_str(), value.to_str()) {
                 if key.starts_with(PREFIX) || key == "AWS_LAMBDA_RUNTIME_API" {
-                    values.insert(key.to_owned(), value.to_owned());
+                    process.insert(key.to_owned(), value.to_owned());
                 }
             }
         }
+        // Settings from Secrets Manager (AWS deployments: crate::secrets) rank between
+        // the file and the process environment.
+        let secret_id = process
+            .get(crate::secrets::SECRETS_ID_VAR)
+            .or_else(|| values.get(crate::secrets::SECRETS_ID_VAR))
+            .map(|id| id.trim().to_owned())
+            .filter(|id| !id.is_empty());
+        if let Some(id) = secret_id {
+            values.extend(crate::secrets::fetch_blocking(&id)?);
+        }
+        values.extend(process);
         Ok(Self { values, file })
     }
 

@@ -6,6 +6,7 @@
 //! - [`function`] — the handler trait and the runner behind every function binary;
 //! - [`db`], [`storage`], [`redis_client`] — Postgres (and the migrations), S3 (Garage)
 //!   and Redis access;
+//! - [`secrets`] — settings from AWS Secrets Manager (`RAINLOGS_SECRETS_ID`);
 //! - [`telemetry`] — logging;
 //! - `http_lambda` (feature `http-lambda`) — an axum router served under a Lambda runtime.
 //!
@@ -20,6 +21,7 @@ pub mod function;
 #[cfg(feature = "http-lambda")]
 pub mod http_lambda;
 pub mod redis_client;
+pub mod secrets;
 pub mod storage;
 pub mod task;
 pub mod telemetry;
