@@ -263,6 +263,12 @@ async fn main() {
             "the API and the CLI restore the same bytes"
         );
     }
+    // The subject: the first record's address (and one that is nowhere).
+    let first: serde_json::Value = std::fs::read_to_string(&out)
+        .ok()
+        .and_then(|t| t.lines().next().and_then(|l| serde_json::from_str(l).ok()))
+        .unwrap_or_default();
+    let ip = first["ClientIP"].as_str().unwrap_or("192.0.2.1").to_owned();
     let _ = std::fs::remove_file(&out);
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -278,13 +284,14 @@ async fn main() {
     );
 
     // 3. A data-subject search over the whole range.
-    let search = serde_json::json!({"matches": ["ClientIP=192.0.2.1", "ClientIP=198.51.100.7"],
+    let search = serde_json::json!({"matches": [format!("ClientIP={ip}"), "ClientIP=198.51.100.7"],
                                     "from": from, "to": to});
     let t = Instant::now();
     let text = client
         .post(format!("{base}/v1/tenants/bench/gdpr/search"))
         .bearer_auth(&key)
-        .json(&search)
+        .header("content-type", "application/json")
+        .body(search.to_string())
         .send()
         .await
         .unwrap()

@@ -80,6 +80,21 @@ impl std::str::FromStr for Filter {
 }
 
 impl Filter {
+    /// Whether a line can only hold a match if it contains the value's bytes as they
+    /// are: a value no JSON encoder escapes (letters, digits, `. _ : - + @ ~`) and that
+    /// is not a number (a number may be written another way, `4.04e2` for `404`). An IP
+    /// address or a cookie value is; then a line without those bytes is skipped
+    /// unparsed (a data-subject search reads most records only this far).
+    fn literal(&self) -> Option<&[u8]> {
+        let safe = !self.value.is_empty()
+            && self
+                .value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:-+@~".contains(&b))
+            && self.value.parse::<f64>().is_err();
+        safe.then_some(self.value.as_bytes())
+    }
+
     /// The field: a top-level key as written, else a dotted path into nested objects.
     fn lookup<'v>(&self, record: &'v Value) -> Option<&'v Value> {
         if let Some(v) = record.get(&self.field) {
@@ -276,6 +291,21 @@ enum SinkFailure {
 }
 
 impl LineSink {
+    /// Whether `line` can hold a match, judged on its bytes ([`Filter::literal`]):
+    /// with `match_any`, some filter's literal is in it (or a filter has none); else
+    /// every literal is. A line skipped here is neither parsed nor counted.
+    fn may_match(&self, line: &[u8]) -> bool {
+        let found = |f: &Filter| {
+            f.literal()
+                .is_none_or(|lit| memchr::memmem::find(line, lit).is_some())
+        };
+        if self.match_any {
+            self.filters.iter().any(found)
+        } else {
+            self.filters.iter().all(found)
+        }
+    }
+
     fn parses(&self) -> bool {
         self.trim.is_some() || !self.filters.is_empty() || !self.exclude.is_empty()
     }
@@ -310,6 +340,9 @@ impl LineSink {
     fn line(&mut self, line: &[u8]) -> std::io::Result<()> {
         self.line_no += 1;
         if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        if !self.filters.is_empty() && !self.may_match(line) {
             return Ok(());
         }
         let Ok(record) = serde_json::from_slice::<Value>(line) else {
@@ -1146,7 +1179,10 @@ mod tests {
             "{\"r\":1,\"ClientIP\":\"192.0.2.1\"}\n",
             "{\"r\":2,\"ClientIP\":\"192.0.2.9\",\"Cookies\":{\"session\":\"abc\"}}\n",
             "{\"r\":3,\"ClientIP\":\"192.0.2.9\"}\n",
+            // The value's bytes, but not in the field: parsed, and not a match.
+            "{\"r\":4,\"ClientIP\":\"192.0.2.9\",\"Referer\":\"192.0.2.1\"}\n",
             "not json\n",
+            "not json 192.0.2.1\n",
         );
         sink.write_all(data.as_bytes()).unwrap();
         sink.finish().unwrap();
@@ -1156,10 +1192,27 @@ mod tests {
         let out = String::from_utf8_lossy(buf);
         assert!(out.contains("\"r\":1") && out.contains("\"r\":2"), "{out}");
         assert!(
-            !out.contains("\"r\":3") && !out.contains("not json"),
+            !out.contains("\"r\":3") && !out.contains("\"r\":4") && !out.contains("not json"),
             "{out}"
         );
+        // Lines without any value's bytes are skipped unparsed (not counted); the
+        // malformed line holding one is parsed, counted and skipped.
         assert_eq!((sink.records_out, sink.malformed), (2, 1));
+    }
+
+    #[test]
+    fn only_escape_free_non_numeric_values_prefilter_lines() {
+        let lit = |v: &str| {
+            format!("F={v}")
+                .parse::<Filter>()
+                .unwrap()
+                .literal()
+                .is_some()
+        };
+        assert!(lit("192.0.2.1") && lit("2001:db8::1") && lit("abc-DEF_1"));
+        // Numbers may be written otherwise; these characters may be escaped.
+        assert!(!lit("404") && !lit("1.5") && !lit("") && !lit("a&b") && !lit("a/b"));
+        assert!(!lit("say \"hi\"") && !lit("caf\u{e9}"));
     }
 
     #[test]
