@@ -325,7 +325,27 @@ pub async fn get(src: &ConfigSource, args: &GetArgs) -> Result<Stats, RestoreErr
         ),
     };
     let mut observer = StderrObserver::new();
-    let (out, stats) = restore(&source, &req, out, &mut observer).await?;
+    let result = restore(&source, &req, out, &mut observer).await;
+    // Reads of log content are audited, from every front end (offline restores have
+    // no catalog to write to).
+    if let Source::Catalog { pool, .. } = &source {
+        if let Ok(z) = rainlogs_archive::catalog::zone::get(pool, &args.zone).await {
+            let asked = serde_json::json!({"from": args.from, "to": args.to,
+                "filter": args.filters, "match_any": args.match_any, "dataset": args.dataset});
+            let outcome = result.as_ref().map(|(_, stats)| stats);
+            rainlogs_archive::restore::record_read(
+                pool,
+                &super::cli_actor("logs-get"),
+                Some(z.tenant_id),
+                z.id,
+                asked,
+                outcome,
+            )
+            .await
+            .map_err(RestoreError::operational)?;
+        }
+    }
+    let (out, stats) = result?;
     drop(out);
     if let Some(a) = atomic {
         a.commit()

@@ -615,6 +615,35 @@ impl KmsService {
             .await
     }
 
+    /// The tenant's key versions in the clear for offline key files: `version` alone
+    /// (`UnknownKeyVersion` when the tenant has none such, `Shredded` when destroyed),
+    /// or every version not shredded. Each export is audited like any operation.
+    pub async fn export_tenant_keys(
+        &self,
+        tenant: Uuid,
+        version: Option<u32>,
+    ) -> Result<Vec<(TenantKeyRow, TenantKey)>, KeyError> {
+        let rows: Vec<TenantKeyRow> = self
+            .tenant_keys(Some(tenant))
+            .await?
+            .into_iter()
+            .filter(|r| version.is_none_or(|v| v == r.version))
+            .collect();
+        match (version, rows.first()) {
+            (Some(version), None) => return Err(KeyError::UnknownKeyVersion { tenant, version }),
+            (Some(version), Some(r)) if r.state == "shredded" => {
+                return Err(KeyError::Shredded { tenant, version })
+            }
+            _ => {}
+        }
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in rows.into_iter().filter(|r| r.state != "shredded") {
+            let key = self.export_tenant_key(tenant, row.version).await?;
+            keys.push((row, key));
+        }
+        Ok(keys)
+    }
+
     /// Key versions of one tenant, or of all.
     pub async fn tenant_keys(&self, tenant: Option<Uuid>) -> Result<Vec<TenantKeyRow>, KeyError> {
         let rows: Vec<(Uuid, i32, i32, String, i64)> = sqlx::query_as(

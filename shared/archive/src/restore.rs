@@ -148,6 +148,16 @@ pub enum RestoreError {
 }
 
 impl RestoreError {
+    /// A stable code for audit rows and API problems.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RestoreError::Verification { .. } => "logs.verification_failed",
+            RestoreError::Erased { .. } => "gdpr.erased",
+            RestoreError::Input(_) => "logs.invalid",
+            RestoreError::Operational(_) => "logs.restore",
+        }
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             RestoreError::Verification { .. } => EXIT_VERIFICATION,
@@ -542,6 +552,104 @@ pub async fn restore(
     out.flush()
         .map_err(|e| RestoreError::Operational(format!("write output: {e}")))?;
     Ok((out, run.stats))
+}
+
+/// Records a read of `zone`'s log content (`logs.read`) with what was asked and how
+/// it ended — counts and gaps, or the error — through the one audit writer. Every
+/// front end that restores from the catalog calls it.
+pub async fn record_read(
+    pool: &PgPool,
+    actor: &str,
+    tenant: Option<Uuid>,
+    zone: Uuid,
+    asked: serde_json::Value,
+    outcome: Result<&Stats, &RestoreError>,
+) -> Result<(), rainlogs_core::db::DbError> {
+    let (result, mut detail) = match outcome {
+        Ok(s) => (
+            "ok",
+            serde_json::json!({"windows": s.windows_restored, "records": s.records_out,
+                               "bytes": s.bytes_out, "gaps": s.gaps,
+                               "late_unsettled": s.late_unsettled}),
+        ),
+        Err(e) => (e.code(), serde_json::json!({"error": e.to_string()})),
+    };
+    detail["request"] = asked;
+    let event = crate::audit::AuditEvent {
+        tenant,
+        zone: Some(zone),
+        detail,
+        ..crate::audit::AuditEvent::new(actor, "logs.read", result)
+    };
+    crate::audit::record(pool, &event)
+        .await
+        .map_err(|e| rainlogs_core::db::DbError::query("write logs.read audit row", e))
+}
+
+/// A window's archived object as stored, handed out whole (downloads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub window: i64,
+    /// The full bucket key (read from the bucket's root).
+    pub key: String,
+    pub sha256: Vec<u8>,
+    pub size: u64,
+}
+
+/// Why a window's object cannot be handed out.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("no window {window} in zone {zone}")]
+    UnknownWindow { zone: Uuid, window: i64 },
+    #[error("window {window}'s object was deleted (pruned or erased; see its deletion receipt)")]
+    Deleted { window: i64 },
+    #[error("window {window} is {state}: it has no archived object")]
+    NoObject { window: i64, state: String },
+    #[error(transparent)]
+    Db(#[from] rainlogs_core::db::DbError),
+}
+
+/// The archived object of `zone`'s `window`, recorded as downloaded by `actor`
+/// (`object.download`, with its key and catalog hash) before a byte is handed out.
+pub async fn object_for_download(
+    pool: &PgPool,
+    zone: Uuid,
+    window: i64,
+    actor: &str,
+) -> Result<StoredObject, ObjectError> {
+    let receipts = verify::receipts_exist(pool).await?;
+    let row = verify::window_rows(pool, receipts, &[window])
+        .await?
+        .into_iter()
+        .find(|r| r.zone_id == zone)
+        .ok_or(ObjectError::UnknownWindow { zone, window })?;
+    let object = match (row.state.as_str(), row.object_key, row.object_sha256) {
+        ("archived", Some(key), Some(sha256)) => StoredObject {
+            window,
+            key,
+            sha256,
+            size: row.size_bytes.unwrap_or(0).max(0) as u64,
+        },
+        ("pruned", ..) => return Err(ObjectError::Deleted { window }),
+        (state, ..) => {
+            return Err(ObjectError::NoObject {
+                window,
+                state: state.to_owned(),
+            })
+        }
+    };
+    let event = crate::audit::AuditEvent {
+        tenant: Some(row.tenant_id),
+        zone: Some(zone),
+        detail: serde_json::json!({"window": window, "object_key": object.key,
+                                   "object_sha256": hex::encode(&object.sha256),
+                                   "size_bytes": object.size}),
+        ..crate::audit::AuditEvent::new(actor, "object.download", "ok")
+    };
+    crate::audit::record(pool, &event)
+        .await
+        .map_err(|e| rainlogs_core::db::DbError::query("write object.download audit row", e))?;
+    Ok(object)
 }
 
 /// The half-open span of a window's record times: a pushed batch's window is its
@@ -1090,6 +1198,29 @@ impl Tail {
 mod tests {
     use super::*;
 
+    /// A sink as restore builds one: `filters` all matching, trimmed to `trim` (ns),
+    /// buffering up to `limit` bytes.
+    fn test_sink(trim: Option<(i64, i64)>, filters: Vec<Filter>, limit: usize) -> LineSink {
+        LineSink {
+            trim,
+            filters: Arc::new(filters),
+            match_any: false,
+            partial: Vec::new(),
+            out: SinkOut::Buffer {
+                buf: Vec::new(),
+                limit,
+            },
+            records_out: 0,
+            bytes_out: 0,
+            untimed: 0,
+            malformed: 0,
+            line_no: 0,
+            failure: Arc::new(Mutex::new(None)),
+            exclude: Vec::new(),
+            superseded: 0,
+        }
+    }
+
     #[test]
     fn filters_match_top_level_nested_and_numbers() {
         let r: Value = serde_json::json!({
@@ -1111,24 +1242,12 @@ mod tests {
     #[test]
     fn sink_trims_filters_and_bounds_its_buffer() {
         let failure = Arc::new(Mutex::new(None));
-        let mut sink = LineSink {
-            trim: Some((10_000_000_000, 20_000_000_000)),
-            filters: Arc::new(vec!["a=1".parse().unwrap()]),
-            match_any: false,
-            partial: Vec::new(),
-            out: SinkOut::Buffer {
-                buf: Vec::new(),
-                limit: 64,
-            },
-            records_out: 0,
-            bytes_out: 0,
-            untimed: 0,
-            malformed: 0,
-            line_no: 0,
-            failure: failure.clone(),
-            exclude: Vec::new(),
-            superseded: 0,
-        };
+        let mut sink = test_sink(
+            Some((10_000_000_000, 20_000_000_000)),
+            vec!["a=1".parse().unwrap()],
+            64,
+        );
+        sink.failure = failure.clone();
         let data = b"{\"a\":1,\"EdgeEndTimestamp\":5}\n{\"a\":1,\"EdgeEndTimestamp\":15}\n{\"a\":2,\"EdgeEndTimestamp\":15}\n{\"a\":1}";
         sink.write_all(&data[..20]).unwrap();
         sink.write_all(&data[20..]).unwrap();
@@ -1154,27 +1273,15 @@ mod tests {
 
     #[test]
     fn match_any_keeps_a_record_matching_one_filter_of_several() {
-        let mut sink = LineSink {
-            trim: None,
-            filters: Arc::new(vec![
+        let mut sink = test_sink(
+            None,
+            vec![
                 "ClientIP=192.0.2.1".parse().unwrap(),
                 "Cookies.session=abc".parse().unwrap(),
-            ]),
-            match_any: true,
-            partial: Vec::new(),
-            out: SinkOut::Buffer {
-                buf: Vec::new(),
-                limit: 1 << 20,
-            },
-            records_out: 0,
-            bytes_out: 0,
-            untimed: 0,
-            malformed: 0,
-            line_no: 0,
-            failure: Arc::new(Mutex::new(None)),
-            exclude: Vec::new(),
-            superseded: 0,
-        };
+            ],
+            1 << 20,
+        );
+        sink.match_any = true;
         let data = concat!(
             "{\"r\":1,\"ClientIP\":\"192.0.2.1\"}\n",
             "{\"r\":2,\"ClientIP\":\"192.0.2.9\",\"Cookies\":{\"session\":\"abc\"}}\n",
@@ -1218,24 +1325,7 @@ mod tests {
     #[test]
     fn a_quarantined_line_passes_through_a_trim_and_is_skipped_by_a_filter_never_an_error() {
         let run = |filters: Vec<Filter>| {
-            let mut sink = LineSink {
-                trim: Some((10_000_000_000, 20_000_000_000)),
-                filters: Arc::new(filters),
-                match_any: false,
-                partial: Vec::new(),
-                out: SinkOut::Buffer {
-                    buf: Vec::new(),
-                    limit: 1 << 20,
-                },
-                records_out: 0,
-                bytes_out: 0,
-                untimed: 0,
-                malformed: 0,
-                line_no: 0,
-                failure: Arc::new(Mutex::new(None)),
-                exclude: Vec::new(),
-                superseded: 0,
-            };
+            let mut sink = test_sink(Some((10_000_000_000, 20_000_000_000)), filters, 1 << 20);
             let data = b"{\"a\":1,\"EdgeEndTimestamp\":15}\nnot json {\n{\"a\":1,\"EdgeEndTimestamp\":16}\n";
             sink.write_all(data)
                 .expect("a malformed line is not a failure");
@@ -1260,24 +1350,8 @@ mod tests {
 
     #[test]
     fn records_in_an_authoritative_span_are_superseded_not_written() {
-        let mut sink = LineSink {
-            trim: None,
-            filters: Arc::new(Vec::new()),
-            match_any: false,
-            partial: Vec::new(),
-            out: SinkOut::Buffer {
-                buf: Vec::new(),
-                limit: 1 << 20,
-            },
-            records_out: 0,
-            bytes_out: 0,
-            untimed: 0,
-            malformed: 0,
-            line_no: 0,
-            failure: Arc::new(Mutex::new(None)),
-            exclude: vec![(10_000_000_000, 20_000_000_000)],
-            superseded: 0,
-        };
+        let mut sink = test_sink(None, Vec::new(), 1 << 20);
+        sink.exclude = vec![(10_000_000_000, 20_000_000_000)];
         let data =
             b"{\"r\":1,\"EdgeEndTimestamp\":5}\n{\"r\":2,\"EdgeEndTimestamp\":15}\n{\"r\":3}\n";
         sink.write_all(data).unwrap();

@@ -13,11 +13,10 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
-use rainlogs_archive::audit::{self, AuditEvent};
-use rainlogs_archive::restore::{self, Filter, Observer, RestoreError, Source};
+use rainlogs_archive::restore::{self, Filter, ObjectError, Observer, RestoreError, Source};
 use rainlogs_archive::verify;
-use rainlogs_core::db::DbError;
 use rainlogs_core::error::{Classify, ErrorClass};
+use rainlogs_sealed::kms::KeyError;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -95,16 +94,15 @@ impl Observer for Quiet {
 
 /// A restore's error as a problem.
 pub(crate) fn restore_problem(e: &RestoreError) -> Problem {
-    match e {
-        RestoreError::Verification { .. } => Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "logs.verification_failed",
-            e.to_string(),
-        ),
-        RestoreError::Erased { .. } => Problem::new(StatusCode::GONE, "gdpr.erased", e.to_string()),
-        RestoreError::Input(m) => Problem::bad_request("logs.invalid", m.clone()),
-        RestoreError::Operational(m) => Problem::internal("logs.restore", ErrorClass::Retryable, m),
-    }
+    let status = match e {
+        RestoreError::Verification { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        RestoreError::Erased { .. } => StatusCode::GONE,
+        RestoreError::Input(_) => StatusCode::BAD_REQUEST,
+        RestoreError::Operational(m) => {
+            return Problem::internal(e.code(), ErrorClass::Retryable, m)
+        }
+    };
+    Problem::new(status, e.code(), e.to_string())
 }
 
 fn no_kms(what: &str) -> Problem {
@@ -183,28 +181,11 @@ pub async fn get(
     let gzip = stream::wants_gzip(&headers);
     let rx = stream::spawn(gzip, move |out| async move {
         let result = restore::restore(&source, &req, Box::new(out), &mut Quiet).await;
-        let (outcome, mut detail) = match &result {
-            Ok((_, s)) => (
-                "ok".to_owned(),
-                json!({"windows": s.windows_restored, "records": s.records_out,
-                       "bytes": s.bytes_out, "gaps": s.gaps, "late_unsettled": s.late_unsettled}),
-            ),
-            Err(e) => (
-                restore_problem(e).code.into_owned(),
-                json!({"error": e.to_string()}),
-            ),
-        };
-        detail["request"] = asked;
-        let event = AuditEvent {
-            tenant: Some(tenant_id),
-            zone: Some(zone_id),
-            detail,
-            ..AuditEvent::new(&actor, "logs.read", &outcome)
-        };
+        let outcome = result.as_ref().map(|(_, stats)| stats);
         // The read happened: a failed audit write is the server's error to report.
-        if let Err(e) = audit::record(&pool, &event).await {
-            return Err(Problem::of(&DbError::query("write logs.read audit row", e)));
-        }
+        restore::record_read(&pool, &actor, Some(tenant_id), zone_id, asked, outcome)
+            .await
+            .map_err(|e| Problem::of(&e))?;
         result.map(|_| ()).map_err(|e| restore_problem(&e))
     });
     Ok(stream::respond(rx, NDJSON, gzip, first_wait(&api), HeaderMap::new()).await)
@@ -225,36 +206,19 @@ pub async fn object(
     Path((zone, window)): Path<(String, i64)>,
 ) -> Result<Response, Problem> {
     let z = zone_of(&api, &p, &zone).await?;
-    let pool = &api.services().pool;
-    let receipts = verify::receipts_exist(pool).await?;
-    let row = verify::window_rows(pool, receipts, &[window])
-        .await?
-        .into_iter()
-        .find(|r| r.zone_id == z.id)
-        .ok_or_else(|| {
-            Problem::not_found(
-                "window.unknown",
-                format!("no window {window} in zone {zone}"),
-            )
+    let object = restore::object_for_download(&api.services().pool, z.id, window, &p.actor())
+        .await
+        .map_err(|e| match e {
+            ObjectError::UnknownWindow { .. } => {
+                Problem::not_found("window.unknown", e.to_string())
+            }
+            ObjectError::Deleted { .. } => {
+                Problem::new(StatusCode::GONE, "object.deleted", e.to_string())
+            }
+            ObjectError::NoObject { .. } => Problem::not_found("object.none", e.to_string()),
+            ObjectError::Db(d) => Problem::of(&d),
         })?;
-    let (key, sha, size) = match (row.state.as_str(), row.object_key, row.object_sha256) {
-        ("archived", Some(key), Some(sha)) => (key, sha, row.size_bytes.unwrap_or(0)),
-        ("pruned", ..) => {
-            return Err(Problem::new(
-                StatusCode::GONE,
-                "object.deleted",
-                format!(
-                "window {window}'s object was deleted (pruned or erased; see its deletion receipt)"
-            ),
-            ))
-        }
-        (state, ..) => {
-            return Err(Problem::not_found(
-                "object.none",
-                format!("window {window} is {state}: it has no archived object"),
-            ))
-        }
-    };
+    let (key, sha, size) = (object.key, object.sha256, object.size);
     let mut body = Box::pin(
         api.services()
             .store
@@ -263,16 +227,6 @@ pub async fn object(
             .await
             .map_err(|e| Problem::internal(e.code(), e.class(), &e))?,
     );
-    let actor = p.actor();
-    let event = AuditEvent {
-        tenant: Some(z.tenant_id),
-        zone: Some(z.id),
-        detail: json!({"window": window, "object_key": key, "object_sha256": hex::encode(&sha), "size_bytes": size}),
-        ..AuditEvent::new(&actor, "object.download", "ok")
-    };
-    audit::record(pool, &event)
-        .await
-        .map_err(|e| DbError::query("write object.download audit row", e))?;
     let stream = futures::stream::poll_fn(move |cx| {
         // ByteStream yields its chunks through `poll_next` (a Stream in all but name).
         body.as_mut()
@@ -344,32 +298,24 @@ pub async fn key_export(
         .as_ref()
         .ok_or_else(|| no_kms("exporting keys"))?
         .with_actor(p.actor());
-    let rows = kms
-        .tenant_keys(Some(t.id))
+    let exported = kms
+        .export_tenant_keys(t.id, req.version)
         .await
-        .map_err(|e| Problem::of(&e))?;
-    let wanted: Vec<_> = rows
+        .map_err(|e| match e {
+            KeyError::UnknownKeyVersion { version, .. } => Problem::not_found(
+                "key.unknown",
+                format!("tenant {} has no key version {version}", t.name),
+            ),
+            other => Problem::of(&other),
+        })?;
+    let keys = exported
         .into_iter()
-        .filter(|r| r.state != "shredded" && req.version.is_none_or(|v| v == r.version))
-        .collect();
-    if let (Some(v), true) = (req.version, wanted.is_empty()) {
-        return Err(Problem::not_found(
-            "key.unknown",
-            format!("tenant {} has no readable key version {v}", t.name),
-        ));
-    }
-    let mut keys = Vec::with_capacity(wanted.len());
-    for r in wanted {
-        let key = kms
-            .export_tenant_key(t.id, r.version)
-            .await
-            .map_err(|e| Problem::of(&e))?;
-        keys.push(ExportedKey {
-            version: r.version,
-            state: r.state,
+        .map(|(row, key)| ExportedKey {
+            version: row.version,
+            state: row.state,
             key_file: key.to_key_file().as_str().to_owned(),
-        });
-    }
+        })
+        .collect();
     let mut resp = Json(KeyExport {
         tenant_id: t.id,
         keys,

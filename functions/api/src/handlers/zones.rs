@@ -335,6 +335,27 @@ pub async fn list(
     }))
 }
 
+/// Where a zone's token is checked: the Logpush jobs API for a push zone, Logpull
+/// otherwise (switching Cloudflare's log retention on when asked).
+fn probe_for(
+    services: &crate::Services,
+    mode: ZoneMode,
+    enable_retention: bool,
+) -> Box<dyn ZoneProbe> {
+    match mode {
+        ZoneMode::Push => Box::new(rainlogs_archive::logpush::JobsProbe::new(
+            services.cloudflare.clone(),
+        )),
+        ZoneMode::Pull | ZoneMode::Hybrid => Box::new(
+            rainlogs_fetch::LogpullProbe::new(
+                services.logpull.clone(),
+                services.cloudflare.clone(),
+            )
+            .enabling_retention(enable_retention),
+        ),
+    }
+}
+
 /// Adds a zone to a tenant (operators, admins): the token is probed at the zone's
 /// endpoint (Logpull, or the Logpush jobs API for a `push` zone) and stored only
 /// encrypted. Audited as `zone.add`.
@@ -378,18 +399,7 @@ pub async fn add(
             "zones cannot be added: this API runs without a master keyring to seal their tokens",
         ));
     };
-    let probe: Box<dyn ZoneProbe> = match mode {
-        ZoneMode::Push => Box::new(rainlogs_archive::logpush::JobsProbe::new(
-            services.cloudflare.clone(),
-        )),
-        ZoneMode::Pull | ZoneMode::Hybrid => Box::new(
-            rainlogs_fetch::LogpullProbe::new(
-                services.logpull.clone(),
-                services.cloudflare.clone(),
-            )
-            .enabling_retention(req.enable_retention),
-        ),
-    };
+    let probe = probe_for(services, mode, req.enable_retention);
     let new = NewZone {
         tenant: &t.name,
         cf_zone_id: &req.cf_zone_id,
@@ -462,15 +472,7 @@ pub async fn set_token(
             "tokens cannot be replaced: this API runs without a master keyring to seal them",
         ));
     };
-    let probe: Box<dyn ZoneProbe> = match z.mode {
-        ZoneMode::Push => Box::new(rainlogs_archive::logpush::JobsProbe::new(
-            services.cloudflare.clone(),
-        )),
-        ZoneMode::Pull | ZoneMode::Hybrid => Box::new(rainlogs_fetch::LogpullProbe::new(
-            services.logpull.clone(),
-            services.cloudflare.clone(),
-        )),
-    };
+    let probe = probe_for(services, z.mode, false);
     let r = zone::set_token(
         &services.pool,
         kms,

@@ -559,6 +559,14 @@ async fn restore_download_search_and_erasure_through_the_api() {
         log["events"].as_array().unwrap().len() >= 4,
         "every read is audited: {log}"
     );
+    assert!(
+        log["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["actor"].as_str().unwrap().starts_with("cli:")),
+        "the CLI's restores are audited too: {log}"
+    );
 
     drop(server);
     sim.shutdown().await.unwrap();
